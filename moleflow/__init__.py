@@ -1,0 +1,1 @@
+"""MoLE-Flow research harness."""

@@ -1,0 +1,143 @@
+"""The ``moleflow`` command line.
+
+Subcommands::
+
+    moleflow synth OUT [--seed S] [--size PX] [--categories ...]
+    moleflow data check --dataset {mvtec,visa,folder} --root DIR [--categories ...] [--json]
+    moleflow features extract [--config FILE] [--set key=value ...] [--dataset K --root DIR] [--categories ...]
+    moleflow config show [--config FILE] [--set key=value ...]
+
+A problem with the user's input is printed as one line (``moleflow: error: ...``)
+with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Callable
+
+import yaml
+
+from moleflow.errors import MoleflowError
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from moleflow.data.synth import SynthCounts, generate
+
+    counts = SynthCounts(train=args.train, test_good=args.test_good, test_per_defect=args.test_defect)
+    start = time.perf_counter()
+    summary = generate(args.out, seed=args.seed, size=args.size, categories=args.categories, counts=counts)
+    images = sum(sum(c.values()) for c in summary.values())
+    print(f"wrote {images} images in {len(summary)} categories to {args.out} ({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def _cmd_data_check(args: argparse.Namespace) -> int:
+    from moleflow.data.check import check_dataset, format_counts
+
+    counts = check_dataset(args.dataset, args.root, args.categories)
+    print(json.dumps(counts, indent=2) if args.json else format_counts(counts))
+    return 0
+
+
+def _resolve(args: argparse.Namespace) -> dict:
+    from moleflow.config import load_config
+
+    overrides = list(args.set or [])
+    if getattr(args, "dataset", None):
+        overrides.append(f"dataset.kind={args.dataset}")
+    if getattr(args, "root", None):
+        overrides.append(f"dataset.root={args.root}")
+    return load_config(args.config, overrides)
+
+
+def _cmd_features_extract(args: argparse.Namespace) -> int:
+    from moleflow.data.layouts import list_categories
+    from moleflow.features.extract import FeatureStore
+
+    config = _resolve(args)
+    ds = config["dataset"]
+    categories = args.categories or ds["categories"] or list_categories(ds["kind"], ds["root"])
+    store = FeatureStore(config, progress=not args.quiet)
+    for category in categories:
+        for split in args.splits:
+            features = store.get(category, split)
+            n = features.patches.shape[0]
+            how = "cache hit" if store.last_hit else "extracted"
+            rate = features.meta["images_per_second"]
+            print(f"{category}/{split}: {n} images, patches {tuple(features.patches.shape[1:])} float16, "
+                  f"{how} ({rate:.1f} img/s at extraction) -> {features.path}")
+    print(f"cache: {store.stats['hits']} hits, {store.stats['misses']} misses, "
+          f"{store.stats['images_extracted']} images extracted in {store.stats['extract_seconds']:.1f} s")
+    return 0
+
+
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    print(yaml.safe_dump(_resolve(args), sort_keys=False), end="")
+    return 0
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file of config keys (see moleflow/schemas/config.schema.yaml)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one key, e.g. features.embed_dim=128")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(prog="moleflow", description="MoLE-Flow continual anomaly detection harness")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    synth = sub.add_parser("synth", help="write the generated default dataset in the MVTec AD layout")
+    synth.add_argument("out", help="output folder")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    synth.add_argument("--categories", nargs="+", help="subset of: fabric wood tile cap screw pcb")
+    synth.add_argument("--train", type=int, default=40, help="normal training images per category")
+    synth.add_argument("--test-good", type=int, default=10, help="normal test images per category")
+    synth.add_argument("--test-defect", type=int, default=6, help="test images per defect type")
+    synth.set_defaults(func=_cmd_synth)
+
+    data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
+    check = data.add_parser("check", help="validate a dataset copy and count its images")
+    check.add_argument("--dataset", required=True, choices=["mvtec", "visa", "folder"])
+    check.add_argument("--root", required=True)
+    check.add_argument("--categories", nargs="+")
+    check.add_argument("--json", action="store_true", help="print one JSON object keyed by category")
+    check.set_defaults(func=_cmd_data_check)
+
+    features = sub.add_parser("features", help="backbone features").add_subparsers(dest="features_command", required=True)
+    extract = features.add_parser("extract", help="extract and cache patch embeddings")
+    _add_config_args(extract)
+    extract.add_argument("--dataset", choices=["mvtec", "visa", "folder"], help="shortcut for --set dataset.kind=...")
+    extract.add_argument("--root", help="shortcut for --set dataset.root=...")
+    extract.add_argument("--categories", nargs="+", help="default: dataset.categories, else every category")
+    extract.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    extract.add_argument("--quiet", action="store_true", help="no progress bar")
+    extract.set_defaults(func=_cmd_features_extract)
+
+    config = sub.add_parser("config", help="configuration tools").add_subparsers(dest="config_command", required=True)
+    show = config.add_parser("show", help="print the resolved configuration")
+    _add_config_args(show)
+    show.set_defaults(func=_cmd_config_show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``moleflow`` console script."""
+    args = build_parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except MoleflowError as exc:
+        print(f"moleflow: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("moleflow: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Run configuration: schema defaults, YAML files, ``--set`` overrides, validation.
+
+The one schema is ``moleflow/schemas/config.schema.yaml``: it documents every key
+and gives its default. :func:`load_config` starts from those defaults, merges a
+YAML file, applies ``key.sub=value`` overrides and validates the result. An
+unknown key or a bad value raises :class:`~moleflow.errors.ConfigError` with one
+line naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from moleflow.errors import ConfigError
+
+Config = dict[str, Any]
+
+
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    """The configuration schema (JSON Schema as a dict)."""
+    text = resources.files("moleflow").joinpath("schemas/config.schema.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def _defaults(node: dict[str, Any]) -> Any:
+    if node.get("type") == "object" and "properties" in node:
+        return {key: _defaults(child) for key, child in node["properties"].items()}
+    return copy.deepcopy(node.get("default"))
+
+
+def defaults() -> Config:
+    """Every key at its schema default."""
+    return _defaults(schema())
+
+
+def _merge(base: Config, update: dict[str, Any], prefix: str = "") -> Config:
+    props = _properties_at(prefix)
+    for key, value in update.items():
+        path = f"{prefix}{key}"
+        if props is not None and key not in props:
+            raise ConfigError(f"unknown config key {path!r}")
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value, prefix=f"{path}.")
+        else:
+            base[key] = value
+    return base
+
+
+def _properties_at(prefix: str) -> dict[str, Any] | None:
+    node = schema()
+    for part in [p for p in prefix.split(".") if p]:
+        node = node.get("properties", {}).get(part, {})
+    return node.get("properties")
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """Turn ``"a.b=value"`` into ``{"a": {"b": value}}`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    nested: dict[str, Any] = {}
+    node = nested
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return nested
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; raise ``ConfigError`` naming the file when it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys at the top level")
+    return data
+
+
+def validate(config: Config) -> Config:
+    """Validate ``config`` against the schema; return it unchanged."""
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        error = errors[0]
+        where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+        if error.validator == "additionalProperties":
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            key = f"{where}.{extra[0]}" if where != "<top level>" else extra[0]
+            raise ConfigError(f"unknown config key {key!r}")
+        raise ConfigError(f"config key {where}: {error.message}")
+    return config
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: Config | None = None) -> Config:
+    """Resolve a configuration: defaults <- YAML file <- overrides; validated.
+
+    Args:
+        path: a YAML file of config keys (``None`` for none).
+        overrides: ``key.sub=value`` strings, applied in order.
+        base: start from this config instead of the schema defaults.
+    """
+    config = copy.deepcopy(base) if base is not None else defaults()
+    if path is not None:
+        _merge(config, read_yaml(path))
+    for text in overrides or []:
+        _merge(config, parse_override(text))
+    return validate(config)
+
+
+def config_hash(config: Config, length: int = 12) -> str:
+    """Stable short hash of a resolved configuration."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]

@@ -1,0 +1,61 @@
+"""Image and mask loading with the paper's preprocessing.
+
+Images: resize to ``resize x resize`` (Lanczos), centre
+crop ``crop x crop``, RGB (grayscale PNGs are replicated to three channels),
+ImageNet mean/std. Masks follow the same geometry with nearest-neighbour
+resampling and are binarised with ``> 0`` (VisA masks hold class ids, not 255).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from moleflow.errors import DatasetError
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def open_image(path: str | Path) -> Image.Image:
+    """Open and fully decode an image; raise ``DatasetError`` naming a bad file."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img.copy()
+    except (OSError, SyntaxError, ValueError) as exc:  # PIL raises OSError for truncated files
+        raise DatasetError(f"unreadable or truncated image: {path} ({exc})") from None
+
+
+def _center_crop(img: Image.Image, crop: int) -> Image.Image:
+    width, height = img.size
+    left = (width - crop) // 2
+    top = (height - crop) // 2
+    return img.crop((left, top, left + crop, top + crop))
+
+
+def load_image(path: str | Path, resize: int, crop: int) -> np.ndarray:
+    """Load an image as a normalised float32 array of shape ``(3, crop, crop)``."""
+    img = open_image(path).convert("RGB").resize((resize, resize), Image.Resampling.LANCZOS)
+    arr = np.asarray(_center_crop(img, crop), dtype=np.float32) / 255.0
+    arr = (arr - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def load_display_image(path: str | Path, resize: int, crop: int) -> np.ndarray:
+    """Load an image for plots: uint8 ``(crop, crop, 3)``, same geometry as ``load_image``."""
+    img = open_image(path).convert("RGB").resize((resize, resize), Image.Resampling.LANCZOS)
+    return np.asarray(_center_crop(img, crop), dtype=np.uint8)
+
+
+def load_mask(path: str | Path | None, resize: int, crop: int) -> np.ndarray:
+    """Load a ground-truth mask as bool ``(crop, crop)``; ``None`` gives an all-false mask."""
+    if path is None:
+        return np.zeros((crop, crop), dtype=bool)
+    img = open_image(path)
+    if img.mode not in ("L", "1", "P", "I", "I;16"):
+        img = img.convert("L")
+    img = img.resize((resize, resize), Image.Resampling.NEAREST)
+    return np.asarray(_center_crop(img, crop)) > 0

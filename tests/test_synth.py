@@ -1,0 +1,96 @@
+"""The generated default dataset: layout, determinism, defects, difficulty."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from moleflow.cli import main
+from moleflow.data import check_dataset, load_category
+from moleflow.data.synth import DEFAULT_CATEGORIES, SynthCounts, generate
+from moleflow.data.synth_categories import CATEGORIES
+from moleflow.metrics import image_auroc
+
+SMALL = SynthCounts(train=12, test_good=4, test_per_defect=3)
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, seed=3, size=64, counts=SMALL)
+    return root
+
+
+def _digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.png")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_categories_mix_textures_and_objects() -> None:
+    kinds = {c.kind for c in CATEGORIES.values()}
+    assert len(DEFAULT_CATEGORIES) >= 6 and kinds == {"texture", "object"}
+    assert all(len(c.defects) >= 2 for c in CATEGORIES.values())
+
+
+def test_layout_is_mvtec_and_valid(synth_root: Path) -> None:
+    counts = check_dataset("mvtec", synth_root)
+    assert set(counts) == set(DEFAULT_CATEGORIES)
+    for name, row in counts.items():
+        n_defects = len(CATEGORIES[name].defects)
+        assert row == {"train": 12, "test_normal": 4, "test_anomalous": 3 * n_defects, "masks": 3 * n_defects}
+    screw = Image.open(next((synth_root / "screw" / "train" / "good").glob("*.png")))
+    assert screw.mode == "L"  # a grayscale category, as in MVTec AD
+
+
+def test_deterministic_for_a_seed(tmp_path: Path, synth_root: Path) -> None:
+    again = tmp_path / "again"
+    generate(again, seed=3, size=64, counts=SMALL)
+    assert _digest(again) == _digest(synth_root)
+    subset = tmp_path / "subset"
+    generate(subset, seed=3, size=64, categories=["tile"], counts=SMALL)
+    assert _digest(subset / "tile") == _digest(synth_root / "tile")
+    other = tmp_path / "other"
+    generate(other, seed=4, size=64, categories=["tile"], counts=SMALL)
+    assert _digest(other / "tile") != _digest(synth_root / "tile")
+
+
+def test_masks_mark_the_changed_pixels(synth_root: Path) -> None:
+    for name in DEFAULT_CATEGORIES:
+        data = load_category("mvtec", synth_root, name)
+        for sample in (s for s in data.test if s.label == 1):
+            mask = np.asarray(Image.open(sample.mask)) > 0
+            assert 0.002 <= mask.mean() < 0.25, (sample.mask, mask.mean())
+
+
+def _pixel_zscore_auroc(root: Path, name: str) -> float:
+    def load(path: Path) -> np.ndarray:
+        return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
+
+    data = load_category("mvtec", root, name)
+    train = np.stack([load(s.image) for s in data.train])
+    mean, std = train.mean(0), train.std(0) + 1e-3
+    scores = [float((np.abs(load(s.image) - mean) / std).max()) for s in data.test]
+    return image_auroc(np.array([s.label for s in data.test]), np.array(scores))
+
+
+def test_normal_images_vary_so_no_per_pixel_threshold_solves_it(tmp_path: Path) -> None:
+    root = tmp_path / "difficulty"
+    generate(root, seed=0, size=64, counts=SynthCounts(train=24, test_good=8, test_per_defect=4))
+    aurocs = {name: _pixel_zscore_auroc(root, name) for name in DEFAULT_CATEGORIES}
+    assert np.mean(list(aurocs.values())) < 0.8, aurocs
+    assert sum(a < 0.8 for a in aurocs.values()) >= 4, aurocs
+
+
+def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["synth", str(tmp_path / "d"), "--size", "48", "--categories", "cap", "pcb", "--train", "3", "--test-good", "1", "--test-defect", "1"])
+    assert code == 0 and "wrote" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["cap", "pcb"]
+    code = main(["synth", str(tmp_path / "e"), "--categories", "bottle"])
+    assert code == 2 and "unknown synthetic category 'bottle'" in capsys.readouterr().err
