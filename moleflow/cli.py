@@ -5,7 +5,8 @@ Subcommands::
     moleflow synth OUT [--seed S] [--size PX] [--categories ...]
     moleflow data check --dataset {mvtec,visa,folder} --root DIR [--categories ...] [--json]
     moleflow features extract [--config FILE] [--set key=value ...] [--dataset K --root DIR] [--categories ...]
-    moleflow config show [--config FILE] [--set key=value ...]
+    moleflow run [--profile cpu] [--config FILE] [--set key=value ...] --out RUN_DIR
+    moleflow config show [--profile cpu] [--config FILE] [--set key=value ...]
 
 A problem with the user's input is printed as one line (``moleflow: error: ...``)
 with exit status 2, never as a traceback.
@@ -46,12 +47,15 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 def _resolve(args: argparse.Namespace) -> dict:
     from moleflow.config import load_config
 
+    from moleflow.config import load_profile
+
     overrides = list(args.set or [])
     if getattr(args, "dataset", None):
         overrides.append(f"dataset.kind={args.dataset}")
     if getattr(args, "root", None):
         overrides.append(f"dataset.root={args.root}")
-    return load_config(args.config, overrides)
+    base = load_profile(args.profile) if getattr(args, "profile", None) else None
+    return load_config(args.config, overrides, base=base)
 
 
 def _cmd_features_extract(args: argparse.Namespace) -> int:
@@ -75,12 +79,27 @@ def _cmd_features_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from moleflow.continual import run
+
+    config = _resolve(args)
+    summary = run(config, args.out, progress=not args.quiet, log=(lambda *a: None) if args.quiet else print)
+    mean = summary["mean"]["routed"]
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    print(f"{summary['status']}: {summary['tasks_completed']}/{len(summary['tasks'])} tasks; mean routed "
+          f"I-AUROC {fmt(mean['image_auroc'])} P-AUROC {fmt(mean['pixel_auroc'])} P-AP {fmt(mean['pixel_ap'])} "
+          f"AUPRO {fmt(mean['aupro'])}; routing {fmt(summary['routing_accuracy'])}; "
+          f"FM(I-AUROC) {fmt(summary['forgetting']['image_auroc']['fm'])} -> {args.out}/summary.json")
+    return 0
+
+
 def _cmd_config_show(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(_resolve(args), sort_keys=False), end="")
     return 0
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", help="start from a named profile of moleflow/configs/ (e.g. cpu: the embedded default)")
     parser.add_argument("--config", help="YAML file of config keys (see moleflow/schemas/config.schema.yaml)")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one key, e.g. features.embed_dim=128")
 
@@ -117,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
     extract.set_defaults(func=_cmd_features_extract)
+
+    runp = sub.add_parser("run", help="one continual run: train every task, evaluate, write RUN_DIR/summary.json")
+    _add_config_args(runp)
+    runp.add_argument("--out", required=True, help="run directory (a rerun resumes after its last finished task)")
+    runp.add_argument("--quiet", action="store_true", help="no progress output")
+    runp.set_defaults(func=_cmd_run)
 
     config = sub.add_parser("config", help="configuration tools").add_subparsers(dest="config_command", required=True)
     show = config.add_parser("show", help="print the resolved configuration")

@@ -112,6 +112,20 @@ def validate(config: Config) -> Config:
     return config
 
 
+def profiles() -> list[str]:
+    """Names of the shipped profiles (``moleflow/configs/<name>.yaml``)."""
+    folder = resources.files("moleflow").joinpath("configs")
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_profile(name: str) -> Config:
+    """Schema defaults overlaid with the shipped profile ``name``."""
+    if name not in profiles():
+        raise ConfigError(f"unknown profile {name!r}; available: {', '.join(profiles())}")
+    text = resources.files("moleflow").joinpath(f"configs/{name}.yaml").read_text(encoding="utf-8")
+    return validate(_merge(defaults(), yaml.safe_load(text) or {}))
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: Config | None = None) -> Config:
     """Resolve a configuration: defaults <- YAML file <- overrides; validated.
 

@@ -1,0 +1,163 @@
+"""The continual learner: the model(s), the router and what each strategy trains.
+
+Strategies (METHOD_NOTES, Baselines), all with the same features, flow and router:
+
+* ``frozen_base`` (MoLE-Flow): task 0 trains the base and task 0's adapters; task
+  ``t >= 1`` trains only its own adapters (LoRA, task biases, whitening, DIA);
+* ``sequential``: the base is trained in every task, with the task's adapters;
+* ``ewc``: sequential plus ``lambda * sum_i F_i (theta_i - theta*_i)^2`` on the base
+  (diagonal empirical Fisher, summed over earlier tasks);
+* ``replay``: sequential plus a buffer of earlier tasks' feature maps replayed
+  through their own adapters;
+* ``separated``: an independent full model per task, each trained as a task 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from moleflow.config import Config
+from moleflow.model import MahalanobisRouter, ModelConfig, MoLEFlow, SubnetConfig
+from moleflow.model.mole_flow import task_of_parameter
+
+STRATEGIES = ("frozen_base", "sequential", "separated", "ewc", "replay")
+
+
+def model_config(config: Config, dim: int) -> ModelConfig:
+    """The :class:`ModelConfig` of a run config's ``model`` section for ``dim``-vectors."""
+    m = config["model"]
+    subnet = SubnetConfig(
+        rank=m["lora_rank"], alpha=m["lora_alpha"], use_lora=m["lora"], task_bias=m["task_bias"],
+        scale_context=m["scale_context"], context_kernel=m["context_kernel"],
+        context_alpha_max=m["context_alpha_max"], hidden_ratio=m["hidden_ratio"],
+    )
+    return ModelConfig(
+        dim=dim, positional_encoding=m["positional_encoding"], whitening=m["whitening"],
+        gamma_init_first=m["gamma_init_first"], gamma_init_later=m["gamma_init_later"],
+        spatial_mixer=m["spatial_mixer"], mixer_kernel=m["mixer_kernel"], mixer_gate_init=m["mixer_gate_init"],
+        coupling_blocks=m["coupling_blocks"], affine_clamp=m["affine_clamp"], permutation_seed=m["permutation_seed"],
+        subnet=subnet, dia_blocks=m["dia_blocks"], dia_clamp=m["dia_clamp"],
+    )
+
+
+class Learner(nn.Module):
+    """Model(s), router and strategy state of one continual run.
+
+    Every random initialisation is drawn from ``(seed, task)`` alone, so a run that
+    resumes at task ``k`` builds exactly the parameters an uninterrupted run had.
+    """
+
+    def __init__(self, config: Config, dim: int) -> None:
+        super().__init__()
+        self.strategy = config["strategy"]["name"]
+        self.seed = config["seed"]
+        self.mcfg = model_config(config, dim)
+        self.models = nn.ModuleList()
+        if self.strategy != "separated":
+            self.models.append(self._new_model(0))
+        self.router = MahalanobisRouter(config["router"]["covariance"], config["router"]["ridge"])
+        self.n_tasks = 0
+        self.ewc_lambda = float(config["strategy"]["ewc_lambda"])
+        self.fisher: dict[str, torch.Tensor] = {}
+        self.anchor: dict[str, torch.Tensor] = {}
+
+    def _new_model(self, salt: int) -> MoLEFlow:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 100_003 + salt)
+            return MoLEFlow(self.mcfg)
+
+    def add_task(self, router_features: np.ndarray) -> int:
+        """Create the next task's adapters (or model) and fit its router prototype."""
+        task = self.n_tasks
+        if self.strategy == "separated":
+            model = self._new_model(task)
+            model.add_task()
+            self.models.append(model)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed * 100_003 + 7919 * (task + 1))
+                self.models[0].add_task()
+        self.router.add_task(router_features)
+        self.n_tasks += 1
+        return task
+
+    def model_for(self, task: int) -> tuple[MoLEFlow, int]:
+        """The model that serves ``task`` and the task id inside it."""
+        return (self.models[task], 0) if self.strategy == "separated" else (self.models[0], task)
+
+    def trainable_parameters(self, task: int) -> list[nn.Parameter]:
+        """What training task ``task`` may change."""
+        model, local = self.model_for(task)
+        own = model.task_parameters(local)
+        if self.strategy == "separated" or task == 0 or self.strategy != "frozen_base":
+            return model.base_parameters() + own
+        return own
+
+    def base_named_parameters(self, task: int) -> dict[str, nn.Parameter]:
+        """The shared base parameters of the model serving ``task``, by name."""
+        model, _ = self.model_for(task)
+        trainable = {id(p) for p in model.base_parameters()}
+        return {n: p for n, p in model.named_parameters() if id(p) in trainable}
+
+    def ewc_penalty(self, task: int) -> torch.Tensor | None:
+        """``lambda * sum_i F_i (theta_i - theta*_i)^2`` over the base, or ``None``."""
+        if self.strategy != "ewc" or not self.fisher:
+            return None
+        params = self.base_named_parameters(task)
+        total = sum((self.fisher[n] * (params[n] - self.anchor[n]) ** 2).sum() for n in self.fisher)
+        return self.ewc_lambda * total
+
+    def consolidate(self, task: int, fisher: dict[str, torch.Tensor]) -> None:
+        """After task ``task`` (EWC): add its Fisher and anchor the base at its current value."""
+        for name, value in fisher.items():
+            self.fisher[name] = self.fisher.get(name, torch.zeros_like(value)) + value
+        self.anchor = {n: p.detach().clone() for n, p in self.base_named_parameters(task).items()}
+
+    # ------------------------------------------------------------------ checkpoints
+    def task_state(self, task: int) -> dict[str, torch.Tensor]:
+        """Task ``task``'s own tensors (its adapters or model, and its router prototype)."""
+        if self.strategy == "separated":
+            state = {f"models.{task}.{k}": v for k, v in self.models[task].state_dict().items()}
+        else:
+            state = {f"models.0.{k}": v for k, v in self.models[0].state_dict().items() if task_of_parameter(k) == task}
+        state[f"router.mean_{task}"] = getattr(self.router, f"mean_{task}")
+        state[f"router.precision_{task}"] = getattr(self.router, f"precision_{task}")
+        return {k: v.detach().clone() for k, v in state.items()}
+
+    def base_state(self) -> dict[str, torch.Tensor]:
+        """The shared model's base tensors (not for ``separated``)."""
+        return {f"models.0.{k}": v.detach().clone() for k, v in self.models[0].state_dict().items() if task_of_parameter(k) is None}
+
+    def ewc_state(self) -> dict[str, torch.Tensor]:
+        """EWC's accumulated Fisher and anchor."""
+        return {**{f"fisher.{k}": v for k, v in self.fisher.items()}, **{f"anchor.{k}": v for k, v in self.anchor.items()}}
+
+    def load_ewc_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore :meth:`ewc_state`."""
+        self.fisher = {k[len("fisher."):]: v for k, v in state.items() if k.startswith("fisher.")}
+        self.anchor = {k[len("anchor."):]: v for k, v in state.items() if k.startswith("anchor.")}
+
+
+def parameter_counts(config: Config, dim: int) -> dict[str, float]:
+    """Base and per-task parameter counts of the configured model (METHOD_NOTES, Parameters).
+
+    ``per_task`` counts a task ``t >= 1``'s adapters (LoRA, task biases, whitening, DIA);
+    ``per_task_without_dia`` leaves DIA out; ``overhead_pct = 100 * per_task / base``.
+    """
+    probe = MoLEFlow(model_config(config, dim))
+    probe.add_task()
+    probe.add_task()
+    base = sum(p.numel() for p in probe.base_parameters())
+    named = dict(probe.named_parameters())
+    own = {n: p.numel() for n, p in named.items() if task_of_parameter(n) == 1}
+    per_task = sum(own.values())
+    without_dia = sum(v for n, v in own.items() if not n.startswith("dia."))
+    return {
+        "base": base,
+        "per_task": per_task,
+        "per_task_without_dia": without_dia,
+        "overhead_pct": 100.0 * per_task / base if base else float("nan"),
+        "overhead_without_dia_pct": 100.0 * without_dia / base if base else float("nan"),
+    }

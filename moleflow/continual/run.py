@@ -1,0 +1,232 @@
+"""One continual run: tasks in order, evaluation after each, checkpoints, ``summary.json``.
+
+``run(config, out_dir)`` trains the tasks one after another. After task ``j`` it
+evaluates every seen task routed and oracle, fills row ``j`` of the accuracy
+matrices, writes a checkpoint (``frozen_base``: the base once, then each task's
+adapters; other strategies: the whole learner) and then ``checkpoints/progress.json``
+(the commit point). A rerun with the same config resumes after the last committed
+task and ends with the same numbers. A non-finite loss ends the run with status
+``diverged``, keeping the finished tasks' metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from moleflow.config import Config, config_hash
+from moleflow.continual.evaluate import METRICS, TaskEvaluation, evaluate_task
+from moleflow.continual.learner import Learner, parameter_counts
+from moleflow.continual.samples import pick_samples, save_sample
+from moleflow.continual.tasks import TaskData, load_tasks
+from moleflow.continual.train import ReplayBuffer, empirical_fisher, train_task
+from moleflow.errors import MoleflowError
+from moleflow.features import FeatureStore, resolve_device
+from moleflow.io import atomic_path, write_json_atomic, write_text_atomic
+from moleflow.metrics import backward_transfer, forgetting_diag, forgetting_max, routing_accuracy, routing_confusion
+
+MODES = ("routed", "oracle")
+
+
+def _empty_matrices(n: int) -> dict[str, dict[str, list[list[float | None]]]]:
+    return {mode: {m: [[None] * n for _ in range(n)] for m in METRICS} for mode in MODES}
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({k: v.cpu() for k, v in tensors.items()}, tmp)
+
+
+class RunState:
+    """What a run has committed so far (``checkpoints/progress.json``)."""
+
+    def __init__(self, n_tasks: int, cfg_hash: str) -> None:
+        self.cfg_hash = cfg_hash
+        self.completed = 0
+        self.matrices = _empty_matrices(n_tasks)
+        self.routing: list[dict[str, Any]] = []
+        self.tasks: list[dict[str, Any]] = []
+        self.timings = {"training": 0.0, "evaluation": 0.0}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"config_hash": self.cfg_hash, "completed": self.completed, "matrices": self.matrices,
+                "routing": self.routing, "tasks": self.tasks, "timings": self.timings}
+
+    @classmethod
+    def load(cls, path: Path, n_tasks: int, cfg_hash: str) -> "RunState":
+        state = cls(n_tasks, cfg_hash)
+        if not path.is_file():
+            return state
+        data = json.loads(path.read_text())
+        if data["config_hash"] != cfg_hash:
+            raise MoleflowError(
+                f"{path.parent.parent} holds a run of another configuration (hash {data['config_hash']}, this one {cfg_hash}); "
+                "use a new --out or delete it"
+            )
+        state.completed, state.matrices = data["completed"], data["matrices"]
+        state.routing, state.tasks, state.timings = data["routing"], data["tasks"], data["timings"]
+        return state
+
+
+def _restore(learner: Learner, ckpt: Path, completed: int) -> None:
+    full = learner.state_dict()
+    if learner.strategy == "frozen_base":
+        full.update(torch.load(ckpt / "base.pt"))
+        for task in range(completed):
+            full.update(torch.load(ckpt / f"task_{task}.pt"))
+    else:
+        saved = torch.load(ckpt / "learner.pt")
+        learner.load_ewc_state({k[4:]: v for k, v in saved.items() if k.startswith("ewc.")})
+        full.update({k: v for k, v in saved.items() if not k.startswith("ewc.")})
+    learner.load_state_dict(full)
+
+
+def _checkpoint(learner: Learner, ckpt: Path, task: int) -> None:
+    if learner.strategy == "frozen_base":
+        if task == 0:
+            _save_tensors(ckpt / "base.pt", learner.base_state())
+        _save_tensors(ckpt / f"task_{task}.pt", learner.task_state(task))
+    else:
+        state = dict(learner.state_dict())
+        state.update({f"ewc.{k}": v for k, v in learner.ewc_state().items()})
+        _save_tensors(ckpt / "learner.pt", state)
+
+
+def _forgetting(matrix: list[list[float | None]], upto: int) -> dict[str, float]:
+    R = np.array([[np.nan if v is None else v for v in row[:upto]] for row in matrix[:upto]], dtype=float)
+    return {"fm": forgetting_max(R), "paper": forgetting_diag(R), "bwt": backward_transfer(R)}
+
+
+def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Run one continual experiment; return the summary written to ``out_dir/summary.json``."""
+    out = Path(out_dir)
+    ckpt = out / "checkpoints"
+    cfg_hash = config_hash(config)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    device = resolve_device(config["device"])
+    start = time.perf_counter()
+    store = FeatureStore(config, progress=progress)
+    tasks = load_tasks(config, store)
+    features_seconds = time.perf_counter() - start
+    n = len(tasks)
+    dim = int(tasks[0].train.patches.shape[-1])
+    state = RunState.load(ckpt / "progress.json", n, cfg_hash)
+    learner = Learner(config, dim).to(device)
+    replay = ReplayBuffer(config["strategy"]["replay_images"], config["seed"]) if learner.strategy == "replay" else None
+    for task in range(state.completed):
+        learner.add_task(np.asarray(tasks[task].train.router))
+        if replay is not None:
+            replay.add(task, tasks[task].train.patches)
+    if state.completed:
+        _restore(learner, ckpt, state.completed)
+        log(f"resuming after task {state.completed - 1} ({tasks[state.completed - 1].category})")
+    status, message = "ok", ""
+    last_eval: list[TaskEvaluation] = []
+    for task in range(state.completed, n):
+        data = tasks[task]
+        learner.add_task(np.asarray(data.train.router))
+        result = train_task(learner, task, data.train.patches, config, device, replay)
+        state.timings["training"] += result.seconds
+        if result.status != "ok":
+            status, message = result.status, result.message
+            state.tasks.append({"task": task, "category": data.category, "status": result.status,
+                                "train_seconds": result.seconds, "epoch_losses": result.epoch_losses})
+            log(f"task {task} ({data.category}): {message}")
+            break
+        if learner.strategy == "ewc":
+            learner.consolidate(task, empirical_fisher(learner, task, data.train.patches, config, device))
+        if replay is not None:
+            replay.add(task, data.train.patches)
+        eval_start = time.perf_counter()
+        last_eval = [evaluate_task(learner, i, tasks[i], config, device) for i in range(task + 1)]
+        state.timings["evaluation"] += time.perf_counter() - eval_start
+        for i, ev in enumerate(last_eval):
+            for mode in MODES:
+                for metric in METRICS:
+                    state.matrices[mode][metric][task][i] = getattr(ev, mode)[metric]
+        true_ids = np.concatenate([np.full(len(ev.routed_to), i) for i, ev in enumerate(last_eval)])
+        routed_ids = np.concatenate([ev.routed_to for ev in last_eval])
+        state.routing.append({"after_task": task, "accuracy": routing_accuracy(true_ids, routed_ids),
+                              "confusion": routing_confusion(true_ids, routed_ids, task + 1).tolist()})
+        state.tasks.append({"task": task, "category": data.category, "status": "ok", "train_seconds": result.seconds,
+                            "epoch_losses": result.epoch_losses})
+        _checkpoint(learner, ckpt, task)
+        state.completed = task + 1
+        write_json_atomic(ckpt / "progress.json", state.to_json())
+        cur = last_eval[-1].oracle
+        log(f"task {task} ({data.category}): trained in {result.seconds:.1f} s, loss {result.epoch_losses[-1]:.1f}; "
+            f"I-AUROC {cur['image_auroc']:.3f} P-AUROC {cur['pixel_auroc']:.3f}; routing {state.routing[-1]['accuracy']:.3f}")
+    if state.completed == n and not last_eval:  # finished earlier: evaluate the restored learner for the samples
+        last_eval = [evaluate_task(learner, i, tasks[i], config, device) for i in range(n)]
+    summary = _summary(config, cfg_hash, tasks, state, status, message, dim, features_seconds, store, device)
+    summary["timings"]["total"] = time.perf_counter() - start
+    _write_outputs(out, summary, state, tasks, last_eval, config)
+    return summary
+
+
+def _summary(config: Config, cfg_hash: str, tasks: list[TaskData], state: RunState, status: str, message: str,
+             dim: int, features_seconds: float, store: FeatureStore, device: torch.device) -> dict[str, Any]:
+    done = state.completed
+    names = [t.category for t in tasks]
+    final: dict[str, Any] = {}
+    if done:
+        for i in range(done):
+            final[names[i]] = {mode: {m: state.matrices[mode][m][done - 1][i] for m in METRICS} for mode in MODES}
+    routing = state.routing[-1] if state.routing else None
+    return {
+        "status": status,
+        "message": message,
+        "config": config,
+        "config_hash": cfg_hash,
+        "seed": config["seed"],
+        "strategy": config["strategy"]["name"],
+        "tasks": names,
+        "tasks_completed": done,
+        "final": final,
+        "mean": {mode: {m: float(np.mean([final[c][mode][m] for c in final])) if final else None for m in METRICS} for mode in MODES},
+        "accuracy_matrix": state.matrices["routed"],
+        "accuracy_matrix_oracle": state.matrices["oracle"],
+        "forgetting": {m: _forgetting(state.matrices["routed"][m], done) for m in METRICS},
+        "forgetting_oracle": {m: _forgetting(state.matrices["oracle"][m], done) for m in METRICS},
+        "routing_accuracy": routing["accuracy"] if routing else None,
+        "routing_confusion": routing["confusion"] if routing else None,
+        "routing_accuracy_after_task": [r["accuracy"] for r in state.routing],
+        "params": parameter_counts(config, dim),
+        "per_task": state.tasks,
+        "timings": {"features": features_seconds, "training": state.timings["training"],
+                    "evaluation": state.timings["evaluation"],
+                    "feature_cache": {"hits": store.stats["hits"], "misses": store.stats["misses"]}},
+        "environment": {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+                        "machine": platform.machine()},
+    }
+
+
+def _write_outputs(out: Path, summary: dict[str, Any], state: RunState, tasks: list[TaskData],
+                   last_eval: list[TaskEvaluation], config: Config) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["after_task", "task", "category", "mode", *METRICS])
+    for j in range(state.completed):
+        for i in range(j + 1):
+            for mode in MODES:
+                writer.writerow([j, i, tasks[i].category, mode, *[state.matrices[mode][m][j][i] for m in METRICS]])
+    write_text_atomic(out / "tasks.csv", buffer.getvalue())
+    count = config["evaluation"]["sample_images"]
+    root = Path(config["dataset"]["root"])
+    feats = config["features"]
+    for i, ev in enumerate(last_eval):
+        test = tasks[i].test
+        labels = np.asarray(test.labels)
+        for k in pick_samples(labels, test.defects, count):
+            save_sample(out / "samples" / f"{tasks[i].category}_{k:03d}.png", root / test.images[k], feats["resize"],
+                        feats["input_size"], ev.routed_scores.maps[k], np.asarray(test.masks[k]),
+                        float(ev.routed_scores.image[k]), f"{tasks[i].category}: {test.defects[k]}")
+    write_json_atomic(out / "summary.json", summary)

@@ -1,0 +1,162 @@
+"""Training one task from cached features (no backbone pass per epoch).
+
+AdamW on the parameters the strategy lets this task change, cosine decay to
+``lr * lr_min_ratio`` with a linear warm-up for tasks >= 1, gradient-norm
+clipping, the Tail-Aware Loss with the log-det regulariser, fixed epochs. Batches
+are drawn from a generator seeded by ``(seed, task)``. A non-finite loss stops
+training and reports ``diverged``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from moleflow.config import Config
+from moleflow.continual.learner import Learner
+from moleflow.model import TailAwareLoss
+
+
+@dataclass
+class TrainResult:
+    """Outcome of training one task."""
+
+    status: str  # "ok" or "diverged"
+    epoch_losses: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    message: str = ""
+
+
+def _batch(patches: np.ndarray, index: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Rows ``index`` of a float16 ``(N, H, W, D)`` memmap as float32 on ``device``."""
+    return torch.from_numpy(np.asarray(patches[np.sort(index)], dtype=np.float32)).to(device)
+
+
+def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """Learning-rate multiplier: linear warm-up over ``warmup`` steps, then cosine to ``min_ratio``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+class ReplayBuffer:
+    """Feature maps of earlier tasks: ``(task, patches memmap, indices)`` per task."""
+
+    def __init__(self, images_per_task: int, seed: int) -> None:
+        self.images_per_task, self.seed = images_per_task, seed
+        self.entries: list[tuple[int, np.ndarray, np.ndarray]] = []
+
+    def add(self, task: int, patches: np.ndarray) -> None:
+        rng = np.random.default_rng([self.seed, task, 17])
+        count = min(self.images_per_task, len(patches))
+        self.entries.append((task, patches, np.sort(rng.choice(len(patches), count, replace=False))))
+
+    def sample(self, generator: torch.Generator, size: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """Draw ``size`` stored maps uniformly; return ``(task, patches, rows)`` groups."""
+        if not self.entries:
+            return []
+        pool = [(t, p, i) for t, p, rows in self.entries for i in rows]
+        picks = torch.randint(len(pool), (size,), generator=generator).tolist()
+        groups: dict[int, tuple[np.ndarray, list[int]]] = {}
+        for k in picks:
+            task, patches, row = pool[k]
+            groups.setdefault(task, (patches, []))[1].append(int(row))
+        return [(task, patches, np.array(rows)) for task, (patches, rows) in sorted(groups.items())]
+
+
+def _objective(learner: Learner, task: int, x: torch.Tensor, loss_fn: TailAwareLoss) -> torch.Tensor:
+    model, local = learner.model_for(task)
+    out = model(x, local)
+    loss, _ = loss_fn(-out.log_prob, out.logdet_flow + out.logdet_dia)
+    return loss
+
+
+def train_task(
+    learner: Learner,
+    task: int,
+    patches: np.ndarray,
+    config: Config,
+    device: torch.device,
+    replay: ReplayBuffer | None = None,
+) -> TrainResult:
+    """Train task ``task`` on its training features ``(N, H, W, D)``."""
+    tr = config["training"]
+    start = time.perf_counter()
+    params = learner.trainable_parameters(task)
+    wanted = {id(p) for p in params}
+    for p in learner.parameters():
+        p.requires_grad_(id(p) in wanted)
+    optimizer = torch.optim.AdamW(params, lr=tr["lr"], weight_decay=tr["weight_decay"])
+    loss_fn = TailAwareLoss(tr["tail_weight"], tr["top_k_ratio"], tr["logdet_reg"])
+    generator = torch.Generator().manual_seed(config["seed"] * 1_000_003 + task)
+    n = len(patches)
+    steps_per_epoch = math.ceil(n / tr["batch_size"])
+    total = steps_per_epoch * tr["epochs"]
+    warmup = steps_per_epoch * tr["warmup_epochs"] if task > 0 and learner.strategy != "separated" else 0
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total, warmup, tr["lr_min_ratio"])
+    )
+    learner.train()
+    result = TrainResult("ok")
+    for epoch in range(tr["epochs"]):
+        order = torch.randperm(n, generator=generator).numpy()
+        running = 0.0
+        for b in range(steps_per_epoch):
+            index = order[b * tr["batch_size"] : (b + 1) * tr["batch_size"]]
+            x = _batch(patches, index, device)
+            loss = _objective(learner, task, x, loss_fn)
+            if replay is not None and replay.entries:
+                parts, weights = [loss * len(index)], [len(index)]
+                for old_task, old_patches, rows in replay.sample(generator, tr["batch_size"]):
+                    parts.append(_objective(learner, old_task, _batch(old_patches, rows, device), loss_fn) * len(rows))
+                    weights.append(len(rows))
+                loss = torch.stack(parts).sum() / sum(weights)
+            penalty = learner.ewc_penalty(task)
+            if penalty is not None:
+                loss = loss + penalty
+            if not torch.isfinite(loss):
+                result.status = "diverged"
+                result.message = f"non-finite loss at task {task}, epoch {epoch}, step {b}"
+                result.seconds = time.perf_counter() - start
+                return result
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tr["clip_grad_norm"] > 0:
+                torch.nn.utils.clip_grad_norm_(params, tr["clip_grad_norm"])
+            optimizer.step()
+            scheduler.step()
+            running += float(loss.detach()) * len(index)
+        result.epoch_losses.append(running / n)
+    learner.eval()
+    for p in learner.parameters():
+        p.requires_grad_(False)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def empirical_fisher(learner: Learner, task: int, patches: np.ndarray, config: Config, device: torch.device) -> dict[str, torch.Tensor]:
+    """Diagonal empirical Fisher of the base parameters on task ``task``'s training data."""
+    tr = config["training"]
+    loss_fn = TailAwareLoss(tr["tail_weight"], tr["top_k_ratio"], tr["logdet_reg"])
+    named = learner.base_named_parameters(task)
+    for p in named.values():
+        p.requires_grad_(True)
+    fisher = {n: torch.zeros_like(p) for n, p in named.items()}
+    batches = 0
+    for start in range(0, len(patches), tr["batch_size"]):
+        index = np.arange(start, min(start + tr["batch_size"], len(patches)))
+        learner.zero_grad(set_to_none=True)
+        _objective(learner, task, _batch(patches, index, device), loss_fn).backward()
+        for n, p in named.items():
+            if p.grad is not None:
+                fisher[n] += p.grad.detach() ** 2
+        batches += 1
+    for p in named.values():
+        p.requires_grad_(False)
+        p.grad = None
+    return {n: f / max(batches, 1) for n, f in fisher.items()}

@@ -1,0 +1,18 @@
+"""MoLE-Flow torch modules (pure: tensors in, tensors out; no I/O, no logging)."""
+
+from moleflow.model.adapters import SpatialContextMixer, WhiteningAdapter
+from moleflow.model.coupling import GridShape, MoLEContextSubnet, SubnetConfig, build_coupling_flow
+from moleflow.model.dia import AffineCouplingBlock, DeepInvertibleAdapter
+from moleflow.model.encoding import PositionalEncoding2D, positional_encoding_2d
+from moleflow.model.lora import LoRALinear
+from moleflow.model.loss import TailAwareLoss
+from moleflow.model.mole_flow import FlowOutput, ModelConfig, MoLEFlow, task_of_parameter
+from moleflow.model.router import MahalanobisRouter
+from moleflow.model.scoring import anomaly_maps, gaussian_blur, image_scores
+
+__all__ = [
+    "AffineCouplingBlock", "DeepInvertibleAdapter", "FlowOutput", "GridShape", "LoRALinear", "MahalanobisRouter",
+    "ModelConfig", "MoLEContextSubnet", "MoLEFlow", "PositionalEncoding2D", "SpatialContextMixer", "SubnetConfig",
+    "TailAwareLoss", "WhiteningAdapter", "anomaly_maps", "build_coupling_flow", "gaussian_blur", "image_scores",
+    "positional_encoding_2d", "task_of_parameter",
+]

@@ -1,0 +1,129 @@
+"""The MoLE coupling flow: FrEIA ``AllInOneBlock``s whose subnet is :class:`MoLEContextSubnet` (eqs. 17-21).
+
+The flow maps each patch vector ``u`` in ``R^D`` to ``z``; patches travel as rows
+``(B*H*W, D)`` so that FrEIA returns one log-determinant per patch. The subnet
+needs the grid to compute its spatial context, so the flow shares a
+:class:`GridShape` with every subnet and sets it before each pass.
+
+Each block: split ``D/2 + D/2``; ``[s, t] = subnet(x1)``; ``x2 <- x2 exp(1.9 tanh(0.1 s)) + t``
+(FrEIA scales the subnet output by 0.1 and soft-clamps), then a global affine
+(SOFTPLUS) and a hard channel permutation drawn from ``permutation_seed + block``.
+The log-determinant per patch is the sum of the clamped scales plus the global
+affine's; the coupling is block-triangular over the whole grid (the context reads
+only ``x1``, which the block leaves unchanged), so the sum over patches is the
+exact log-determinant of the joint map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from FrEIA.framework import SequenceINN
+from FrEIA.modules import AllInOneBlock
+from torch import nn
+
+from moleflow.model.lora import LoRALinear
+
+
+@dataclass
+class GridShape:
+    """The ``(B, H, W)`` of the rows currently flowing through the coupling blocks."""
+
+    batch: int = 1
+    height: int = 1
+    width: int = 1
+
+
+@dataclass(frozen=True)
+class SubnetConfig:
+    """Settings of :class:`MoLEContextSubnet` (METHOD_NOTES Model 4)."""
+
+    rank: int = 64
+    alpha: float = 1.0
+    use_lora: bool = True
+    task_bias: bool = True
+    scale_context: bool = True
+    context_kernel: int = 5
+    context_alpha_max: float = 0.2
+    hidden_ratio: float = 1.0
+
+
+class MoLEContextSubnet(nn.Module):
+    """Predict ``[s, t]`` for one coupling block from the passive half ``x1``.
+
+    * ``ctx = alpha_max * sigmoid(theta_s) * DWConv_k(x1 on the H x W grid)`` (eq. 17),
+      ``theta_s = 0``, conv zero-initialised; the "w/o scale context" ablation drops it;
+    * ``s = Lin(ReLU(Lin([x1; ctx])))``, widths ``D -> D -> D/2`` (eq. 18);
+    * ``t = Lin(ReLU(Lin(x1)))``, widths ``D/2 -> D -> D/2`` (eq. 19);
+    * every ``Lin`` is a :class:`LoRALinear` (eq. 20).
+
+    Args:
+        c_in: ``D/2``, the passive half's width (FrEIA's ``channels_in``).
+        c_out: ``D``, twice the active half's width (FrEIA's ``channels_out``).
+        grid: the shared grid shape.
+        cfg: the subnet settings.
+    """
+
+    def __init__(self, c_in: int, c_out: int, grid: GridShape, cfg: SubnetConfig) -> None:
+        super().__init__()
+        self.grid = grid
+        self.half_out = c_out // 2
+        hidden = max(1, int(round(cfg.hidden_ratio * 2 * c_in)))
+        lora = dict(rank=cfg.rank, alpha=cfg.alpha, use_lora=cfg.use_lora, task_bias=cfg.task_bias)
+        self.context_conv: nn.Conv2d | None = None
+        if cfg.scale_context:
+            k = cfg.context_kernel
+            self.context_conv = nn.Conv2d(c_in, c_in, k, padding=k // 2, groups=c_in)
+            nn.init.zeros_(self.context_conv.weight)
+            nn.init.zeros_(self.context_conv.bias)
+            self.theta_s = nn.Parameter(torch.zeros(()))
+            self.alpha_max = cfg.context_alpha_max
+        s_in = 2 * c_in if cfg.scale_context else c_in
+        self.s1, self.s2 = LoRALinear(s_in, hidden, **lora), LoRALinear(hidden, self.half_out, **lora)
+        self.t1, self.t2 = LoRALinear(c_in, hidden, **lora), LoRALinear(hidden, self.half_out, **lora)
+
+    def context(self, x1: torch.Tensor) -> torch.Tensor:
+        """Spatial context of ``x1`` ``(N, c_in)`` on the grid -> ``(N, c_in)``."""
+        assert self.context_conv is not None
+        g = self.grid
+        grid = x1.reshape(g.batch, g.height, g.width, -1).permute(0, 3, 1, 2)
+        ctx = self.context_conv(grid).permute(0, 2, 3, 1).reshape(x1.shape)
+        return self.alpha_max * torch.sigmoid(self.theta_s) * ctx
+
+    def forward(self, x1: torch.Tensor) -> torch.Tensor:
+        """``(N, D/2)`` -> ``(N, D)`` = ``[s, t]``."""
+        s_in = torch.cat([x1, self.context(x1)], dim=1) if self.context_conv is not None else x1
+        s = self.s2(torch.relu(self.s1(s_in)))
+        t = self.t2(torch.relu(self.t1(x1)))
+        return torch.cat([s, t], dim=1)
+
+
+def build_coupling_flow(dim: int, blocks: int, grid: GridShape, cfg: SubnetConfig,
+                        clamp: float = 1.9, permutation_seed: int = 0) -> SequenceINN:
+    """``blocks`` FrEIA ``AllInOneBlock``s on ``dim``-vectors with :class:`MoLEContextSubnet`s.
+
+    FrEIA draws each hard permutation from NumPy's global generator; it is seeded
+    with ``permutation_seed + block`` and restored afterwards.
+    """
+    flow = SequenceINN(dim)
+    state = np.random.get_state()
+    try:
+        for k in range(blocks):
+            np.random.seed(permutation_seed + k)
+            flow.append(
+                AllInOneBlock,
+                subnet_constructor=lambda c_in, c_out: MoLEContextSubnet(c_in, c_out, grid, cfg),
+                affine_clamping=clamp,
+                global_affine_type="SOFTPLUS",
+                permute_soft=False,
+            )
+    finally:
+        np.random.set_state(state)
+    return flow
+
+
+def lora_layers(module: nn.Module) -> list[LoRALinear]:
+    """Every :class:`LoRALinear` inside ``module``."""
+    return [m for m in module.modules() if isinstance(m, LoRALinear)]

@@ -1,0 +1,39 @@
+"""Tail-Aware Loss (eq. 33) with the log-determinant regulariser (METHOD_NOTES, Training).
+
+``L = (1 - w) * mean_all(NLL) + w * mean_images(mean of the image's top ceil(ratio*H*W) NLL)
++ lambda * mean((logdet_flow + logdet_DIA)^2)``. "w/o TAL" is ``w = 0``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class TailAwareLoss(nn.Module):
+    """Args: ``tail_weight`` (w), ``top_k_ratio``, ``logdet_reg`` (lambda)."""
+
+    def __init__(self, tail_weight: float = 0.7, top_k_ratio: float = 0.02, logdet_reg: float = 1e-4) -> None:
+        super().__init__()
+        if not 0.0 <= tail_weight <= 1.0:
+            raise ValueError(f"tail_weight must lie in [0, 1], got {tail_weight}")
+        self.tail_weight, self.top_k_ratio, self.logdet_reg = tail_weight, top_k_ratio, logdet_reg
+
+    def forward(self, nll: torch.Tensor, logdet: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``nll``, ``logdet``: ``(B, H, W)`` per patch -> ``(loss, parts)``."""
+        flat = nll.reshape(nll.shape[0], -1)
+        mean_all = flat.mean()
+        loss = (1.0 - self.tail_weight) * mean_all
+        parts = {"nll": mean_all.detach()}
+        if self.tail_weight > 0:
+            k = max(1, math.ceil(self.top_k_ratio * flat.shape[1]))
+            tail = flat.topk(k, dim=1).values.mean()
+            loss = loss + self.tail_weight * tail
+            parts["tail"] = tail.detach()
+        if self.logdet_reg > 0:
+            reg = (logdet**2).mean()
+            loss = loss + self.logdet_reg * reg
+            parts["logdet_sq"] = reg.detach()
+        return loss, parts

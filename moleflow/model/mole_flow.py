@@ -1,0 +1,184 @@
+"""MoLE-Flow: positional encoding -> whitening adapter -> spatial mixer -> MoLE coupling flow -> DIA.
+
+A pure torch module. Per patch (eq. 32/37)::
+
+    log p(x) = -0.5 ||z||^2 - D/2 log(2 pi) + logdet_flow + logdet_DIA
+
+where ``u`` (after PE, whitening and mixer) is the density's variable: whitening
+and mixer are preprocessing and their Jacobians are not part of the density
+(METHOD_NOTES, Model 6). Tasks are added with :meth:`MoLEFlow.add_task`; a pass
+runs one task's adapters (the caller groups images by task).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from moleflow.model.adapters import SpatialContextMixer, WhiteningAdapter
+from moleflow.model.coupling import GridShape, SubnetConfig, build_coupling_flow, lora_layers
+from moleflow.model.dia import DeepInvertibleAdapter
+from moleflow.model.encoding import PositionalEncoding2D
+
+_TASK_PARAM = [
+    re.compile(r"^whitening\.[gb]\.(\d+)$"),
+    re.compile(r"\.(?:lora_A|lora_B|task_bias)\.(\d+)$"),
+    re.compile(r"^dia\.tasks\.(\d+)\."),
+]
+
+
+_FIXED = re.compile(r"\.(?:w_perm|w_perm_inv|w_0)$")  # FrEIA's permutation matrices: constants, never trained
+
+
+def is_fixed_parameter(name: str) -> bool:
+    """Whether ``name`` is a FrEIA permutation matrix (stored as a non-trainable parameter)."""
+    return bool(_FIXED.search(name))
+
+
+def task_of_parameter(name: str) -> int | None:
+    """The task a parameter belongs to, or ``None`` for the shared base."""
+    for pattern in _TASK_PARAM:
+        match = pattern.search(name)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of one MoLE-Flow (every field is a config key under ``model``)."""
+
+    dim: int
+    positional_encoding: bool = True
+    whitening: bool = True
+    gamma_init_first: float = 1.0
+    gamma_init_later: float = 1.25
+    spatial_mixer: bool = True
+    mixer_kernel: int = 3
+    mixer_gate_init: float = 0.5
+    coupling_blocks: int = 6
+    affine_clamp: float = 1.9
+    permutation_seed: int = 0
+    subnet: SubnetConfig = field(default_factory=SubnetConfig)
+    dia_blocks: int = 2
+    dia_clamp: float = 1.9
+
+
+class FlowOutput(NamedTuple):
+    """Result of a forward pass, each ``(B, H, W)`` except ``z`` ``(B, H, W, D)``."""
+
+    z: torch.Tensor
+    logdet_flow: torch.Tensor
+    logdet_dia: torch.Tensor
+    log_prob: torch.Tensor
+
+
+class MoLEFlow(nn.Module):
+    """The MoLE-Flow density model over ``(B, H, W, D)`` patch embeddings.
+
+    Example:
+        >>> model = MoLEFlow(ModelConfig(dim=16, coupling_blocks=2, subnet=SubnetConfig(rank=4)))
+        >>> model.add_task()
+        0
+        >>> out = model(torch.randn(2, 4, 4, 16), task=0)
+        >>> out.log_prob.shape
+        torch.Size([2, 4, 4])
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.grid = GridShape()
+        self.pe = PositionalEncoding2D(cfg.dim) if cfg.positional_encoding else None
+        self.whitening = WhiteningAdapter(cfg.dim) if cfg.whitening else None
+        self.mixer = SpatialContextMixer(cfg.dim, cfg.mixer_kernel, cfg.mixer_gate_init) if cfg.spatial_mixer else None
+        self.flow = (
+            build_coupling_flow(cfg.dim, cfg.coupling_blocks, self.grid, cfg.subnet, cfg.affine_clamp, cfg.permutation_seed)
+            if cfg.coupling_blocks > 0
+            else None
+        )
+        self.dia = DeepInvertibleAdapter(cfg.dim, cfg.dia_blocks, cfg.dia_clamp) if cfg.dia_blocks > 0 else None
+        self.n_tasks = 0
+
+    # ------------------------------------------------------------------ tasks
+    def add_task(self) -> int:
+        """Create the next task's adapters; return its id."""
+        task = self.n_tasks
+        if self.whitening is not None:
+            self.whitening.add_task(task, self.cfg.gamma_init_first if task == 0 else self.cfg.gamma_init_later)
+        if self.flow is not None:
+            for layer in lora_layers(self.flow):
+                layer.add_task(task)
+        if self.dia is not None:
+            self.dia.add_task(task)
+        self.n_tasks += 1
+        return task
+
+    def set_task(self, task: int) -> None:
+        """Route every LoRA layer to task ``task``'s adapter."""
+        if not 0 <= task < self.n_tasks:
+            raise ValueError(f"task {task} does not exist (the model has {self.n_tasks})")
+        if self.flow is not None:
+            for layer in lora_layers(self.flow):
+                layer.set_task(task)
+
+    def base_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters shared by all tasks (flow, context convs and gates, mixer)."""
+        return [p for n, p in self.named_parameters() if task_of_parameter(n) is None and not is_fixed_parameter(n)]
+
+    def task_parameters(self, task: int) -> list[nn.Parameter]:
+        """Task ``task``'s own parameters (whitening, LoRA, task biases, DIA)."""
+        return [p for n, p in self.named_parameters() if task_of_parameter(n) == task]
+
+    # ------------------------------------------------------------------ passes
+    def preprocess(self, x: torch.Tensor, task: int) -> torch.Tensor:
+        """PE, whitening and mixer: ``(B, H, W, D)`` -> ``u`` ``(B, H, W, D)``."""
+        if self.pe is not None:
+            x = self.pe(x)
+        if self.whitening is not None:
+            x = self.whitening(x, task)
+        if self.mixer is not None:
+            x = self.mixer(x)
+        return x
+
+    def transform(self, u: torch.Tensor, task: int, rev: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Flow then DIA (or the inverse with ``rev=True``).
+
+        Args:
+            u: ``(B, H, W, D)`` flow input (``z`` when ``rev``).
+
+        Returns:
+            ``(out (B, H, W, D), logdet_flow (B, H, W), logdet_dia (B, H, W))``; with
+            ``rev`` the log-dets are those of the inverse map.
+        """
+        batch, height, width, dim = u.shape
+        self.grid.batch, self.grid.height, self.grid.width = batch, height, width
+        self.set_task(task)
+        rows = u.reshape(-1, dim)
+        zero = torch.zeros(rows.shape[0], dtype=u.dtype, device=u.device)
+        ld_flow, ld_dia = zero, zero
+        if not rev:
+            if self.flow is not None:
+                rows, ld_flow = self.flow(rows)
+            if self.dia is not None:
+                rows, ld_dia = self.dia(rows, task)
+        else:
+            if self.dia is not None:
+                rows, ld_dia = self.dia(rows, task, rev=True)
+            if self.flow is not None:
+                rows, ld_flow = self.flow(rows, rev=True)
+        shape = (batch, height, width)
+        return rows.reshape(u.shape), ld_flow.reshape(shape), ld_dia.reshape(shape)
+
+    def forward(self, x: torch.Tensor, task: int) -> FlowOutput:
+        """Patch log-likelihoods of ``x`` ``(B, H, W, D)`` under task ``task``."""
+        u = self.preprocess(x, task)
+        z, ld_flow, ld_dia = self.transform(u, task)
+        dim = z.shape[-1]
+        log_pz = -0.5 * (z**2).sum(dim=-1) - 0.5 * dim * math.log(2 * math.pi)
+        return FlowOutput(z, ld_flow, ld_dia, log_pz + ld_flow + ld_dia)
