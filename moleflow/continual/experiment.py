@@ -101,6 +101,8 @@ def _checkpoint(learner: Learner, ckpt: Path, task: int) -> None:
 
 
 def _forgetting(matrix: list[list[float | None]], upto: int) -> dict[str, float]:
+    if upto == 0:
+        return {"fm": float("nan"), "paper": float("nan"), "bwt": float("nan")}
     R = np.array([[np.nan if v is None else v for v in row[:upto]] for row in matrix[:upto]], dtype=float)
     return {"fm": forgetting_max(R), "paper": forgetting_diag(R), "bwt": backward_transfer(R)}
 

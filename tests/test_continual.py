@@ -1,0 +1,171 @@
+"""Continual runs: zero forgetting, routing, determinism, resume, divergence, strategies, outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from moleflow.cli import main
+from moleflow.config import load_config, load_profile
+from moleflow.continual import Learner, run
+from moleflow.continual.evaluate import score_rows
+from moleflow.continual.tasks import load_tasks
+from moleflow.continual.train import train_task
+from moleflow.data.synth import SynthCounts, generate
+from moleflow.features import FeatureStore
+
+CATEGORIES = ["cap", "tile", "screw"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, seed=0, size=64, categories=CATEGORIES, counts=SynthCounts(train=8, test_good=3, test_per_defect=2))
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def tiny(dataset: Path, cache: Path, *extra: str) -> dict:
+    """A configuration small enough for the test suite (seconds per run)."""
+    return load_config(
+        overrides=[
+            f"dataset.root={dataset}", f"features.cache_dir={cache}", "features.resize=64", "features.input_size=64",
+            "features.embed_dim=16", "model.coupling_blocks=2", "model.lora_rank=4", "model.context_kernel=3",
+            "training.epochs=2", "training.batch_size=4", "evaluation.sample_images=1", "scoring.map_sigma=1.0",
+            "device=cpu", *extra,
+        ],
+        base=load_profile("cpu"),
+    )
+
+
+def _comparable(summary: dict) -> dict:
+    out = dict(summary)
+    out.pop("timings")
+    out["per_task"] = [{k: v for k, v in t.items() if k != "train_seconds"} for t in out["per_task"]]
+    return out
+
+
+def _scores_after_each_task(config: dict) -> list[np.ndarray]:
+    """Task 0's test image scores after training each task, in one process."""
+    tasks = load_tasks(config, FeatureStore(config, progress=False))
+    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    rows = np.arange(len(tasks[0].test.labels))
+    out = []
+    for task, data in enumerate(tasks):
+        learner.add_task(np.asarray(data.train.router))
+        assert train_task(learner, task, data.train.patches, config, torch.device("cpu")).status == "ok"
+        scored = score_rows(learner, 0, tasks[0].test.patches, rows, config, torch.device("cpu"))
+        out.append(np.concatenate([scored.image, scored.maps.ravel()]))
+    return out
+
+
+def test_frozen_base_forgets_nothing_bitwise_and_sequential_does(dataset: Path, cache: Path) -> None:
+    frozen = _scores_after_each_task(tiny(dataset, cache))
+    assert all(np.array_equal(frozen[0], later) for later in frozen[1:])
+    sequential = _scores_after_each_task(tiny(dataset, cache, "strategy.name=sequential"))
+    assert np.array_equal(sequential[0], frozen[0])  # same data, same first task
+    assert not np.array_equal(sequential[0], sequential[-1])
+
+
+def test_run_summary_routing_and_determinism(dataset: Path, cache: Path, tmp_path: Path) -> None:
+    config = tiny(dataset, cache)
+    first = run(config, tmp_path / "a", progress=False, log=lambda *a: None)
+    assert first["status"] == "ok" and first["tasks"] == sorted(CATEGORIES)
+    assert first["routing_accuracy"] == 1.0
+    for category, result in first["final"].items():
+        assert result["routed"] == result["oracle"], category  # perfect routing: routed equals oracle
+    for metric, values in first["forgetting"].items():
+        assert values["fm"] == 0.0 and values["paper"] == 0.0, metric
+    matrix = first["accuracy_matrix"]["image_auroc"]
+    assert matrix[0][1] is None and matrix[0][2] is None and matrix[2][0] == matrix[0][0]
+    assert set(first["params"]) >= {"base", "per_task", "per_task_without_dia", "overhead_pct"}
+    assert first["params"]["per_task"] > first["params"]["per_task_without_dia"] > 0
+    assert set(first["timings"]) >= {"features", "training", "evaluation"}
+    on_disk = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert on_disk["config"] == config and on_disk["seed"] == 0
+    assert (tmp_path / "a" / "tasks.csv").read_text().count("\n") == 1 + 2 * 6
+    assert len(list((tmp_path / "a" / "samples").glob("*.png"))) == 3
+    second = run(config, tmp_path / "b", progress=False, log=lambda *a: None)
+    assert _comparable(second) == _comparable(first)
+
+
+def test_resume_equals_uninterrupted(dataset: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for strategy in ("frozen_base", "ewc"):
+        config = tiny(dataset, cache, f"strategy.name={strategy}")
+        whole = run(config, tmp_path / f"whole-{strategy}", progress=False, log=lambda *a: None)
+        import moleflow.continual.experiment as run_module
+
+        real = run_module.train_task
+
+        def killed(learner, task, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if task == 2:
+                raise KeyboardInterrupt
+            return real(learner, task, *args, **kwargs)
+
+        monkeypatch.setattr(run_module, "train_task", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run(config, tmp_path / f"cut-{strategy}", progress=False, log=lambda *a: None)
+        assert not (tmp_path / f"cut-{strategy}" / "summary.json").exists()
+        monkeypatch.setattr(run_module, "train_task", real)
+        messages: list[str] = []
+        resumed = run(config, tmp_path / f"cut-{strategy}", progress=False, log=messages.append)
+        assert any("resuming after task 1" in m for m in messages)
+        assert _comparable(resumed)["final"] == _comparable(whole)["final"]
+        assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]
+        assert resumed["accuracy_matrix_oracle"] == whole["accuracy_matrix_oracle"]
+
+
+def test_divergence_is_recorded_not_raised(dataset: Path, cache: Path, tmp_path: Path) -> None:
+    config = tiny(dataset, cache, "training.lr=1.0e+8", "training.clip_grad_norm=0", "training.warmup_epochs=0")
+    summary = run(config, tmp_path / "div", progress=False, log=lambda *a: None)
+    assert summary["status"] == "diverged" and "non-finite loss" in summary["message"]
+    assert summary["tasks_completed"] < 3
+    on_disk = json.loads((tmp_path / "div" / "summary.json").read_text())
+    assert on_disk["status"] == "diverged"
+
+
+def test_diverged_late_task_keeps_earlier_metrics(dataset: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import moleflow.continual.experiment as run_module
+    from moleflow.continual.train import TrainResult
+
+    real = run_module.train_task
+
+    def explode(learner, task, *args, **kwargs):  # type: ignore[no-untyped-def]
+        return TrainResult("diverged", message="non-finite loss at task 2") if task == 2 else real(learner, task, *args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_task", explode)
+    summary = run(tiny(dataset, cache), tmp_path / "late", progress=False, log=lambda *a: None)
+    assert summary["status"] == "diverged" and summary["tasks_completed"] == 2
+    assert set(summary["final"]) == set(sorted(CATEGORIES)[:2])
+    assert summary["accuracy_matrix"]["image_auroc"][2] == [None, None, None]
+
+
+@pytest.mark.parametrize("strategy", ["separated", "replay", "sequential"])
+def test_other_strategies_run(dataset: Path, cache: Path, tmp_path: Path, strategy: str) -> None:
+    summary = run(tiny(dataset, cache, f"strategy.name={strategy}", "strategy.replay_images=2"), tmp_path / strategy,
+                  progress=False, log=lambda *a: None)
+    assert summary["status"] == "ok" and summary["strategy"] == strategy and len(summary["final"]) == 3
+    if strategy == "sequential":
+        assert summary["forgetting_oracle"]["image_auroc"]["fm"] >= 0.0
+
+
+def test_cli_run_and_config_mismatch(dataset: Path, cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["run", "--profile", "cpu", "--out", str(tmp_path / "cli"), "--quiet",
+            "--set", f"dataset.root={dataset}", "--set", f"features.cache_dir={cache}", "--set", "features.resize=64",
+            "--set", "features.input_size=64", "--set", "features.embed_dim=16", "--set", "model.coupling_blocks=1",
+            "--set", "model.lora_rank=2", "--set", "training.epochs=1", "--set", "dataset.categories=[cap,tile]",
+            "--set", "evaluation.sample_images=0", "--set", "device=cpu"]
+    assert main(args) == 0
+    assert "ok: 2/2 tasks" in capsys.readouterr().out
+    assert main([*args, "--set", "training.epochs=2"]) == 2
+    assert "holds a run of another configuration" in capsys.readouterr().err
+    assert main([*args, "--set", "model.lora_rnk=2"]) == 2
+    assert "unknown config key 'model.lora_rnk'" in capsys.readouterr().err

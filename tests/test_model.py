@@ -1,0 +1,237 @@
+"""MoLE-Flow modules: invertibility, exact log-determinants, zero-initialised adapters, loss, router, scoring."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from moleflow.model import (
+    AffineCouplingBlock,
+    DeepInvertibleAdapter,
+    GridShape,
+    LoRALinear,
+    MahalanobisRouter,
+    ModelConfig,
+    MoLEFlow,
+    SpatialContextMixer,
+    SubnetConfig,
+    TailAwareLoss,
+    WhiteningAdapter,
+    anomaly_maps,
+    build_coupling_flow,
+    gaussian_blur,
+    image_scores,
+    positional_encoding_2d,
+)
+from moleflow.model.mole_flow import is_fixed_parameter
+
+
+def _perturb(module: torch.nn.Module, scale: float = 0.3, seed: int = 0) -> None:
+    """Move every trainable parameter away from its (often zero) initialisation."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if not is_fixed_parameter(name):
+                p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+
+
+def _jacobian_logdet(fn, x: torch.Tensor) -> float:
+    jac = torch.autograd.functional.jacobian(lambda v: fn(v.reshape(x.shape)).reshape(-1), x.reshape(-1))
+    sign, logabs = torch.linalg.slogdet(jac)
+    assert sign != 0
+    return float(logabs)
+
+
+@pytest.mark.parametrize("scale_context", [True, False])
+def test_each_coupling_block_inverts_with_exact_logdet(scale_context: bool) -> None:
+    torch.manual_seed(0)
+    grid = GridShape(batch=2, height=3, width=2)
+    cfg = SubnetConfig(rank=2, scale_context=scale_context, context_kernel=3)
+    for k in range(3):
+        flow = build_coupling_flow(8, 1, grid, cfg, permutation_seed=k).double()
+        _perturb(flow, seed=k)
+        x = torch.randn(12, 8, dtype=torch.float64)
+        z, logdet = flow(x)
+        back, inv_logdet = flow(z, rev=True)
+        torch.testing.assert_close(back, x, rtol=0, atol=1e-12)
+        torch.testing.assert_close(inv_logdet, -logdet, rtol=0, atol=1e-12)
+        assert _jacobian_logdet(lambda v: flow(v)[0], x) == pytest.approx(float(logdet.detach().sum()), abs=1e-9)
+
+
+def test_dia_block_inverts_with_exact_logdet() -> None:
+    torch.manual_seed(1)
+    for flip in (False, True):
+        block = AffineCouplingBlock(6, flip=flip).double()
+        _perturb(block, scale=0.5)
+        x = torch.randn(5, 6, dtype=torch.float64)
+        y, logdet = block(x)
+        back, _ = block(y, rev=True)
+        torch.testing.assert_close(back, x, rtol=0, atol=1e-12)
+        assert _jacobian_logdet(lambda v: block(v)[0], x) == pytest.approx(float(logdet.detach().sum()), abs=1e-9)
+
+
+def _model(**overrides) -> MoLEFlow:
+    kwargs = dict(dim=8, coupling_blocks=3, subnet=SubnetConfig(rank=2, context_kernel=3), dia_blocks=2)
+    kwargs.update(overrides)
+    return MoLEFlow(ModelConfig(**kwargs))
+
+
+@pytest.mark.parametrize("task", [0, 1])
+def test_whole_flow_with_dia_inverts_with_exact_logdet(task: int) -> None:
+    torch.manual_seed(2)
+    model = _model()
+    model.add_task()
+    model.add_task()
+    model = model.double()
+    _perturb(model)
+    x = torch.randn(2, 3, 2, 8, dtype=torch.float64)
+    u = model.preprocess(x, task)
+    z, ld_flow, ld_dia = model.transform(u, task)
+    back, inv_flow, inv_dia = model.transform(z, task, rev=True)
+    torch.testing.assert_close(back, u, rtol=0, atol=1e-12)
+    torch.testing.assert_close(inv_flow + inv_dia, -(ld_flow + ld_dia), rtol=0, atol=1e-12)
+    exact = _jacobian_logdet(lambda v: model.transform(v, task)[0], u)
+    assert exact == pytest.approx(float((ld_flow + ld_dia).sum()), abs=1e-9)
+    out = model(x, task)
+    expected = -0.5 * (z**2).sum(-1) - 4 * math.log(2 * math.pi) + ld_flow + ld_dia
+    torch.testing.assert_close(out.log_prob, expected)
+
+
+def test_new_task_lora_is_exactly_the_base_function() -> None:
+    torch.manual_seed(3)
+    layer = LoRALinear(6, 5, rank=3)
+    _perturb(layer)
+    layer.add_task(1)
+    x = torch.randn(7, 6)
+    layer.set_task(0)
+    base = layer(x)
+    layer.set_task(1)
+    assert torch.equal(layer(x), base)
+    model = _model(dia_blocks=0)
+    model.add_task()
+    _perturb(model)
+    model.add_task()
+    u = torch.randn(2, 3, 3, 8)
+    assert torch.equal(model.transform(u, 1)[0], model.transform(u, 0)[0])
+    with torch.no_grad():
+        layer.lora_B["1"].fill_(0.1)
+    assert not torch.equal(layer(x), base)
+
+
+def test_without_lora_keeps_task_bias_only() -> None:
+    layer = LoRALinear(4, 3, rank=2, use_lora=False, task_bias=True)
+    layer.add_task(1)
+    assert len(layer.lora_A) == 0 and set(layer.task_bias) == {"1"}
+
+
+def test_whitening_adapter_init_and_normalisation() -> None:
+    wa = WhiteningAdapter(16)
+    wa.add_task(0, gamma_init=1.0)
+    wa.add_task(1, gamma_init=1.25)
+    for task, gamma0 in ((0, 1.0), (1, 1.25)):
+        gamma, beta = wa.gamma_beta(task)
+        torch.testing.assert_close(gamma, torch.full((16,), gamma0))
+        assert torch.all(beta == 0)
+    x = 5 + 3 * torch.randn(4, 16)
+    y = wa(x, 0)
+    torch.testing.assert_close(y.mean(-1), torch.zeros(4), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var(-1, unbiased=False), torch.ones(4), atol=1e-3, rtol=0)
+    with torch.no_grad():
+        wa.g["0"].fill_(100.0)
+        wa.b["0"].fill_(100.0)
+    gamma, beta = wa.gamma_beta(0)
+    assert torch.allclose(gamma, torch.tensor(2.0)) and torch.allclose(beta, torch.tensor(2.0))  # eqs. 9-10 bounds
+
+
+def test_spatial_mixer_starts_as_gated_box_filter() -> None:
+    mixer = SpatialContextMixer(4, kernel=3, gate_init=0.5)
+    x = torch.ones(1, 5, 5, 4)
+    y = mixer(x)
+    gate = torch.sigmoid(torch.tensor(0.5))
+    torch.testing.assert_close(y[0, 2, 2], torch.ones(4))  # interior: box filter of ones is one
+    torch.testing.assert_close(y[0, 0, 0], (1 - gate) + gate * 4 / 9 * torch.ones(4))  # zero-padded corner
+
+
+def test_positional_encoding_layout() -> None:
+    enc = positional_encoding_2d(8, height=3, width=4)
+    h, w = 2, 3
+    assert enc.shape == (3, 4, 8)
+    torch.testing.assert_close(enc[h, w, 0], torch.tensor(math.sin(w)))
+    torch.testing.assert_close(enc[h, w, 1], torch.tensor(math.cos(w)))
+    torch.testing.assert_close(enc[h, w, 2], torch.tensor(math.sin(w * 10000 ** (-2 / 4))))
+    torch.testing.assert_close(enc[h, w, 4], torch.tensor(math.sin(h)))
+    torch.testing.assert_close(enc[h, w, 5], torch.tensor(math.cos(h)))
+
+
+def test_tail_aware_loss_by_hand() -> None:
+    nll = torch.arange(2 * 10, dtype=torch.float32).reshape(2, 2, 5)  # image 0: 0..9, image 1: 10..19
+    logdet = torch.full((2, 2, 5), 2.0)
+    loss, parts = TailAwareLoss(tail_weight=0.7, top_k_ratio=0.2, logdet_reg=0.01)(nll, logdet)
+    mean_all = 9.5
+    tail = ((9 + 8) / 2 + (19 + 18) / 2) / 2  # top ceil(0.2 * 10) = 2 patches per image
+    assert float(loss) == pytest.approx(0.3 * mean_all + 0.7 * tail + 0.01 * 4.0)
+    assert float(parts["tail"]) == pytest.approx(tail)
+    plain, _ = TailAwareLoss(tail_weight=0.0, logdet_reg=0.0)(nll, logdet)
+    assert float(plain) == pytest.approx(mean_all)
+
+
+@pytest.mark.parametrize("covariance", ["ledoit_wolf", "ridge"])
+def test_router_is_perfect_on_distinct_tasks(covariance: str) -> None:
+    rng = np.random.default_rng(0)
+    router = MahalanobisRouter(covariance)
+    centres = rng.normal(0, 5, (4, 32))
+    for c in centres:
+        router.add_task(c + rng.normal(0, 1, (20, 32)))  # fewer images than dimensions: singular covariance
+    test = np.concatenate([c + rng.normal(0, 1, (10, 32)) for c in centres])
+    routed = router(torch.from_numpy(test).float())
+    assert routed.tolist() == np.repeat(np.arange(4), 10).tolist()
+    clone = MahalanobisRouter(covariance)
+    clone.load_state_dict(router.state_dict())
+    assert clone.n_tasks == 4 and torch.equal(clone.distances(torch.from_numpy(test)), router.distances(torch.from_numpy(test)))
+
+
+def test_scoring() -> None:
+    scores = torch.zeros(2, 4, 4)
+    scores[0, 1, 2] = 9.0
+    scores[0, 3, 3] = 6.0
+    scores[0, 0, 0] = 3.0
+    assert image_scores(scores, top_k=3).tolist() == [6.0, 0.0]
+    maps = anomaly_maps(scores, size=32, sigma=2.0)
+    assert maps.shape == (2, 32, 32) and torch.all(maps[1] == 0)
+    flat = gaussian_blur(torch.full((1, 20, 20), 7.0), sigma=2.0)
+    torch.testing.assert_close(flat, torch.full((1, 20, 20), 7.0))
+    peak = divmod(int(maps[0].argmax()), 32)
+    assert abs(peak[0] - 1 * 31 / 3) <= 2 and abs(peak[1] - 2 * 31 / 3) <= 2  # align_corners=True geometry
+
+
+def test_dia_identity_at_init_and_zero_blocks() -> None:
+    dia = DeepInvertibleAdapter(8, blocks=2)
+    dia.add_task(0)
+    z = torch.randn(5, 8)
+    out, logdet = dia(z, 0)
+    assert torch.equal(out, z) and torch.equal(logdet, torch.zeros(5))
+    none = DeepInvertibleAdapter(8, blocks=0)
+    assert torch.equal(none(z, 0)[0], z)
+
+
+def test_zero_coupling_blocks_is_a_valid_model() -> None:
+    model = _model(coupling_blocks=0)
+    model.add_task()
+    out = model(torch.randn(1, 2, 2, 8), 0)
+    assert torch.isfinite(out.log_prob).all()
+
+
+def test_task_parameters_are_separate() -> None:
+    model = _model()
+    model.add_task()
+    model.add_task()
+    base = {id(p) for p in model.base_parameters()}
+    t0 = {id(p) for p in model.task_parameters(0)}
+    t1 = {id(p) for p in model.task_parameters(1)}
+    assert base and t0 and t1 and not (base & t0) and not (base & t1) and not (t0 & t1)
+    named = dict(model.named_parameters())
+    lora = [n for n in named if ".lora_A.1" in n]
+    assert len(lora) == 3 * 4  # 4 LoRA linears per block
