@@ -4,6 +4,7 @@ Subcommands::
 
     moleflow synth OUT [--seed S] [--size PX] [--categories ...]
     moleflow data check --dataset {mvtec,visa,folder} --root DIR [--categories ...] [--json]
+    moleflow data baseline --dataset {mvtec,visa,folder} --root DIR [--categories ...]
     moleflow features extract [--config FILE] [--set key=value ...] [--dataset K --root DIR] [--categories ...]
     moleflow run [--profile cpu] [--config FILE] [--set key=value ...] --out RUN_DIR
     moleflow config show [--profile cpu] [--config FILE] [--set key=value ...]
@@ -20,6 +21,7 @@ import sys
 import time
 from typing import Callable
 
+import numpy as np
 import yaml
 
 from moleflow.errors import MoleflowError
@@ -41,6 +43,18 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
     counts = check_dataset(args.dataset, args.root, args.categories)
     print(json.dumps(counts, indent=2) if args.json else format_counts(counts))
+    return 0
+
+
+def _cmd_data_baseline(args: argparse.Namespace) -> int:
+    from moleflow.data.difficulty import pixel_zscore_auroc
+    from moleflow.data.layouts import list_categories
+
+    categories = args.categories or list_categories(args.dataset, args.root)
+    values = {c: pixel_zscore_auroc(args.dataset, args.root, c) for c in categories}
+    for category, value in values.items():
+        print(f"{category}: per-pixel z-score detector image AUROC {value:.3f}")
+    print(f"mean: {np.mean(list(values.values())):.3f}")
     return 0
 
 
@@ -126,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--categories", nargs="+")
     check.add_argument("--json", action="store_true", help="print one JSON object keyed by category")
     check.set_defaults(func=_cmd_data_check)
+    baseline = data.add_parser("baseline", help="image AUROC of a per-pixel z-score detector (is the dataset too easy?)")
+    baseline.add_argument("--dataset", required=True, choices=["mvtec", "visa", "folder"])
+    baseline.add_argument("--root", required=True)
+    baseline.add_argument("--categories", nargs="+")
+    baseline.set_defaults(func=_cmd_data_baseline)
 
     features = sub.add_parser("features", help="backbone features").add_subparsers(dest="features_command", required=True)
     extract = features.add_parser("extract", help="extract and cache patch embeddings")

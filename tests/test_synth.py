@@ -12,8 +12,8 @@ from PIL import Image
 from moleflow.cli import main
 from moleflow.data import check_dataset, load_category
 from moleflow.data.synth import DEFAULT_CATEGORIES, SynthCounts, generate
+from moleflow.data.difficulty import pixel_zscore_auroc
 from moleflow.data.synth_categories import CATEGORIES
-from moleflow.metrics import image_auroc
 
 SMALL = SynthCounts(train=12, test_good=4, test_per_defect=3)
 
@@ -69,21 +69,10 @@ def test_masks_mark_the_changed_pixels(synth_root: Path) -> None:
             assert 0.002 <= mask.mean() < 0.25, (sample.mask, mask.mean())
 
 
-def _pixel_zscore_auroc(root: Path, name: str) -> float:
-    def load(path: Path) -> np.ndarray:
-        return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
-
-    data = load_category("mvtec", root, name)
-    train = np.stack([load(s.image) for s in data.train])
-    mean, std = train.mean(0), train.std(0) + 1e-3
-    scores = [float((np.abs(load(s.image) - mean) / std).max()) for s in data.test]
-    return image_auroc(np.array([s.label for s in data.test]), np.array(scores))
-
-
 def test_normal_images_vary_so_no_per_pixel_threshold_solves_it(tmp_path: Path) -> None:
     root = tmp_path / "difficulty"
     generate(root, seed=0, size=64, counts=SynthCounts(train=24, test_good=8, test_per_defect=4))
-    aurocs = {name: _pixel_zscore_auroc(root, name) for name in DEFAULT_CATEGORIES}
+    aurocs = {name: pixel_zscore_auroc("mvtec", root, name, size=64) for name in DEFAULT_CATEGORIES}
     assert np.mean(list(aurocs.values())) < 0.8, aurocs
     assert sum(a < 0.8 for a in aurocs.values()) >= 4, aurocs
 
@@ -92,5 +81,7 @@ def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["synth", str(tmp_path / "d"), "--size", "48", "--categories", "cap", "pcb", "--train", "3", "--test-good", "1", "--test-defect", "1"])
     assert code == 0 and "wrote" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["cap", "pcb"]
+    code = main(["data", "baseline", "--dataset", "mvtec", "--root", str(tmp_path / "d")])
+    assert code == 0 and "per-pixel z-score detector image AUROC" in capsys.readouterr().out
     code = main(["synth", str(tmp_path / "e"), "--categories", "bottle"])
     assert code == 2 and "unknown synthetic category 'bottle'" in capsys.readouterr().err

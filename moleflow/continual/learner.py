@@ -34,7 +34,8 @@ def model_config(config: Config, dim: int) -> ModelConfig:
         context_alpha_max=m["context_alpha_max"], hidden_ratio=m["hidden_ratio"],
     )
     return ModelConfig(
-        dim=dim, positional_encoding=m["positional_encoding"], whitening=m["whitening"],
+        dim=dim, positional_encoding=m["positional_encoding"],
+        positional_encoding_scale=m["positional_encoding_scale"], whitening=m["whitening"],
         gamma_init_first=m["gamma_init_first"], gamma_init_later=m["gamma_init_later"],
         spatial_mixer=m["spatial_mixer"], mixer_kernel=m["mixer_kernel"], mixer_gate_init=m["mixer_gate_init"],
         coupling_blocks=m["coupling_blocks"], affine_clamp=m["affine_clamp"], permutation_seed=m["permutation_seed"],

@@ -64,7 +64,7 @@ def _scratch(rng: np.random.Generator, params: Params, image: np.ndarray, size: 
     t = np.linspace(-1, 1, 6)
     ys = center[0] + t * half * np.sin(angle) + bend * (1 - t**2) * np.cos(angle)
     xs = center[1] + t * half * np.cos(angle) - bend * (1 - t**2) * np.sin(angle)
-    alpha = polyline_alpha(size, np.stack([ys, xs], 1), rng.uniform(1.6, 2.6) * s) * rng.uniform(0.75, 0.95)
+    alpha = polyline_alpha(size, np.stack([ys, xs], 1), rng.uniform(2.5, 3.5) * s) * rng.uniform(0.75, 0.95)
     return blend(image, np.asarray(params.get("scratch_color", color)), alpha)
 
 
@@ -72,24 +72,24 @@ def _crack(rng: np.random.Generator, params: Params, image: np.ndarray, size: in
     """A jagged dark line; its colour is the category's shadow tone (``crack_color``)."""
     s = size / 128
     start = params.get("defect_center") or _point(rng, size, 0.3)
-    points = random_walk(rng, start, rng.uniform(0, 2 * np.pi), steps=14, step=2.6 * s, jitter=0.45)
-    alpha = polyline_alpha(size, points, rng.uniform(1.5, 2.4) * s)
+    points = random_walk(rng, start, rng.uniform(0, 2 * np.pi), steps=18, step=2.6 * s, jitter=0.45)
+    alpha = polyline_alpha(size, points, rng.uniform(2.2, 3.2) * s)
     return blend(image, np.asarray(params.get("crack_color", 0.06)), alpha * 0.9)
 
 
 def _stain(rng: np.random.Generator, params: Params, image: np.ndarray, size: int) -> np.ndarray:
     s = size / 128
     center = params.get("defect_center") or _point(rng, size, 0.25)
-    alpha = blob_alpha(rng, size, center, rng.uniform(7, 11) * s, roughness=0.35, edge=2.5 * s)
+    alpha = blob_alpha(rng, size, center, rng.uniform(9, 13) * s, roughness=0.35, edge=2.5 * s)
     color = np.array(rng.choice([[0.35, 0.22, 0.08], [0.15, 0.35, 0.12], [0.55, 0.1, 0.1], [0.1, 0.1, 0.1]]), dtype=np.float32)
-    return blend(image, color, alpha * rng.uniform(0.6, 0.8))
+    return blend(image, color, alpha * rng.uniform(0.75, 0.9))
 
 
 def _hole(rng: np.random.Generator, params: Params, image: np.ndarray, size: int) -> np.ndarray:
     """A hole showing what lies behind the surface (``hole_color``)."""
     s = size / 128
     center = params.get("defect_center") or _point(rng, size, 0.25)
-    alpha = blob_alpha(rng, size, center, rng.uniform(5, 9) * s, roughness=0.3, edge=1.0 * s)
+    alpha = blob_alpha(rng, size, center, rng.uniform(7, 11) * s, roughness=0.3, edge=1.0 * s)
     return blend(image, np.asarray(params.get("hole_color", 0.03)), alpha)
 
 
@@ -129,7 +129,7 @@ def _fabric_thread(rng: np.random.Generator, p: Params, image: np.ndarray, size:
     along = p["angle"] + (np.pi / 2 if rng.random() < 0.5 else 0.0)
     half = rng.uniform(18, 30) * s
     points = np.array([[cy - half * np.sin(along), cx - half * np.cos(along)], [cy + half * np.sin(along), cx + half * np.cos(along)]])
-    alpha = polyline_alpha(size, points, rng.uniform(2.5, 3.5) * s)
+    alpha = polyline_alpha(size, points, rng.uniform(3.0, 4.0) * s)
     return blend(image, np.clip(p["color"] * 1.45, 0, 1), alpha * 0.85)
 
 
@@ -204,7 +204,7 @@ def _tile_chip(rng: np.random.Generator, p: Params, image: np.ndarray, size: int
     k = rng.integers(1, int(size / period) + 1, 2)
     center = (k[0] * period - p["offset"][0], k[1] * period - p["offset"][1])
     center = (float(np.clip(center[0], 10, size - 10)), float(np.clip(center[1], 10, size - 10)))
-    alpha = blob_alpha(rng, size, center, rng.uniform(6, 9) * size / 128, roughness=0.45, edge=1.0)
+    alpha = blob_alpha(rng, size, center, rng.uniform(8, 11) * size / 128, roughness=0.45, edge=1.0)
     return blend(image, np.array([0.45, 0.38, 0.3]), alpha)
 
 
@@ -309,7 +309,7 @@ def _screw_broken_tip(rng: np.random.Generator, p: Params, image: np.ndarray, si
 
 def _screw_thread_damage(rng: np.random.Generator, p: Params, image: np.ndarray, size: int) -> np.ndarray:
     s = size / 128
-    damage = (rng.uniform(0.35, 0.8) * p["length"], rng.uniform(-3, 3) * s, rng.uniform(5, 8) * s)
+    damage = (rng.uniform(0.35, 0.8) * p["length"], rng.uniform(-3, 3) * s, rng.uniform(7, 10) * s)
     return _screw_draw({**p, "damage": damage}, size)
 
 
@@ -317,7 +317,7 @@ def _screw_contamination(rng: np.random.Generator, p: Params, image: np.ndarray,
     along = rng.uniform(0.3, 0.8) * p["length"] - p["length"] / 2
     cy = p["center"][0] + along * np.sin(p["angle"])
     cx = p["center"][1] + along * np.cos(p["angle"])
-    alpha = blob_alpha(rng, size, (cy, cx), rng.uniform(5, 8) * size / 128, roughness=0.4, edge=1.5)
+    alpha = blob_alpha(rng, size, (cy, cx), rng.uniform(7, 10) * size / 128, roughness=0.4, edge=1.5)
     return blend(image, 0.08, alpha * 0.9)
 
 
@@ -397,7 +397,7 @@ def _pcb_misplaced(rng: np.random.Generator, p: Params, image: np.ndarray, size:
 
 
 def _pcb_solder_blob(rng: np.random.Generator, p: Params, image: np.ndarray, size: int) -> np.ndarray:
-    alpha = ellipse_alpha(size, _point(rng, size, 0.25), (rng.uniform(4, 7) * size / 128, rng.uniform(3, 5) * size / 128), rng.uniform(0, np.pi))
+    alpha = ellipse_alpha(size, _point(rng, size, 0.25), (rng.uniform(6, 9) * size / 128, rng.uniform(4, 6) * size / 128), rng.uniform(0, np.pi))
     return blend(image, np.array(_PCB_COLORS["solder"]), alpha)
 
 

@@ -86,9 +86,9 @@ def photometric(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     size = image.shape[0]
     y, x = grid(size)
     angle = rng.uniform(0, 2 * np.pi)
-    ramp = ((np.cos(angle) * x + np.sin(angle) * y) / size - 0.5) * rng.uniform(0.0, 0.16)
-    gain = rng.uniform(0.88, 1.12)
-    offset = rng.uniform(-0.04, 0.04)
+    ramp = ((np.cos(angle) * x + np.sin(angle) * y) / size - 0.5) * rng.uniform(0.0, 0.10)
+    gain = rng.uniform(0.92, 1.08)
+    offset = rng.uniform(-0.03, 0.03)
     return image * gain + offset + ramp[..., None]
 
 

@@ -55,7 +55,7 @@ def forgetting_diag(matrix: np.ndarray) -> float:
 def backward_transfer(matrix: np.ndarray) -> float:
     """BWT: mean over ``i < T-1`` of ``R[T-1, i] - R[i, i]`` (negative = forgetting)."""
     value = forgetting_diag(matrix)
-    return -value if np.isfinite(value) else float("nan")
+    return 0.0 - value if np.isfinite(value) else float("nan")  # 0.0 - x: no negative zero
 
 
 def routing_accuracy(true_tasks: np.ndarray, routed_tasks: np.ndarray) -> float:

@@ -29,16 +29,16 @@ def positional_encoding_2d(dim: int, height: int, width: int) -> torch.Tensor:
 
 
 class PositionalEncoding2D(nn.Module):
-    """Add the 2D sinusoidal encoding to ``(B, H, W, D)`` patch embeddings (no parameters)."""
+    """Add ``scale * P`` to ``(B, H, W, D)`` patch embeddings (no parameters; the paper: ``scale = 1``)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, scale: float = 1.0) -> None:
         super().__init__()
-        self.dim = dim
+        self.dim, self.scale = dim, scale
         self._cache: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H, W, D)`` -> ``(B, H, W, D)``."""
         key = (x.shape[1], x.shape[2], x.device, x.dtype)
         if key not in self._cache:
-            self._cache[key] = positional_encoding_2d(self.dim, x.shape[1], x.shape[2]).to(x.device, x.dtype)
+            self._cache[key] = (self.scale * positional_encoding_2d(self.dim, x.shape[1], x.shape[2])).to(x.device, x.dtype)
         return x + self._cache[key]

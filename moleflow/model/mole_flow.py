@@ -55,6 +55,7 @@ class ModelConfig:
 
     dim: int
     positional_encoding: bool = True
+    positional_encoding_scale: float = 1.0
     whitening: bool = True
     gamma_init_first: float = 1.0
     gamma_init_later: float = 1.25
@@ -94,7 +95,7 @@ class MoLEFlow(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.grid = GridShape()
-        self.pe = PositionalEncoding2D(cfg.dim) if cfg.positional_encoding else None
+        self.pe = PositionalEncoding2D(cfg.dim, cfg.positional_encoding_scale) if cfg.positional_encoding else None
         self.whitening = WhiteningAdapter(cfg.dim) if cfg.whitening else None
         self.mixer = SpatialContextMixer(cfg.dim, cfg.mixer_kernel, cfg.mixer_gate_init) if cfg.spatial_mixer else None
         self.flow = (
