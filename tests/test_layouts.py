@@ -138,3 +138,9 @@ def test_visa_orphan_mask(capsys: pytest.CaptureFixture[str], visa_root: Path) -
     orphan = save(visa_root / "pcb1" / "Data" / "Masks" / "Anomaly" / "999.png", np.ones((40, 40), dtype=np.uint8))
     code, _, err = run_cli(capsys, "data", "check", "--dataset", "visa", "--root", str(visa_root), "--categories", "pcb1")
     assert code != 0 and "mask without its image" in err and str(orphan) in err
+
+
+def test_hidden_and_in_flight_files_are_ignored(mvtec_root: Path) -> None:
+    save(mvtec_root / "bottle" / "train" / "good" / ".000.png.tmp1234.png", np.zeros((40, 40, 3), dtype=np.uint8))
+    (mvtec_root / "bottle" / "test" / "crack" / ".001.png.partial.png").write_bytes(b"half")
+    assert check_dataset("mvtec", mvtec_root, ["bottle"])["bottle"]["train"] == 4

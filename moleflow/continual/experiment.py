@@ -115,7 +115,7 @@ def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -
     torch.use_deterministic_algorithms(True, warn_only=True)
     device = resolve_device(config["device"])
     start = time.perf_counter()
-    store = FeatureStore(config, progress=progress)
+    store = FeatureStore(config, progress=progress, log=log)
     tasks = load_tasks(config, store)
     features_seconds = time.perf_counter() - start
     n = len(tasks)

@@ -14,11 +14,12 @@ import numpy as np
 from PIL import Image
 
 from moleflow.data.layouts import load_category
+from moleflow.data.transforms import open_image
 from moleflow.metrics import image_auroc
 
 
 def _pixels(path: Path, size: int) -> np.ndarray:
-    img = Image.open(path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    img = open_image(path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(img, dtype=np.float32) / 255.0
 
 

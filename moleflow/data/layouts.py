@@ -70,7 +70,10 @@ class CategoryData:
 def _images_in(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in extensions and not p.name.startswith(".")  # skip hidden and in-flight temp files
+    )
 
 
 def _require_root(root: Path) -> None:

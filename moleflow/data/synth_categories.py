@@ -99,7 +99,7 @@ def _fabric_sample(rng: np.random.Generator, size: int) -> Params:
         "angle": rng.uniform(-0.14, 0.14),
         "period": rng.uniform(5.5, 7.0) * size / 128,
         "phase": rng.uniform(0, 50, 2),
-        "color": np.array([0.33, 0.42, 0.62]) + rng.normal(0, 0.025, 3),
+        "color": np.array([0.33, 0.42, 0.62]) * rng.uniform(0.8, 1.2) + rng.normal(0, 0.04, 3),
         "fuzz": rng.integers(0, 2**31),
     }
 

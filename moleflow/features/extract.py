@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -118,8 +118,9 @@ class FeatureStore:
     builds it.
     """
 
-    def __init__(self, config: Config, progress: bool = True) -> None:
+    def __init__(self, config: Config, progress: bool = True, log: Callable[[str], None] | None = None) -> None:
         self.config = config
+        self.log = log
         self.cache_dir = Path(config["features"]["cache_dir"])
         self.progress = progress
         self._extractor: FeatureExtractor | None = None
@@ -174,7 +175,7 @@ class FeatureStore:
         start_time = time.perf_counter()
         bar = tqdm(
             total=len(samples), unit="img", desc=f"features {fields['category']}/{fields['split']}",
-            disable=not self.progress, file=sys.stderr, leave=False,
+            disable=None if self.progress else True, file=sys.stderr, leave=False,  # None: off when not a terminal
         )
         batches = self._batches(loader)
         first = next(batches)
@@ -199,3 +200,6 @@ class FeatureStore:
             }
         self.stats["images_extracted"] += len(samples)
         self.stats["extract_seconds"] += seconds
+        if self.log is not None:
+            self.log(f"features {fields['category']}/{fields['split']}: {len(samples)} images in {seconds:.1f} s "
+                     f"({len(samples) / max(seconds, 1e-9):.1f} img/s, {self._extractor.device})")
