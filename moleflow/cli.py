@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -80,9 +81,11 @@ def _cmd_features_extract(args: argparse.Namespace) -> int:
     ds = config["dataset"]
     categories = args.categories or ds["categories"] or list_categories(ds["kind"], ds["root"])
     store = FeatureStore(config, progress=not args.quiet)
+    records = []
     for category in categories:
         for split in args.splits:
             features = store.get(category, split)
+            records.append({"category": category, "split": split, "path": str(features.path), "images": int(features.patches.shape[0])})
             n = features.patches.shape[0]
             how = "cache hit" if store.last_hit else "extracted"
             rate = features.meta["images_per_second"]
@@ -90,6 +93,10 @@ def _cmd_features_extract(args: argparse.Namespace) -> int:
                   f"{how} ({rate:.1f} img/s at extraction) -> {features.path}")
     print(f"cache: {store.stats['hits']} hits, {store.stats['misses']} misses, "
           f"{store.stats['images_extracted']} images extracted in {store.stats['extract_seconds']:.1f} s")
+    if args.record:
+        from moleflow.io import write_json_atomic
+
+        write_json_atomic(args.record, {"entries": records, "stats": store.stats})
     return 0
 
 
@@ -104,6 +111,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
           f"I-AUROC {fmt(mean['image_auroc'])} P-AUROC {fmt(mean['pixel_auroc'])} P-AP {fmt(mean['pixel_ap'])} "
           f"AUPRO {fmt(mean['aupro'])}; routing {fmt(summary['routing_accuracy'])}; "
           f"FM(I-AUROC) {fmt(summary['forgetting']['image_auroc']['fm'])} -> {args.out}/summary.json")
+    return 0
+
+
+def _cmd_track_init(args: argparse.Namespace) -> int:
+    from moleflow.io import write_json_atomic
+    from moleflow.tracking import default_tracking_uri, init_store
+
+    uri = default_tracking_uri(args.results, args.uri)
+    ids = init_store(uri, args.experiments, Path(args.results) / "mlflow-artifacts")
+    if args.record:
+        write_json_atomic(args.record, {"tracking_uri": uri, "experiments": ids})
+    print(f"MLflow store {uri}: {len(ids)} experiments")
+    return 0
+
+
+def _cmd_track_log(args: argparse.Namespace) -> int:
+    from moleflow.io import write_json_atomic
+    from moleflow.tracking import default_tracking_uri, log_run
+    from moleflow.tracking.mlflow_log import git_commit
+
+    uri = default_tracking_uri(args.results, args.uri)
+    logged = {}
+    for spec in args.experiment:
+        experiment, _, variant = spec.partition("=")
+        study, _, dataset = experiment.partition("/")
+        tags = {"study": study, "dataset": dataset, "variant": variant or study, "git_commit": git_commit()}
+        logged[experiment] = log_run(uri, args.run_dir, experiment, tags)
+    if args.record:
+        write_json_atomic(args.record, {"tracking_uri": uri, "runs": logged})
+    print(f"logged {args.run_dir} to {len(logged)} MLflow experiment(s) at {uri}")
     return 0
 
 
@@ -154,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--categories", nargs="+", help="default: dataset.categories, else every category")
     extract.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
+    extract.add_argument("--record", help="write a JSON record of the cache entries here (the workflow's output)")
     extract.set_defaults(func=_cmd_features_extract)
 
     runp = sub.add_parser("run", help="one continual run: train every task, evaluate, write RUN_DIR/summary.json")
@@ -161,6 +199,21 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("--out", required=True, help="run directory (a rerun resumes after its last finished task)")
     runp.add_argument("--quiet", action="store_true", help="no progress output")
     runp.set_defaults(func=_cmd_run)
+
+    track = sub.add_parser("track", help="MLflow mirror of run directories").add_subparsers(dest="track_command", required=True)
+    tinit = track.add_parser("init", help="create the MLflow store and experiments (once, before any run logs)")
+    tinit.add_argument("--results", default="results", help="results folder (the default store is results/mlflow.db)")
+    tinit.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite under --results)")
+    tinit.add_argument("--experiments", nargs="+", required=True)
+    tinit.add_argument("--record", help="write a JSON record here")
+    tinit.set_defaults(func=_cmd_track_init)
+    tlog = track.add_parser("log", help="log one run directory")
+    tlog.add_argument("--run-dir", required=True)
+    tlog.add_argument("--experiment", action="append", required=True, metavar="STUDY/DATASET[=VARIANT]")
+    tlog.add_argument("--results", default="results")
+    tlog.add_argument("--uri")
+    tlog.add_argument("--record", help="write a JSON record here")
+    tlog.set_defaults(func=_cmd_track_log)
 
     config = sub.add_parser("config", help="configuration tools").add_subparsers(dest="config_command", required=True)
     show = config.add_parser("show", help="print the resolved configuration")

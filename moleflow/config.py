@@ -63,6 +63,17 @@ def _properties_at(prefix: str) -> dict[str, Any] | None:
     return node.get("properties")
 
 
+def nested(key: str, value: Any) -> dict[str, Any]:
+    """``("a.b", v)`` -> ``{"a": {"b": v}}``."""
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = copy.deepcopy(value)
+    return out
+
+
 def parse_override(text: str) -> dict[str, Any]:
     """Turn ``"a.b=value"`` into ``{"a": {"b": value}}`` (value parsed as YAML)."""
     if "=" not in text:
@@ -72,13 +83,15 @@ def parse_override(text: str) -> dict[str, Any]:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError:
         value = raw
-    nested: dict[str, Any] = {}
-    node = nested
-    parts = key.strip().split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
-    return nested
+    return nested(key, value)
+
+
+def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
+    """Apply ``{"dotted.key": value}`` overrides to a copy of ``config``; validated."""
+    out = copy.deepcopy(config)
+    for key, value in overrides.items():
+        _merge(out, nested(key, value))
+    return validate(out)
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

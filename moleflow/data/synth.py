@@ -19,7 +19,7 @@ generating a subset of categories gives the same files for those categories.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +28,12 @@ from PIL import Image
 from moleflow.data.synth_categories import CATEGORIES, Category
 from moleflow.data.synth_draw import photometric, sensor_noise
 from moleflow.errors import DatasetError
-from moleflow.io import atomic_path
+from moleflow.io import atomic_path, write_json_atomic
 
 MASK_THRESHOLD = 0.08
 MIN_DEFECT_AREA = 0.002  # fraction of the image a defect must cover to be kept
 DEFAULT_CATEGORIES: tuple[str, ...] = tuple(CATEGORIES)
+MARKER = "synth.json"  # written into the output folder once every image is there
 
 
 @dataclass(frozen=True)
@@ -113,4 +114,6 @@ def generate(
             "test_normal": counts.test_good,
             "test_anomalous": counts.test_per_defect * len(category.defects),
         }
+    marker = {"seed": seed, "size": size, "counts": asdict(counts), "categories": summary}
+    write_json_atomic(out / MARKER, marker)  # written last: the dataset is complete
     return summary

@@ -1,0 +1,31 @@
+# MoLE-Flow workflow: datasets x studies x variants x task orders x seeds -> runs -> tables.
+# Rules stay thin; the logic is in moleflow/ (planning, training) and analysis/.
+from snakemake.utils import validate
+
+from moleflow.workflow import plan_runs
+
+
+if not config:  # --configfile replaces the embedded default instead of being merged into it
+
+    configfile: "config/config.yaml"
+
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+RESULTS = config["results"]
+RUNS = plan_runs(config)
+STUDIES = {name: sorted(r.run_id for r in RUNS.values() if name in r.studies) for name in config["studies"]}
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/runs.smk"
+include: "workflow/rules/tracking.smk"
+
+
+rule all_runs:
+    input:
+        expand(f"{RESULTS}/runs/{{run_id}}/summary.json", run_id=sorted(RUNS)),
+        expand(f"{RESULTS}/runs/{{run_id}}/mlflow.json", run_id=sorted(RUNS)),

@@ -1,0 +1,145 @@
+"""Mirror run directories into MLflow for browsing.
+
+* :func:`default_tracking_uri`: ``MLFLOW_TRACKING_URI`` if set, else the configured URI,
+  else ``sqlite:///<absolute results dir>/mlflow.db`` (four slashes: an absolute path).
+* :func:`init_store`: create the store and every experiment (one per study and
+  dataset) in one process, before any run logs: a brand-new sqlite store
+  initialised by several processes at once can break for good.
+* :func:`log_run`: one MLflow run per (experiment, run directory) with every config
+  key as a param, tags, per-task metrics as steps, final metrics and the run's files
+  as artifacts. Idempotent: a run already logged (same experiment, same config hash)
+  is replaced, so a retried job does not duplicate it.
+
+Nothing reads back from MLflow; a failed write leaves the run's files untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+METRIC_KEYS = ("image_auroc", "pixel_ap", "pixel_auroc", "aupro")
+
+
+def default_tracking_uri(results_dir: str | Path, configured: str | None = None) -> str:
+    """The tracking URI: environment, then configuration, then a sqlite file under ``results_dir``."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    if configured:
+        return configured
+    return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
+
+
+def experiment_name(study: str, dataset: str) -> str:
+    """One experiment per study and dataset."""
+    return f"{study}/{dataset}"
+
+
+def _client(uri: str):  # type: ignore[no-untyped-def]
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def init_store(uri: str, experiments: list[str], artifact_root: str | Path) -> dict[str, str]:
+    """Create the store and the experiments; return ``{name: experiment_id}``."""
+    client = _client(uri)
+    ids = {}
+    for name in experiments:
+        found = client.get_experiment_by_name(name)
+        if found is None:
+            location = (Path(artifact_root).resolve() / name.replace("/", "__")).as_uri()
+            ids[name] = client.create_experiment(name, artifact_location=location)
+        else:
+            ids[name] = found.experiment_id
+    return ids
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}`` (lists and None as JSON)."""
+    out: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def git_commit(path: str | Path = ".") -> str:
+    """The checkout's commit, or ``unknown``."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _metrics(summary: dict[str, Any]) -> list[tuple[str, float, int]]:
+    """``(key, value, step)``: per-task rows as steps, final means and forgetting at the last step."""
+    out: list[tuple[str, float, int]] = []
+    done = summary["tasks_completed"]
+    for metric in METRIC_KEYS:
+        for mode, key in (("routed", "accuracy_matrix"), ("oracle", "accuracy_matrix_oracle")):
+            matrix = summary[key][metric]
+            for j in range(done):
+                row = [v for v in matrix[j][: j + 1] if v is not None]
+                if row:
+                    out.append((f"{mode}.seen_mean.{metric}", float(sum(row) / len(row)), j))
+        for mode in ("routed", "oracle"):
+            value = summary["mean"][mode][metric]
+            if value is not None:
+                out.append((f"final.{mode}.{metric}", float(value), max(done - 1, 0)))
+        for kind in ("fm", "paper", "bwt"):
+            value = summary["forgetting"][metric][kind]
+            if value is not None:
+                out.append((f"forgetting.{kind}.{metric}", float(value), max(done - 1, 0)))
+    if summary.get("routing_accuracy") is not None:
+        out.append(("routing_accuracy", float(summary["routing_accuracy"]), max(done - 1, 0)))
+    for j, acc in enumerate(summary.get("routing_accuracy_after_task", [])):
+        out.append(("routing_accuracy_after_task", float(acc), j))
+    for task in summary["per_task"]:
+        out.append(("train_seconds", float(task["train_seconds"]), task["task"]))
+        if task["epoch_losses"]:
+            out.append(("final_train_loss", float(task["epoch_losses"][-1]), task["task"]))
+    return out
+
+
+def log_run(uri: str, run_dir: str | Path, experiment: str, tags: dict[str, str]) -> str:
+    """Log one run directory into ``experiment``; return the MLflow run id."""
+    import time
+
+    from mlflow.entities import Metric, Param, RunTag
+
+    run_dir = Path(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    client = _client(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise RuntimeError(f"MLflow experiment {experiment!r} does not exist in {uri}; run the workflow's mlflow_init first")
+    old = client.search_runs([found.experiment_id], filter_string=f"tags.config_hash = '{summary['config_hash']}'")
+    for run in old:
+        client.delete_run(run.info.run_id)
+    all_tags = {"status": summary["status"], "strategy": summary["strategy"], "seed": str(summary["seed"]),
+                "task_order": ",".join(summary["tasks"]), "config_hash": summary["config_hash"],
+                "mlflow.runName": f"{tags.get('variant', summary['strategy'])}-seed{summary['seed']}", **tags}
+    run = client.create_run(found.experiment_id, tags=all_tags)
+    run_id = run.info.run_id
+    now = int(time.time() * 1000)
+    params = [Param(k, v[:6000]) for k, v in flatten(summary["config"]).items()]
+    metrics = [Metric(k, v, now, step) for k, v, step in _metrics(summary)]
+    for start in range(0, len(params), 100):
+        client.log_batch(run_id, params=params[start : start + 100])
+    for start in range(0, len(metrics), 500):
+        client.log_batch(run_id, metrics=metrics[start : start + 500])
+    for name in ("summary.json", "tasks.csv"):
+        if (run_dir / name).is_file():
+            client.log_artifact(run_id, str(run_dir / name))
+    if (run_dir / "samples").is_dir():
+        client.log_artifacts(run_id, str(run_dir / "samples"), artifact_path="samples")
+    client.set_terminated(run_id, status="FINISHED" if summary["status"] == "ok" else "FAILED")
+    return run_id

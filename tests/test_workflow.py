@@ -1,0 +1,126 @@
+"""The Snakemake workflow: planning, an end-to-end run with MLflow, no-op reruns, targeted reruns."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from moleflow.errors import ConfigError
+from moleflow.workflow import plan_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "results": "results",
+    "cache": "results/cache/features",
+    "seeds": [0],
+    "base": {"profile": "cpu", "set": {
+        "training.epochs": 1, "features.resize": 64, "features.input_size": 64, "features.embed_dim": 16,
+        "model.coupling_blocks": 1, "model.lora_rank": 2, "evaluation.sample_images": 1, "device": "cpu"}},
+    "datasets": {"tiny": {"kind": "mvtec", "root": "data/tiny", "categories": ["cap", "tile"],
+                          "generate": {"seed": 0, "size": 64, "train": 6, "test_good": 2, "test_defect": 2}}},
+    "studies": {
+        "main": {"variants": [{"name": "MoLE-Flow"}]},
+        "ablation": {"variants": [{"name": "MoLE-Flow"}, {"name": "w/o TAL", "set": {"training.tail_weight": 0.0}}]},
+    },
+}
+
+
+def _validated(workflow: dict) -> dict:
+    from snakemake.utils import validate
+
+    cfg = copy.deepcopy(workflow)
+    validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+    return cfg
+
+
+def test_plan_shares_runs_between_studies_and_keys_them_by_config() -> None:
+    runs = plan_runs(_validated(TINY))
+    assert len(runs) == 2  # main's run is ablation's MoLE-Flow run
+    shared = next(r for r in runs.values() if len(r.studies) == 2)
+    assert shared.studies == ["ablation", "main"] and shared.config["seed"] == 0
+    changed = copy.deepcopy(TINY)
+    changed["studies"]["ablation"]["variants"][1]["set"]["training.tail_weight"] = 0.1
+    again = plan_runs(_validated(changed))
+    assert shared.run_id in again and len(set(again) - set(runs)) == 1
+
+
+def test_plan_crosses_seeds_and_orders() -> None:
+    wf = copy.deepcopy(TINY)
+    wf["seeds"] = [0, 1, 2]
+    wf["studies"]["order"] = {"orders": ["alphabetical", "random-1"], "variants": [{"name": "MoLE-Flow"}]}
+    runs = plan_runs(_validated(wf))
+    order_runs = [r for r in runs.values() if "order" in r.studies]
+    assert len(order_runs) == 6 and {r.order for r in order_runs} == {"alphabetical", "random-1"}
+    assert {r.config["order_seed"] for r in order_runs if r.order == "random-1"} == {1}
+
+
+def test_unknown_run_key_names_the_study() -> None:
+    wf = copy.deepcopy(TINY)
+    wf["studies"]["ablation"]["variants"][1]["set"] = {"training.tail_wieght": 0.0}
+    with pytest.raises(ConfigError, match=r"studies.ablation.variants.w/o TAL: unknown config key 'training.tail_wieght'"):
+        plan_runs(_validated(wf))
+
+
+def test_workflow_schema_rejects_unknown_keys(tmp_path: Path) -> None:
+    wf = copy.deepcopy(TINY)
+    wf["studies"]["main"]["variantz"] = []
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(wf))
+    result = _snakemake(tmp_path, "-n")
+    assert result.returncode != 0 and "variantz" in result.stdout + result.stderr
+
+
+def test_default_and_paper_configs_plan() -> None:
+    for name in ("config.yaml",):
+        runs = plan_runs(_validated(yaml.safe_load((ROOT / "config" / name).read_text())))
+        assert runs and all(len(r.run_id) == 12 for r in runs.values())
+
+
+def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "all_runs", "-s", str(ROOT / "Snakefile"), "--configfile", "config.yaml",
+           "--cores", "2", "--resources", "gpu=1", *args]
+    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
+
+
+def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
+    first = _snakemake(tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    runs = sorted((tmp_path / "results" / "runs").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["status"] == "ok" and summary["tasks"] == ["cap", "tile"]
+        assert json.loads((run / "mlflow.json").read_text())["runs"]
+    assert (tmp_path / "data" / "tiny" / "synth.json").is_file()
+    assert len(list((tmp_path / "results" / "features" / "tiny").glob("*.json"))) == 2
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
+    names = sorted(e.name for e in client.search_experiments() if e.name != "Default")
+    assert names == ["ablation/tiny", "main/tiny"]
+    ablation = client.get_experiment_by_name("ablation/tiny")
+    logged = client.search_runs([ablation.experiment_id])
+    assert sorted(r.data.tags["variant"] for r in logged) == ["MoLE-Flow", "w/o TAL"]
+    one = logged[0]
+    assert one.data.params["training.epochs"] == "1" and "final.routed.image_auroc" in one.data.metrics
+    assert {a.path for a in client.list_artifacts(one.info.run_id)} >= {"summary.json", "tasks.csv", "samples"}
+
+    again = _snakemake(tmp_path, "-n")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+    changed = copy.deepcopy(TINY)
+    changed["studies"]["ablation"]["variants"][1]["set"]["training.tail_weight"] = 0.2
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(changed))
+    planned = _snakemake(tmp_path, "-n", "--quiet", "rules")
+    text = planned.stdout + planned.stderr
+    assert planned.returncode == 0
+    counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert counts.get("run") == 1 and "synth" not in counts and "features" not in counts, text

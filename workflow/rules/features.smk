@@ -1,0 +1,28 @@
+# Feature extraction: one job per (dataset, category), so training jobs only read the cache.
+from moleflow.workflow.plan import dataset_config
+
+
+rule dataset_config:
+    output:
+        f"{RESULTS}/configs/dataset-{{dataset}}.yaml",
+    params:
+        cfg=lambda w: dataset_config(config, w.dataset),
+    localrule: True
+    run:
+        from moleflow.io import write_text_atomic
+
+        write_text_atomic(output[0], yaml.safe_dump(params.cfg, sort_keys=False))
+
+
+rule features:
+    input:
+        cfg=f"{RESULTS}/configs/dataset-{{dataset}}.yaml",
+        data=lambda w: dataset_marker(w.dataset),
+    output:
+        f"{RESULTS}/features/{{dataset}}/{{category}}.json",
+    log:
+        f"{RESULTS}/logs/features/{{dataset}}/{{category}}.log",
+    threads: config["threads"]
+    shell:
+        "moleflow features extract --config {input.cfg} --categories {wildcards.category} --quiet "
+        "--record {output} > {log} 2>&1"
