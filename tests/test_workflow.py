@@ -77,9 +77,12 @@ def test_workflow_schema_rejects_unknown_keys(tmp_path: Path) -> None:
 
 
 def test_default_and_paper_configs_plan() -> None:
-    for name in ("config.yaml",):
+    counts = {}
+    for name in ("config.yaml", "paper.yaml"):
         runs = plan_runs(_validated(yaml.safe_load((ROOT / "config" / name).read_text())))
-        assert runs and all(len(r.run_id) == 12 for r in runs.values())
+        assert all(len(r.run_id) == 12 for r in runs.values())
+        counts[name] = len(runs)
+    assert counts == {"config.yaml": 60, "paper.yaml": 300}
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -124,3 +127,12 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
     assert planned.returncode == 0
     counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert counts.get("run") == 1 and "synth" not in counts and "features" not in counts, text
+
+
+@pytest.mark.parametrize("profile", ["default", "slurm"])
+def test_profiles_parse_and_plan(tmp_path: Path, profile: str) -> None:
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
+    result = _snakemake(tmp_path, "-n", "--workflow-profile", str(ROOT / "workflow" / "profiles" / profile))
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text[-2000:]
+    assert "run" in text and "2" in text
