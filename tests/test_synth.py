@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,8 @@ def test_normal_images_vary_so_no_per_pixel_threshold_solves_it(tmp_path: Path) 
 def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["synth", str(tmp_path / "d"), "--size", "48", "--categories", "cap", "pcb", "--train", "3", "--test-good", "1", "--test-defect", "1"])
     assert code == 0 and "wrote" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["cap", "pcb"]
+    assert sorted(p.name for p in (tmp_path / "d").iterdir() if p.is_dir()) == ["cap", "pcb"]
+    assert json.loads((tmp_path / "d" / "synth.json").read_text())["categories"]["cap"]["train"] == 3
     code = main(["data", "baseline", "--dataset", "mvtec", "--root", str(tmp_path / "d")])
     assert code == 0 and "per-pixel z-score detector image AUROC" in capsys.readouterr().out
     code = main(["synth", str(tmp_path / "e"), "--categories", "bottle"])
