@@ -1,0 +1,69 @@
+"""MLflow mirror: URI resolution, flattening, and 8 concurrent writers on one new store."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from moleflow.tracking import default_tracking_uri
+from moleflow.tracking.mlflow_log import flatten
+
+
+def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert default_tracking_uri(tmp_path / "results") == f"sqlite:///{(tmp_path / 'results').resolve()}/mlflow.db"
+    assert default_tracking_uri(tmp_path, "http://server:5000") == "http://server:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "postgresql://u@h/db")
+    assert default_tracking_uri(tmp_path, "http://server:5000") == "postgresql://u@h/db"
+
+
+def test_flatten() -> None:
+    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": "x"}) == {"a.b": "1", "a.c": "[1, 2]", "d": "null", "e": "x"}
+
+
+def _fake_summary(index: int) -> dict:
+    config = {"seed": index, "training": {"epochs": 1}}
+    matrix = {m: [[0.5 + index / 100]] for m in ("image_auroc", "pixel_ap", "pixel_auroc", "aupro")}
+    forgetting = {m: {"fm": None, "paper": None, "bwt": None} for m in matrix}
+    return {
+        "status": "ok", "config": config, "config_hash": f"hash{index:03d}", "seed": index, "strategy": "frozen_base",
+        "tasks": ["cap"], "tasks_completed": 1, "accuracy_matrix": matrix, "accuracy_matrix_oracle": copy.deepcopy(matrix),
+        "mean": {mode: {m: 0.5 + index / 100 for m in matrix} for mode in ("routed", "oracle")},
+        "forgetting": forgetting, "routing_accuracy": 1.0, "routing_accuracy_after_task": [1.0],
+        "per_task": [{"task": 0, "train_seconds": 1.0, "epoch_losses": [3.0]}],
+    }
+
+
+def test_eight_parallel_writers_on_one_new_store_lose_nothing(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    cli = [sys.executable, "-m", "moleflow"]
+    subprocess.run([*cli, "track", "init", "--results", str(results), "--experiments", "main/synth"], check=True,
+                   capture_output=True, env=_env())
+    procs = []
+    for i in range(8):
+        run_dir = tmp_path / f"run{i}"
+        run_dir.mkdir()
+        (run_dir / "summary.json").write_text(json.dumps(_fake_summary(i)))
+        procs.append(subprocess.Popen([*cli, "track", "log", "--run-dir", str(run_dir), "--results", str(results),
+                                       "--experiment", "main/synth=MoLE-Flow"], env=_env(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    outcomes = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-500:] for _, err in outcomes]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(default_tracking_uri(results))
+    experiment = client.get_experiment_by_name("main/synth")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["config_hash"] for r in runs) == [f"hash{i:03d}" for i in range(8)]
+    assert all(r.data.metrics["final.routed.image_auroc"] > 0.49 for r in runs)
+
+
+def _env() -> dict:
+    """This process's environment without a tracking URI, so the default sqlite store is used."""
+    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
