@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import subprocess
@@ -10,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests_helpers import fake_summary
 
 from moleflow.tracking import default_tracking_uri
 from moleflow.tracking.mlflow_log import flatten
@@ -27,19 +28,6 @@ def test_flatten() -> None:
     assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": "x"}) == {"a.b": "1", "a.c": "[1, 2]", "d": "null", "e": "x"}
 
 
-def _fake_summary(index: int) -> dict:
-    config = {"seed": index, "training": {"epochs": 1}}
-    matrix = {m: [[0.5 + index / 100]] for m in ("image_auroc", "pixel_ap", "pixel_auroc", "aupro")}
-    forgetting = {m: {"fm": None, "paper": None, "bwt": None} for m in matrix}
-    return {
-        "status": "ok", "config": config, "config_hash": f"hash{index:03d}", "seed": index, "strategy": "frozen_base",
-        "tasks": ["cap"], "tasks_completed": 1, "accuracy_matrix": matrix, "accuracy_matrix_oracle": copy.deepcopy(matrix),
-        "mean": {mode: {m: 0.5 + index / 100 for m in matrix} for mode in ("routed", "oracle")},
-        "forgetting": forgetting, "routing_accuracy": 1.0, "routing_accuracy_after_task": [1.0],
-        "per_task": [{"task": 0, "train_seconds": 1.0, "epoch_losses": [3.0]}],
-    }
-
-
 def test_eight_parallel_writers_on_one_new_store_lose_nothing(tmp_path: Path) -> None:
     results = tmp_path / "results"
     cli = [sys.executable, "-m", "moleflow"]
@@ -49,7 +37,7 @@ def test_eight_parallel_writers_on_one_new_store_lose_nothing(tmp_path: Path) ->
     for i in range(8):
         run_dir = tmp_path / f"run{i}"
         run_dir.mkdir()
-        (run_dir / "summary.json").write_text(json.dumps(_fake_summary(i)))
+        (run_dir / "summary.json").write_text(json.dumps(fake_summary(i)))
         procs.append(subprocess.Popen([*cli, "track", "log", "--run-dir", str(run_dir), "--results", str(results),
                                        "--experiment", "main/synth=MoLE-Flow"], env=_env(), stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
