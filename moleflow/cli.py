@@ -144,6 +144,21 @@ def _cmd_track_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from moleflow.config import read_yaml
+    from moleflow.workflow import plan_runs
+
+    runs = plan_runs(read_yaml(args.configfile))
+    per_study = Counter(study for run in runs.values() for study in run.studies)
+    for study, count in per_study.items():
+        datasets = sorted({r.dataset for r in runs.values() if study in r.studies})
+        print(f"{study}: {count} runs ({', '.join(datasets)})")
+    print(f"total: {len(runs)} distinct runs")
+    return 0
+
+
 def _cmd_config_show(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(_resolve(args), sort_keys=False), end="")
     return 0
@@ -214,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     tlog.add_argument("--uri")
     tlog.add_argument("--record", help="write a JSON record here")
     tlog.set_defaults(func=_cmd_track_log)
+
+    plan = sub.add_parser("plan", help="count the runs a workflow configuration plans, per study")
+    plan.add_argument("configfile", help="workflow configuration (config/config.yaml, config/paper.yaml)")
+    plan.set_defaults(func=_cmd_plan)
 
     config = sub.add_parser("config", help="configuration tools").add_subparsers(dest="config_command", required=True)
     show = config.add_parser("show", help="print the resolved configuration")

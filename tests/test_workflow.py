@@ -136,3 +136,17 @@ def test_profiles_parse_and_plan(tmp_path: Path, profile: str) -> None:
     text = result.stdout + result.stderr
     assert result.returncode == 0, text[-2000:]
     assert "run" in text and "2" in text
+
+
+def test_paper_grid_plans_on_stand_in_trees(tmp_path: Path) -> None:
+    from conftest import make_mvtec, make_visa
+
+    paper = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    paper["datasets"]["mvtec"]["root"] = str(make_mvtec(tmp_path / "mvtec", {"bottle": False, "screw": True}))
+    paper["datasets"]["visa"]["root"] = str(make_visa(tmp_path / "visa", ["candle", "pcb1"]))
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(paper))
+    result = _snakemake(tmp_path, "-n", "--quiet", "rules", "--scheduler", "greedy")
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text[-2000:]
+    counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert counts["run"] == 300 and counts["features"] == 4 and counts["track"] == 300, counts

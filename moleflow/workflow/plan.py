@@ -70,7 +70,7 @@ def dataset_config(workflow: dict[str, Any], name: str) -> Config:
     ds = workflow["datasets"][name]
     config = _apply(config, {"dataset.kind": ds["kind"], "dataset.root": ds["root"],
                              "dataset.categories": list(ds.get("categories") or []),
-                             "features.cache_dir": workflow["cache"]}, f"datasets.{name}")
+                             "features.cache_dir": workflow.get("cache", "results/cache/features")}, f"datasets.{name}")
     return _apply(config, ds.get("set", {}), f"datasets.{name}.set")
 
 
@@ -81,7 +81,7 @@ def plan_runs(workflow: dict[str, Any], studies: list[str] | None = None) -> dic
         if studies is not None and study_name not in studies:
             continue
         datasets = study.get("datasets") or list(workflow["datasets"])
-        seeds = study.get("seeds", workflow["seeds"])
+        seeds = study.get("seeds", workflow.get("seeds", [0, 1, 2]))
         for dataset in datasets:
             if dataset not in workflow["datasets"]:
                 raise ConfigError(f"studies.{study_name}.datasets: unknown dataset {dataset!r}")
