@@ -70,6 +70,14 @@ def _resolve(args: argparse.Namespace) -> dict:
     if getattr(args, "root", None):
         overrides.append(f"dataset.root={args.root}")
     base = load_profile(args.profile) if getattr(args, "profile", None) else None
+    if getattr(args, "config_json", None):
+        from moleflow.config import defaults, merge
+
+        try:
+            given = json.loads(args.config_json)
+        except json.JSONDecodeError as exc:
+            raise MoleflowError(f"--config-json is not valid JSON ({exc})") from None
+        base = merge(base or defaults(), given)
     return load_config(args.config, overrides, base=base)
 
 
@@ -211,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     runp = sub.add_parser("run", help="one continual run: train every task, evaluate, write RUN_DIR/summary.json")
     _add_config_args(runp)
+    runp.add_argument("--config-json", help="the whole configuration as one JSON object (what the workflow passes)")
     runp.add_argument("--out", required=True, help="run directory (a rerun resumes after its last finished task)")
     runp.add_argument("--quiet", action="store_true", help="no progress output")
     runp.set_defaults(func=_cmd_run)

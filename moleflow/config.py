@@ -43,14 +43,15 @@ def defaults() -> Config:
     return _defaults(schema())
 
 
-def _merge(base: Config, update: dict[str, Any], prefix: str = "") -> Config:
+def merge(base: Config, update: dict[str, Any], prefix: str = "") -> Config:
+    """Deep-merge ``update`` into ``base`` in place; an unknown key raises ``ConfigError``."""
     props = _properties_at(prefix)
     for key, value in update.items():
         path = f"{prefix}{key}"
         if props is not None and key not in props:
             raise ConfigError(f"unknown config key {path!r}")
         if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value, prefix=f"{path}.")
+            merge(base[key], value, prefix=f"{path}.")
         else:
             base[key] = value
     return base
@@ -90,7 +91,7 @@ def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
     """Apply ``{"dotted.key": value}`` overrides to a copy of ``config``; validated."""
     out = copy.deepcopy(config)
     for key, value in overrides.items():
-        _merge(out, nested(key, value))
+        merge(out, nested(key, value))
     return validate(out)
 
 
@@ -136,7 +137,7 @@ def load_profile(name: str) -> Config:
     if name not in profiles():
         raise ConfigError(f"unknown profile {name!r}; available: {', '.join(profiles())}")
     text = resources.files("moleflow").joinpath(f"configs/{name}.yaml").read_text(encoding="utf-8")
-    return validate(_merge(defaults(), yaml.safe_load(text) or {}))
+    return validate(merge(defaults(), yaml.safe_load(text) or {}))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: Config | None = None) -> Config:
@@ -149,9 +150,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """
     config = copy.deepcopy(base) if base is not None else defaults()
     if path is not None:
-        _merge(config, read_yaml(path))
+        merge(config, read_yaml(path))
     for text in overrides or []:
-        _merge(config, parse_override(text))
+        merge(config, parse_override(text))
     return validate(config)
 
 

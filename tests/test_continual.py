@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from moleflow.cli import main
 from moleflow.config import load_config, load_profile
@@ -91,6 +92,7 @@ def test_run_summary_routing_and_determinism(dataset: Path, cache: Path, tmp_pat
     assert set(first["timings"]) >= {"features", "training", "evaluation"}
     on_disk = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert on_disk["config"] == config and on_disk["seed"] == 0
+    assert yaml.safe_load((tmp_path / "a" / "config.yaml").read_text()) == config
     assert (tmp_path / "a" / "tasks.csv").read_text().count("\n") == 1 + 2 * 6
     assert len(list((tmp_path / "a" / "samples").glob("*.png"))) == 3
     second = run(config, tmp_path / "b", progress=False, log=lambda *a: None)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from moleflow.config import Config, config_hash
 from moleflow.continual.evaluate import METRICS, TaskEvaluation, evaluate_task
@@ -113,6 +114,7 @@ def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -
     ckpt = out / "checkpoints"
     cfg_hash = config_hash(config)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))  # the resolved config, for people
     device = resolve_device(config["device"])
     start = time.perf_counter()
     store = FeatureStore(config, progress=progress, log=log)

@@ -1,31 +1,22 @@
-# One job per planned run (keyed by the hash of its resolved configuration).
-
-
-rule run_config:
-    output:
-        f"{RESULTS}/runs/{{run_id}}/config.yaml",
-    params:
-        cfg=lambda w: RUNS[w.run_id].config,
-    localrule: True
-    run:
-        from moleflow.io import write_text_atomic
-
-        write_text_atomic(output[0], yaml.safe_dump(params.cfg, sort_keys=False))
+# One job per planned run (keyed by the hash of its resolved configuration, which the
+# job receives whole as JSON and writes to results/runs/<id>/config.yaml).
+import json
 
 
 rule run:
     input:
-        cfg=f"{RESULTS}/runs/{{run_id}}/config.yaml",
         features=lambda w: feature_markers(RUNS[w.run_id].dataset),
     output:
         f"{RESULTS}/runs/{{run_id}}/summary.json",
+    params:
+        cfg=lambda w: json.dumps(RUNS[w.run_id].config, sort_keys=True),
     log:
         f"{RESULTS}/logs/runs/{{run_id}}.log",
     threads: config["threads"]
     resources:
         gpu=1,
     shell:
-        "moleflow run --config {input.cfg} --out {RESULTS}/runs/{wildcards.run_id} --quiet > {log} 2>&1"
+        "moleflow run --config-json {params.cfg:q} --out {RESULTS}/runs/{wildcards.run_id} --quiet > {log} 2>&1"
 
 
 for _study, _ids in STUDIES.items():
