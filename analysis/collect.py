@@ -1,0 +1,70 @@
+"""Collect run summaries into one tidy table (``results/runs.csv``).
+
+One row per run x study membership x category: study, variant, dataset, strategy,
+seed, task order, status, every config key whose value varies across the runs,
+routed and oracle metrics, the run's forgetting, routing accuracy and parameter
+counts. Runs that the plan names but that have no summary yet are listed with
+status ``missing`` (never silently dropped).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from moleflow.tracking.mlflow_log import flatten
+from moleflow.workflow import plan_runs
+
+METRICS = ("image_auroc", "pixel_ap", "pixel_auroc", "aupro")
+
+
+def _base_row(run, study: str, variant: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return {"run_id": run.run_id, "study": study, "variant": variant, "dataset": run.dataset,
+            "strategy": run.config["strategy"]["name"], "seed": run.seed, "order": run.order}
+
+
+def _rows_of(run, summary: dict[str, Any] | None, study: str, variant: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+    base = _base_row(run, study, variant)
+    if summary is None:
+        return [{**base, "status": "missing", "category": None}]
+    run_level = {"status": summary["status"], "tasks_completed": summary["tasks_completed"],
+                 "n_tasks": len(summary["tasks"]), "routing_accuracy": summary["routing_accuracy"],
+                 "params_base": summary["params"]["base"], "params_per_task": summary["params"]["per_task"],
+                 "params_per_task_without_dia": summary["params"]["per_task_without_dia"],
+                 "overhead_pct": summary["params"]["overhead_pct"]}
+    for metric in METRICS:
+        for kind in ("fm", "paper", "bwt"):
+            run_level[f"forgetting_{kind}_{metric}"] = summary["forgetting"][metric][kind]
+    rows = []
+    for index, category in enumerate(summary["tasks"]):
+        row = {**base, **run_level, "category": category, "task_index": index}
+        final = summary["final"].get(category)
+        for metric in METRICS:
+            for mode in ("routed", "oracle"):
+                row[f"{metric}_{mode}"] = final[mode][metric] if final else None
+        rows.append(row)
+    return rows
+
+
+def collect(workflow: dict[str, Any], results: str | Path) -> pd.DataFrame:
+    """The tidy table of every planned run (see module docstring)."""
+    runs = plan_runs(workflow)
+    rows: list[dict[str, Any]] = []
+    configs = {}
+    for run in runs.values():
+        path = Path(results) / "runs" / run.run_id / "summary.json"
+        summary = json.loads(path.read_text()) if path.is_file() else None
+        configs[run.run_id] = flatten(run.config)
+        for study, variant in run.memberships:
+            rows.append(_rows_of(run, summary, study, variant))
+    frame = pd.DataFrame([r for group in rows for r in group])
+    if frame.empty:
+        return frame
+    keys = sorted({k for c in configs.values() for k in c})
+    varying = [k for k in keys if len({c.get(k) for c in configs.values()}) > 1 and k not in ("seed",)]
+    for key in varying:
+        frame[f"cfg.{key}"] = frame["run_id"].map(lambda rid, k=key: configs[rid].get(k))
+    return frame.sort_values(["study", "dataset", "variant", "seed", "task_index"], na_position="last").reset_index(drop=True)

@@ -1,0 +1,104 @@
+"""Two-way ANOVA of the interaction study (Table 8).
+
+For one component and one response: ``ols("y ~ C(base) * C(component)")`` with
+statsmodels, type II sums of squares, replicates = seeds. Partial eta squared =
+``SS_effect / (SS_effect + SS_residual)``. A design that cannot support the test
+(a missing cell, a diverged run's missing value, fewer than two replicates in a
+cell, zero residual variance) gives a result marked with the reason and a warning,
+never a crash and never a silent NaN.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import statsmodels.formula.api as smf
+from statsmodels.stats.anova import anova_lm
+from statsmodels.stats.multitest import multipletests
+
+
+@dataclass
+class AnovaResult:
+    """Main effects and interaction of one 2 x 2 design (NaN statistics when ``valid`` is False)."""
+
+    component: str
+    response: str
+    n: int
+    valid: bool = False
+    f_base: float = float("nan")
+    p_base: float = float("nan")
+    f_component: float = float("nan")
+    p_component: float = float("nan")
+    f_interaction: float = float("nan")
+    p_interaction: float = float("nan")
+    eta2_base: float = float("nan")
+    eta2_component: float = float("nan")
+    eta2_interaction: float = float("nan")
+    df_residual: float = float("nan")
+    note: str = ""
+    cells: dict[str, int] = field(default_factory=dict)
+
+    def verdict(self, alpha: float = 0.05) -> str:
+        """``Integral`` (interaction p < alpha) or ``Generic``; ``n/a`` when there is no test."""
+        if not self.valid:
+            return "n/a"
+        return "Integral" if self.p_interaction < alpha else "Generic"
+
+
+def _impossible(counts: pd.Series) -> str:
+    if len(counts) < 4:
+        return "a cell of the 2x2 design is empty"
+    if counts.min() < 2:
+        return "a cell has fewer than 2 replicates"
+    return ""
+
+
+def two_way_anova(data: pd.DataFrame, component: str, response: str) -> AnovaResult:
+    """ANOVA of ``response`` on factors ``base`` and ``component`` (columns of ``data``).
+
+    Args:
+        data: one row per replicate with columns ``base`` (e.g. frozen/trainable),
+            ``component`` (on/off) and ``response`` (NaN for a diverged or missing run).
+    """
+    frame = data[["base", "component", response]].rename(columns={response: "y"})
+    missing = int(frame["y"].isna().sum())
+    frame = frame.dropna()
+    result = AnovaResult(component=component, response=response, n=len(frame))
+    counts = frame.groupby(["base", "component"]).size()
+    result.cells = {f"{b}/{c}": int(n) for (b, c), n in counts.items()}
+    reason = _impossible(counts)
+    if not reason:
+        model = smf.ols("y ~ C(base) * C(component)", data=frame).fit()
+        if model.df_resid <= 0 or model.ssr <= 1e-12 * max(1.0, float((frame["y"] ** 2).sum())):
+            reason = "zero residual variance"
+        else:
+            table = anova_lm(model, typ=2)
+            ss_res = table.loc["Residual", "sum_sq"]
+            rows = {"base": "C(base)", "component": "C(component)", "interaction": "C(base):C(component)"}
+            for key, row in rows.items():
+                ss = table.loc[row, "sum_sq"]
+                setattr(result, f"f_{key}", float(table.loc[row, "F"]))
+                setattr(result, f"p_{key}", float(table.loc[row, "PR(>F)"]))
+                setattr(result, f"eta2_{key}", float(ss / (ss + ss_res)))
+            result.df_residual = float(model.df_resid)
+            result.valid = True
+    notes = [reason] if reason else []
+    if missing:
+        notes.append(f"{missing} missing value(s): unbalanced")
+    result.note = "; ".join(notes)
+    if result.note:
+        warnings.warn(f"ANOVA {component} / {response}: {result.note}", stacklevel=2)
+    return result
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-adjusted p-values (NaN entries stay NaN)."""
+    values = np.asarray(pvalues, dtype=float)
+    out = np.full_like(values, np.nan)
+    finite = np.isfinite(values)
+    if finite.any():
+        out[finite] = multipletests(values[finite], method="holm")[1]
+    return out.tolist()

@@ -1,0 +1,86 @@
+"""Two-way ANOVA against a hand-computed decomposition; degenerate designs are marked, not crashed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from analysis.stats import holm, two_way_anova
+
+
+def _design(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"base": b, "component": c, "y": y} for (b, c), ys in values.items() for y in ys])
+
+
+def _hand_anova(values: dict[tuple[str, str], list[float]]) -> dict[str, float]:
+    """Balanced 2x2 decomposition from cell means (type I = II = III when balanced)."""
+    n = len(next(iter(values.values())))
+    all_y = np.concatenate([np.array(v) for v in values.values()])
+    grand = all_y.mean()
+    levels_b = sorted({b for b, _ in values})
+    levels_c = sorted({c for _, c in values})
+    mean_b = {b: np.mean([y for (bb, _), ys in values.items() if bb == b for y in ys]) for b in levels_b}
+    mean_c = {c: np.mean([y for (_, cc), ys in values.items() if cc == c for y in ys]) for c in levels_c}
+    cell = {k: np.mean(v) for k, v in values.items()}
+    ss_b = 2 * n * sum((mean_b[b] - grand) ** 2 for b in levels_b)
+    ss_c = 2 * n * sum((mean_c[c] - grand) ** 2 for c in levels_c)
+    ss_bc = n * sum((cell[(b, c)] - mean_b[b] - mean_c[c] + grand) ** 2 for b in levels_b for c in levels_c)
+    ss_e = sum(((np.array(v) - cell[k]) ** 2).sum() for k, v in values.items())
+    df_e = 4 * (n - 1)
+    ms_e = ss_e / df_e
+    out = {}
+    for name, ss in (("base", ss_b), ("component", ss_c), ("interaction", ss_bc)):
+        out[f"f_{name}"] = ss / ms_e
+        out[f"p_{name}"] = sps.f.sf(ss / ms_e, 1, df_e)
+        out[f"eta2_{name}"] = ss / (ss + ss_e)
+    out["df_residual"] = df_e
+    return out
+
+
+def test_anova_matches_hand_computation_on_a_balanced_design() -> None:
+    rng = np.random.default_rng(0)
+    values = {
+        ("frozen", "on"): list(0.90 + rng.normal(0, 0.01, 5)),
+        ("frozen", "off"): list(0.80 + rng.normal(0, 0.01, 5)),
+        ("trainable", "on"): list(0.70 + rng.normal(0, 0.01, 5)),
+        ("trainable", "off"): list(0.69 + rng.normal(0, 0.01, 5)),
+    }
+    result = two_way_anova(_design(values), "WA", "y")
+    expected = _hand_anova(values)
+    assert result.valid and result.df_residual == 16 and result.note == ""
+    for key, value in expected.items():
+        assert getattr(result, key) == pytest.approx(value, rel=1e-9), key
+    assert result.verdict() == "Integral"  # the component matters only with a frozen base
+
+
+def test_no_interaction_is_generic() -> None:
+    values = {("frozen", "on"): [1.0, 1.2, 0.8], ("frozen", "off"): [0.5, 0.7, 0.3],
+              ("trainable", "on"): [0.9, 1.1, 0.7], ("trainable", "off"): [0.4, 0.6, 0.2]}
+    result = two_way_anova(_design(values), "TAL", "y")
+    assert result.f_interaction == pytest.approx(0.0, abs=1e-9) and result.verdict() == "Generic"
+
+
+def test_degenerate_designs_are_marked() -> None:
+    values = {("frozen", "on"): [1.0, 1.0], ("frozen", "off"): [0.5, 0.5],
+              ("trainable", "on"): [0.9, 0.9], ("trainable", "off"): [0.4, 0.4]}
+    with pytest.warns(UserWarning, match="zero residual variance"):
+        flat = two_way_anova(_design(values), "DIA", "y")
+    assert not flat.valid and flat.verdict() == "n/a" and np.isnan(flat.f_interaction)
+    frame = _design(values)
+    frame = frame[~((frame["base"] == "trainable") & (frame["component"] == "off"))]
+    with pytest.warns(UserWarning, match="empty"):
+        empty = two_way_anova(frame, "DIA", "y")
+    assert not empty.valid and "empty" in empty.note
+    rng = np.random.default_rng(1)
+    noisy = {k: list(np.array(v) + rng.normal(0, 0.01, 2)) + [np.nan if k == ("frozen", "on") else v[0]] for k, v in values.items()}
+    with pytest.warns(UserWarning, match="unbalanced"):
+        unbalanced = two_way_anova(_design(noisy), "DIA", "y")
+    assert unbalanced.valid and "1 missing" in unbalanced.note and unbalanced.n == 11
+
+
+def test_holm() -> None:
+    adjusted = holm([0.01, 0.04, np.nan, 0.03])
+    assert adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06) and adjusted[1] == pytest.approx(0.06)
+    assert np.isnan(adjusted[2])
