@@ -23,6 +23,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/runs.smk"
 include: "workflow/rules/tracking.smk"
+include: "workflow/rules/analysis.smk"
 
 
 rule all_runs:

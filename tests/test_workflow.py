@@ -86,7 +86,7 @@ def test_default_and_paper_configs_plan() -> None:
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "all_runs", "-s", str(ROOT / "Snakefile"), "--configfile", "config.yaml",
+    cmd = [sys.executable, "-m", "snakemake", "all_tables", "-s", str(ROOT / "Snakefile"), "--configfile", "config.yaml",
            "--cores", "2", "--resources", "gpu=1", *args]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
 
@@ -102,6 +102,8 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
         assert summary["status"] == "ok" and summary["tasks"] == ["cap", "tile"]
         assert json.loads((run / "mlflow.json").read_text())["runs"]
     assert (tmp_path / "data" / "tiny" / "synth.json").is_file()
+    index = (tmp_path / "results" / "tables" / "index.csv").read_text()
+    assert "T7_ablation_tiny" in index and (tmp_path / "results" / "runs.csv").is_file()
     assert len(list((tmp_path / "results" / "features" / "tiny").glob("*.json"))) == 2
 
     from mlflow.tracking import MlflowClient

@@ -1,0 +1,41 @@
+"""``python -m analysis [--config config/config.yaml] [--results results]``: runs.csv and every table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from analysis.collect import collect
+from analysis.render import write
+from analysis.tables import build_all
+from moleflow.config import read_yaml
+from moleflow.errors import MoleflowError
+from moleflow.io import write_text_atomic
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
+    parser.add_argument("--config", default="config/config.yaml", help="the workflow configuration that planned the runs")
+    parser.add_argument("--results", help="results folder (default: the config's `results`)")
+    args = parser.parse_args(argv)
+    try:
+        workflow = read_yaml(args.config)
+        results = args.results or workflow.get("results", "results")
+        frame = collect(workflow, results)
+        write_text_atomic(f"{results}/runs.csv", frame.to_csv(index=False, float_format="%.6g"))
+        index = []
+        for spec in build_all(frame):
+            files = write(spec, f"{results}/tables")
+            index.append({"id": spec.table_id, "paper_table": spec.paper_table, "title": spec.title, "files": " ".join(files)})
+        write_text_atomic(f"{results}/tables/index.csv", pd.DataFrame(index, columns=["id", "paper_table", "title", "files"]).to_csv(index=False))
+        print(f"{len(frame)} rows -> {results}/runs.csv; {len(index)} tables -> {results}/tables/")
+        return 0
+    except MoleflowError as exc:
+        print(f"analysis: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

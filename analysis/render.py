@@ -1,0 +1,161 @@
+"""Render a table of mean +- std cells to LaTeX (booktabs, via pandas Styler), CSV and Markdown.
+
+A :class:`TableSpec` holds the numbers: for every row and column a mean, a standard
+deviation and the number of values behind it (seeds). Missing cells stay missing
+("--" in print, empty in CSV), never zero. The best value of each column is bold
+where the column says which direction is better.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from moleflow.io import write_text_atomic
+
+MISSING = "--"
+
+
+@dataclass
+class Cell:
+    """A table cell: numbers, or a text (a verdict, a note)."""
+
+    mean: float | None = None
+    std: float | None = None
+    n: int = 0
+    text: str | None = None
+
+    @property
+    def missing(self) -> bool:
+        return self.text is None and (self.mean is None or not math.isfinite(self.mean))
+
+
+@dataclass
+class TableSpec:
+    """One table of the paper.
+
+    Attributes:
+        table_id: file stem (``T7_ablation``).
+        paper_table: the paper's table number (``"7"``) or a label.
+        title: one line.
+        caption: says what the cells are (statistic, n, seeds).
+        rows, columns: labels in display order.
+        cells: ``(row, column) -> Cell``.
+        better: column -> ``"max"``/``"min"`` for bold best; absent = no bold.
+        digits: decimals shown.
+    """
+
+    table_id: str
+    paper_table: str
+    title: str
+    caption: str
+    rows: list[str]
+    columns: list[str]
+    cells: dict[tuple[str, str], Cell] = field(default_factory=dict)
+    better: dict[str, str] = field(default_factory=dict)
+    digits: int = 3
+    row_header: str = ""
+    column_digits: dict[str, int] = field(default_factory=dict)
+    p_columns: tuple[str, ...] = ()
+
+    def cell(self, row: str, column: str) -> Cell:
+        return self.cells.get((row, column), Cell())
+
+    def best(self, column: str) -> float | None:
+        direction = self.better.get(column)
+        values = [c.mean for r in self.rows if not (c := self.cell(r, column)).missing and c.text is None]
+        if not direction or not values:
+            return None
+        return max(values) if direction == "max" else min(values)
+
+    def text(self, row: str, column: str, markdown: bool = False) -> tuple[str, bool]:
+        """Display text of a cell and whether it is the column's best."""
+        cell = self.cell(row, column)
+        if cell.text is not None:
+            return cell.text, False
+        if cell.missing:
+            return MISSING, False
+        digits = self.column_digits.get(column, self.digits)
+        if column in self.p_columns and cell.mean < 10 ** (-digits):
+            return f"<{10 ** (-digits):.{digits}f}", False
+        body = f"{cell.mean:.{digits}f}"
+        if cell.std is not None and math.isfinite(cell.std) and cell.n > 1:
+            body += (" ± " if markdown else " \\pm ") + f"{cell.std:.{digits}f}"
+        best = self.best(column)
+        return body, best is not None and abs(cell.mean - best) < 0.5 * 10 ** (-digits)
+
+
+def _latex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
+                 ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\textasciicircum{}")):
+        text = text.replace(a, b)
+    return text
+
+
+def to_latex(spec: TableSpec) -> str:
+    """Booktabs table (pandas Styler) with ``\\pm`` cells and bold best values."""
+    data = {}
+    for column in spec.columns:
+        values = []
+        for row in spec.rows:
+            body, best = spec.text(row, column)
+            cell = spec.cell(row, column)
+            if cell.text is not None:
+                body = _latex_escape(body)
+            elif body != MISSING:
+                body = f"${body}$"
+                body = f"\\textbf{{{body}}}" if best else body
+            values.append(body)
+        data[_latex_escape(column)] = values
+    frame = pd.DataFrame(data, index=[_latex_escape(r) for r in spec.rows])
+    frame.index.name = _latex_escape(spec.row_header) if spec.row_header else None
+    styler = frame.style
+    latex = styler.to_latex(
+        hrules=True, column_format="l" + "c" * len(spec.columns),
+        caption=_latex_escape(spec.caption), label=f"tab:{spec.table_id}", position="t",
+    )
+    return latex.replace("\\begin{table}[t]", "\\begin{table}[t]\n\\centering")
+
+
+def to_markdown(spec: TableSpec) -> str:
+    """A Markdown table with the caption as a paragraph above it."""
+    header = [spec.row_header or ""] + spec.columns
+    lines = [f"**Table {spec.paper_table}: {spec.title}.** {spec.caption}", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in spec.rows:
+        cells = []
+        for column in spec.columns:
+            body, best = spec.text(row, column, markdown=True)
+            cells.append(f"**{body}**" if best else body)
+        lines.append("| " + " | ".join([row] + cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(spec: TableSpec) -> str:
+    """Numbers for machines: ``<column> mean/std/n`` per column; text cells in ``<column>``."""
+    records = []
+    for row in spec.rows:
+        record: dict[str, object] = {spec.row_header or "row": row}
+        for column in spec.columns:
+            cell = spec.cell(row, column)
+            if any(spec.cell(r, column).text is not None for r in spec.rows):
+                record[column] = cell.text if cell.text is not None else (None if cell.missing else cell.mean)
+            else:
+                record[f"{column} mean"] = None if cell.missing else cell.mean
+                record[f"{column} std"] = cell.std if not cell.missing else None
+                record[f"{column} n"] = cell.n
+        records.append(record)
+    return pd.DataFrame(records).to_csv(index=False, float_format="%.6g")
+
+
+def write(spec: TableSpec, folder: str | Path) -> list[str]:
+    """Write ``<id>.tex``, ``<id>.csv`` and ``<id>.md`` atomically; return the file names."""
+    folder = Path(folder)
+    files = []
+    for suffix, text in ((".tex", to_latex(spec)), (".csv", to_csv(spec)), (".md", to_markdown(spec))):
+        write_text_atomic(folder / f"{spec.table_id}{suffix}", text)
+        files.append(f"{spec.table_id}{suffix}")
+    return files

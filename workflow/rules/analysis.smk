@@ -1,0 +1,29 @@
+# Tables from the run directories (the same code as `python -m analysis`).
+import yaml
+
+
+rule workflow_config:
+    output:
+        f"{RESULTS}/workflow.yaml",
+    params:
+        cfg=lambda w: dict(config),
+    localrule: True
+    run:
+        from moleflow.io import write_text_atomic
+
+        write_text_atomic(output[0], yaml.safe_dump(params.cfg, sort_keys=False))
+
+
+rule all_tables:
+    input:
+        workflow=f"{RESULTS}/workflow.yaml",
+        summaries=expand(f"{RESULTS}/runs/{{run_id}}/summary.json", run_id=sorted(RUNS)),
+        tracked=expand(f"{RESULTS}/runs/{{run_id}}/mlflow.json", run_id=sorted(RUNS)),
+    output:
+        runs=f"{RESULTS}/runs.csv",
+        index=f"{RESULTS}/tables/index.csv",
+    log:
+        f"{RESULTS}/logs/analysis.log",
+    localrule: True
+    shell:
+        "python -m analysis --config {input.workflow} --results {RESULTS} > {log} 2>&1"
