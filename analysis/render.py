@@ -92,6 +92,8 @@ def _latex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
                  ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\textasciicircum{}")):
         text = text.replace(a, b)
+    for a, b in (("η²p", r"$\eta^2_p$"), ("Δ", r"$\Delta$"), ("±", r"$\pm$")):
+        text = text.replace(a, b)
     return text
 
 
