@@ -14,6 +14,7 @@ import pandas as pd
 
 from analysis.render import Cell, TableSpec
 from analysis.stats import holm, two_way_anova
+from moleflow.errors import MoleflowError
 
 METRIC_LABELS = {"image_auroc": "I-AUROC", "pixel_auroc": "P-AUROC", "pixel_ap": "P-AP", "aupro": "AUPRO"}
 
@@ -123,6 +124,9 @@ def dataset_summary(runs: pd.DataFrame) -> TableSpec:
 def interaction_table(runs: pd.DataFrame, dataset: str, alpha: float = 0.05) -> TableSpec:
     """Table 8: two-way ANOVA per component and response (variants named ``COMPONENT|BASE|on/off``)."""
     sub = runs[(runs["study"] == "interaction") & (runs["dataset"] == dataset)].copy()
+    malformed = [v for v in _ordered(sub["variant"]) if len(str(v).split("|")) != 3]
+    if malformed:
+        raise MoleflowError(f"studies.interaction: variant {malformed[0]!r} is not named COMPONENT|BASE|LEVEL (e.g. WA|frozen|on)")
     parts = sub["variant"].str.split("|", expand=True)
     sub["component_name"], sub["base"], sub["component"] = parts[0], parts[1], parts[2]
     responses = {"pixel_ap_routed": "P-AP", "image_auroc_routed": "I-AUROC"}
