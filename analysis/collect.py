@@ -1,6 +1,7 @@
 """Collect run summaries into one tidy table (``results/runs.csv``).
 
-One row per run x study membership x category: study, variant, dataset, strategy,
+One row per run x study membership x category, in the configuration's variant order:
+study, variant, dataset, strategy,
 seed, task order, status, every config key whose value varies across the runs,
 routed and oracle metrics, the run's forgetting, routing accuracy and parameter
 counts. Runs that the plan names but that have no summary yet are listed with
@@ -52,6 +53,7 @@ def _rows_of(run, summary: dict[str, Any] | None, study: str, variant: str) -> l
 def collect(workflow: dict[str, Any], results: str | Path) -> pd.DataFrame:
     """The tidy table of every planned run (see module docstring)."""
     runs = plan_runs(workflow)
+    variant_index = {(study, v["name"]): i for study, spec in workflow["studies"].items() for i, v in enumerate(spec["variants"])}
     rows: list[dict[str, Any]] = []
     configs = {}
     for run in runs.values():
@@ -59,12 +61,15 @@ def collect(workflow: dict[str, Any], results: str | Path) -> pd.DataFrame:
         summary = json.loads(path.read_text()) if path.is_file() else None
         configs[run.run_id] = flatten(run.config)
         for study, variant in run.memberships:
-            rows.append(_rows_of(run, summary, study, variant))
-    frame = pd.DataFrame([r for group in rows for r in group])
+            for row in _rows_of(run, summary, study, variant):
+                row["variant_index"] = variant_index[(study, variant)]
+                rows.append(row)
+    frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
     keys = sorted({k for c in configs.values() for k in c})
     varying = [k for k in keys if len({c.get(k) for c in configs.values()}) > 1 and k not in ("seed",)]
     for key in varying:
         frame[f"cfg.{key}"] = frame["run_id"].map(lambda rid, k=key: configs[rid].get(k))
-    return frame.sort_values(["study", "dataset", "variant", "seed", "task_index"], na_position="last").reset_index(drop=True)
+    order = ["study", "dataset", "variant_index", "order", "seed", "task_index"]
+    return frame.sort_values(order, na_position="last", kind="stable").reset_index(drop=True)
