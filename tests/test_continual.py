@@ -95,6 +95,7 @@ def test_run_summary_routing_and_determinism(dataset: Path, cache: Path, tmp_pat
     assert yaml.safe_load((tmp_path / "a" / "config.yaml").read_text()) == config
     assert (tmp_path / "a" / "tasks.csv").read_text().count("\n") == 1 + 2 * 6
     assert len(list((tmp_path / "a" / "samples").glob("*.png"))) == 3
+    assert (tmp_path / "a" / "accuracy_matrix.png").stat().st_size > 1000
     second = run(config, tmp_path / "b", progress=False, log=lambda *a: None)
     assert _comparable(second) == _comparable(first)
 

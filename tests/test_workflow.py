@@ -116,7 +116,7 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
     assert sorted(r.data.tags["variant"] for r in logged) == ["MoLE-Flow", "w/o TAL"]
     one = logged[0]
     assert one.data.params["training.epochs"] == "1" and "final.routed.image_auroc" in one.data.metrics
-    assert {a.path for a in client.list_artifacts(one.info.run_id)} >= {"summary.json", "tasks.csv", "samples"}
+    assert {a.path for a in client.list_artifacts(one.info.run_id)} >= {"summary.json", "tasks.csv", "samples", "accuracy_matrix.png", "config.yaml"}
 
     again = _snakemake(tmp_path, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

@@ -26,7 +26,7 @@ import yaml
 from moleflow.config import Config, config_hash
 from moleflow.continual.evaluate import METRICS, TaskEvaluation, evaluate_task
 from moleflow.continual.learner import Learner, parameter_counts
-from moleflow.continual.samples import pick_samples, save_sample
+from moleflow.continual.samples import pick_samples, save_accuracy_heatmaps, save_sample
 from moleflow.continual.tasks import TaskData, load_tasks
 from moleflow.continual.train import ReplayBuffer, empirical_fisher, train_task
 from moleflow.errors import MoleflowError
@@ -223,6 +223,9 @@ def _write_outputs(out: Path, summary: dict[str, Any], state: RunState, tasks: l
             for mode in MODES:
                 writer.writerow([j, i, tasks[i].category, mode, *[state.matrices[mode][m][j][i] for m in METRICS]])
     write_text_atomic(out / "tasks.csv", buffer.getvalue())
+    names = [t.category for t in tasks]
+    save_accuracy_heatmaps(out / "accuracy_matrix.png", state.matrices["routed"], names,
+                           f"accuracy matrices, routed ({config['strategy']['name']}, seed {config['seed']})")
     count = config["evaluation"]["sample_images"]
     root = Path(config["dataset"]["root"])
     feats = config["features"]

@@ -49,3 +49,25 @@ def save_sample(path: Path, image_path: Path, resize: int, crop: int, amap: np.n
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=80)
     plt.close(fig)
+
+
+def save_accuracy_heatmaps(path: Path, matrices: dict[str, list[list[float | None]]], tasks: list[str], title: str) -> None:
+    """One PNG of the per-metric accuracy matrices ``R[j, i]`` (rows: after task j), untrained cells masked."""
+    import seaborn as sns
+
+    metrics = list(matrices)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.2))
+    for ax, metric in zip(np.atleast_1d(axes), metrics):
+        values = np.array([[np.nan if v is None else v for v in row] for row in matrices[metric]], dtype=float)
+        sns.heatmap(values, mask=np.isnan(values), vmin=0.0, vmax=1.0, annot=len(tasks) <= 8, fmt=".2f",
+                    cmap="viridis", cbar=False, square=True, ax=ax, xticklabels=tasks, yticklabels=tasks,
+                    annot_kws={"fontsize": 6})
+        ax.set_title(metric, fontsize=8)
+        ax.set_xlabel("evaluated task", fontsize=7)
+        ax.set_ylabel("after training task", fontsize=7)
+        ax.tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)

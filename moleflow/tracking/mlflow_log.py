@@ -136,7 +136,7 @@ def log_run(uri: str, run_dir: str | Path, experiment: str, tags: dict[str, str]
         client.log_batch(run_id, params=params[start : start + 100])
     for start in range(0, len(metrics), 500):
         client.log_batch(run_id, metrics=metrics[start : start + 500])
-    for name in ("summary.json", "tasks.csv"):
+    for name in ("summary.json", "tasks.csv", "config.yaml", "accuracy_matrix.png"):
         if (run_dir / name).is_file():
             client.log_artifact(run_id, str(run_dir / name))
     if (run_dir / "samples").is_dir():
