@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 
+from moleflow.metrics.continual import METRICS
 from moleflow.tracking.mlflow_log import flatten
 from moleflow.workflow import plan_runs
 
-METRICS = ("image_auroc", "pixel_ap", "pixel_auroc", "aupro")
 
 
 def _base_row(run, study: str, variant: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]

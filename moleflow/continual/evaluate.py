@@ -19,7 +19,7 @@ from moleflow.continual.learner import Learner
 from moleflow.continual.tasks import TaskData
 from moleflow.metrics import aupro, image_auroc, pixel_ap, pixel_auroc
 
-METRICS = ("image_auroc", "pixel_ap", "pixel_auroc", "aupro")
+from moleflow.metrics.continual import METRICS  # re-exported for the run summary
 
 
 @dataclass

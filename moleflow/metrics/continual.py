@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+METRICS = ("image_auroc", "pixel_ap", "pixel_auroc", "aupro")  # the four per-category metrics of a run
+
 
 def _matrix(matrix: np.ndarray) -> np.ndarray:
     R = np.asarray(matrix, dtype=np.float64)

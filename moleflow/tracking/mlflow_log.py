@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-METRIC_KEYS = ("image_auroc", "pixel_ap", "pixel_auroc", "aupro")
+from moleflow.metrics.continual import METRICS as METRIC_KEYS
 
 
 def default_tracking_uri(results_dir: str | Path, configured: str | None = None) -> str:
