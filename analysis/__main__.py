@@ -7,7 +7,7 @@ import sys
 
 import pandas as pd
 
-from analysis.collect import collect
+from analysis.collect import collect, run_configs
 from analysis.render import write
 from analysis.tables import build_all
 from moleflow.config import read_yaml
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         frame = collect(workflow, results)
         write_text_atomic(f"{results}/runs.csv", frame.to_csv(index=False, float_format="%.6g"))
         index = []
-        for spec in build_all(frame):
+        for spec in build_all(frame, workflow, run_configs(workflow, results)):
             files = write(spec, f"{results}/tables")
             index.append({"id": spec.table_id, "paper_table": spec.paper_table, "title": spec.title, "files": " ".join(files)})
         write_text_atomic(f"{results}/tables/index.csv", pd.DataFrame(index, columns=["id", "paper_table", "title", "files"]).to_csv(index=False))

@@ -21,7 +21,6 @@ from moleflow.tracking.mlflow_log import flatten
 from moleflow.workflow import plan_runs
 
 
-
 def _base_row(run, study: str, variant: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     return {"run_id": run.run_id, "study": study, "variant": variant, "dataset": run.dataset,
             "strategy": run.config["strategy"]["name"], "seed": run.seed, "order": run.order}
@@ -36,6 +35,9 @@ def _rows_of(run, summary: dict[str, Any] | None, study: str, variant: str) -> l
                  "params_base": summary["params"]["base"], "params_per_task": summary["params"]["per_task"],
                  "params_per_task_without_dia": summary["params"]["per_task_without_dia"],
                  "overhead_pct": summary["params"]["overhead_pct"]}
+    memory = summary.get("memory") or {}  # summaries written before memory accounting lack it: missing cells
+    for key in ("params_per_task", "bytes_per_task", "pct_of_base", "fixed_bytes", "router_bytes_per_task"):
+        run_level[f"memory_{key}"] = memory.get(key)
     for metric in METRICS:
         for kind in ("fm", "paper", "bwt"):
             run_level[f"forgetting_{kind}_{metric}"] = summary["forgetting"][metric][kind]
@@ -48,6 +50,15 @@ def _rows_of(run, summary: dict[str, Any] | None, study: str, variant: str) -> l
                 row[f"{metric}_{mode}"] = final[mode][metric] if final else None
         rows.append(row)
     return rows
+
+
+def run_configs(workflow: dict[str, Any], results: str | Path) -> dict[str, dict[str, Any]]:
+    """Resolved configuration of every planned run: its summary's, else the planned one."""
+    out = {}
+    for run in plan_runs(workflow).values():
+        path = Path(results) / "runs" / run.run_id / "summary.json"
+        out[run.run_id] = json.loads(path.read_text())["config"] if path.is_file() else run.config
+    return out
 
 
 def collect(workflow: dict[str, Any], results: str | Path) -> pd.DataFrame:

@@ -28,6 +28,14 @@ class Cell:
     n: int = 0
     text: str | None = None
 
+    @classmethod
+    def from_runs(cls, values: pd.Series, statuses: pd.Series) -> "Cell":
+        """Mean +- std (ddof 1) of the finished runs' values; ``diverged`` if none finished but one diverged."""
+        ok = values[(statuses == "ok") & values.notna()]
+        if ok.empty:
+            return cls(text="diverged") if (statuses == "diverged").any() else cls()
+        return cls(mean=float(ok.mean()), std=float(ok.std(ddof=1)) if len(ok) > 1 else None, n=int(len(ok)))
+
     @property
     def missing(self) -> bool:
         return self.text is None and (self.mean is None or not math.isfinite(self.mean))

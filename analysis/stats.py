@@ -102,3 +102,21 @@ def holm(pvalues: list[float]) -> list[float]:
     if finite.any():
         out[finite] = multipletests(values[finite], method="holm")[1]
     return out.tolist()
+
+
+def one_way_anova(data: pd.DataFrame, factor: str, response: str) -> tuple[float, str]:
+    """p-value of a one-way ANOVA of ``response`` on ``factor`` (statsmodels OLS, type II).
+
+    Returns ``(p, note)``: NaN and the reason when the design cannot support the test
+    (fewer than two levels, no level with two replicates, zero residual variance).
+    """
+    frame = data[[factor, response]].rename(columns={factor: "level", response: "y"}).dropna()
+    counts = frame.groupby("level").size()
+    if len(counts) < 2:
+        return float("nan"), "fewer than 2 levels"
+    if counts.max() < 2 or len(frame) <= len(counts):
+        return float("nan"), "no replicates"
+    model = smf.ols("y ~ C(level)", data=frame).fit()
+    if model.ssr <= 1e-12 * max(1.0, float((frame["y"] ** 2).sum())):
+        return float("nan"), "zero residual variance"
+    return float(anova_lm(model, typ=2).loc["C(level)", "PR(>F)"]), ""

@@ -8,10 +8,13 @@ statistics; a cell with none left says ``diverged`` or stays missing.
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from analysis import sweeps
+from analysis.literature import load, reported
 from analysis.render import Cell, TableSpec
 from analysis.stats import holm, two_way_anova
 from moleflow.errors import MoleflowError
@@ -23,19 +26,12 @@ def run_level(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (study, variant, dataset, run): routed means over categories and run-level fields."""
     metric_cols = [f"{m}_routed" for m in METRIC_LABELS]
     keys = ["study", "variant", "dataset", "run_id", "seed", "order", "status", "strategy"]
-    extra = [c for c in frame.columns if c.startswith(("forgetting_", "routing_", "params_", "overhead"))]
+    extra = [c for c in frame.columns if c.startswith(("forgetting_", "routing_", "params_", "overhead", "memory_", "cfg."))]
     grouped = frame.groupby(keys, dropna=False, sort=False)
     out = grouped[metric_cols].mean()
     for column in extra:
         out[column] = grouped[column].first()
     return out.reset_index()
-
-
-def _cell(values: pd.Series, statuses: pd.Series) -> Cell:
-    ok = values[(statuses == "ok") & values.notna()]
-    if ok.empty:
-        return Cell(text="diverged") if (statuses == "diverged").any() else Cell()
-    return Cell(mean=float(ok.mean()), std=float(ok.std(ddof=1)) if len(ok) > 1 else None, n=int(len(ok)))
 
 
 def _ordered(values: pd.Series) -> list[str]:
@@ -49,44 +45,136 @@ def _caption(runs: pd.DataFrame, what: str) -> str:
 
 
 def variant_table(runs: pd.DataFrame, study: str, dataset: str, table_id: str, paper_table: str, title: str,
-                  columns: dict[str, str], delta_of: str | None = None, integer_columns: tuple[str, ...] = ()) -> TableSpec:
-    """Rows = the study's variants; ``columns`` maps run-level column -> label."""
+                  columns: dict[str, str], delta_of: str | tuple[str, ...] = (), integer_columns: tuple[str, ...] = (),
+                  column_digits: dict[str, int] | None = None) -> TableSpec:
+    """Rows = the study's variants; ``columns`` maps run-level column -> label; deltas against the first row."""
     sub = runs[(runs["study"] == study) & (runs["dataset"] == dataset)]
     rows = _ordered(sub["variant"])
     labels = list(columns.values())
+    digits = {**{c: 0 for c in integer_columns}, **(column_digits or {})}
     spec = TableSpec(table_id, paper_table, f"{title} ({dataset})", _caption(sub, title + "."), rows, labels,
-                     better={label: ("min" if col.startswith("forgetting") or col.startswith("params") else "max")
-                             for col, label in columns.items()}, row_header="variant",
-                     column_digits={c: 0 for c in integer_columns})
+                     better={label: ("min" if col.startswith(("forgetting", "params", "memory")) else "max")
+                             for col, label in columns.items()}, row_header="variant", column_digits=digits)
     for row in rows:
         group = sub[sub["variant"] == row]
         for column, label in columns.items():
-            spec.cells[(row, label)] = _cell(group[column], group["status"])
-    if delta_of and rows:
-        label = f"Δ {columns[delta_of]}"
+            spec.cells[(row, label)] = Cell.from_runs(group[column], group["status"])
+    for column in ((delta_of,) if isinstance(delta_of, str) else delta_of):
+        if not rows:
+            break
+        label = f"Δ {columns[column]}"
         spec.columns.append(label)
-        reference = spec.cell(rows[0], columns[delta_of])
+        reference = spec.cell(rows[0], columns[column])
         for row in rows:
-            current = spec.cell(row, columns[delta_of])
+            current = spec.cell(row, columns[column])
             if not current.missing and not reference.missing and current.text is None and reference.text is None:
                 spec.cells[(row, label)] = Cell(mean=current.mean - reference.mean, n=current.n)
     return spec
 
 
-def per_category_table(frame: pd.DataFrame, dataset: str, metric: str, table_id: str, paper_table: str) -> TableSpec:
-    """Rows = categories (+ mean), column = MoLE-Flow's routed ``metric`` in the main study."""
+def per_category_table(frame: pd.DataFrame, dataset: str, metric: str, table_id: str, paper_table: str,
+                       literature_kind: str | None = None) -> TableSpec:
+    """Tables 3-6: MoLE-Flow's routed ``metric`` per category, its mean and FM, over seeds.
+
+    With ``literature_kind`` (``mvtec``/``visa``, real data only) the paper's reported
+    rows for that dataset follow, labelled as reported (see :mod:`analysis.literature`).
+    """
     sub = frame[(frame["study"] == "main") & (frame["dataset"] == dataset) & frame["category"].notna()]
-    rows = sorted(set(sub["category"]))
-    label = f"MoLE-Flow {METRIC_LABELS[metric]}"
-    spec = TableSpec(table_id, paper_table, f"Per-category {METRIC_LABELS[metric]} ({dataset})",
-                     _caption(sub.drop_duplicates("run_id"), f"Per-category {METRIC_LABELS[metric]}."),
-                     rows + ["mean"], [label], better={}, row_header="category")
-    for row in rows:
-        group = sub[sub["category"] == row]
-        spec.cells[(row, label)] = _cell(group[f"{metric}_routed"], group["status"])
+    categories = sorted(set(sub["category"]))
+    ours = "MoLE-Flow (this harness)"
+    label = METRIC_LABELS[metric]
+    literature = reported(literature_kind, metric) if literature_kind else pd.DataFrame()
+    if not literature.empty and not set(categories) & set(literature.columns):
+        literature = pd.DataFrame()  # none of the paper's categories: nothing to compare with
+    rows = [ours] + [f"{m} (reported)" for m in literature.index]
+    columns = categories + ["mean", "FM"]
+    caption = _caption(sub.drop_duplicates("run_id"), f"Per-category {label}; FM = max-based forgetting of the run.")
+    if not literature.empty:
+        source = sorted(set(load()[(load()["dataset"] == literature_kind) & (load()["metric"] == metric)]["paper_table"]))
+        caption += (f" Rows marked reported are the values the MoLE-Flow paper reports (Table {', '.join(source)}) on the real "
+                    f"{literature_kind} data with pretrained weights: cited, not reproduced here. Their mean is the paper's "
+                    "average when the table has all of the paper's categories, else the mean of the same categories "
+                    "(missing if one is not reported).")
+    spec = TableSpec(table_id, paper_table, f"Per-category {label} ({dataset})", caption, rows, columns,
+                     better={**{c: "max" for c in categories + ["mean"]}, "FM": "min"}, row_header="method")
+    for category in categories:
+        group = sub[sub["category"] == category]
+        spec.cells[(ours, category)] = Cell.from_runs(group[f"{metric}_routed"], group["status"])
     means = run_level(sub)
-    spec.cells[("mean", label)] = _cell(means[f"{metric}_routed"], means["status"])
+    spec.cells[(ours, "mean")] = Cell.from_runs(means[f"{metric}_routed"], means["status"])
+    spec.cells[(ours, "FM")] = Cell.from_runs(means[f"forgetting_fm_{metric}"], means["status"])
+    for method in literature.index:
+        values = literature.loc[method]
+        for column in [c for c in categories if c in values.index] + ["FM"]:
+            if np.isfinite(values.get(column, np.nan)):
+                spec.cells[(f"{method} (reported)", column)] = Cell(mean=float(values[column]), n=1)
+        # the reported average covers the paper's categories; over a subset, the mean of the same categories
+        same = [values.get(c, np.nan) for c in categories]
+        if set(categories) == set(literature.columns) - {"avg", "FM"} and np.isfinite(values.get("avg", np.nan)):
+            spec.cells[(f"{method} (reported)", "mean")] = Cell(mean=float(values["avg"]), n=1)
+        elif all(np.isfinite(same)):
+            spec.cells[(f"{method} (reported)", "mean")] = Cell(mean=float(np.mean(same)), n=1)
     return spec
+
+
+def dilemma_table(runs: pd.DataFrame, dataset: str) -> TableSpec:
+    """Table 1, the isolation-efficiency dilemma: accuracy, forgetting and memory per task of each strategy."""
+    sub = runs[(runs["study"] == "strategies") & (runs["dataset"] == dataset)].copy()
+    sub["memory_mb_per_task"] = sub["memory_bytes_per_task"] / 1e6
+    columns = {"image_auroc_routed": "I-AUROC", "forgetting_fm_image_auroc": "FM I-AUROC",
+               "memory_pct_of_base": "memory/task (% base)", "memory_mb_per_task": "memory/task (MB)"}
+    spec = variant_table(sub, "strategies", dataset, f"T1_dilemma_{dataset}", "1", "Isolation-efficiency dilemma", columns,
+                         column_digits={"memory/task (% base)": 1})
+    spec.caption += (" Memory per task: what each new task adds to what the strategy keeps (float32 parameters; Full-Copy a "
+                     "whole model, the others the task's adapters, Replay also its buffer of float16 feature maps; EWC keeps "
+                     "its Fisher and anchor once). Zero FM = forgetting exactly 0 for every metric in every finished run.")
+    spec.columns.append("zero FM")
+    forgetting = [c for c in sub.columns if c.startswith("forgetting_fm_")]
+    for row in spec.rows:
+        group = sub[(sub["variant"] == row) & (sub["status"] == "ok")]
+        if group.empty or group[forgetting].isna().all(axis=None):
+            continue
+        spec.cells[(row, "zero FM")] = Cell(text="yes" if bool((group[forgetting].fillna(0) == 0).all(axis=None)) else "no")
+    return spec
+
+
+def configuration_table(configs: dict[str, dict[str, Any]], main_runs: dict[str, str]) -> TableSpec:
+    """Table 2: the configuration of each dataset's main MoLE-Flow run (``main_runs``: dataset -> run id)."""
+    rows = list(CONFIG_ROWS)
+    columns = list(main_runs)
+    spec = TableSpec("T2_configuration", "2", "Configuration", "The resolved configuration of each dataset's main-study "
+                     "MoLE-Flow run (seed 0's; the seeds differ only in `seed`).", rows, columns, row_header="parameter")
+    for dataset, run_id in main_runs.items():
+        config = configs[run_id]
+        for row, (path, fmt) in CONFIG_ROWS.items():
+            value: Any = config
+            for key in path.split("."):
+                value = value[key]
+            spec.cells[(row, dataset)] = Cell(text=fmt(value))
+    return spec
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return "--" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+CONFIG_ROWS: dict[str, tuple[str, Any]] = {
+    "Backbone": ("features.backbone", _plain), "Pretrained weights": ("features.pretrained", _plain),
+    "Layers": ("features.layers", _plain), "Input size": ("features.input_size", _plain),
+    "Patch dimension D": ("features.embed_dim", _plain), "Grid": ("features.grid", lambda v: "first layer" if v is None else str(v)),
+    "MoLE blocks": ("model.coupling_blocks", _plain), "DIA blocks": ("model.dia_blocks", _plain),
+    "LoRA rank": ("model.lora_rank", _plain), "LoRA alpha": ("model.lora_alpha", _plain),
+    "Learning rate": ("training.lr", _plain), "Epochs per task": ("training.epochs", _plain),
+    "Batch size": ("training.batch_size", _plain), "Tail weight": ("training.tail_weight", _plain),
+    "Tail top-k ratio": ("training.top_k_ratio", _plain), "LogDet weight": ("training.logdet_reg", _plain),
+    "Score aggregation top-K": ("scoring.image_top_k", _plain), "Scale context kernel": ("model.context_kernel", _plain),
+    "Spatial context kernel": ("model.mixer_kernel", _plain), "Router covariance": ("router.covariance", _plain),
+    "Strategy": ("strategy.name", _plain), "Device": ("device", _plain),
+}
 
 
 def forgetting_table(frame: pd.DataFrame, dataset: str, table_id: str) -> TableSpec:
@@ -98,12 +186,12 @@ def forgetting_table(frame: pd.DataFrame, dataset: str, table_id: str) -> TableS
                      rows, ["I-AUROC", "P-AP", "FM I-AUROC", "FM P-AP"], better={}, row_header="task")
     for row in rows:
         group = sub[sub["category"] == row]
-        spec.cells[(row, "I-AUROC")] = _cell(group["image_auroc_routed"], group["status"])
-        spec.cells[(row, "P-AP")] = _cell(group["pixel_ap_routed"], group["status"])
+        spec.cells[(row, "I-AUROC")] = Cell.from_runs(group["image_auroc_routed"], group["status"])
+        spec.cells[(row, "P-AP")] = Cell.from_runs(group["pixel_ap_routed"], group["status"])
     runs = run_level(sub)
     spec.rows.append("run")
-    spec.cells[("run", "FM I-AUROC")] = _cell(runs["forgetting_fm_image_auroc"], runs["status"])
-    spec.cells[("run", "FM P-AP")] = _cell(runs["forgetting_fm_pixel_ap"], runs["status"])
+    spec.cells[("run", "FM I-AUROC")] = Cell.from_runs(runs["forgetting_fm_image_auroc"], runs["status"])
+    spec.cells[("run", "FM P-AP")] = Cell.from_runs(runs["forgetting_fm_pixel_ap"], runs["status"])
     return spec
 
 
@@ -117,7 +205,7 @@ def dataset_summary(runs: pd.DataFrame) -> TableSpec:
     for row in rows:
         group = sub[sub["dataset"] == row]
         for column, label in columns.items():
-            spec.cells[(row, label)] = _cell(group[column], group["status"])
+            spec.cells[(row, label)] = Cell.from_runs(group[column], group["status"])
     return spec
 
 
@@ -167,33 +255,53 @@ def interaction_table(runs: pd.DataFrame, dataset: str, alpha: float = 0.05) -> 
     return spec
 
 
-def build_all(frame: pd.DataFrame) -> list[TableSpec]:
-    """Every table the collected runs support (a study without runs gives no table)."""
+def literature_kinds(workflow: dict[str, Any] | None) -> dict[str, str | None]:
+    """Dataset name -> ``mvtec``/``visa`` for real copies; None for generated data (no literature rows)."""
+    if not workflow:
+        return {}
+    return {name: (None if spec.get("generate") else spec.get("kind")) for name, spec in workflow.get("datasets", {}).items()}
+
+
+def main_runs(runs: pd.DataFrame) -> dict[str, str]:
+    """Dataset -> the run id of its main-study run with the lowest seed."""
+    sub = runs[runs["study"] == "main"].sort_values(["seed", "run_id"])
+    return {dataset: group["run_id"].iloc[0] for dataset, group in sub.groupby("dataset", sort=False)}
+
+
+def build_all(frame: pd.DataFrame, workflow: dict[str, Any] | None = None,
+              configs: dict[str, dict[str, Any]] | None = None) -> list[TableSpec]:
+    """Every table the collected runs support (a study without runs gives no table).
+
+    ``workflow`` (the configuration that planned the runs) tells real datasets from
+    generated ones (literature rows only for real MVTec AD / VisA); ``configs`` (run id ->
+    resolved config) gives Table 2.
+    """
     runs = run_level(frame[frame["status"].notna()])
+    kinds = literature_kinds(workflow)
     metrics = {f"{m}_routed": label for m, label in METRIC_LABELS.items()}
     specs: list[TableSpec] = []
     studies = set(runs["study"])
+    if configs and "main" in studies:
+        specs.append(configuration_table(configs, main_runs(runs)))
     for dataset in _ordered(runs["dataset"]):
         present = set(runs[runs["dataset"] == dataset]["study"])
         if "main" in present:
-            specs.append(per_category_table(frame, dataset, "image_auroc", f"T3_image_auroc_{dataset}", "3/5"))
-            specs.append(per_category_table(frame, dataset, "pixel_ap", f"T4_pixel_ap_{dataset}", "4/6"))
+            specs.append(per_category_table(frame, dataset, "image_auroc", f"T3_image_auroc_{dataset}", "3/5", kinds.get(dataset)))
+            specs.append(per_category_table(frame, dataset, "pixel_ap", f"T4_pixel_ap_{dataset}", "4/6", kinds.get(dataset)))
             specs.append(forgetting_table(frame, dataset, f"T15_forgetting_{dataset}"))
+        if "strategies" in present:
+            specs.append(dilemma_table(runs, dataset))
+            specs.append(variant_table(runs, "strategies", dataset, f"T14_strategies_{dataset}", "14", "Training strategies",
+                                       {"image_auroc_routed": "I-AUROC", "pixel_ap_routed": "P-AP"},
+                                       delta_of=("image_auroc_routed", "pixel_ap_routed")))
         if "ablation" in present:
             specs.append(variant_table(runs, "ablation", dataset, f"T7_ablation_{dataset}", "7", "Component ablation",
-                                       metrics, delta_of="pixel_ap_routed"))
-        if "strategies" in present:
-            specs.append(variant_table(runs, "strategies", dataset, f"T14_strategies_{dataset}", "1/14", "Training strategies",
-                                       {"image_auroc_routed": "I-AUROC", "pixel_ap_routed": "P-AP",
-                                        "forgetting_fm_image_auroc": "FM I-AUROC", "forgetting_fm_pixel_ap": "FM P-AP",
-                                        "params_per_task": "params/task"}, integer_columns=("params/task",)))
+                                       metrics, delta_of=("image_auroc_routed", "pixel_ap_routed")))
         if "depth" in present:
             specs.append(variant_table(runs, "depth", dataset, f"T9_depth_{dataset}", "9", "Depth (MoLE and DIA blocks)",
                                        {"image_auroc_routed": "I-AUROC", "pixel_ap_routed": "P-AP"}))
         if "sensitivity" in present:
-            specs.append(variant_table(runs, "sensitivity", dataset, f"T11_13_sensitivity_{dataset}", "10-13",
-                                       "Hyper-parameter sweeps", {"image_auroc_routed": "I-AUROC", "pixel_ap_routed": "P-AP"},
-                                       delta_of="pixel_ap_routed"))
+            specs.extend(sweeps.build(runs, dataset))
         if "order" in present:
             sub = runs[(runs["study"] == "order") & (runs["dataset"] == dataset)].copy()
             sub["variant"] = sub["order"]

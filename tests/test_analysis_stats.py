@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from analysis.stats import holm, two_way_anova
+from analysis.stats import holm, one_way_anova, two_way_anova
 
 
 def _design(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
@@ -84,3 +84,20 @@ def test_holm() -> None:
     adjusted = holm([0.01, 0.04, np.nan, 0.03])
     assert adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06) and adjusted[1] == pytest.approx(0.06)
     assert np.isnan(adjusted[2])
+
+
+def test_one_way_anova_matches_hand_computation() -> None:
+    groups = {"a": [0.50, 0.52, 0.49], "b": [0.55, 0.58, 0.56], "c": [0.51, 0.50, 0.53]}
+    frame = pd.DataFrame([{"value": k, "y": v} for k, vs in groups.items() for v in vs])
+    grand = frame["y"].mean()
+    ss_between = sum(len(v) * (np.mean(v) - grand) ** 2 for v in groups.values())
+    ss_within = sum(((np.array(v) - np.mean(v)) ** 2).sum() for v in groups.values())
+    f = (ss_between / 2) / (ss_within / 6)
+    p, note = one_way_anova(frame, "value", "y")
+    assert note == "" and p == pytest.approx(sps.f.sf(f, 2, 6), rel=1e-10)
+    assert p == pytest.approx(sps.f_oneway(*groups.values()).pvalue, rel=1e-10)
+    assert np.isnan(one_way_anova(frame[frame["value"] == "a"], "value", "y")[0])
+    single = frame.groupby("value").head(1)
+    assert one_way_anova(single, "value", "y")[1] == "no replicates"
+    flat = frame.assign(y=frame["value"].map({"a": 0.5, "b": 0.6, "c": 0.7}))
+    assert one_way_anova(flat, "value", "y")[1] == "zero residual variance"

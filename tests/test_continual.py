@@ -172,3 +172,26 @@ def test_cli_run_and_config_mismatch(dataset: Path, cache: Path, tmp_path: Path,
     assert "holds a run of another configuration" in capsys.readouterr().err
     assert main([*args, "--set", "model.lora_rnk=2"]) == 2
     assert "unknown config key 'model.lora_rnk'" in capsys.readouterr().err
+
+
+def test_memory_per_task_follows_what_each_strategy_keeps() -> None:
+    from moleflow.config import apply_overrides
+    from moleflow.continual.learner import memory_per_task, model_config, parameter_counts
+    from moleflow.model import MoLEFlow
+
+    dim, cells = 16, 36
+    small = {"model.coupling_blocks": 2, "model.lora_rank": 4, "strategy.replay_images": 5}
+    memory = {s: memory_per_task(apply_overrides(load_profile("cpu"), {**small, "strategy.name": s}), dim, cells)
+              for s in ("frozen_base", "sequential", "separated", "ewc", "replay")}
+    counts = parameter_counts(apply_overrides(load_profile("cpu"), small), dim)
+    adapters = counts["per_task"]
+    assert memory["frozen_base"]["params_per_task"] == memory["sequential"]["params_per_task"] == adapters
+    assert memory["frozen_base"]["bytes_per_task"] == 4 * adapters and memory["frozen_base"]["fixed_bytes"] == 0
+    model = MoLEFlow(model_config(apply_overrides(load_profile("cpu"), small), dim))
+    model.add_task()
+    whole = sum(p.numel() for p in model.parameters())
+    assert memory["separated"]["params_per_task"] == whole > counts["base"]
+    assert memory["separated"]["pct_of_base"] > 100.0 > memory["frozen_base"]["pct_of_base"]
+    assert memory["ewc"]["fixed_bytes"] == 2 * 4 * counts["base"]
+    assert memory["replay"]["bytes_per_task"] == 4 * adapters + 2 * 5 * cells * dim
+    assert all(m["router_bytes_per_task"] == 8 * (dim + dim * dim) for m in memory.values())

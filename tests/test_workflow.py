@@ -104,6 +104,7 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "tiny" / "synth.json").is_file()
     index = (tmp_path / "results" / "tables" / "index.csv").read_text()
     assert "T7_ablation_tiny" in index and (tmp_path / "results" / "runs.csv").is_file()
+    assert "(reported)" not in (tmp_path / "results" / "tables" / "T3_image_auroc_tiny.md").read_text()  # generated data
     assert len(list((tmp_path / "results" / "features" / "tiny").glob("*.json"))) == 2
 
     from mlflow.tracking import MlflowClient

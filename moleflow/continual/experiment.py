@@ -25,7 +25,7 @@ import yaml
 
 from moleflow.config import Config, config_hash
 from moleflow.continual.evaluate import METRICS, TaskEvaluation, evaluate_task
-from moleflow.continual.learner import Learner, parameter_counts
+from moleflow.continual.learner import Learner, memory_per_task, parameter_counts
 from moleflow.continual.samples import pick_samples, save_accuracy_heatmaps, save_sample
 from moleflow.continual.tasks import TaskData, load_tasks
 from moleflow.continual.train import ReplayBuffer, empirical_fisher, train_task
@@ -204,6 +204,7 @@ def _summary(config: Config, cfg_hash: str, tasks: list[TaskData], state: RunSta
         "routing_confusion": routing["confusion"] if routing else None,
         "routing_accuracy_after_task": [r["accuracy"] for r in state.routing],
         "params": parameter_counts(config, dim),
+        "memory": memory_per_task(config, dim, int(np.prod(tasks[0].train.patches.shape[1:3]))),
         "per_task": state.tasks,
         "timings": {"features": features_seconds, "training": state.timings["training"],
                     "evaluation": state.timings["evaluation"],

@@ -162,3 +162,35 @@ def parameter_counts(config: Config, dim: int) -> dict[str, float]:
         "overhead_pct": 100.0 * per_task / base if base else float("nan"),
         "overhead_without_dia_pct": 100.0 * without_dia / base if base else float("nan"),
     }
+
+
+def memory_per_task(config: Config, dim: int, patches_per_image: int) -> dict[str, float]:
+    """What each new task adds to what the strategy must keep, in parameters and bytes.
+
+    Strategy-aware (Table 1's "memory per task"): ``separated`` keeps a whole model per
+    task; ``frozen_base``, ``sequential`` and ``ewc`` keep the task's adapters (LoRA,
+    task biases, whitening, DIA), ``replay`` those plus ``replay_images`` feature maps
+    of ``patches_per_image`` float16 ``dim``-vectors. ``fixed_bytes`` is kept once,
+    whatever the number of tasks (EWC's Fisher diagonal and anchor). Every strategy also
+    keeps one router prototype per task (mean and precision, float64):
+    ``router_bytes_per_task``. Parameters are float32; ``pct_of_base`` is
+    ``100 * bytes_per_task / base bytes``.
+    """
+    counts = parameter_counts(config, dim)
+    strategy = config["strategy"]["name"]
+    if strategy == "separated":
+        whole = MoLEFlow(model_config(config, dim))
+        whole.add_task()
+        params = sum(p.numel() for p in whole.parameters())
+    else:
+        params = counts["per_task"]
+    extra = 2.0 * config["strategy"]["replay_images"] * patches_per_image * dim if strategy == "replay" else 0.0
+    per_task = 4.0 * params + extra
+    base_bytes = 4.0 * counts["base"]
+    return {
+        "params_per_task": float(params),
+        "bytes_per_task": per_task,
+        "pct_of_base": 100.0 * per_task / base_bytes if base_bytes else float("nan"),
+        "fixed_bytes": 2.0 * base_bytes if strategy == "ewc" else 0.0,
+        "router_bytes_per_task": 8.0 * (dim + dim * dim),
+    }
