@@ -1,4 +1,4 @@
-"""``python -m analysis [--config config/config.yaml] [--results results]``: runs.csv and every table."""
+"""``python -m analysis [--config config/config.yaml] [--results results]``: runs.csv, every table and figure."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 import pandas as pd
 
 from analysis.collect import collect, run_configs
+from analysis.figures import build_all as build_figures
 from analysis.render import write
 from analysis.tables import build_all
 from moleflow.config import read_yaml
@@ -30,7 +31,10 @@ def main(argv: list[str] | None = None) -> int:
             files = write(spec, f"{results}/tables")
             index.append({"id": spec.table_id, "paper_table": spec.paper_table, "title": spec.title, "files": " ".join(files)})
         write_text_atomic(f"{results}/tables/index.csv", pd.DataFrame(index, columns=["id", "paper_table", "title", "files"]).to_csv(index=False))
-        print(f"{len(frame)} rows -> {results}/runs.csv; {len(index)} tables -> {results}/tables/")
+        figures = build_figures(frame, results, workflow)
+        write_text_atomic(f"{results}/figures/index.csv", pd.DataFrame(figures, columns=["id", "title", "files"]).to_csv(index=False))
+        print(f"{len(frame)} rows -> {results}/runs.csv; {len(index)} tables -> {results}/tables/; "
+              f"{len(figures)} figures -> {results}/figures/")
         return 0
     except MoleflowError as exc:
         print(f"analysis: error: {exc}", file=sys.stderr)

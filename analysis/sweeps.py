@@ -87,13 +87,13 @@ def sweep_frames(runs: pd.DataFrame, dataset: str) -> dict[str, pd.DataFrame]:
     return out
 
 
-def _ordered_values(rows: pd.DataFrame) -> list[str]:
+def ordered_values(rows: pd.DataFrame) -> list[str]:
     return sorted(dict.fromkeys(rows["value"]), key=lambda v: _key(v.replace(" (default)", "")))
 
 
 def sweep_table(rows: pd.DataFrame, sweep: str, dataset: str) -> TableSpec:
     """One sweep: I-AUROC and P-AP per value (mean +- std over seeds), and the P-AP change from the default."""
-    values = _ordered_values(rows)
+    values = ordered_values(rows)
     paper = PAPER_TABLES.get(sweep, "10")
     slug = sweep.replace(" ", "_")
     seeds = sorted({int(s) for s in rows["seed"].dropna()})
@@ -132,7 +132,7 @@ def summary_table(sweeps: dict[str, pd.DataFrame], dataset: str, alpha: float = 
                      p_columns=("ANOVA p (P-AP)",))
     for sweep, frame in sweeps.items():
         ok = frame[(frame["status"] == "ok") & frame[RESPONSE].notna()]
-        values = _ordered_values(frame)
+        values = ordered_values(frame)
         spec.cells[(sweep, "values")] = Cell(text=", ".join(v.replace(" (default)", "*") for v in values))
         means = ok.groupby("value")[[RESPONSE, "image_auroc_routed"]].mean()
         if len(means) < 2:

@@ -57,7 +57,7 @@ def _summary(run, rng: np.random.Generator, status: str = "ok") -> dict:  # type
     return {"status": status, "config": run.config, "config_hash": run.run_id, "seed": run.seed,
             "strategy": run.config["strategy"]["name"], "tasks": CATEGORIES, "tasks_completed": done, "final": final,
             "accuracy_matrix": matrix, "accuracy_matrix_oracle": matrix, "forgetting": forgetting,
-            "routing_accuracy": 1.0, "params": {"base": 1000, "per_task": 100, "per_task_without_dia": 50, "overhead_pct": 10.0},
+            "routing_accuracy": 1.0, "routing_confusion": [[10, 0], [1, 9]], "params": {"base": 1000, "per_task": 100, "per_task_without_dia": 50, "overhead_pct": 10.0},
             "memory": memory,
             "per_task": [], "mean": {}}
 
@@ -123,9 +123,21 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     assert "\\toprule" in latex and "\\bottomrule" in latex and "\\textbf{" in latex
 
 
+def test_figures_are_drawn_and_indexed(results: Path) -> None:
+    assert analysis_main(["--config", str(results / "config.yaml"), "--results", str(results / "results")]) == 0
+    figures = results / "results" / "figures"
+    index = pd.read_csv(figures / "index.csv").set_index("id")
+    assert set(index.index) == {f"{name}_synth" for name in
+                                ("accuracy_matrix", "sensitivity", "per_category", "routing_confusion", "forgetting_over_tasks")}
+    for files in index["files"]:
+        for name in files.split():
+            assert (figures / name).stat().st_size > 2000, name
+    assert (figures / "accuracy_matrix_synth.pdf").read_bytes().startswith(b"%PDF")
+
+
 def test_regenerating_gives_identical_files(results: Path) -> None:
     args = ["--config", str(results / "config.yaml"), "--results", str(results / "results")]
     assert analysis_main(args) == 0
-    first = _digest(results / "results" / "tables")
+    first = {**_digest(results / "results" / "tables"), **_digest(results / "results" / "figures")}
     assert analysis_main(args) == 0
-    assert _digest(results / "results" / "tables") == first
+    assert {**_digest(results / "results" / "tables"), **_digest(results / "results" / "figures")} == first

@@ -104,6 +104,8 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
     assert (tmp_path / "data" / "tiny" / "synth.json").is_file()
     index = (tmp_path / "results" / "tables" / "index.csv").read_text()
     assert "T7_ablation_tiny" in index and (tmp_path / "results" / "runs.csv").is_file()
+    figures = (tmp_path / "results" / "figures" / "index.csv").read_text()
+    assert "qualitative_tiny" in figures and "accuracy_matrix_tiny" in figures
     assert "(reported)" not in (tmp_path / "results" / "tables" / "T3_image_auroc_tiny.md").read_text()  # generated data
     assert len(list((tmp_path / "results" / "features" / "tiny").glob("*.json"))) == 2
 

@@ -1,4 +1,4 @@
-# Tables from the run directories (the same code as `python -m analysis`).
+# Tables and figures from the run directories (the same code as `python -m analysis`).
 import yaml
 
 
@@ -22,6 +22,7 @@ rule all_tables:
     output:
         runs=f"{RESULTS}/runs.csv",
         index=f"{RESULTS}/tables/index.csv",
+        figures=f"{RESULTS}/figures/index.csv",
     log:
         f"{RESULTS}/logs/analysis.log",
     localrule: True
