@@ -101,7 +101,7 @@ def test_run_summary_routing_and_determinism(dataset: Path, cache: Path, tmp_pat
 
 
 def test_resume_equals_uninterrupted(dataset: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for strategy in ("frozen_base", "ewc"):
+    for strategy in ("frozen_base", "ewc", "separated"):
         config = tiny(dataset, cache, f"strategy.name={strategy}")
         whole = run(config, tmp_path / f"whole-{strategy}", progress=False, log=lambda *a: None)
         import moleflow.continual.experiment as run_module
@@ -178,6 +178,7 @@ def test_memory_per_task_follows_what_each_strategy_keeps() -> None:
     from moleflow.config import apply_overrides
     from moleflow.continual.learner import memory_per_task, model_config, parameter_counts
     from moleflow.model import MoLEFlow
+    from moleflow.model.mole_flow import is_fixed_parameter
 
     dim, cells = 16, 36
     small = {"model.coupling_blocks": 2, "model.lora_rank": 4, "strategy.replay_images": 5}
@@ -189,9 +190,48 @@ def test_memory_per_task_follows_what_each_strategy_keeps() -> None:
     assert memory["frozen_base"]["bytes_per_task"] == 4 * adapters and memory["frozen_base"]["fixed_bytes"] == 0
     model = MoLEFlow(model_config(apply_overrides(load_profile("cpu"), small), dim))
     model.add_task()
-    whole = sum(p.numel() for p in model.parameters())
+    whole = sum(p.numel() for n, p in model.named_parameters() if not is_fixed_parameter(n))
     assert memory["separated"]["params_per_task"] == whole > counts["base"]
     assert memory["separated"]["pct_of_base"] > 100.0 > memory["frozen_base"]["pct_of_base"]
     assert memory["ewc"]["fixed_bytes"] == 2 * 4 * counts["base"]
     assert memory["replay"]["bytes_per_task"] == 4 * adapters + 2 * 5 * cells * dim
     assert all(m["router_bytes_per_task"] == 8 * (dim + dim * dim) for m in memory.values())
+
+
+def test_predict_routes_a_mixed_batch_and_scores_each_group_with_its_adapters(dataset: Path, cache: Path) -> None:
+    from moleflow.continual.infer import predict
+
+    config = tiny(dataset, cache)
+    tasks = load_tasks(config, FeatureStore(config, progress=False))
+    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    for task, data in enumerate(tasks):
+        learner.add_task(np.asarray(data.train.router))
+        assert train_task(learner, task, data.train.patches, config, torch.device("cpu")).status == "ok"
+    # interleave the test images of the three tasks: one batch, three routed groups
+    picks = [(t, i) for i in range(4) for t in range(len(tasks))]
+    patches = torch.from_numpy(np.stack([np.asarray(tasks[t].test.patches[i], dtype=np.float32) for t, i in picks]))
+    router = torch.from_numpy(np.stack([np.asarray(tasks[t].test.router[i]) for t, i in picks]))
+    out = predict(learner, patches, router, config)
+    assert out.task.tolist() == [t for t, _ in picks]  # distinct categories: perfect routing
+    for t in range(len(tasks)):
+        alone = score_rows(learner, t, tasks[t].test.patches, np.arange(4), config, torch.device("cpu"))
+        mine = np.array([k for k, (task, _) in enumerate(picks) if task == t])
+        np.testing.assert_allclose(out.image[mine], alone.image, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(out.maps[mine], alone.maps, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("strategy", ["frozen_base", "separated"])
+def test_new_task_parameters_do_not_depend_on_the_global_rng(strategy: str) -> None:
+    from moleflow.config import apply_overrides
+
+    config = apply_overrides(load_profile("cpu"), {"strategy.name": strategy, "model.coupling_blocks": 1, "model.lora_rank": 2})
+    states = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        learner = Learner(config, 8)
+        for _ in range(2):
+            torch.rand(7)  # something else drew from the global RNG in between (a summary, a resume)
+            learner.add_task(np.random.default_rng(0).normal(size=(16, 8)))
+        states.append(learner.state_dict())
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

@@ -20,7 +20,7 @@ from torch import nn
 
 from moleflow.config import Config
 from moleflow.model import MahalanobisRouter, ModelConfig, MoLEFlow, SubnetConfig
-from moleflow.model.mole_flow import task_of_parameter
+from moleflow.model.mole_flow import is_fixed_parameter, task_of_parameter
 
 STRATEGIES = ("frozen_base", "sequential", "separated", "ewc", "replay")
 
@@ -72,13 +72,13 @@ class Learner(nn.Module):
     def add_task(self, router_features: np.ndarray) -> int:
         """Create the next task's adapters (or model) and fit its router prototype."""
         task = self.n_tasks
-        if self.strategy == "separated":
-            model = self._new_model(task)
-            model.add_task()
-            self.models.append(model)
-        else:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(self.seed * 100_003 + 7919 * (task + 1))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 100_003 + 7919 * (task + 1))
+            if self.strategy == "separated":
+                model = self._new_model(task)
+                model.add_task()  # task 0's own adapters of this model: drawn from (seed, task) too
+                self.models.append(model)
+            else:
                 self.models[0].add_task()
         self.router.add_task(router_features)
         self.n_tasks += 1
@@ -147,9 +147,10 @@ def parameter_counts(config: Config, dim: int) -> dict[str, float]:
     ``per_task`` counts a task ``t >= 1``'s adapters (LoRA, task biases, whitening, DIA);
     ``per_task_without_dia`` leaves DIA out; ``overhead_pct = 100 * per_task / base``.
     """
-    probe = MoLEFlow(model_config(config, dim))
-    probe.add_task()
-    probe.add_task()
+    with torch.random.fork_rng(devices=[]):  # counting must not move the global RNG
+        probe = MoLEFlow(model_config(config, dim))
+        probe.add_task()
+        probe.add_task()
     base = sum(p.numel() for p in probe.base_parameters())
     named = dict(probe.named_parameters())
     own = {n: p.numel() for n, p in named.items() if task_of_parameter(n) == 1}
@@ -168,8 +169,10 @@ def memory_per_task(config: Config, dim: int, patches_per_image: int) -> dict[st
     """What each new task adds to what the strategy must keep, in parameters and bytes.
 
     Strategy-aware (Table 1's "memory per task"): ``separated`` keeps a whole model per
-    task; ``frozen_base``, ``sequential`` and ``ewc`` keep the task's adapters (LoRA,
-    task biases, whitening, DIA), ``replay`` those plus ``replay_images`` feature maps
+    task (its trainable parameters; the fixed channel permutations follow from
+    ``model.permutation_seed``, as in ``base``); ``frozen_base``, ``sequential`` and
+    ``ewc`` keep the task's adapters (LoRA, task biases, whitening, DIA), ``replay``
+    those plus ``replay_images`` feature maps
     of ``patches_per_image`` float16 ``dim``-vectors. ``fixed_bytes`` is kept once,
     whatever the number of tasks (EWC's Fisher diagonal and anchor). Every strategy also
     keeps one router prototype per task (mean and precision, float64):
@@ -179,9 +182,10 @@ def memory_per_task(config: Config, dim: int, patches_per_image: int) -> dict[st
     counts = parameter_counts(config, dim)
     strategy = config["strategy"]["name"]
     if strategy == "separated":
-        whole = MoLEFlow(model_config(config, dim))
-        whole.add_task()
-        params = sum(p.numel() for p in whole.parameters())
+        with torch.random.fork_rng(devices=[]):
+            whole = MoLEFlow(model_config(config, dim))
+            whole.add_task()
+        params = sum(p.numel() for n, p in whole.named_parameters() if not is_fixed_parameter(n))
     else:
         params = counts["per_task"]
     extra = 2.0 * config["strategy"]["replay_images"] * patches_per_image * dim if strategy == "replay" else 0.0

@@ -1,0 +1,104 @@
+"""What every benchmark shares: timing, the environment, result tables.
+
+Timings are medians of repeated calls after warm-up, compared as ratios against a
+baseline measured in the same process; they are never asserts in tests.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+
+import torch
+
+SCALES = ("smoke", "full")
+
+
+@dataclass
+class Result:
+    """One benchmark's table: ``rows`` of ``columns``, the command that made it, and what it means."""
+
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    command: str = ""
+
+    def add(self, *values: Any) -> None:
+        if len(values) != len(self.columns):
+            raise ValueError(f"{self.name}: {len(values)} values for {len(self.columns)} columns")
+        self.rows.append(list(values))
+
+    def column(self, name: str) -> list[Any]:
+        index = self.columns.index(name)
+        return [row[index] for row in self.rows]
+
+
+def median_seconds(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def fmt(value: Any) -> str:
+    """Cell text: 3 significant digits for floats, thousands separators for ints."""
+    if isinstance(value, bool) or value is None:
+        return "--" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "--"
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def markdown(result: Result) -> str:
+    lines = [f"## {result.title}", "", f"Command: `{result.command}`", ""]
+    lines += ["| " + " | ".join(result.columns) + " |", "|" + "---|" * len(result.columns)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in result.rows]
+    if result.notes:
+        lines += [""] + result.notes
+    return "\n".join(lines) + "\n"
+
+
+def environment() -> dict[str, str]:
+    """Machine, library versions and date, for the head of RESULTS.md."""
+    versions = {}
+    for package in ("torch", "timm", "FrEIA", "numpy", "snakemake", "mlflow"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    return {
+        "date (UTC)": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}",
+        "python": platform.python_version(),
+        "GPU": device,
+        **versions,
+    }
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()

@@ -1,0 +1,111 @@
+"""Flow training step: patch vectors per second, forward + backward + AdamW step.
+
+The MoLE flow in the paper's configuration (schema defaults: D = 768, 6 coupling
+blocks, LoRA rank 64, 2 DIA blocks, TAL) against a plain FrEIA ``AllInOneBlock`` flow
+of the same width and depth with an MLP subnet (hidden width D, standard normal NLL),
+both on the same batch of patch maps in the same process. Then the overhead of each
+component: the step with the component against the step without it (task 1 of a
+frozen base, as every task after the first trains).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import FrEIA.framework as Ff
+import FrEIA.modules as Fm
+import torch
+from torch import nn
+
+from benchmarks.common import Result, device, median_seconds, sync
+from moleflow.config import load_config
+from moleflow.continual.learner import model_config
+from moleflow.model import MoLEFlow, TailAwareLoss
+
+SIZES = {"smoke": {"dim": 32, "grid": 6, "batch": 2, "repeat": 2}, "full": {"dim": 768, "grid": 14, "batch": 4, "repeat": 5}}
+COMPONENTS = {
+    "context convs (scale context)": "model.scale_context=false",
+    "spatial context mixer": "model.spatial_mixer=false",
+    "LoRA": "model.lora=false",
+    "DIA (2 blocks)": "model.dia_blocks=0",
+    "TAL top-k": "training.tail_weight=0.0",
+}
+
+
+def _plain_freia(dim: int, blocks: int) -> nn.Module:
+    def mlp(c_in: int, c_out: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(c_in, dim), nn.ReLU(), nn.Linear(dim, c_out))
+
+    flow = Ff.SequenceINN(dim)
+    for _ in range(blocks):
+        flow.append(Fm.AllInOneBlock, subnet_constructor=mlp, affine_clamping=1.9, permute_soft=False)
+    return flow
+
+
+def _freia_step(flow: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    optimizer = torch.optim.AdamW(flow.parameters(), lr=3e-4)
+    rows = x.reshape(-1, x.shape[-1])
+
+    def step() -> None:
+        z, logdet = flow(rows)
+        loss = (0.5 * (z**2).sum(dim=1) - logdet).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sync()
+
+    return step
+
+
+def mole_step(overrides: list[str], dim: int, x: torch.Tensor, task: int) -> Callable[[], None]:
+    config = load_config(overrides=[f"features.embed_dim={dim}", *overrides])
+    model = MoLEFlow(model_config(config, dim)).to(x.device)
+    for _ in range(task + 1):
+        model.add_task()
+    params = model.task_parameters(task) + (model.base_parameters() if task == 0 else [])
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    tr = config["training"]
+    loss_fn = TailAwareLoss(tr["tail_weight"], tr["top_k_ratio"], tr["logdet_reg"])
+    optimizer = torch.optim.AdamW(params, lr=tr["lr"])
+
+    def step() -> None:
+        out = model(x, task)
+        loss, _ = loss_fn(-out.log_prob, out.logdet_flow + out.logdet_dia)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sync()
+
+    return step
+
+
+def run(scale: str = "full") -> Result:
+    size = SIZES[scale]
+    dim, grid, batch, repeat = size["dim"], size["grid"], size["batch"], size["repeat"]
+    dev = device()
+    x = torch.randn(batch, grid, grid, dim, generator=torch.Generator().manual_seed(0)).to(dev)
+    vectors = batch * grid * grid
+    result = Result("flow_step", "Flow training step (forward + backward + AdamW)",
+                    ["model", "ms / step", "patch vectors / s", "relative to plain FrEIA"],
+                    command=f"python -m benchmarks --only flow_step --scale {scale}")
+    torch.manual_seed(0)
+    baseline = median_seconds(_freia_step(_plain_freia(dim, 6).to(dev), x), repeat=repeat)
+    result.add("plain FrEIA AllInOneBlock x 6, MLP subnet", 1000 * baseline, vectors / baseline, 1.0)
+    mole = {}
+    for label, task in (("MoLE flow, task 0 (base + task 0's own)", 0), ("MoLE flow, task 1 (adapters only)", 1)):
+        mole[task] = median_seconds(mole_step([], dim, x, task), repeat=repeat)
+        result.add(label, 1000 * mole[task], vectors / mole[task], mole[task] / baseline)
+    overhead = {}
+    for component, switch in COMPONENTS.items():
+        without = median_seconds(mole_step([switch], dim, x, 1), repeat=repeat)
+        result.add(f"task 1 without {component}", 1000 * without, vectors / without, without / baseline)
+        overhead[component] = mole[1] / without - 1
+    result.notes.append(
+        f"D = {dim}, 6 coupling blocks, rank 64, DIA 2 (the schema defaults), a batch of {batch} maps of "
+        f"{grid} x {grid} patches ({vectors} vectors), device {dev}; median of {repeat} steps after one warm-up. "
+        "Overhead of each component in task 1 (step with / step without - 1): "
+        + ", ".join(f"{c} {100 * v:+.0f}%" for c, v in overhead.items()) + ".")
+    return result

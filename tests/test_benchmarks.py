@@ -1,0 +1,53 @@
+"""Every benchmark runs once at its smallest size, so that none can rot. Timings are never asserted."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from benchmarks import BENCHMARKS
+from benchmarks.__main__ import main
+from benchmarks.common import markdown
+
+
+@pytest.mark.parametrize("name", [n for n in BENCHMARKS if n != "workflow"])
+def test_benchmark_runs_at_smoke_scale(name: str) -> None:
+    result = BENCHMARKS[name]("smoke")
+    assert result.rows and all(len(row) == len(result.columns) for row in result.rows)
+    assert result.command.startswith("python -m benchmarks") and result.notes
+    text = markdown(result)
+    assert text.count("\n|") >= len(result.rows) + 1 and "nan" not in text.lower()
+
+
+def test_feature_cache_counts_one_backbone_pass_per_training_image() -> None:
+    result = BENCHMARKS["feature_cache"]("smoke")
+    passes = dict(zip(result.column("features"), result.column("backbone passes / training image")))
+    assert passes["cached, cold (extraction counted)"] == 1.0
+    assert passes["cached, warm (a second run)"] == 0.0
+    assert passes["re-extracted every epoch"] == 2.0  # the smoke scale trains 2 epochs
+
+
+def test_params_table_matches_the_model_counts() -> None:
+    from moleflow.config import load_config
+    from moleflow.continual.learner import parameter_counts
+
+    result = BENCHMARKS["params"]("smoke")
+    rank, dia, base, per_task = result.rows[0][:4]
+    counts = parameter_counts(load_config(overrides=[f"model.lora_rank={rank}", f"model.dia_blocks={dia}"]), 32)
+    assert (base, per_task) == (counts["base"], counts["per_task"])
+    assert math.isclose(result.rows[0][4], counts["overhead_pct"])
+
+
+@pytest.mark.slow
+def test_workflow_benchmark_plans_the_paper_grid() -> None:
+    result = BENCHMARKS["workflow"]("smoke")
+    assert result.rows[0][2] == 300  # the paper's run jobs
+
+
+def test_cli_writes_the_results_file(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    assert main(["--only", "params", "--scale", "smoke", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert text.startswith("# Benchmarks") and "| torch |" in text and "## Parameters and memory per task" in text
