@@ -135,19 +135,11 @@ def _cmd_track_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_track_log(args: argparse.Namespace) -> int:
-    from moleflow.io import write_json_atomic
-    from moleflow.tracking import default_tracking_uri, log_run
-    from moleflow.tracking.mlflow_log import git_commit
+    from moleflow.tracking import default_tracking_uri, log_memberships
 
     uri = default_tracking_uri(args.results, args.uri)
-    logged = {}
-    for spec in args.experiment:
-        experiment, _, variant = spec.partition("=")
-        study, _, dataset = experiment.partition("/")
-        tags = {"study": study, "dataset": dataset, "variant": variant or study, "git_commit": git_commit()}
-        logged[experiment] = log_run(uri, args.run_dir, experiment, tags)
-    if args.record:
-        write_json_atomic(args.record, {"tracking_uri": uri, "runs": logged})
+    memberships = [(spec.partition("=")[0], spec.partition("=")[2]) for spec in args.experiment]
+    logged = log_memberships(uri, args.run_dir, memberships, args.record)
     print(f"logged {args.run_dir} to {len(logged)} MLflow experiment(s) at {uri}")
     return 0
 

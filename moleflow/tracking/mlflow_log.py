@@ -143,3 +143,22 @@ def log_run(uri: str, run_dir: str | Path, experiment: str, tags: dict[str, str]
         client.log_artifacts(run_id, str(run_dir / "samples"), artifact_path="samples")
     client.set_terminated(run_id, status="FINISHED" if summary["status"] == "ok" else "FAILED")
     return run_id
+
+
+def log_memberships(uri: str, run_dir: str | Path, memberships: list[tuple[str, str]],
+                    record: str | Path | None = None) -> dict[str, str]:
+    """Log one run directory once per ``(experiment, variant)`` it belongs to; optionally record the run ids.
+
+    The workflow's ``track`` job calls this (in the Snakemake process, so MLflow's
+    import is paid once); ``moleflow track log`` calls it from the command line.
+    """
+    from moleflow.io import write_json_atomic
+
+    logged = {}
+    for experiment, variant in memberships:
+        study, _, dataset = experiment.partition("/")
+        tags = {"study": study, "dataset": dataset, "variant": variant or study, "git_commit": git_commit()}
+        logged[experiment] = log_run(uri, run_dir, experiment, tags)
+    if record:
+        write_json_atomic(record, {"tracking_uri": uri, "runs": logged})
+    return logged
