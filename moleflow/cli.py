@@ -144,6 +144,21 @@ def _cmd_track_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_track_study(args: argparse.Namespace) -> int:
+    from moleflow.io import write_json_atomic
+    from moleflow.tracking import default_tracking_uri, log_memberships
+
+    uri = default_tracking_uri(args.results, args.uri)
+    logged = {}
+    for spec in args.run:
+        run_dir, _, variant = spec.partition("=")
+        logged[Path(run_dir).name] = log_memberships(uri, run_dir, [(args.experiment, variant)])[args.experiment]
+    if args.record:
+        write_json_atomic(args.record, {"tracking_uri": uri, "experiment": args.experiment, "runs": logged})
+    print(f"logged {len(logged)} run(s) to MLflow experiment {args.experiment!r} at {uri}")
+    return 0
+
+
 def _cmd_plan(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -230,6 +245,13 @@ def build_parser() -> argparse.ArgumentParser:
     tlog.add_argument("--uri")
     tlog.add_argument("--record", help="write a JSON record here")
     tlog.set_defaults(func=_cmd_track_log)
+    tstudy = track.add_parser("study", help="log every run of one study and dataset into its experiment (one process)")
+    tstudy.add_argument("--experiment", required=True, metavar="STUDY/DATASET")
+    tstudy.add_argument("--run", action="append", required=True, metavar="RUN_DIR=VARIANT")
+    tstudy.add_argument("--results", default="results")
+    tstudy.add_argument("--uri")
+    tstudy.add_argument("--record", help="write a JSON record here")
+    tstudy.set_defaults(func=_cmd_track_study)
 
     plan = sub.add_parser("plan", help="count the runs a workflow configuration plans, per study")
     plan.add_argument("configfile", help="workflow configuration (config/config.yaml, config/paper.yaml)")

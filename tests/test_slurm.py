@@ -126,11 +126,12 @@ def test_workflow_through_the_slurm_profile(slurm_cluster: dict[str, str], tmp_p
     gpu_jobs = [j for j in jobs if j["Partition"] == "gpu"]
     # 2 feature jobs (cap, tile) + 2 run jobs, each with one GPU
     assert len(gpu_jobs) == 4 and all("gres:gpu:1" in j.get("TresPerJob", "") for j in gpu_jobs), gpu_jobs
-    assert len([j for j in jobs if j["Partition"] == "cpu"]) == 1  # synth; MLflow logging runs in the Snakemake process
+    assert len([j for j in jobs if j["Partition"] == "cpu"]) == 3  # synth and one MLflow job per study (main, ablation)
 
     runs = sorted((tmp_path / "results" / "runs").iterdir())
     assert len(runs) == 2
     for run in runs:
         assert json.loads((run / "summary.json").read_text())["status"] == "ok"
-        assert json.loads((run / "mlflow.json").read_text())["runs"]
+    logged = {p.parent.name: json.loads(p.read_text())["runs"] for p in (tmp_path / "results" / "mlflow" / "logged").glob("*/tiny.json")}
+    assert sorted(logged) == ["ablation", "main"] and {r for runs_ in logged.values() for r in runs_} == {r.name for r in runs}
     assert "T7_ablation_tiny" in (tmp_path / "results" / "tables" / "index.csv").read_text()
