@@ -127,7 +127,7 @@ def run(scale: str = "full") -> Result:
     cached, per_epoch = _study_passes()
     result.notes.append(
         f"{len(size['categories'])} generated categories x {size['train']} training images at {size['size']} px, "
-        f"CPU profile with {size['epochs']} epochs per task (the embedded default workflow's runs), device {device()}. "
+        f"CPU profile with {size['epochs']} epochs per task, device {device()}. "
         f"Over the whole embedded default workflow (config/config.yaml, every study) a training image goes through the "
         f"backbone {cached} time with the cache and {per_epoch} times if every run re-extracted every epoch.")
     return result

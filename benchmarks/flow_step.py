@@ -107,5 +107,6 @@ def run(scale: str = "full") -> Result:
         f"D = {dim}, 6 coupling blocks, rank 64, DIA 2 (the schema defaults), a batch of {batch} maps of "
         f"{grid} x {grid} patches ({vectors} vectors), device {dev}; median of {repeat} steps after one warm-up. "
         "Overhead of each component in task 1 (step with / step without - 1): "
-        + ", ".join(f"{c} {100 * v:+.0f}%" for c, v in overhead.items()) + ".")
+        + ", ".join(f"{c} {100 * v:+.0f}%" for c, v in overhead.items())
+        + "; differences within about 10 % are within the step-to-step noise of 2 shared CPU cores.")
     return result
