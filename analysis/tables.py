@@ -90,7 +90,8 @@ def per_category_table(frame: pd.DataFrame, dataset: str, metric: str, table_id:
     columns = categories + ["mean", "FM"]
     caption = _caption(sub.drop_duplicates("run_id"), f"Per-category {label}; FM = max-based forgetting of the run.")
     if not literature.empty:
-        source = sorted(set(load()[(load()["dataset"] == literature_kind) & (load()["metric"] == metric)]["paper_table"]))
+        every = load()
+        source = sorted(set(every[(every["dataset"] == literature_kind) & (every["metric"] == metric)]["paper_table"]))
         caption += (f" Rows marked reported are the values the MoLE-Flow paper reports (Table {', '.join(source)}) on the real "
                     f"{literature_kind} data with pretrained weights: cited, not reproduced here. Their mean is the paper's "
                     "average when the table has all of the paper's categories, else the mean of the same categories "

@@ -31,21 +31,29 @@ class TaskScores:
 
 
 @torch.no_grad()
-def score_rows(learner: Learner, task: int, patches: np.ndarray, rows: np.ndarray, config: Config, device: torch.device) -> TaskScores:
-    """Image scores and anomaly maps of ``patches[rows]`` under task ``task``'s adapters."""
+def score_batch(learner: Learner, task: int, x: torch.Tensor, config: Config) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image scores ``(B,)`` and anomaly maps ``(B, S, S)`` of patch maps ``x`` ``(B, H, W, D)`` under task ``task``."""
     from moleflow.model import anomaly_maps, image_scores
 
     model, local = learner.model_for(task)
-    size = config["features"]["input_size"]
     sc = config["scoring"]
+    patch_scores = -model(x, local).log_prob
+    return (image_scores(patch_scores, sc["image_top_k"]),
+            anomaly_maps(patch_scores, config["features"]["input_size"], sc["map_sigma"]))
+
+
+@torch.no_grad()
+def score_rows(learner: Learner, task: int, patches: np.ndarray, rows: np.ndarray, config: Config, device: torch.device) -> TaskScores:
+    """Image scores and anomaly maps of ``patches[rows]`` under task ``task``'s adapters."""
+    size = config["features"]["input_size"]
     images, maps = [], []
     step = config["evaluation"]["batch_size"]
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
         x = torch.from_numpy(np.asarray(patches[chunk], dtype=np.float32)).to(device)
-        patch_scores = -model(x, local).log_prob
-        images.append(image_scores(patch_scores, sc["image_top_k"]).cpu().numpy())
-        maps.append(anomaly_maps(patch_scores, size, sc["map_sigma"]).cpu().numpy().astype(np.float32))
+        image, amap = score_batch(learner, task, x, config)
+        images.append(image.cpu().numpy())
+        maps.append(amap.cpu().numpy().astype(np.float32))
     if not images:
         return TaskScores(np.zeros(0), np.zeros((0, size, size), dtype=np.float32))
     return TaskScores(np.concatenate(images), np.concatenate(maps))

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from moleflow.config import Config
+from moleflow.continual.evaluate import score_batch
 from moleflow.continual.learner import Learner
 
 
@@ -34,18 +35,13 @@ def predict(learner: Learner, patches: torch.Tensor, router_features: torch.Tens
         patches: ``(B, H, W, D)`` patch features on the learner's device.
         router_features: ``(B, D_r)`` router features (the images' pooled backbone features).
     """
-    from moleflow.model import anomaly_maps, image_scores
-
     size = config["features"]["input_size"]
-    sc = config["scoring"]
     tasks = learner.router(router_features)
     batch = patches.shape[0]
     images = torch.empty(batch, dtype=torch.float32, device=patches.device)
     maps = torch.empty(batch, size, size, dtype=torch.float32, device=patches.device)
     for task in torch.unique(tasks).tolist():
         rows = torch.nonzero(tasks == task).flatten()
-        model, local = learner.model_for(int(task))
-        patch_scores = -model(patches[rows], local).log_prob
-        images[rows] = image_scores(patch_scores, sc["image_top_k"]).float()
-        maps[rows] = anomaly_maps(patch_scores, size, sc["map_sigma"]).float()
+        image, amap = score_batch(learner, int(task), patches[rows], config)
+        images[rows], maps[rows] = image.float(), amap.float()
     return Prediction(tasks.cpu().numpy(), images.cpu().numpy(), maps.cpu().numpy())
