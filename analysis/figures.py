@@ -36,7 +36,7 @@ import seaborn as sns  # noqa: E402
 
 from analysis import sweeps  # noqa: E402
 from analysis.literature import reported  # noqa: E402
-from analysis.tables import METRIC_LABELS, literature_kinds, run_level  # noqa: E402
+from analysis.tables import METRIC_LABELS, literature_kinds, main_method, run_level  # noqa: E402
 from moleflow.io import atomic_path  # noqa: E402
 from moleflow.metrics.continual import forgetting_max  # noqa: E402
 
@@ -66,6 +66,8 @@ def _matrix(rows: list[list[float | None]]) -> np.ndarray:
 
 
 def _ok_runs(runs: pd.DataFrame, study: str, dataset: str) -> pd.DataFrame:
+    if study == "main":  # MoLE-Flow itself, not the main study's reference rows
+        runs = main_method(runs)
     return runs[(runs["study"] == study) & (runs["dataset"] == dataset) & (runs["status"] == "ok")]
 
 
@@ -116,7 +118,7 @@ def per_category_bars(frame: pd.DataFrame, dataset: str, kind: str | None) -> pl
     if sub.empty:
         return None
     bars = sub[["category", "image_auroc_routed"]].rename(columns={"image_auroc_routed": "I-AUROC"})
-    bars["method"] = "MoLE-Flow (this harness)"
+    bars["method"] = sub["variant"] + " (this harness)"
     literature = reported(kind, "image_auroc") if kind else pd.DataFrame()
     categories = sorted(set(sub["category"]))
     if not literature.empty:

@@ -44,6 +44,14 @@ def _caption(runs: pd.DataFrame, what: str) -> str:
             "mean over its categories, routed; -- = missing.")
 
 
+def main_method(frame: pd.DataFrame) -> pd.DataFrame:
+    """The main study's rows of its first variant (MoLE-Flow; later variants, e.g. the kNN reference, are compared with it)."""
+    sub = frame[frame["study"] == "main"]
+    if sub.empty:
+        return sub
+    return sub[sub["variant"] == _ordered(sub["variant"])[0]]
+
+
 def variant_table(runs: pd.DataFrame, study: str, dataset: str, table_id: str, paper_table: str, title: str,
                   columns: dict[str, str], delta_of: str | tuple[str, ...] = (), integer_columns: tuple[str, ...] = (),
                   column_digits: dict[str, int] | None = None) -> TableSpec:
@@ -74,19 +82,22 @@ def variant_table(runs: pd.DataFrame, study: str, dataset: str, table_id: str, p
 
 def per_category_table(frame: pd.DataFrame, dataset: str, metric: str, table_id: str, paper_table: str,
                        literature_kind: str | None = None) -> TableSpec:
-    """Tables 3-6: MoLE-Flow's routed ``metric`` per category, its mean and FM, over seeds.
+    """Tables 3-6: each main-study variant's routed ``metric`` per category, its mean and FM, over seeds.
 
-    With ``literature_kind`` (``mvtec``/``visa``, real data only) the paper's reported
-    rows for that dataset follow, labelled as reported (see :mod:`analysis.literature`).
+    The main study's first variant is MoLE-Flow; later ones (the ``knn`` reference of the
+    embedded default) are own-run rows too, labelled ``(this harness)``. With
+    ``literature_kind`` (``mvtec``/``visa``, real data only) the paper's reported rows for
+    that dataset follow, labelled as reported (see :mod:`analysis.literature`).
     """
     sub = frame[(frame["study"] == "main") & (frame["dataset"] == dataset) & frame["category"].notna()]
     categories = sorted(set(sub["category"]))
-    ours = "MoLE-Flow (this harness)"
+    variants = _ordered(sub["variant"])
+    ours = {f"{v} (this harness)": v for v in variants}
     label = METRIC_LABELS[metric]
     literature = reported(literature_kind, metric) if literature_kind else pd.DataFrame()
     if not literature.empty and not set(categories) & set(literature.columns):
         literature = pd.DataFrame()  # none of the paper's categories: nothing to compare with
-    rows = [ours] + [f"{m} (reported)" for m in literature.index]
+    rows = list(ours) + [f"{m} (reported)" for m in literature.index]
     columns = categories + ["mean", "FM"]
     caption = _caption(sub.drop_duplicates("run_id"), f"Per-category {label}; FM = max-based forgetting of the run.")
     if not literature.empty:
@@ -98,12 +109,14 @@ def per_category_table(frame: pd.DataFrame, dataset: str, metric: str, table_id:
                     "(missing if one is not reported).")
     spec = TableSpec(table_id, paper_table, f"Per-category {label} ({dataset})", caption, rows, columns,
                      better={**{c: "max" for c in categories + ["mean"]}, "FM": "min"}, row_header="method")
-    for category in categories:
-        group = sub[sub["category"] == category]
-        spec.cells[(ours, category)] = Cell.from_runs(group[f"{metric}_routed"], group["status"])
-    means = run_level(sub)
-    spec.cells[(ours, "mean")] = Cell.from_runs(means[f"{metric}_routed"], means["status"])
-    spec.cells[(ours, "FM")] = Cell.from_runs(means[f"forgetting_fm_{metric}"], means["status"])
+    for row, variant in ours.items():
+        own = sub[sub["variant"] == variant]
+        for category in categories:
+            group = own[own["category"] == category]
+            spec.cells[(row, category)] = Cell.from_runs(group[f"{metric}_routed"], group["status"])
+        means = run_level(own)
+        spec.cells[(row, "mean")] = Cell.from_runs(means[f"{metric}_routed"], means["status"])
+        spec.cells[(row, "FM")] = Cell.from_runs(means[f"forgetting_fm_{metric}"], means["status"])
     for method in literature.index:
         values = literature.loc[method]
         for column in [c for c in categories if c in values.index] + ["FM"]:
@@ -179,8 +192,9 @@ CONFIG_ROWS: dict[str, tuple[str, Any]] = {
 
 
 def forgetting_table(frame: pd.DataFrame, dataset: str, table_id: str) -> TableSpec:
-    """Table 15: per task, routed I-AUROC and P-AP at the end, and the run's forgetting (FM)."""
-    sub = frame[(frame["study"] == "main") & (frame["dataset"] == dataset) & frame["category"].notna()]
+    """Table 15: per task, routed I-AUROC and P-AP at the end, and the run's forgetting (FM), of MoLE-Flow."""
+    sub = main_method(frame)
+    sub = sub[(sub["dataset"] == dataset) & sub["category"].notna()]
     rows = _ordered(sub.sort_values("task_index")["category"])
     spec = TableSpec(table_id, "15", f"Forgetting ({dataset})",
                      _caption(sub.drop_duplicates("run_id"), "Final metrics per task and max-based forgetting FM of the run."),
@@ -197,8 +211,8 @@ def forgetting_table(frame: pd.DataFrame, dataset: str, table_id: str) -> TableS
 
 
 def dataset_summary(runs: pd.DataFrame) -> TableSpec:
-    """Table 16: per dataset, the main study's four metrics and routing accuracy."""
-    sub = runs[runs["study"] == "main"]
+    """Table 16: per dataset, the main study's four metrics and routing accuracy (MoLE-Flow)."""
+    sub = main_method(runs)
     rows = _ordered(sub["dataset"])
     columns = {**{f"{m}_routed": label for m, label in METRIC_LABELS.items()}, "routing_accuracy": "Routing"}
     spec = TableSpec("T16_summary", "16", "Dataset summary", _caption(sub, "MoLE-Flow per dataset."), rows,
@@ -264,8 +278,8 @@ def literature_kinds(workflow: dict[str, Any] | None) -> dict[str, str | None]:
 
 
 def main_runs(runs: pd.DataFrame) -> dict[str, str]:
-    """Dataset -> the run id of its main-study run with the lowest seed."""
-    sub = runs[runs["study"] == "main"].sort_values(["seed", "run_id"])
+    """Dataset -> the run id of its main-study MoLE-Flow run with the lowest seed."""
+    sub = main_method(runs).sort_values(["seed", "run_id"])
     return {dataset: group["run_id"].iloc[0] for dataset, group in sub.groupby("dataset", sort=False)}
 
 

@@ -17,8 +17,8 @@ from moleflow.config import load_config, load_profile
 from moleflow.features import FeatureExtractor
 
 SIZES = {
-    "smoke": {"matmul": 256, "backbones": [("resnet18", 32, "cpu")], "flow": {"dim": 32, "grid": 6, "batch": 2}, "repeat": 2},
-    "full": {"matmul": 2048, "backbones": [("resnet18", 128, "cpu"), ("wide_resnet50_2", 224, None)],
+    "smoke": {"matmul": 256, "backbones": [("tf_efficientnet_lite0", 32, "cpu")], "flow": {"dim": 32, "grid": 6, "batch": 2}, "repeat": 2},
+    "full": {"matmul": 2048, "backbones": [("tf_efficientnet_lite0", 160, "cpu"), ("wide_resnet50_2", 224, None)],
              "flow": {"dim": 768, "grid": 14, "batch": 4}, "repeat": 3},
 }
 
@@ -46,9 +46,9 @@ def run(scale: str = "full") -> Result:
     result.add(f"float32 matmul {size['matmul']}^3 (the limit)", 2 * size["matmul"] ** 3 / 1e9, "product",
                1000 * 2 * size["matmul"] ** 3 / peak, peak / 1e9, 1.0)
     for backbone, side, profile in size["backbones"]:
-        base = load_profile(profile) if profile else None
-        config = load_config(overrides=[f"features.backbone={backbone}", f"features.resize={side}",
-                                        f"features.input_size={side}", "features.pretrained=false", "device=auto"], base=base)
+        base = load_profile(profile) if profile else None  # the CPU profile's packaged weights; else random weights
+        config = load_config(overrides=[f"features.backbone={backbone}", f"features.resize={side}", f"features.input_size={side}",
+                                        *([] if profile else ["features.pretrained=false"]), "device=auto"], base=base)
         extractor = FeatureExtractor.from_config(config)
         images = torch.rand(2, 3, side, side)
         flops = _flops(lambda: extractor(images)) / 2

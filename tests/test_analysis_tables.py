@@ -20,7 +20,7 @@ WORKFLOW = {
     "base": {"profile": "cpu", "set": {}},
     "datasets": {"synth": {"kind": "mvtec", "root": "data/synth", "categories": CATEGORIES}},
     "studies": {
-        "main": {"variants": [{"name": "MoLE-Flow"}]},
+        "main": {"variants": [{"name": "MoLE-Flow"}, {"name": "kNN", "set": {"strategy.name": "knn"}}]},
         "ablation": {"variants": [{"name": "MoLE-Flow"}, {"name": "w/o TAL", "set": {"training.tail_weight": 0.0}},
                                   {"name": "w/o DIA", "set": {"model.dia_blocks": 0}}]},
         "strategies": {"variants": [{"name": "MoLE-Flow", "set": {"strategy.name": "frozen_base"}},
@@ -107,7 +107,7 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     dilemma = pd.read_csv(tables / "T1_dilemma_synth.csv").set_index("variant")
     assert dilemma.loc["MoLE-Flow", "zero FM"] == "yes" and dilemma.loc["Sequential", "zero FM"] == "no"
     config = pd.read_csv(tables / "T2_configuration.csv").set_index("parameter")
-    assert config.loc["Backbone", "synth"] == "resnet18" and str(config.loc["LoRA rank", "synth"]) == "16"
+    assert config.loc["Backbone", "synth"] == "tf_efficientnet_lite0" and str(config.loc["LoRA rank", "synth"]) == "16"
     summary = pd.read_csv(tables / "T10_sensitivity_synth.csv").set_index("hyper-parameter")
     assert summary.loc["tail_weight", "values"] == "0.3, 0.7*, 1.0" and summary.loc["tail_weight", "best (P-AP)"] == "1.0"
     assert summary.loc["lora_rank", "values"] == "4, 16*"  # the default's value is read from its config
@@ -119,6 +119,13 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     assert np.isnan(per_category.loc["MoLE-Flow (reported)", "cap mean"])
     assert np.isnan(per_category.loc["CADIC (reported)", "mean mean"])  # cap is not reported: no mean
     assert per_category.loc["MoLE-Flow (this harness)", "tile n"] == 3
+    # the main study's reference row is an own-run row of its own, never pooled with MoLE-Flow's
+    assert per_category.loc["kNN (this harness)", "tile n"] == 3
+    assert per_category.loc["kNN (this harness)", "tile mean"] < 0.7 < per_category.loc["MoLE-Flow (this harness)", "tile mean"]
+    forgetting = pd.read_csv(tables / "T15_forgetting_synth.csv").set_index("task")
+    assert forgetting.loc["run", "FM I-AUROC mean"] == 0 and forgetting.loc["run", "FM I-AUROC n"] == 3
+    summary16 = pd.read_csv(tables / "T16_summary.csv").set_index("dataset")
+    assert summary16.loc["synth", "I-AUROC n"] == 3 and summary16.loc["synth", "I-AUROC mean"] > 0.8
     latex = (tables / "T7_ablation_synth.tex").read_text()
     assert "\\toprule" in latex and "\\bottomrule" in latex and "\\textbf{" in latex
 

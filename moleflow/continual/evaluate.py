@@ -35,9 +35,8 @@ def score_batch(learner: Learner, task: int, x: torch.Tensor, config: Config) ->
     """Image scores ``(B,)`` and anomaly maps ``(B, S, S)`` of patch maps ``x`` ``(B, H, W, D)`` under task ``task``."""
     from moleflow.model import anomaly_maps, image_scores
 
-    model, local = learner.model_for(task)
     sc = config["scoring"]
-    patch_scores = -model(x, local).log_prob
+    patch_scores = learner.patch_scores(task, x)
     return (image_scores(patch_scores, sc["image_top_k"]),
             anomaly_maps(patch_scores, config["features"]["input_size"], sc["map_sigma"]))
 

@@ -25,7 +25,7 @@ import yaml
 
 from moleflow.config import Config, config_hash
 from moleflow.continual.evaluate import METRICS, TaskEvaluation, evaluate_task
-from moleflow.continual.learner import Learner, memory_per_task, parameter_counts
+from moleflow.continual.learner import PER_TASK_CHECKPOINTS, Learner, memory_per_task, parameter_counts
 from moleflow.continual.samples import pick_samples, save_accuracy_heatmaps, save_sample
 from moleflow.continual.tasks import TaskData, load_tasks
 from moleflow.continual.train import ReplayBuffer, empirical_fisher, train_task
@@ -79,7 +79,7 @@ class RunState:
 
 def _restore(learner: Learner, ckpt: Path, completed: int) -> None:
     full = learner.state_dict()
-    if learner.strategy == "frozen_base":
+    if learner.strategy in PER_TASK_CHECKPOINTS:
         full.update(torch.load(ckpt / "base.pt"))
         for task in range(completed):
             full.update(torch.load(ckpt / f"task_{task}.pt"))
@@ -91,7 +91,7 @@ def _restore(learner: Learner, ckpt: Path, completed: int) -> None:
 
 
 def _checkpoint(learner: Learner, ckpt: Path, task: int) -> None:
-    if learner.strategy == "frozen_base":
+    if learner.strategy in PER_TASK_CHECKPOINTS:
         if task == 0:
             _save_tensors(ckpt / "base.pt", learner.base_state())
         _save_tensors(ckpt / f"task_{task}.pt", learner.task_state(task))
@@ -166,7 +166,8 @@ def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -
         state.completed = task + 1
         write_json_atomic(ckpt / "progress.json", state.to_json())
         cur = last_eval[-1].oracle
-        log(f"task {task} ({data.category}): trained in {result.seconds:.1f} s, loss {result.epoch_losses[-1]:.1f}; "
+        loss = f"loss {result.epoch_losses[-1]:.1f}" if result.epoch_losses else "no training"
+        log(f"task {task} ({data.category}): trained in {result.seconds:.1f} s, {loss}; "
             f"I-AUROC {cur['image_auroc']:.3f} P-AUROC {cur['pixel_auroc']:.3f}; routing {state.routing[-1]['accuracy']:.3f}")
     if state.completed == n and not last_eval:  # finished earlier: evaluate the restored learner for the samples
         last_eval = [evaluate_task(learner, i, tasks[i], config, device) for i in range(n)]
@@ -204,7 +205,8 @@ def _summary(config: Config, cfg_hash: str, tasks: list[TaskData], state: RunSta
         "routing_confusion": routing["confusion"] if routing else None,
         "routing_accuracy_after_task": [r["accuracy"] for r in state.routing],
         "params": parameter_counts(config, dim),
-        "memory": memory_per_task(config, dim, int(np.prod(tasks[0].train.patches.shape[1:3]))),
+        "memory": memory_per_task(config, dim, int(np.prod(tasks[0].train.patches.shape[1:3])),
+                                  int(np.mean([len(t.train.patches) for t in tasks]))),
         "per_task": state.tasks,
         "timings": {"features": features_seconds, "training": state.timings["training"],
                     "evaluation": state.timings["evaluation"],

@@ -9,20 +9,27 @@ Strategies (METHOD_NOTES, Baselines), all with the same features, flow and route
   (diagonal empirical Fisher, summed over earlier tasks);
 * ``replay``: sequential plus a buffer of earlier tasks' feature maps replayed
   through their own adapters;
-* ``separated``: an independent full model per task, each trained as a task 0.
+* ``separated``: an independent full model per task, each trained as a task 0;
+* ``knn``: no flow and no training: a PatchCore-style memory bank of each task's
+  training patches (nearest-neighbour distance as the patch score), the same router,
+  maps and metrics: the no-training reference.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 from torch import nn
 
 from moleflow.config import Config
-from moleflow.model import MahalanobisRouter, ModelConfig, MoLEFlow, SubnetConfig
+from moleflow.model import MahalanobisRouter, ModelConfig, MoLEFlow, NearestNeighbourScorer, SubnetConfig
 from moleflow.model.mole_flow import is_fixed_parameter, task_of_parameter
 
-STRATEGIES = ("frozen_base", "sequential", "separated", "ewc", "replay")
+STRATEGIES = ("frozen_base", "sequential", "separated", "ewc", "replay", "knn")
+#: Strategies whose checkpoint is the base once plus each task's own tensors (nothing shared changes later).
+PER_TASK_CHECKPOINTS = ("frozen_base", "knn")
 
 
 def model_config(config: Config, dim: int) -> ModelConfig:
@@ -56,7 +63,8 @@ class Learner(nn.Module):
         self.seed = config["seed"]
         self.mcfg = model_config(config, dim)
         self.models = nn.ModuleList()
-        if self.strategy != "separated":
+        self.knn = NearestNeighbourScorer() if self.strategy == "knn" else None
+        if self.strategy not in ("separated", "knn"):
             self.models.append(self._new_model(0))
         self.router = MahalanobisRouter(config["router"]["covariance"], config["router"]["ridge"])
         self.n_tasks = 0
@@ -78,7 +86,7 @@ class Learner(nn.Module):
                 model = self._new_model(task)
                 model.add_task()  # task 0's own adapters of this model: drawn from (seed, task) too
                 self.models.append(model)
-            else:
+            elif self.strategy != "knn":  # knn's bank is stored by fit_memory, its "training"
                 self.models[0].add_task()
         self.router.add_task(router_features)
         self.n_tasks += 1
@@ -86,10 +94,29 @@ class Learner(nn.Module):
 
     def model_for(self, task: int) -> tuple[MoLEFlow, int]:
         """The model that serves ``task`` and the task id inside it."""
+        if self.knn is not None:
+            raise ValueError("the knn strategy has no flow model")
         return (self.models[task], 0) if self.strategy == "separated" else (self.models[0], task)
+
+    def fit_memory(self, bank: torch.Tensor) -> None:
+        """(knn) Store the next task's memory bank ``(M, D)``."""
+        assert self.knn is not None
+        self.knn.add_task(bank)
+
+    def patch_scores(self, task: int, x: torch.Tensor) -> torch.Tensor:
+        """Anomaly score of every patch of ``x`` ``(B, H, W, D)`` under task ``task``: ``(B, H, W)``.
+
+        The flow's score is the negative log-likelihood; knn's the nearest-neighbour distance.
+        """
+        if self.knn is not None:
+            return self.knn(x, task)
+        model, local = self.model_for(task)
+        return -model(x, local).log_prob
 
     def trainable_parameters(self, task: int) -> list[nn.Parameter]:
         """What training task ``task`` may change."""
+        if self.knn is not None:
+            return []
         model, local = self.model_for(task)
         own = model.task_parameters(local)
         if self.strategy == "separated" or task == 0 or self.strategy != "frozen_base":
@@ -121,6 +148,8 @@ class Learner(nn.Module):
         """Task ``task``'s own tensors (its adapters or model, and its router prototype)."""
         if self.strategy == "separated":
             state = {f"models.{task}.{k}": v for k, v in self.models[task].state_dict().items()}
+        elif self.knn is not None:
+            state = {f"knn.bank_{task}": self.knn.bank(task)}
         else:
             state = {f"models.0.{k}": v for k, v in self.models[0].state_dict().items() if task_of_parameter(k) == task}
         state[f"router.mean_{task}"] = getattr(self.router, f"mean_{task}")
@@ -128,7 +157,9 @@ class Learner(nn.Module):
         return {k: v.detach().clone() for k, v in state.items()}
 
     def base_state(self) -> dict[str, torch.Tensor]:
-        """The shared model's base tensors (not for ``separated``)."""
+        """The shared model's base tensors (not for ``separated``; none for ``knn``)."""
+        if not self.models:
+            return {}
         return {f"models.0.{k}": v.detach().clone() for k, v in self.models[0].state_dict().items() if task_of_parameter(k) is None}
 
     def ewc_state(self) -> dict[str, torch.Tensor]:
@@ -146,7 +177,11 @@ def parameter_counts(config: Config, dim: int) -> dict[str, float]:
 
     ``per_task`` counts a task ``t >= 1``'s adapters (LoRA, task biases, whitening, DIA);
     ``per_task_without_dia`` leaves DIA out; ``overhead_pct = 100 * per_task / base``.
+    The ``knn`` reference has no parameters (its memory is counted by :func:`memory_per_task`).
     """
+    if config["strategy"]["name"] == "knn":
+        nan = float("nan")
+        return {"base": 0, "per_task": 0, "per_task_without_dia": 0, "overhead_pct": nan, "overhead_without_dia_pct": nan}
     with torch.random.fork_rng(devices=[]):  # counting must not move the global RNG
         probe = MoLEFlow(model_config(config, dim))
         probe.add_task()
@@ -165,7 +200,7 @@ def parameter_counts(config: Config, dim: int) -> dict[str, float]:
     }
 
 
-def memory_per_task(config: Config, dim: int, patches_per_image: int) -> dict[str, float]:
+def memory_per_task(config: Config, dim: int, patches_per_image: int, train_images: int = 0) -> dict[str, float]:
     """What each new task adds to what the strategy must keep, in parameters and bytes.
 
     Strategy-aware (Table 1's "memory per task"): ``separated`` keeps a whole model per
@@ -177,10 +212,16 @@ def memory_per_task(config: Config, dim: int, patches_per_image: int) -> dict[st
     whatever the number of tasks (EWC's Fisher diagonal and anchor). Every strategy also
     keeps one router prototype per task (mean and precision, float64):
     ``router_bytes_per_task``. Parameters are float32; ``pct_of_base`` is
-    ``100 * bytes_per_task / base bytes``.
+    ``100 * bytes_per_task / base bytes``. ``knn`` keeps its memory bank
+    (``ceil(knn_coreset_ratio * train_images * patches_per_image)`` float32 vectors per
+    task, counted for ``train_images``) and has no base, so ``pct_of_base`` is NaN.
     """
-    counts = parameter_counts(config, dim)
     strategy = config["strategy"]["name"]
+    if strategy == "knn":
+        vectors = math.ceil(config["strategy"]["knn_coreset_ratio"] * train_images * patches_per_image)
+        return {"params_per_task": 0.0, "bytes_per_task": 4.0 * vectors * dim, "pct_of_base": float("nan"),
+                "fixed_bytes": 0.0, "router_bytes_per_task": 8.0 * (dim + dim * dim)}
+    counts = parameter_counts(config, dim)
     if strategy == "separated":
         with torch.random.fork_rng(devices=[]):
             whole = MoLEFlow(model_config(config, dim))

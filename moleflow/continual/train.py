@@ -18,7 +18,7 @@ import torch
 
 from moleflow.config import Config
 from moleflow.continual.learner import Learner
-from moleflow.model import TailAwareLoss
+from moleflow.model import TailAwareLoss, greedy_coreset
 
 
 @dataclass
@@ -76,6 +76,17 @@ def _objective(learner: Learner, task: int, x: torch.Tensor, loss_fn: TailAwareL
     return loss
 
 
+def fit_memory(learner: Learner, task: int, patches: np.ndarray, config: Config, device: torch.device) -> TrainResult:
+    """(knn) Store task ``task``'s training patches ``(N, H, W, D)`` (or their coreset) as its memory bank."""
+    start = time.perf_counter()
+    vectors = torch.from_numpy(np.asarray(patches, dtype=np.float32).reshape(-1, patches.shape[-1])).to(device)
+    ratio = config["strategy"]["knn_coreset_ratio"]
+    if ratio < 1.0:
+        vectors = vectors[greedy_coreset(vectors, ratio, seed=config["seed"] * 1_000_003 + task).to(device)]
+    learner.fit_memory(vectors)
+    return TrainResult("ok", seconds=time.perf_counter() - start)
+
+
 def train_task(
     learner: Learner,
     task: int,
@@ -84,7 +95,9 @@ def train_task(
     device: torch.device,
     replay: ReplayBuffer | None = None,
 ) -> TrainResult:
-    """Train task ``task`` on its training features ``(N, H, W, D)``."""
+    """Train task ``task`` on its training features ``(N, H, W, D)`` (knn: store its memory bank)."""
+    if learner.knn is not None:
+        return fit_memory(learner, task, patches, config, device)
     tr = config["training"]
     start = time.perf_counter()
     params = learner.trainable_parameters(task)

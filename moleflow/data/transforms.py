@@ -2,7 +2,7 @@
 
 Images: resize to ``resize x resize`` (Lanczos), centre
 crop ``crop x crop``, RGB (grayscale PNGs are replicated to three channels),
-ImageNet mean/std. Masks follow the same geometry with nearest-neighbour
+normalised with the backbone's own mean and standard deviation (default: ImageNet's). Masks follow the same geometry with nearest-neighbour
 resampling and are binarised with ``> 0`` (VisA masks hold class ids, not 255).
 """
 
@@ -36,11 +36,14 @@ def _center_crop(img: Image.Image, crop: int) -> Image.Image:
     return img.crop((left, top, left + crop, top + crop))
 
 
-def load_image(path: str | Path, resize: int, crop: int) -> np.ndarray:
-    """Load an image as a normalised float32 array of shape ``(3, crop, crop)``."""
+def load_image(
+    path: str | Path, resize: int, crop: int,
+    mean: tuple[float, ...] | np.ndarray = IMAGENET_MEAN, std: tuple[float, ...] | np.ndarray = IMAGENET_STD,
+) -> np.ndarray:
+    """Load an image as a float32 array ``(3, crop, crop)``, normalised per channel as ``(x - mean) / std``."""
     img = open_image(path).convert("RGB").resize((resize, resize), Image.Resampling.LANCZOS)
     arr = np.asarray(_center_crop(img, crop), dtype=np.float32) / 255.0
-    arr = (arr - IMAGENET_MEAN) / IMAGENET_STD
+    arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 

@@ -2,10 +2,15 @@
 
 ``create_backbone`` builds any timm CNN with ``features_only=True`` returning the
 requested layers. Nothing is ever downloaded: ``pretrained: false`` gives random
-weights (the embedded default); ``pretrained: true`` loads a local weights file
-(``weights: PATH``) or the file already in timm's caches (Hugging Face hub cache
-or torch hub cache), and fails at once with a :class:`WeightsError` that says how
-to provide the weights when neither exists.
+weights; ``pretrained: true`` loads the weights that a package from the index
+installed (``weights: package``, :mod:`moleflow.features.packaged`: the embedded
+default's EfficientNet-Lite0), a local weights file (``weights: PATH``) or the file
+already in timm's caches (Hugging Face hub cache or torch hub cache), and fails at
+once with a :class:`WeightsError` that says how to provide the weights when none exists.
+
+:func:`normalization` gives the mean and standard deviation the backbone was trained
+with, from timm's pretrained configuration of that model (never one ImageNet mean for
+every backbone).
 """
 
 from __future__ import annotations
@@ -19,6 +24,10 @@ import torch
 from torch import nn
 
 from moleflow.errors import ConfigError, WeightsError
+from moleflow.features.packaged import load_packaged, packaged_weights_file
+
+#: ``features.weights`` value that selects the weights a package installed.
+PACKAGE = "package"
 
 _HF_FILENAMES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
 
@@ -46,6 +55,8 @@ def resolve_weights(name: str, weights: str | None) -> Path:
     Raises:
         WeightsError: the file does not exist locally (with what to do about it).
     """
+    if weights == PACKAGE:
+        return packaged_weights_file(name)
     if weights:
         path = Path(weights).expanduser()
         if not path.is_file():
@@ -102,11 +113,18 @@ def create_backbone(name: str, layers: list[str], pretrained: bool, weights: str
     if name.split(".")[0] not in timm.list_models():
         raise ConfigError(f"features.backbone: unknown timm model {name!r}")
     out_indices = layer_indices(name.split(".")[0], layers)
-    if pretrained:
+    if pretrained and weights == PACKAGE:
+        model = timm.create_model(name, pretrained=False, features_only=True, out_indices=out_indices)
+        load_packaged(model, name)
+    elif pretrained:
         path = resolve_weights(name, weights)
-        model = timm.create_model(
-            name, pretrained=True, features_only=True, out_indices=out_indices, pretrained_cfg_overlay={"file": str(path)}
-        )
+        try:
+            model = timm.create_model(
+                name, pretrained=True, features_only=True, out_indices=out_indices, pretrained_cfg_overlay={"file": str(path)}
+            )
+        except Exception as exc:  # noqa: BLE001 - torch/safetensors/pickle raise many types for a bad file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise WeightsError(f"features.weights: {path} is not a readable weights file for {name} ({first})") from None
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
@@ -115,3 +133,21 @@ def create_backbone(name: str, layers: list[str], pretrained: bool, weights: str
     for param in model.parameters():
         param.requires_grad_(False)
     return model
+
+
+def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` per RGB channel that timm's pretrained configuration of ``name`` gives.
+
+    ``tf_efficientnet_lite0``: ``(0.5, 0.5, 0.5)`` both; ``wide_resnet50_2``, ``resnet18``:
+    the ImageNet statistics. A model timm has no pretrained configuration for falls back
+    to the ImageNet statistics (timm's own default).
+    """
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except Exception:  # noqa: BLE001 - unknown tags raise several types
+        cfg = None
+    if cfg is None:
+        return tuple(IMAGENET_DEFAULT_MEAN), tuple(IMAGENET_DEFAULT_STD)
+    return tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std)

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from moleflow.config import Config
 from moleflow.data.layouts import Sample, load_category
 from moleflow.data.transforms import load_image, load_mask
-from moleflow.features.backbone import create_backbone, file_digest, resolve_weights
+from moleflow.features.backbone import create_backbone, file_digest, normalization, resolve_weights
 from moleflow.features.cache import (
     EntryWriter,
     FeatureSet,
@@ -44,15 +44,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 class _ImageDataset(Dataset):
-    def __init__(self, samples: list[Sample], resize: int, crop: int, with_masks: bool) -> None:
+    def __init__(self, samples: list[Sample], resize: int, crop: int, with_masks: bool,
+                 norm: tuple[tuple[float, ...], tuple[float, ...]]) -> None:
         self.samples, self.resize, self.crop, self.with_masks = samples, resize, crop, with_masks
+        self.mean, self.std = norm
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int, np.ndarray]:
         sample = self.samples[index]
-        image = load_image(sample.image, self.resize, self.crop)
+        image = load_image(sample.image, self.resize, self.crop, self.mean, self.std)
         mask = load_mask(sample.mask, self.resize, self.crop) if self.with_masks else np.zeros((0,), dtype=bool)
         return image, sample.label, mask
 
@@ -93,6 +95,7 @@ def _weights_identity(feats: dict[str, Any]) -> str | None:
 def cache_fields(config: Config, fingerprint: str, category: str, split: str, weights_id: str | None) -> dict[str, Any]:
     """Everything that identifies a cache entry."""
     feats = config["features"]
+    mean, std = normalization(feats["backbone"])
     return {
         "dataset": fingerprint,
         "category": category,
@@ -108,6 +111,8 @@ def cache_fields(config: Config, fingerprint: str, category: str, split: str, we
         "embed_dim": feats["embed_dim"],
         "fusion": feats["fusion"],
         "grid": feats["grid"],
+        "mean": list(mean),
+        "std": list(std),
     }
 
 
@@ -166,7 +171,7 @@ class FeatureStore:
         feats = self.config["features"]
         with_masks = fields["split"] == "test"
         loader = DataLoader(
-            _ImageDataset(samples, feats["resize"], feats["input_size"], with_masks),
+            _ImageDataset(samples, feats["resize"], feats["input_size"], with_masks, normalization(feats["backbone"])),
             batch_size=feats["batch_size"],
             num_workers=feats["num_workers"],
             shuffle=False,

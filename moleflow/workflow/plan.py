@@ -3,7 +3,7 @@
 A study is a named list of variants (each a set of run-config overrides) crossed
 with the seeds, the task orders and the datasets it names. Every planned run is
 resolved into a full run configuration (profile <- workflow base <- dataset <-
-variant <- seed and order) and keyed by the hash of that configuration, so a run
+study <- variant <- seed and order) and keyed by the hash of that configuration, so a run
 that two studies need is one job, and changing one value re-runs only the runs it
 changes. Unknown run-config keys fail here, at planning time, naming the study.
 """
@@ -90,7 +90,8 @@ def plan_runs(workflow: dict[str, Any], studies: list[str] | None = None) -> dic
                 for order_label, order_set in _orders(study):
                     for seed in seeds:
                         where = f"studies.{study_name}.variants.{variant['name']}"
-                        config = _apply(base, {**variant.get("set", {}), **order_set, "seed": seed}, where)
+                        sets = {**study.get("set", {}), **variant.get("set", {}), **order_set, "seed": seed}
+                        config = _apply(base, sets, where)
                         run_id = config_hash(config)
                         run = runs.setdefault(run_id, PlannedRun(run_id, config, dataset, seed, order_label))
                         run.memberships.append((study_name, variant["name"]))

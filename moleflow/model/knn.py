@@ -1,0 +1,92 @@
+"""The nearest-neighbour reference: a PatchCore-style memory bank per task, no training.
+
+Each task keeps the patch vectors of its training images (optionally a greedy
+k-centre coreset of them, PatchCore's subsampling). A test patch's score is its
+Euclidean distance to the nearest vector of the task's bank; image scores and
+anomaly maps are then made exactly as for the flow (:mod:`moleflow.model.scoring`),
+so the two are compared on the same maps and metrics.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def greedy_coreset(vectors: torch.Tensor, ratio: float, seed: int, projection_dim: int = 128) -> torch.Tensor:
+    """Indices of a greedy k-centre coreset of ``vectors`` ``(M, D)`` holding ``ceil(ratio * M)`` rows.
+
+    PatchCore's approximation: distances are measured after a fixed random projection
+    to ``projection_dim`` dimensions (drawn from ``seed``); the first centre is a row
+    drawn from ``seed``, and each next centre is the row farthest from the centres
+    chosen so far.
+    """
+    count = max(1, int(torch.ceil(torch.tensor(ratio * len(vectors))).item()))
+    if count >= len(vectors):
+        return torch.arange(len(vectors))
+    generator = torch.Generator().manual_seed(seed)
+    dim = vectors.shape[1]
+    if dim > projection_dim:
+        projection = torch.randn(dim, projection_dim, generator=generator) / projection_dim**0.5
+        points = vectors.float() @ projection.to(vectors.device)
+    else:
+        points = vectors.float()
+    first = int(torch.randint(len(points), (1,), generator=generator))
+    chosen = [first]
+    nearest = torch.linalg.vector_norm(points - points[first], dim=1)
+    for _ in range(count - 1):
+        nxt = int(torch.argmax(nearest))
+        chosen.append(nxt)
+        nearest = torch.minimum(nearest, torch.linalg.vector_norm(points - points[nxt], dim=1))
+    return torch.tensor(sorted(chosen))
+
+
+class NearestNeighbourScorer(nn.Module):
+    """Per-task memory banks of training patch vectors; patch score = distance to the nearest one.
+
+    Example:
+        >>> scorer = NearestNeighbourScorer()
+        >>> scorer.add_task(torch.randn(50, 8))
+        0
+        >>> scorer(torch.randn(2, 4, 4, 8), task=0).shape
+        torch.Size([2, 4, 4])
+    """
+
+    def __init__(self, chunk: int = 4096) -> None:
+        super().__init__()
+        self.chunk = chunk
+        self.n_tasks = 0
+
+    def add_task(self, bank: torch.Tensor) -> int:
+        """Store ``bank`` ``(M, D)`` as the next task's memory; return its id."""
+        task = self.n_tasks
+        self.register_buffer(f"bank_{task}", bank.detach().float().contiguous())
+        self.n_tasks += 1
+        return task
+
+    def bank(self, task: int) -> torch.Tensor:
+        """Task ``task``'s memory bank ``(M, D)``."""
+        if not 0 <= task < self.n_tasks:
+            raise ValueError(f"task {task} does not exist (the scorer has {self.n_tasks})")
+        return getattr(self, f"bank_{task}")
+
+    def forward(self, x: torch.Tensor, task: int) -> torch.Tensor:
+        """Nearest-neighbour distances ``(B, H, W)`` of patch vectors ``x`` ``(B, H, W, D)`` to task ``task``'s bank."""
+        bank = self.bank(task)
+        rows = x.reshape(-1, x.shape[-1]).float()
+        bank_sq = (bank * bank).sum(1)
+        out = []
+        for start in range(0, len(rows), self.chunk):
+            q = rows[start : start + self.chunk]
+            # the nearest vector by ||q||^2 - 2 q.b + ||b||^2 (one matrix product), then its distance computed
+            # directly: the expansion loses precision near 0 (a training patch would not score exactly 0)
+            nearest = (bank_sq - 2.0 * q @ bank.T).argmin(dim=1)
+            out.append(torch.linalg.vector_norm(q - bank[nearest], dim=1))
+        return torch.cat(out).reshape(x.shape[:-1])
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        names = [k for k in state_dict if k.startswith(prefix + "bank_")]
+        for task in range(self.n_tasks, len(names)):
+            self.register_buffer(f"bank_{task}", torch.zeros_like(state_dict[f"{prefix}bank_{task}"]))
+        self.n_tasks = max(self.n_tasks, len(names))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

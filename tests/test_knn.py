@@ -1,0 +1,98 @@
+"""The nearest-neighbour reference: exact distances, PatchCore's coreset, and the knn strategy in a continual run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from moleflow.config import load_config, load_profile
+from moleflow.continual import run
+from moleflow.data.synth import SynthCounts, generate
+from moleflow.model import NearestNeighbourScorer, greedy_coreset
+
+
+def test_patch_scores_are_the_distance_to_the_nearest_bank_vector() -> None:
+    generator = torch.Generator().manual_seed(0)
+    bank = torch.randn(300, 12, generator=generator)
+    x = torch.randn(3, 5, 4, 12, generator=generator)
+    scorer = NearestNeighbourScorer(chunk=7)  # chunks that do not divide the 60 patches
+    scorer.add_task(torch.zeros(2, 12))
+    scorer.add_task(bank)
+    expected = torch.cdist(x.reshape(-1, 12).double(), bank.double()).min(dim=1).values.reshape(3, 5, 4)
+    torch.testing.assert_close(scorer(x, task=1).double(), expected, rtol=0, atol=1e-4)
+    assert torch.equal(scorer(bank[:6].reshape(1, 2, 3, 12), task=1), torch.zeros(1, 2, 3))
+    with pytest.raises(ValueError, match="task 2 does not exist"):
+        scorer(x, task=2)
+
+
+def test_greedy_coreset_takes_the_farthest_points() -> None:
+    points = torch.tensor([[0.0], [1.0], [2.0], [10.0], [10.5], [20.0]])
+
+    def by_hand(first: int) -> set[int]:  # k-centre greedy: each next centre is the farthest from the chosen ones
+        chosen = [first]
+        while len(chosen) < 3:
+            gaps = [min(abs(float(points[i, 0] - points[c, 0])) for c in chosen) for i in range(6)]
+            chosen.append(int(np.argmax(gaps)))
+        return set(chosen)
+
+    possible = [by_hand(first) for first in range(6)]
+    for seed in range(8):
+        chosen = greedy_coreset(points, ratio=0.5, seed=seed)  # 3 of 6
+        assert len(chosen) == 3 and set(chosen.tolist()) in possible
+        radius = max(min(abs(float(p - points[c, 0])) for c in chosen.tolist()) for p in points[:, 0])
+        assert radius <= 2 * 1.0  # the greedy bound: at most twice the best 3-centre radius (1.0 here)
+    assert torch.equal(greedy_coreset(points, ratio=1.0, seed=0), torch.arange(6))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, seed=0, size=64, categories=["cap", "tile", "screw"], counts=SynthCounts(train=6, test_good=3, test_per_defect=2))
+    return root
+
+
+def _config(dataset: Path, cache: Path, *extra: str) -> dict:
+    return load_config(overrides=[f"dataset.root={dataset}", f"features.cache_dir={cache}", "features.resize=64",
+                                  "features.input_size=64", "features.embed_dim=16", "strategy.name=knn",
+                                  "evaluation.sample_images=0", "scoring.map_sigma=1.0", "device=cpu", *extra],
+                       base=load_profile("cpu"))
+
+
+def test_knn_strategy_needs_no_training_forgets_nothing_and_resumes(dataset: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    config = _config(dataset, tmp_path / "cache")
+    whole = run(config, tmp_path / "whole", progress=False, log=lambda *a: None)
+    assert whole["status"] == "ok" and whole["routing_accuracy"] == 1.0
+    assert all(t["epoch_losses"] == [] for t in whole["per_task"])
+    for metric in whole["forgetting"]:
+        assert whole["forgetting"][metric]["fm"] == 0.0 and whole["forgetting_oracle"][metric]["paper"] == 0.0
+    grid = 8 * 8  # 64 px, stride 8
+    assert whole["memory"]["bytes_per_task"] == 4 * 6 * grid * 16 and whole["params"]["base"] == 0
+    import moleflow.continual.experiment as experiment
+
+    real = experiment.train_task
+
+    def killed(learner, task, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if task == 2:
+            raise KeyboardInterrupt
+        return real(learner, task, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "train_task", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path / "cut", progress=False, log=lambda *a: None)
+    monkeypatch.setattr(experiment, "train_task", real)
+    resumed = run(config, tmp_path / "cut", progress=False, log=lambda *a: None)
+    assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]
+    assert resumed["accuracy_matrix_oracle"] == whole["accuracy_matrix_oracle"]
+
+
+def test_knn_coreset_keeps_the_stated_share(dataset: Path, tmp_path: Path) -> None:
+    config = _config(dataset, tmp_path / "cache", "strategy.knn_coreset_ratio=0.25", "dataset.categories=[cap]")
+    summary = run(config, tmp_path / "coreset", progress=False, log=lambda *a: None)
+    assert summary["status"] == "ok"
+    state = torch.load(tmp_path / "coreset" / "checkpoints" / "task_0.pt")
+    assert state["knn.bank_0"].shape == (int(np.ceil(0.25 * 6 * 64)), 16)
+    assert summary["memory"]["bytes_per_task"] == 4 * int(np.ceil(0.25 * 6 * 64)) * 16
