@@ -18,7 +18,9 @@ combination of each lever's start level and its best stage-1 level (a level coun
 if it raises the score by more than 0.005 over the start); the chosen candidate is the
 one with the highest score among all candidates whose training time per task (one
 thread) is within the budget, which comes from the main command's 20-minute limit (the
-main study trains 18 tasks). Score = (mean image AUROC + mean pixel AUROC) / 2 over the six categories,
+main study trains 18 tasks); stage 3 shortens the chosen candidate's schedule to each
+shorter epochs level and keeps the shortest whose score is within 0.005 of it (a
+shorter schedule is cheaper, and on this data longer training is not better). Score = (mean image AUROC + mean pixel AUROC) / 2 over the six categories,
 routed, ``frozen_base``, seed 0 of the run. The ``knn`` reference on the same
 validation data is listed beside it. Writes ``benchmarks/PROFILE_SELECTION.md``.
 """
@@ -150,6 +152,13 @@ def select(work: Path, workers: int, budget: float) -> tuple[dict[str, dict[str,
         results.update(_stage(stage2, root, cache, work, workers))
     within = {n: r for n, r in results.items() if r["status"] == "ok" and r["train_s_per_task"] <= budget}
     chosen = max(within, key=lambda n: within[n]["score"])
+    shorter = {_name(c): c for c in ({**results[chosen]["levels"], "epochs": e} for e in LEVELS["epochs"])
+               if c["epochs"] < results[chosen]["levels"]["epochs"]}
+    if shorter:  # stage 3: the stopping rule for the chosen levels
+        results.update(_stage({n: c for n, c in shorter.items() if n not in results}, root, cache, work, workers))
+        close = [n for n in shorter if results[n]["status"] == "ok" and results[n]["score"] >= results[chosen]["score"] - MIN_GAIN]
+        if close:
+            chosen = min(close, key=lambda n: results[n]["levels"]["epochs"])
     name = f"knn ({chosen})"  # its own run directory for every chosen candidate
     knn = _stage({name: results[chosen]["levels"]}, root, cache, work, workers, {"strategy.name": "knn"})[name]
     return results, chosen, knn

@@ -82,12 +82,16 @@ def _resolve(args: argparse.Namespace) -> dict:
 
 
 def _cmd_features_extract(args: argparse.Namespace) -> int:
-    from moleflow.data.layouts import list_categories
+    from moleflow.data.layouts import list_categories, no_categories
     from moleflow.features.extract import FeatureStore
+    from moleflow.io import ensure_writable_dir
 
     config = _resolve(args)
     ds = config["dataset"]
     categories = args.categories or ds["categories"] or list_categories(ds["kind"], ds["root"])
+    if not categories:
+        raise no_categories(ds["kind"], ds["root"])
+    ensure_writable_dir(config["features"]["cache_dir"], "features.cache_dir")
     store = FeatureStore(config, progress=not args.quiet)
     records = []
     for category in categories:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -111,8 +112,23 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _non_finite(node: Any, prefix: str = "") -> tuple[str, float] | None:
+    """The first key holding an infinite or NaN number, with its value."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found = _non_finite(value, f"{prefix}{key}.")
+            if found:
+                return found
+    elif isinstance(node, float) and not math.isfinite(node):
+        return prefix.rstrip("."), node
+    return None
+
+
 def validate(config: Config) -> Config:
-    """Validate ``config`` against the schema; return it unchanged."""
+    """Validate ``config`` against the schema (every number finite); return it unchanged."""
+    bad = _non_finite(config)
+    if bad:
+        raise ConfigError(f"config key {bad[0]}: must be a finite number, got {bad[1]}")
     validator = jsonschema.Draft202012Validator(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
@@ -156,7 +172,41 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return validate(config)
 
 
+#: Keys that cannot change a run's result: where the feature cache lives, the device it runs on,
+#: the number of image-decoding workers. They are left out of a run's identity (:func:`config_hash`).
+NOT_IDENTITY = ("features.cache_dir", "device", "features.num_workers")
+
+
+def run_identity(config: Config) -> Config:
+    """``config`` without the keys of :data:`NOT_IDENTITY`."""
+    out = copy.deepcopy(config)
+    for key in NOT_IDENTITY:
+        node = out
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node.get(part, {})
+        node.pop(last, None)
+    return out
+
+
+def flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def differing_keys(a: Config, b: Config) -> list[str]:
+    """Dotted keys whose values differ between two configurations (identity keys only)."""
+    fa, fb = flat(run_identity(a)), flat(run_identity(b))
+    return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))
+
+
 def config_hash(config: Config, length: int = 12) -> str:
-    """Stable short hash of a resolved configuration."""
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    """Stable short hash of a resolved configuration's identity (:func:`run_identity`)."""
+    blob = json.dumps(run_identity(config), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:length]

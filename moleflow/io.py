@@ -31,6 +31,29 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
         raise
 
 
+def ensure_writable_dir(path: str | os.PathLike[str], what: str) -> Path:
+    """Create folder ``path`` if needed and prove it takes a file; else raise one line naming ``what`` and ``path``.
+
+    Raises:
+        MoleflowError: ``path`` is a file, lies under a file, is on a read-only file
+            system, or cannot be created or written for another reason.
+    """
+    from moleflow.errors import MoleflowError
+
+    folder = Path(path)
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"it is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise MoleflowError(f"{what}: cannot write to {folder} ({reason})") from None
+    return folder
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:

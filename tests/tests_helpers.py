@@ -15,5 +15,5 @@ def fake_summary(index: int) -> dict:
         "tasks": ["cap"], "tasks_completed": 1, "accuracy_matrix": matrix, "accuracy_matrix_oracle": copy.deepcopy(matrix),
         "mean": {mode: {m: 0.5 + index / 100 for m in matrix} for mode in ("routed", "oracle")},
         "forgetting": forgetting, "routing_accuracy": 1.0, "routing_accuracy_after_task": [1.0],
-        "per_task": [{"task": 0, "train_seconds": 1.0, "epoch_losses": [3.0]}],
+        "per_task": [{"task": 0, "epoch_losses": [3.0]}], "timings": {"training": 1.0, "training_per_task": [1.0]},
     }

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import yaml
 
-from moleflow.config import Config, config_hash
+from moleflow.config import Config, config_hash, differing_keys
 from moleflow.continual.evaluate import METRICS, TaskEvaluation, evaluate_task
 from moleflow.continual.learner import PER_TASK_CHECKPOINTS, Learner, memory_per_task, parameter_counts
 from moleflow.continual.samples import pick_samples, save_accuracy_heatmaps, save_sample
@@ -31,7 +31,7 @@ from moleflow.continual.tasks import TaskData, load_tasks
 from moleflow.continual.train import ReplayBuffer, empirical_fisher, train_task
 from moleflow.errors import MoleflowError
 from moleflow.features import FeatureStore, resolve_device
-from moleflow.io import atomic_path, write_json_atomic, write_text_atomic
+from moleflow.io import atomic_path, ensure_writable_dir, write_json_atomic, write_text_atomic
 from moleflow.metrics import backward_transfer, forgetting_diag, forgetting_max, routing_accuracy, routing_confusion
 
 MODES = ("routed", "oracle")
@@ -55,7 +55,7 @@ class RunState:
         self.matrices = _empty_matrices(n_tasks)
         self.routing: list[dict[str, Any]] = []
         self.tasks: list[dict[str, Any]] = []
-        self.timings = {"training": 0.0, "evaluation": 0.0}
+        self.timings: dict[str, Any] = {"training": 0.0, "evaluation": 0.0, "training_per_task": []}
 
     def to_json(self) -> dict[str, Any]:
         return {"config_hash": self.cfg_hash, "completed": self.completed, "matrices": self.matrices,
@@ -73,7 +73,8 @@ class RunState:
                 "use a new --out or delete it"
             )
         state.completed, state.matrices = data["completed"], data["matrices"]
-        state.routing, state.tasks, state.timings = data["routing"], data["tasks"], data["timings"]
+        state.routing, state.tasks = data["routing"], data["tasks"]
+        state.timings.update(data["timings"])
         return state
 
 
@@ -108,9 +109,63 @@ def _forgetting(matrix: list[list[float | None]], upto: int) -> dict[str, float]
     return {"fm": forgetting_max(R), "paper": forgetting_diag(R), "bwt": backward_transfer(R)}
 
 
+def _previous_config(out: Path) -> Config | None:
+    try:
+        return yaml.safe_load((out / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+
+
+def check_run_dir(out: Path, config: Config) -> None:
+    """Before any work: ``out`` must be a writable folder holding nothing or a run of the same configuration.
+
+    Raises:
+        MoleflowError: one line naming the folder and why (a file, read-only, another
+            configuration: with the keys that differ).
+    """
+    ensure_writable_dir(out, "--out")
+    cfg_hash = config_hash(config)
+    for record in (out / "checkpoints" / "progress.json", out / "summary.json"):
+        try:
+            held = json.loads(record.read_text())["config_hash"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if held != cfg_hash:
+            previous = _previous_config(out)
+            keys = differing_keys(previous, config) if previous else []
+            which = f"differing in {', '.join(keys)}" if keys else f"hash {held}, this one {cfg_hash}"
+            raise MoleflowError(f"{out} holds a run of another configuration ({which}); use a new --out or delete it")
+
+
+def _status(out: Path, status: str, message: str = "") -> None:
+    write_json_atomic(out / "status.json", {"status": status, "message": message})
+
+
 def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    """Run one continual experiment; return the summary written to ``out_dir/summary.json``."""
+    """Run one continual experiment; return the summary written to ``out_dir/summary.json``.
+
+    Before any work the run directory and the feature cache are checked (writable; the
+    directory empty or holding this configuration's run). ``RUN_DIR/status.json`` says
+    ``running`` while it works, ``failed`` or ``interrupted`` with the reason when it
+    stops early, and the summary's status (``ok``, ``diverged``) at the end.
+    """
     out = Path(out_dir)
+    check_run_dir(out, config)
+    ensure_writable_dir(config["features"]["cache_dir"], "features.cache_dir")
+    _status(out, "running")
+    try:
+        summary = _run(config, out, progress, log)
+    except KeyboardInterrupt:
+        _status(out, "interrupted", "stopped by the user or the scheduler; a rerun resumes after the last finished task")
+        raise
+    except BaseException as exc:
+        _status(out, "failed", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        raise
+    _status(out, summary["status"], summary["message"])
+    return summary
+
+
+def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     ckpt = out / "checkpoints"
     cfg_hash = config_hash(config)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -139,10 +194,11 @@ def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -
         learner.add_task(np.asarray(data.train.router))
         result = train_task(learner, task, data.train.patches, config, device, replay)
         state.timings["training"] += result.seconds
+        state.timings["training_per_task"].append(result.seconds)
         if result.status != "ok":
             status, message = result.status, result.message
             state.tasks.append({"task": task, "category": data.category, "status": result.status,
-                                "train_seconds": result.seconds, "epoch_losses": result.epoch_losses})
+                                "epoch_losses": result.epoch_losses})
             log(f"task {task} ({data.category}): {message}")
             break
         if learner.strategy == "ewc":
@@ -160,8 +216,7 @@ def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -
         routed_ids = np.concatenate([ev.routed_to for ev in last_eval])
         state.routing.append({"after_task": task, "accuracy": routing_accuracy(true_ids, routed_ids),
                               "confusion": routing_confusion(true_ids, routed_ids, task + 1).tolist()})
-        state.tasks.append({"task": task, "category": data.category, "status": "ok", "train_seconds": result.seconds,
-                            "epoch_losses": result.epoch_losses})
+        state.tasks.append({"task": task, "category": data.category, "status": "ok", "epoch_losses": result.epoch_losses})
         _checkpoint(learner, ckpt, task)
         state.completed = task + 1
         write_json_atomic(ckpt / "progress.json", state.to_json())
@@ -209,7 +264,7 @@ def _summary(config: Config, cfg_hash: str, tasks: list[TaskData], state: RunSta
                                   int(np.mean([len(t.train.patches) for t in tasks]))),
         "per_task": state.tasks,
         "timings": {"features": features_seconds, "training": state.timings["training"],
-                    "evaluation": state.timings["evaluation"],
+                    "training_per_task": state.timings["training_per_task"], "evaluation": state.timings["evaluation"],
                     "feature_cache": {"hits": store.stats["hits"], "misses": store.stats["misses"]}},
         "environment": {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
                         "machine": platform.machine()},

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from moleflow.config import Config
-from moleflow.data.layouts import list_categories
+from moleflow.data.layouts import list_categories, no_categories
 from moleflow.errors import ConfigError
 from moleflow.features import FeatureSet, FeatureStore
 
@@ -16,6 +16,8 @@ def task_order(config: Config) -> list[str]:
     """Category names in training order (``task_order``: given, alphabetical or random)."""
     ds = config["dataset"]
     names = list(ds["categories"]) or list_categories(ds["kind"], ds["root"])
+    if not names:
+        raise no_categories(ds["kind"], ds["root"])
     if len(set(names)) != len(names):
         raise ConfigError(f"dataset.categories lists a category twice: {names}")
     order = config["task_order"]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PIL import Image
+
 from moleflow.data.layouts import CategoryData, load_categories
 from moleflow.data.transforms import open_image
 from moleflow.errors import DatasetError
@@ -19,6 +21,23 @@ COUNT_KEYS = ("train", "test_normal", "test_anomalous", "masks")
 
 def _image_size(path: Path) -> tuple[int, int]:
     return open_image(path).size
+
+
+def header_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image from its header (no decoding)."""
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise DatasetError(f"unreadable or truncated image: {path} ({exc})") from None
+
+
+def require_same_size(mask: Path, mask_size: tuple[int, int], image_size: tuple[int, int]) -> None:
+    """Refuse a mask whose size differs from its image's (the same rule for ``data check`` and a run)."""
+    if mask_size != image_size:
+        raise DatasetError(
+            f"mask size {mask_size[0]}x{mask_size[1]} differs from image size {image_size[0]}x{image_size[1]}: {mask}"
+        )
 
 
 def check_category(data: CategoryData) -> dict[str, int]:
@@ -33,11 +52,7 @@ def check_category(data: CategoryData) -> dict[str, int]:
     for sample in data.test:
         size = _image_size(sample.image)
         if sample.mask is not None:
-            mask_size = _image_size(sample.mask)
-            if mask_size != size:
-                raise DatasetError(
-                    f"mask size {mask_size[0]}x{mask_size[1]} differs from image size {size[0]}x{size[1]}: {sample.mask}"
-                )
+            require_same_size(sample.mask, _image_size(sample.mask), size)
             masks += 1
     return {
         "train": len(data.train),

@@ -92,6 +92,24 @@ def list_categories(kind: str, root: str | Path) -> list[str]:
     raise DatasetError(f"unknown dataset kind {kind!r}; expected one of {', '.join(DATASET_KINDS)}")
 
 
+def looks_like(root: str | Path) -> str | None:
+    """The layout a dataset copy looks like (``visa`` when it has ``split_csv/1cls.csv``, ``mvtec``
+    when a category folder holds ``train/good``), or ``None``."""
+    root = Path(root)
+    if (root / VISA_SPLIT_CSV).is_file():
+        return "visa"
+    if root.is_dir() and any((p / "train" / "good").is_dir() for p in root.iterdir() if p.is_dir()):
+        return "mvtec"
+    return None
+
+
+def no_categories(kind: str, root: str | Path) -> DatasetError:
+    """The error for a copy without categories of layout ``kind``, saying which layout it looks like."""
+    guess = looks_like(root)
+    hint = f"; it looks like a {guess} copy: set dataset.kind={guess}" if guess and guess != kind else ""
+    return DatasetError(f"no category found under {root} for dataset.kind={kind}{hint}")
+
+
 def load_category(kind: str, root: str | Path, category: str) -> CategoryData:
     """Read the sample lists of ``category`` in a dataset copy of layout ``kind``."""
     root = Path(root)
@@ -109,7 +127,7 @@ def load_categories(kind: str, root: str | Path, categories: list[str] | None = 
     """Load several categories (all present ones when ``categories`` is empty)."""
     names = list(categories) if categories else list_categories(kind, root)
     if not names:
-        raise DatasetError(f"no categories found under {root}")
+        raise no_categories(kind, root)
     return [load_category(kind, root, name) for name in names]
 
 

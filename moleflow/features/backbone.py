@@ -19,7 +19,6 @@ import hashlib
 import os
 from pathlib import Path
 
-import timm
 import torch
 from torch import nn
 
@@ -62,6 +61,8 @@ def resolve_weights(name: str, weights: str | None) -> Path:
         if not path.is_file():
             raise WeightsError(f"features.weights: file not found: {path}")
         return path
+    import timm  # imported where needed: a run served from the feature cache never loads it (2.5 s)
+
     try:
         cfg = timm.models.get_pretrained_cfg(name)
     except Exception:  # noqa: BLE001 - timm raises several types for unknown tags
@@ -90,6 +91,8 @@ def file_digest(path: Path, chunk: int = 1 << 22) -> str:
 
 def layer_indices(model_name: str, layers: list[str]) -> list[int]:
     """Map layer names (``layer2``) to timm ``out_indices`` of ``model_name``."""
+    import timm
+
     probe = timm.create_model(model_name, pretrained=False, features_only=True)
     names = probe.feature_info.module_name()
     indices = []
@@ -110,6 +113,8 @@ def create_backbone(name: str, layers: list[str], pretrained: bool, weights: str
     Returns:
         A module mapping ``(B, 3, S, S)`` images to a list of ``(B, C_l, h_l, w_l)`` maps.
     """
+    import timm
+
     if name.split(".")[0] not in timm.list_models():
         raise ConfigError(f"features.backbone: unknown timm model {name!r}")
     out_indices = layer_indices(name.split(".")[0], layers)
@@ -142,6 +147,7 @@ def normalization(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     the ImageNet statistics. A model timm has no pretrained configuration for falls back
     to the ImageNet statistics (timm's own default).
     """
+    import timm
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
     try:

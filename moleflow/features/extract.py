@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from moleflow.config import Config
+from moleflow.data.check import header_size, require_same_size
 from moleflow.data.layouts import Sample, load_category
 from moleflow.data.transforms import load_image, load_mask
 from moleflow.features.backbone import create_backbone, file_digest, normalization, resolve_weights
@@ -54,6 +55,8 @@ class _ImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int, np.ndarray]:
         sample = self.samples[index]
+        if self.with_masks and sample.mask is not None:  # never evaluate against a silently resized mask
+            require_same_size(sample.mask, header_size(sample.mask), header_size(sample.image))
         image = load_image(sample.image, self.resize, self.crop, self.mean, self.std)
         mask = load_mask(sample.mask, self.resize, self.crop) if self.with_masks else np.zeros((0,), dtype=bool)
         return image, sample.label, mask
@@ -95,7 +98,7 @@ def _weights_identity(feats: dict[str, Any]) -> str | None:
 def cache_fields(config: Config, fingerprint: str, category: str, split: str, weights_id: str | None) -> dict[str, Any]:
     """Everything that identifies a cache entry."""
     feats = config["features"]
-    mean, std = normalization(feats["backbone"])
+    # the input normalisation is a function of the backbone (its timm pretrained configuration), keyed by it
     return {
         "dataset": fingerprint,
         "category": category,
@@ -111,8 +114,6 @@ def cache_fields(config: Config, fingerprint: str, category: str, split: str, we
         "embed_dim": feats["embed_dim"],
         "fusion": feats["fusion"],
         "grid": feats["grid"],
-        "mean": list(mean),
-        "std": list(std),
     }
 
 

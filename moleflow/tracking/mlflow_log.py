@@ -21,6 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from moleflow.config import flat
 from moleflow.metrics.continual import METRICS as METRIC_KEYS
 
 
@@ -61,14 +62,7 @@ def init_store(uri: str, experiments: list[str], artifact_root: str | Path) -> d
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}`` (lists and None as JSON)."""
-    out: dict[str, str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value if isinstance(value, str) else json.dumps(value)
-    return out
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in flat(config, prefix).items()}
 
 
 def git_commit(path: str | Path = ".") -> str:
@@ -102,8 +96,9 @@ def _metrics(summary: dict[str, Any]) -> list[tuple[str, float, int]]:
         out.append(("routing_accuracy", float(summary["routing_accuracy"]), max(done - 1, 0)))
     for j, acc in enumerate(summary.get("routing_accuracy_after_task", [])):
         out.append(("routing_accuracy_after_task", float(acc), j))
+    for task, seconds in enumerate(summary.get("timings", {}).get("training_per_task", [])):
+        out.append(("train_seconds", float(seconds), task))
     for task in summary["per_task"]:
-        out.append(("train_seconds", float(task["train_seconds"]), task["task"]))
         if task["epoch_losses"]:
             out.append(("final_train_loss", float(task["epoch_losses"][-1]), task["task"]))
     return out

@@ -88,7 +88,7 @@ def plan_runs(workflow: dict[str, Any], studies: list[str] | None = None) -> dic
             base = dataset_config(workflow, dataset)
             for variant in study["variants"]:
                 for order_label, order_set in _orders(study):
-                    for seed in seeds:
+                    for seed in variant.get("seeds", seeds):
                         where = f"studies.{study_name}.variants.{variant['name']}"
                         sets = {**study.get("set", {}), **variant.get("set", {}), **order_set, "seed": seed}
                         config = _apply(base, sets, where)

@@ -1,0 +1,120 @@
+"""Bad input found by trying the CLI as a new user would: each is refused in one line, before any work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import make_visa
+from PIL import Image
+
+from moleflow.cli import main
+from moleflow.data.synth import SynthCounts, generate
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, seed=0, size=64, categories=["cap", "tile"], counts=SynthCounts(train=4, test_good=2, test_per_defect=1))
+    return root
+
+
+def _args(out: Path, root: Path, cache: Path, *extra: str) -> list[str]:
+    sets = [f"dataset.root={root}", f"features.cache_dir={cache}", "features.resize=64", "features.input_size=64",
+            "features.embed_dim=16", "model.coupling_blocks=1", "model.lora_rank=2", "training.epochs=1",
+            "evaluation.sample_images=0", "device=cpu", *extra]
+    return ["run", "--profile", "cpu", "--out", str(out), "--quiet", *[a for s in sets for a in ("--set", s)]]
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("moleflow: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_a_mask_of_another_size_is_refused_by_a_run_as_by_data_check(dataset: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(dataset, root)
+    mask = sorted((root / "tile" / "ground_truth").glob("*/*.png"))[0]
+    Image.open(mask).resize((48, 48)).save(mask)
+    err = _one_line_error(capsys, main(["data", "check", "--dataset", "mvtec", "--root", str(root)]))
+    assert str(mask) in err and "differs from image size" in err
+    err = _one_line_error(capsys, main(_args(tmp_path / "run", root, tmp_path / "cache")))
+    assert str(mask) in err and "mask size 48x48 differs from image size 64x64" in err
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["status"] == "failed" and "differs from image size" in status["message"]
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+
+def test_no_category_under_the_root_says_which_layout_it_looks_like(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    visa = make_visa(tmp_path / "visa", ["candle"])
+    err = _one_line_error(capsys, main(_args(tmp_path / "run", visa, tmp_path / "cache", "dataset.kind=mvtec")))
+    assert f"no category found under {visa} for dataset.kind=mvtec" in err and "set dataset.kind=visa" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    err = _one_line_error(capsys, main(_args(tmp_path / "run2", empty, tmp_path / "cache")))
+    assert f"no category found under {empty}" in err and "looks like" not in err
+    err = _one_line_error(capsys, main(["features", "extract", "--profile", "cpu", "--root", str(empty), "--quiet"]))
+    assert f"no category found under {empty}" in err
+
+
+@pytest.mark.parametrize("case", ["under_a_file", "a_file", "proc"])
+def test_an_unusable_out_is_refused_before_any_work(dataset: Path, tmp_path: Path, case: str,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = {"under_a_file": blocker / "run", "a_file": blocker, "proc": Path("/proc/moleflow-run")}[case]
+    cache = tmp_path / "cache"
+    err = _one_line_error(capsys, main(_args(out, dataset, cache)))
+    assert f"--out: cannot write to {out}" in err
+    assert not cache.exists()  # refused before any feature was extracted
+
+
+def test_an_unusable_cache_dir_is_refused_before_any_work(dataset: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    for cache in (blocker / "cache", Path("/proc/moleflow-cache")):
+        err = _one_line_error(capsys, main(_args(tmp_path / "run", dataset, cache)))
+        assert f"features.cache_dir: cannot write to {cache}" in err
+        err = _one_line_error(capsys, main(["features", "extract", "--profile", "cpu", "--root", str(dataset),
+                                             "--set", f"features.cache_dir={cache}", "--quiet"]))
+        assert f"features.cache_dir: cannot write to {cache}" in err
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "inf"])
+def test_every_number_must_be_finite(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    err = _one_line_error(capsys, main(["config", "show", "--profile", "cpu", "--set", f"training.lr={value}"]))
+    assert "training.lr" in err
+
+
+def test_where_the_cache_lives_is_not_part_of_a_run_and_a_refusal_names_the_keys(
+        dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(_args(out, dataset, tmp_path / "cache_a")) == 0
+    first = json.loads((out / "summary.json").read_text())
+    assert json.loads((out / "status.json").read_text())["status"] == "ok"
+    # the same run with the cache elsewhere (and another device spelling) is the same run: accepted
+    assert main(_args(out, dataset, tmp_path / "cache_b", "device=auto")) == 0
+    again = json.loads((out / "summary.json").read_text())
+    assert again["accuracy_matrix"] == first["accuracy_matrix"] and again["config_hash"] == first["config_hash"]
+    capsys.readouterr()
+    cache_c = tmp_path / "cache_c"
+    err = _one_line_error(capsys, main(_args(out, dataset, cache_c, "training.epochs=2", "model.lora_rank=3")))
+    assert "holds a run of another configuration (differing in model.lora_rank, training.epochs)" in err
+    assert not cache_c.exists() or not any(cache_c.iterdir())  # refused before any feature was extracted
+    assert yaml.safe_load((out / "config.yaml").read_text())["training"]["epochs"] == 1  # the record is kept
+
+
+def test_every_timing_is_inside_timings(dataset: Path, tmp_path: Path) -> None:
+    assert main(_args(tmp_path / "run", dataset, tmp_path / "cache")) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert all("seconds" not in key for task in summary["per_task"] for key in task)
+    assert len(summary["timings"]["training_per_task"]) == 2
+    assert summary["timings"]["training"] == pytest.approx(sum(summary["timings"]["training_per_task"]))
