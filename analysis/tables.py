@@ -141,7 +141,7 @@ def dilemma_table(runs: pd.DataFrame, dataset: str) -> TableSpec:
                          column_digits={"memory/task (% base)": 1})
     spec.caption += (" Memory per task: what each new task adds to what the strategy keeps (float32 parameters; Full-Copy a "
                      "whole model, the others the task's adapters, Replay also its buffer of float16 feature maps; EWC keeps "
-                     "its Fisher and anchor once). Zero FM = forgetting exactly 0 for every metric in every finished run.")
+                     "its Fisher and anchor once; the kNN reference its memory bank of float32 patch vectors and no base). Zero FM = forgetting exactly 0 for every metric in every finished run.")
     spec.columns.append("zero FM")
     forgetting = [c for c in sub.columns if c.startswith("forgetting_fm_")]
     for row in spec.rows:

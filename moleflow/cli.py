@@ -49,9 +49,11 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 def _cmd_data_baseline(args: argparse.Namespace) -> int:
     from moleflow.data.difficulty import pixel_zscore_auroc
-    from moleflow.data.layouts import list_categories
+    from moleflow.data.layouts import list_categories, no_categories
 
     categories = args.categories or list_categories(args.dataset, args.root)
+    if not categories:
+        raise no_categories(args.dataset, args.root)
     values = {c: pixel_zscore_auroc(args.dataset, args.root, c) for c in categories}
     for category, value in values.items():
         print(f"{category}: per-pixel z-score detector image AUROC {value:.3f}")

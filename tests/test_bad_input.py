@@ -60,8 +60,11 @@ def test_no_category_under_the_root_says_which_layout_it_looks_like(tmp_path: Pa
     empty.mkdir()
     err = _one_line_error(capsys, main(_args(tmp_path / "run2", empty, tmp_path / "cache")))
     assert f"no category found under {empty}" in err and "looks like" not in err
-    err = _one_line_error(capsys, main(["features", "extract", "--profile", "cpu", "--root", str(empty), "--quiet"]))
-    assert f"no category found under {empty}" in err
+    for command in (["features", "extract", "--profile", "cpu", "--root", str(empty), "--quiet"],
+                    ["data", "check", "--dataset", "mvtec", "--root", str(empty)],
+                    ["data", "baseline", "--dataset", "mvtec", "--root", str(empty)]):
+        err = _one_line_error(capsys, main(command))
+        assert f"no category found under {empty}" in err, command
 
 
 @pytest.mark.parametrize("case", ["under_a_file", "a_file", "proc"])

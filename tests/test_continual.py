@@ -18,6 +18,7 @@ from moleflow.continual.tasks import load_tasks
 from moleflow.continual.train import train_task
 from moleflow.data.synth import SynthCounts, generate
 from moleflow.features import FeatureStore
+from tests_helpers import interrupted_then_resumed
 
 CATEGORIES = ["cap", "tile", "screw"]
 
@@ -103,22 +104,7 @@ def test_resume_equals_uninterrupted(dataset: Path, cache: Path, tmp_path: Path,
     for strategy in ("frozen_base", "ewc", "separated"):
         config = tiny(dataset, cache, f"strategy.name={strategy}")
         whole = run(config, tmp_path / f"whole-{strategy}", progress=False, log=lambda *a: None)
-        import moleflow.continual.experiment as run_module
-
-        real = run_module.train_task
-
-        def killed(learner, task, *args, **kwargs):  # type: ignore[no-untyped-def]
-            if task == 2:
-                raise KeyboardInterrupt
-            return real(learner, task, *args, **kwargs)
-
-        monkeypatch.setattr(run_module, "train_task", killed)
-        with pytest.raises(KeyboardInterrupt):
-            run(config, tmp_path / f"cut-{strategy}", progress=False, log=lambda *a: None)
-        assert not (tmp_path / f"cut-{strategy}" / "summary.json").exists()
-        monkeypatch.setattr(run_module, "train_task", real)
-        messages: list[str] = []
-        resumed = run(config, tmp_path / f"cut-{strategy}", progress=False, log=messages.append)
+        resumed, messages = interrupted_then_resumed(config, tmp_path / f"cut-{strategy}", monkeypatch)
         assert any("resuming after task 1" in m for m in messages)
         assert _comparable(resumed)["final"] == _comparable(whole)["final"]
         assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]

@@ -12,6 +12,7 @@ from moleflow.config import load_config, load_profile
 from moleflow.continual import run
 from moleflow.data.synth import SynthCounts, generate
 from moleflow.model import NearestNeighbourScorer, greedy_coreset
+from tests_helpers import interrupted_then_resumed
 
 
 def test_patch_scores_are_the_distance_to_the_nearest_bank_vector() -> None:
@@ -71,20 +72,8 @@ def test_knn_strategy_needs_no_training_forgets_nothing_and_resumes(dataset: Pat
         assert whole["forgetting"][metric]["fm"] == 0.0 and whole["forgetting_oracle"][metric]["paper"] == 0.0
     grid = 8 * 8  # 64 px, stride 8
     assert whole["memory"]["bytes_per_task"] == 4 * 6 * grid * 16 and whole["params"]["base"] == 0
-    import moleflow.continual.experiment as experiment
-
-    real = experiment.train_task
-
-    def killed(learner, task, *args, **kwargs):  # type: ignore[no-untyped-def]
-        if task == 2:
-            raise KeyboardInterrupt
-        return real(learner, task, *args, **kwargs)
-
-    monkeypatch.setattr(experiment, "train_task", killed)
-    with pytest.raises(KeyboardInterrupt):
-        run(config, tmp_path / "cut", progress=False, log=lambda *a: None)
-    monkeypatch.setattr(experiment, "train_task", real)
-    resumed = run(config, tmp_path / "cut", progress=False, log=lambda *a: None)
+    resumed, messages = interrupted_then_resumed(config, tmp_path / "cut", monkeypatch)
+    assert any("resuming after task 1" in m for m in messages)
     assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]
     assert resumed["accuracy_matrix_oracle"] == whole["accuracy_matrix_oracle"]
 

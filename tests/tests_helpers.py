@@ -17,3 +17,33 @@ def fake_summary(index: int) -> dict:
         "forgetting": forgetting, "routing_accuracy": 1.0, "routing_accuracy_after_task": [1.0],
         "per_task": [{"task": 0, "epoch_losses": [3.0]}], "timings": {"training": 1.0, "training_per_task": [1.0]},
     }
+
+
+def interrupted_then_resumed(config: dict, out, monkeypatch, at_task: int = 2) -> tuple[dict, list[str]]:  # type: ignore[no-untyped-def]
+    """Run ``config`` into ``out``, interrupted when task ``at_task`` starts training, then run it again.
+
+    Checks that the interrupted run left no summary and says ``interrupted`` in
+    ``status.json``; returns the resumed run's summary and its log lines.
+    """
+    import json
+
+    import pytest
+
+    import moleflow.continual.experiment as experiment
+    from moleflow.continual import run
+
+    real = experiment.train_task
+
+    def killed(learner, task, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if task == at_task:
+            raise KeyboardInterrupt
+        return real(learner, task, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "train_task", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, out, progress=False, log=lambda *a: None)
+    assert not (out / "summary.json").exists()
+    assert json.loads((out / "status.json").read_text())["status"] == "interrupted"
+    monkeypatch.setattr(experiment, "train_task", real)
+    messages: list[str] = []
+    return run(config, out, progress=False, log=messages.append), messages
