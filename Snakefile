@@ -26,7 +26,7 @@ include: "workflow/rules/tracking.smk"
 include: "workflow/rules/analysis.smk"
 
 
-rule all_runs:
+rule all_runs:  # every run, logged to MLflow (no tables)
     input:
         expand(f"{RESULTS}/runs/{{run_id}}/summary.json", run_id=sorted(RUNS)),
-        expand(f"{RESULTS}/runs/{{run_id}}/mlflow.json", run_id=sorted(RUNS)),
+        [f"{RESULTS}/mlflow/logged/{experiment}.json" for experiment in sorted(STUDY_RUNS)],

@@ -156,3 +156,18 @@ def test_paper_grid_plans_on_stand_in_trees(tmp_path: Path) -> None:
     assert result.returncode == 0, text[-2000:]
     counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()}
     assert counts["run"] == 310 and counts["features"] == 4 and counts["track"] == 10, counts
+
+
+@pytest.mark.parametrize("target", ["all_runs", "study_main", "study_ablation"])
+def test_documented_targets_plan(tmp_path: Path, target: str) -> None:
+    """Every target the README names resolves to jobs that some rule writes (a dry run)."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
+    cmd = [sys.executable, "-m", "snakemake", target, "-s", str(ROOT / "Snakefile"), "--configfile", "config.yaml",
+           "--cores", "1", "--resources", "gpu=1", "-n", "--quiet", "rules"]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    text = result.stdout + result.stderr
+    assert result.returncode == 0, text[-2000:]
+    counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines()
+              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    runs = {"all_runs": 2, "study_main": 1, "study_ablation": 2}[target]
+    assert counts["run"] == runs, counts
