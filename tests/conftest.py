@@ -8,6 +8,8 @@ import pytest
 
 from moleflow.data.standin import make_mvtec, make_visa, save  # noqa: F401  (re-exported for the tests)
 
+pytest_plugins = ["service_skips"]  # CI: a skipped service test fails (MOLEFLOW_REQUIRE_SERVICES=1)
+
 
 @pytest.fixture
 def mvtec_root(tmp_path: Path) -> Path:

@@ -10,8 +10,8 @@ import pytest
 
 from analysis.__main__ import main as analysis_main
 
-pytestmark = pytest.mark.skipif(shutil.which("pdflatex") is None,
-                                reason="pdflatex not installed (.ci/run installs Debian's texlive-latex-recommended)")
+pytestmark = [pytest.mark.service, pytest.mark.skipif(
+    shutil.which("pdflatex") is None, reason="pdflatex not installed (.ci/run installs Debian's texlive-latex-recommended)")]
 
 
 def test_all_tables_compile(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ ETC = Path("/etc/slurm")
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
 
 pytestmark = [
+    pytest.mark.service,
     pytest.mark.slow,
     pytest.mark.skipif(any(shutil.which(b) is None for b in BINARIES),
                        reason="SLURM not installed (.ci/run installs Debian's slurm-wlm and munge)"),
