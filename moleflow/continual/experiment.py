@@ -63,15 +63,11 @@ class RunState:
 
     @classmethod
     def load(cls, path: Path, n_tasks: int, cfg_hash: str) -> "RunState":
+        """The committed state at ``path`` (its configuration was checked by :func:`check_run_dir`)."""
         state = cls(n_tasks, cfg_hash)
         if not path.is_file():
             return state
         data = json.loads(path.read_text())
-        if data["config_hash"] != cfg_hash:
-            raise MoleflowError(
-                f"{path.parent.parent} holds a run of another configuration (hash {data['config_hash']}, this one {cfg_hash}); "
-                "use a new --out or delete it"
-            )
         state.completed, state.matrices = data["completed"], data["matrices"]
         state.routing, state.tasks = data["routing"], data["tasks"]
         state.timings.update(data["timings"])
