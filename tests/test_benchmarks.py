@@ -10,6 +10,7 @@ import pytest
 from benchmarks import BENCHMARKS
 from benchmarks.__main__ import main
 from benchmarks.common import markdown
+from tests_helpers import per_task_by_formula
 
 
 @pytest.mark.parametrize("name", [n for n in BENCHMARKS if n != "workflow"])
@@ -29,15 +30,18 @@ def test_feature_cache_counts_one_backbone_pass_per_training_image() -> None:
     assert passes["re-extracted every epoch"] == 2.0  # the smoke scale trains 2 epochs
 
 
-def test_params_table_matches_the_model_counts() -> None:
+def test_params_table_matches_a_closed_formula() -> None:
     from moleflow.config import load_config
     from moleflow.continual.learner import parameter_counts
 
     result = BENCHMARKS["params"]("smoke")
-    rank, dia, base, per_task = result.rows[0][:4]
-    counts = parameter_counts(load_config(overrides=[f"model.lora_rank={rank}", f"model.dia_blocks={dia}"]), 32)
-    assert (base, per_task) == (counts["base"], counts["per_task"])
-    assert math.isclose(result.rows[0][4], counts["overhead_pct"])
+    for rank, dia, base, per_task, pct, *_ in result.rows:
+        assert per_task == per_task_by_formula(32, 6, rank, dia), (rank, dia)
+        assert math.isclose(pct, 100 * per_task / base)
+    # the paper's configuration (D = 768, 6 blocks, rank 64, DIA 2): the README's 3,706,368 and 1,932,288 per task
+    paper = parameter_counts(load_config(), 768)
+    assert paper["per_task"] == per_task_by_formula(768, 6, 64, 2) == 3_706_368
+    assert paper["per_task_without_dia"] == per_task_by_formula(768, 6, 64, 0) == 1_932_288
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ from moleflow.continual.tasks import load_tasks
 from moleflow.continual.train import train_task
 from moleflow.data.synth import SynthCounts, generate
 from moleflow.features import FeatureStore
-from tests_helpers import interrupted_then_resumed
+from tests_helpers import interrupted_then_resumed, per_task_by_formula
 
 CATEGORIES = ["cap", "tile", "screw"]
 
@@ -171,6 +171,7 @@ def test_memory_per_task_follows_what_each_strategy_keeps() -> None:
               for s in ("frozen_base", "sequential", "separated", "ewc", "replay")}
     counts = parameter_counts(apply_overrides(load_profile("cpu"), small), dim)
     adapters = counts["per_task"]
+    assert adapters == per_task_by_formula(dim, 2, 4, 2)  # counted independently of the model
     assert memory["frozen_base"]["params_per_task"] == memory["sequential"]["params_per_task"] == adapters
     assert memory["frozen_base"]["bytes_per_task"] == 4 * adapters and memory["frozen_base"]["fixed_bytes"] == 0
     model = MoLEFlow(model_config(apply_overrides(load_profile("cpu"), small), dim))

@@ -47,3 +47,13 @@ def interrupted_then_resumed(config: dict, out, monkeypatch, at_task: int = 2) -
     monkeypatch.setattr(experiment, "train_task", real)
     messages: list[str] = []
     return run(config, out, progress=False, log=messages.append), messages
+
+
+def per_task_by_formula(dim: int, blocks: int, rank: int, dia: int) -> int:
+    """Closed formula of a task's adapters (hidden width D): in each coupling block the subnet's four linears
+    (s: D -> D -> D/2 on [x1; ctx], t: D/2 -> D -> D/2) each get LoRA A, B (rank x (in + out)) and a task bias (out);
+    the whitening adapter gamma and beta (2 D); each DIA block two MLPs of three D/2 x D/2 linears with biases."""
+    half = dim // 2
+    linears = [(dim, dim), (dim, half), (half, dim), (dim, half)]
+    lora = blocks * sum(rank * (i + o) + o for i, o in linears)
+    return lora + 2 * dim + dia * 2 * 3 * (half * half + half)
