@@ -43,7 +43,7 @@ def ensure_writable_dir(path: str | os.PathLike[str], what: str) -> Path:
     folder = Path(path)
     try:
         if folder.exists() and not folder.is_dir():
-            raise NotADirectoryError(f"it is a file, not a folder")
+            raise NotADirectoryError("it is a file, not a folder")
         folder.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=folder)
         os.close(fd)
