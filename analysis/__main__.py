@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         workflow = read_yaml(args.config)
         results = args.results or workflow.get("results", "results")
         frame = collect(workflow, results)
-        write_text_atomic(f"{results}/runs.csv", frame.to_csv(index=False, float_format="%.6g"))
+        write_text_atomic(f"{results}/runs.csv", frame.to_csv(index=False, float_format="%.12g"))  # exact enough for any count or statistic
         index = []
         for spec in build_all(frame, workflow, run_configs(workflow, results)):
             files = write(spec, f"{results}/tables")

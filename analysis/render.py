@@ -145,20 +145,26 @@ def to_markdown(spec: TableSpec) -> str:
 
 
 def to_csv(spec: TableSpec) -> str:
-    """Numbers for machines: ``<column> mean/std/n`` per column; text cells in ``<column>``."""
+    """Numbers for machines, at full precision.
+
+    A column of numbers gives ``<column> mean``, ``<column> std`` and ``<column> n``; a
+    column of texts only (a verdict) gives ``<column>``; a column of numbers with some
+    text cells (``diverged``) gives both, the texts in ``<column> text``.
+    """
     records = []
     for row in spec.rows:
         record: dict[str, object] = {spec.row_header or "row": row}
         for column in spec.columns:
             cell = spec.cell(row, column)
-            if any(spec.cell(r, column).text is not None for r in spec.rows):
-                record[column] = cell.text if cell.text is not None else (None if cell.missing else cell.mean)
-            else:
-                record[f"{column} mean"] = None if cell.missing else cell.mean
-                record[f"{column} std"] = cell.std if not cell.missing else None
+            texts = [spec.cell(r, column).text is not None for r in spec.rows]
+            if not all(texts):
+                record[f"{column} mean"] = None if cell.missing or cell.text is not None else cell.mean
+                record[f"{column} std"] = None if cell.missing or cell.text is not None else cell.std
                 record[f"{column} n"] = cell.n
+            if any(texts):
+                record[f"{column} text" if not all(texts) else column] = cell.text
         records.append(record)
-    return pd.DataFrame(records).to_csv(index=False, float_format="%.6g")
+    return pd.DataFrame(records).to_csv(index=False, float_format="%.12g")  # exact enough for any count or statistic
 
 
 def write(spec: TableSpec, folder: str | Path) -> list[str]:

@@ -149,3 +149,131 @@ def test_regenerating_gives_identical_files(results: Path) -> None:
     first = {**_digest(results / "results" / "tables"), **_digest(results / "results" / "figures")}
     assert analysis_main(args) == 0
     assert {**_digest(results / "results" / "tables"), **_digest(results / "results" / "figures")} == first
+
+
+def _ok_summaries(results: Path, study: str, variant: str) -> list[dict]:
+    """The fixture's finished summaries of one (study, variant), read from disk, in seed order."""
+    out = []
+    for run in sorted(plan_runs(WORKFLOW).values(), key=lambda r: r.seed):
+        path = results / "results" / "runs" / run.run_id / "summary.json"
+        if (study, variant) in run.memberships and path.is_file():
+            summary = json.loads(path.read_text())
+            out += [summary] if summary["status"] == "ok" else []
+    return out
+
+
+def _run_mean(summary: dict, metric: str) -> float:
+    return float(np.mean([summary["final"][c]["routed"][metric] for c in summary["final"]]))
+
+
+def test_figures_draw_the_runs_numbers(results: Path) -> None:
+    """What each figure draws equals what the summaries on disk hold, computed here by hand."""
+    import matplotlib.pyplot as plt
+
+    from analysis import figures
+    from analysis.collect import collect
+    from analysis.tables import run_level
+
+    frame = collect(WORKFLOW, results / "results")
+    runs = run_level(frame)
+    loaded = figures._summaries(results / "results", list(runs["run_id"]))
+    main = _ok_summaries(results, "main", "MoLE-Flow")
+    assert len(main) == 3
+    fig = figures.accuracy_matrices(runs, loaded, "synth")
+    for ax, (metric, label) in zip(fig.axes, {"image_auroc": "I-AUROC", "pixel_auroc": "P-AUROC", "pixel_ap": "P-AP",
+                                              "aupro": "AUPRO"}.items()):
+        assert ax.get_title() == label
+        drawn = np.ma.filled(ax.collections[0].get_array(), np.nan).reshape(2, 2)
+        expected = np.mean([[[np.nan if v is None else v for v in row] for row in s["accuracy_matrix"][metric]]
+                            for s in main], axis=0)
+        assert np.allclose(drawn, expected, equal_nan=True), metric
+    plt.close(fig)
+    fig = figures.routing_confusion(runs, loaded, "synth")  # each fixture run routes [[10, 0], [1, 9]]
+    assert np.allclose(np.ma.filled(fig.axes[0].collections[0].get_array(), np.nan).reshape(2, 2), [[1.0, 0.0], [0.1, 0.9]])
+    plt.close(fig)
+    fig = figures.forgetting_over_tasks(runs, loaded, "synth")
+    drawn = sorted(float(line.get_ydata()[0]) for line in fig.axes[0].lines if len(line.get_ydata()) == 1)
+    expected = sorted(float(np.mean([max(R[0][0], R[1][0]) - R[1][0] for R in
+                                     (s["accuracy_matrix"]["image_auroc"] for s in _ok_summaries(results, "strategies", v))]))
+                      for v in ("MoLE-Flow", "Sequential"))
+    assert np.allclose(drawn, expected)
+    plt.close(fig)
+    fig = figures.sensitivity_curves(runs, "synth")
+    ax = next(a for a in fig.axes if a.get_title() == "tail_weight")
+    p_ap = next(c for c in ax.containers if c.get_label() == "P-AP")
+    expected = [np.mean([_run_mean(s, "pixel_ap") for s in _ok_summaries(results, "sensitivity", v)])
+                for v in ("tail_weight 0.3", "default", "tail_weight 1.0")]
+    assert np.allclose(p_ap.lines[0].get_ydata(), expected)
+    plt.close(fig)
+    fig = figures.per_category_bars(frame, "synth", "mvtec")
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    for category in CATEGORIES:
+        mean = np.mean([s["final"][category]["routed"]["image_auroc"] for s in main])
+        assert np.isclose(heights, mean).any(), category
+    plt.close(fig)
+
+
+def _cells_of_latex(text: str) -> list[list[str]]:
+    body = text.split("\\midrule", 1)[1].split("\\bottomrule", 1)[0]
+    return [[c.strip() for c in row.split(" & ")] for row in body.split("\\\\") if row.strip()]
+
+
+def _cells_of_markdown(text: str) -> list[list[str]]:
+    rows = [line for line in text.splitlines() if line.startswith("| ")][1:]  # the first is the header
+    return [[c.strip() for c in row.strip("|").split(" | ")] for row in rows]
+
+
+def _shown(cell: str) -> tuple[str, list[float]]:
+    """``(text, numbers)`` of a printed cell: bold, maths and the ± sign taken off."""
+    plain = cell.replace("\\textbf{", "").replace("**", "").replace("$", "").rstrip("}").replace("\\pm", "±").strip()
+    parts = [p.strip() for p in plain.split("±")]
+    try:
+        return plain, [float(p) for p in parts]
+    except ValueError:
+        return plain, []
+
+
+def test_latex_and_markdown_cells_hold_the_csv_values(results: Path) -> None:
+    """Every printed cell (LaTeX and Markdown) shows the CSV's mean, std and text, rounded as printed."""
+    import re
+
+    from analysis.render import _latex_escape
+
+    assert analysis_main(["--config", str(results / "config.yaml"), "--results", str(results / "results")]) == 0
+    tables = results / "results" / "tables"
+    checked = 0
+    for stem in pd.read_csv(tables / "index.csv")["id"]:
+        csv = pd.read_csv(tables / f"{stem}.csv")
+        columns = list(dict.fromkeys(re.sub(r" (mean|std|n|text)$", "", c) for c in csv.columns[1:]))
+        for printed, escape in ((_cells_of_latex((tables / f"{stem}.tex").read_text()), _latex_escape),
+                                (_cells_of_markdown((tables / f"{stem}.md").read_text()), str)):
+            assert len(printed) == len(csv), stem
+            for row, cells in zip(csv.itertuples(index=False), printed):
+                values = dict(zip(csv.columns, row))
+                assert len(cells) == 1 + len(columns), (stem, cells)
+                for column, cell in zip(columns, cells[1:]):
+                    text, numbers = _shown(cell)
+                    held = values.get(f"{column} text", values.get(column))
+                    if isinstance(held, str):  # a text cell: the same text
+                        assert text == _shown(escape(held))[0], (stem, column, cell, held)
+                        continue
+                    mean = values.get(f"{column} mean", np.nan)
+                    if np.isnan(mean):  # missing, or an empty note
+                        assert text in ("--", ""), (stem, column, cell)
+                        continue
+                    std, n = values[f"{column} std"], values[f"{column} n"]
+                    if text.startswith("<"):  # a p-value below the shown precision
+                        assert mean < float(text[1:]), (stem, column)
+                        continue
+                    digits = _decimals(text.split("±")[0].strip())
+                    assert abs(numbers[0] - mean) <= 0.5 * 10 ** -digits + 1e-9, (stem, column, cell, mean)
+                    if len(numbers) == 2:
+                        assert n > 1 and abs(numbers[1] - std) <= 0.5 * 10 ** -digits + 1e-9, (stem, column, cell, std)
+                    else:
+                        assert n <= 1 or np.isnan(std), (stem, column, cell)
+                    checked += 1
+    assert checked > 200
+
+
+def _decimals(number: str) -> int:
+    return len(number.split(".", 1)[1]) if "." in number else 0

@@ -101,8 +101,8 @@ def test_run_summary_routing_and_determinism(dataset: Path, cache: Path, tmp_pat
 
 
 def test_resume_equals_uninterrupted(dataset: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for strategy in ("frozen_base", "ewc", "separated"):
-        config = tiny(dataset, cache, f"strategy.name={strategy}")
+    for strategy in ("frozen_base", "ewc", "separated", "replay", "sequential"):
+        config = tiny(dataset, cache, f"strategy.name={strategy}", "strategy.replay_images=2")
         whole = run(config, tmp_path / f"whole-{strategy}", progress=False, log=lambda *a: None)
         resumed, messages = interrupted_then_resumed(config, tmp_path / f"cut-{strategy}", monkeypatch)
         assert any("resuming after task 1" in m for m in messages)
@@ -136,13 +136,70 @@ def test_diverged_late_task_keeps_earlier_metrics(dataset: Path, cache: Path, tm
     assert summary["accuracy_matrix"]["image_auroc"][2] == [None, None, None]
 
 
-@pytest.mark.parametrize("strategy", ["separated", "replay", "sequential"])
-def test_other_strategies_run(dataset: Path, cache: Path, tmp_path: Path, strategy: str) -> None:
-    summary = run(tiny(dataset, cache, f"strategy.name={strategy}", "strategy.replay_images=2"), tmp_path / strategy,
-                  progress=False, log=lambda *a: None)
+def _traced_run(config: dict, out: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict, list[dict], list[tuple[int, int]]]:
+    """``run(config)`` through the real loop, recording the learner's tensors and EWC penalty after each task's
+    training, and every ``(training task, objective task)`` pair the training objective was evaluated for."""
+    import moleflow.continual.experiment as experiment
+    import moleflow.continual.train as train
+
+    snapshots: list[dict] = []
+    objectives: list[tuple[int, int]] = []
+    training = [-1]
+    real_train, real_objective = experiment.train_task, train._objective
+
+    def traced_train(learner, task, *args, **kwargs):  # type: ignore[no-untyped-def]
+        training[0] = task
+        result = real_train(learner, task, *args, **kwargs)
+        penalty = learner.ewc_penalty(task)
+        snapshots.append({"state": {k: v.detach().clone() for k, v in learner.state_dict().items()},
+                          "penalty": None if penalty is None else float(penalty)})
+        return result
+
+    def traced_objective(learner, task, *args, **kwargs):  # type: ignore[no-untyped-def]
+        objectives.append((training[0], task))
+        return real_objective(learner, task, *args, **kwargs)
+
+    monkeypatch.setattr(experiment, "train_task", traced_train)
+    monkeypatch.setattr(train, "_objective", traced_objective)
+    summary = run(config, out, progress=False, log=lambda *a: None)
+    return summary, snapshots, objectives
+
+
+def _base_of(state: dict, model: int = 0) -> dict:
+    from moleflow.model.mole_flow import is_fixed_parameter, task_of_parameter
+
+    prefix = f"models.{model}."
+    return {k: v for k, v in state.items() if k.startswith(prefix) and task_of_parameter(k[len(prefix):]) is None
+            and not is_fixed_parameter(k[len(prefix):])}
+
+
+@pytest.mark.parametrize("strategy", ["separated", "replay", "sequential", "ewc", "frozen_base"])
+def test_each_strategy_does_what_it_names(dataset: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          strategy: str) -> None:
+    config = tiny(dataset, cache, f"strategy.name={strategy}", "strategy.replay_images=2", "strategy.ewc_lambda=10.0")
+    summary, snaps, objectives = _traced_run(config, tmp_path / strategy, monkeypatch)
     assert summary["status"] == "ok" and summary["strategy"] == strategy and len(summary["final"]) == 3
-    if strategy == "sequential":
-        assert summary["forgetting_oracle"]["image_auroc"]["fm"] >= 0.0
+    used = {task: {old for t, old in objectives if t == task} for task in range(3)}
+    if strategy == "replay":  # the buffer's earlier tasks are replayed through their own adapters
+        assert used == {0: {0}, 1: {0, 1}, 2: {0, 1, 2}}
+    else:
+        assert used == {0: {0}, 1: {1}, 2: {2}}
+    base_after = [_base_of(s["state"]) for s in snaps]
+    assert base_after[0]  # the shared model (separated: task 0's own model) has trainable base tensors
+    same_base = [all(torch.equal(base_after[0][k], later[k]) for k in base_after[0]) for later in base_after[1:]]
+    if strategy in ("frozen_base", "separated"):  # the base, or task 0's whole model, is untouched by later tasks
+        assert same_base == [True, True]
+    else:  # sequential, replay and EWC train the shared base in every task
+        assert same_base == [False, False]
+    if strategy == "separated":
+        assert sorted({k.split(".")[1] for k in snaps[-1]["state"] if k.startswith("models.")}) == ["0", "1", "2"]
+        first = {k: v for k, v in snaps[0]["state"].items() if k.startswith("models.0.")}
+        assert all(torch.equal(v, snaps[-1]["state"][k]) for k, v in first.items())
+    penalties = [s["penalty"] for s in snaps]
+    if strategy == "ewc":  # no Fisher before task 0 ends; afterwards the base has moved away from its anchor
+        assert penalties[0] is None and penalties[1] > 0.0 and penalties[2] > 0.0
+    else:
+        assert penalties == [None, None, None]
 
 
 def test_cli_run_and_config_mismatch(dataset: Path, cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

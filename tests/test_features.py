@@ -86,15 +86,31 @@ def test_cache_hit_returns_identical_float16_memmap(tree: Path, tmp_path: Path) 
 
 
 def test_features_equal_a_direct_backbone_pass(tree: Path, tmp_path: Path) -> None:
+    """The cached features equal a plain timm forward of the image, embedded as written out here.
+
+    Independent of the store's extractor: PIL resize (Lanczos) and centre crop, ImageNet normalisation
+    (resnet18's), ``timm.create_model`` under the configured init seed, the layers by name, and the
+    embedding in the reference order (unfold 3x3, resize to the finest grid, pool each vector, average).
+    """
+    from PIL import Image
+
     config = _config(tree, tmp_path / "cache")
     train = FeatureStore(config, progress=False).get("screw", "train")
-    from moleflow.data.transforms import load_image
-
-    extractor = FeatureExtractor.from_config(config)
-    image = torch.from_numpy(load_image(tree / "screw" / "train" / "good" / "002.png", 40, 32))[None]
-    patches, router = extractor(image)
-    np.testing.assert_allclose(train.patches[2].astype(np.float32), patches[0].numpy(), rtol=1e-2, atol=1e-3)
-    np.testing.assert_allclose(train.router[2], router[0].numpy(), rtol=1e-5, atol=1e-6)
+    image = Image.open(tree / "screw" / "train" / "good" / "002.png").convert("RGB").resize((40, 40), Image.Resampling.LANCZOS)
+    pixels = np.asarray(image.crop((4, 4, 36, 36)), dtype=np.float32) / 255.0
+    pixels = (pixels - np.array([0.485, 0.456, 0.406], dtype=np.float32)) / np.array([0.229, 0.224, 0.225], dtype=np.float32)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # features.init_seed
+        backbone = timm.create_model("resnet18", pretrained=False).eval()
+    x = torch.from_numpy(pixels.transpose(2, 0, 1).copy())[None]
+    with torch.no_grad():
+        x = backbone.maxpool(backbone.act1(backbone.bn1(backbone.conv1(x))))
+        layer2 = backbone.layer2(backbone.layer1(x))
+        layer3 = backbone.layer3(layer2)
+    grid = tuple(layer2.shape[-2:])
+    expected = (_reference_layer(layer2, grid, 32) + _reference_layer(layer3, grid, 32)) / 2
+    np.testing.assert_allclose(train.patches[2].astype(np.float32), expected[0].numpy(), rtol=1e-3, atol=1e-4)  # float16 storage
+    np.testing.assert_allclose(train.router[2], expected[0].mean(dim=(0, 1)).numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_changed_setting_or_file_gives_a_new_entry(tree: Path, tmp_path: Path) -> None:

@@ -62,12 +62,34 @@ def test_deterministic_for_a_seed(tmp_path: Path, synth_root: Path) -> None:
     assert _digest(other / "tile") != _digest(synth_root / "tile")
 
 
-def test_masks_mark_the_changed_pixels(synth_root: Path) -> None:
+def test_masks_mark_the_changed_pixels(synth_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each saved mask is exactly where the defect changed the clean picture by more than the threshold.
+
+    The clean picture is redrawn from the image's own random stream (its first two draws, pose and appearance,
+    come before the defect's); the defective picture is rendered again with lighting and noise switched off,
+    in colour, so the change is measured on what the defect drew.
+    """
+    import dataclasses
+
+    import moleflow.data.synth as synth
+
+    monkeypatch.setattr(synth, "photometric", lambda rng, image: image)
+    monkeypatch.setattr(synth, "sensor_noise", lambda rng, image: image)
+    checked = 0
     for name in DEFAULT_CATEGORIES:
-        data = load_category("mvtec", synth_root, name)
-        for sample in (s for s in data.test if s.label == 1):
-            mask = np.asarray(Image.open(sample.mask)) > 0
-            assert 0.002 <= mask.mean() < 0.25, (sample.mask, mask.mean())
+        category = dataclasses.replace(CATEGORIES[name], grayscale=False)
+        for sample in (s for s in load_category("mvtec", synth_root, name).test if s.label == 1):
+            defect, index = sample.image.parent.name, int(sample.image.stem)
+            saved = np.asarray(Image.open(sample.mask)) > 0
+            picture, _ = synth.render(category, 64, 3, "test", defect, index)
+            rng = synth._rng(3, name, "test", defect, index)
+            clean = category.draw(category.sample(rng, 64), 64)
+            change = np.abs(picture / 255.0 - clean).max(axis=2)
+            decided = np.abs(change - synth.MASK_THRESHOLD) > 1.0 / 255  # away from the threshold's rounding band
+            assert np.array_equal(saved[decided], change[decided] > synth.MASK_THRESHOLD), sample.mask
+            assert saved.mean() >= synth.MIN_DEFECT_AREA and saved.mean() < 0.25, (sample.mask, saved.mean())
+            checked += 1
+    assert checked == 3 * sum(len(CATEGORIES[n].defects) for n in DEFAULT_CATEGORIES)
 
 
 def test_normal_images_vary_so_no_per_pixel_threshold_solves_it(tmp_path: Path) -> None:
