@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -13,7 +14,26 @@ from analysis.render import write
 from analysis.tables import build_all
 from moleflow.config import read_yaml
 from moleflow.errors import MoleflowError
-from moleflow.io import write_text_atomic
+from moleflow.io import write_json_atomic, write_text_atomic
+
+
+COMPLETE = "complete.json"
+
+
+def _mark_completeness(frame: pd.DataFrame, marker: Path) -> int:
+    """Write ``tables/complete.json`` when every planned run has a summary, remove it otherwise.
+
+    The workflow's ``all_tables`` rule lists it as an output: tables drawn from a partial
+    folder (``python -m analysis`` run by hand after a killed job) never pass for up to
+    date, so the next ``snakemake all_tables`` still runs the missing jobs.
+    """
+    runs = frame.drop_duplicates("run_id")
+    missing = int((runs["status"] == "missing").sum())
+    if missing:
+        marker.unlink(missing_ok=True)
+    else:
+        write_json_atomic(marker, {"runs": int(len(runs)), "status": runs["status"].value_counts().sort_index().to_dict()})
+    return missing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         write_text_atomic(f"{results}/tables/index.csv", pd.DataFrame(index, columns=["id", "paper_table", "title", "files"]).to_csv(index=False))
         figures = build_figures(frame, results, workflow)
         write_text_atomic(f"{results}/figures/index.csv", pd.DataFrame(figures, columns=["id", "title", "files"]).to_csv(index=False))
+        missing = _mark_completeness(frame, Path(results) / "tables" / COMPLETE)
         print(f"{len(frame)} rows -> {results}/runs.csv; {len(index)} tables -> {results}/tables/; "
-              f"{len(figures)} figures -> {results}/figures/")
+              f"{len(figures)} figures -> {results}/figures/"
+              + (f"; partial: {missing} planned run(s) have no summary yet" if missing else ""))
         return 0
     except MoleflowError as exc:
         print(f"analysis: error: {exc}", file=sys.stderr)

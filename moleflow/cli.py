@@ -118,7 +118,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from moleflow.continual import run
 
     config = _resolve(args)
-    summary = run(config, args.out, progress=not args.quiet, log=(lambda *a: None) if args.quiet else print)
+    summary = run(config, args.out, progress=not args.quiet, log=lambda line: print(line, flush=True))
     mean = summary["mean"]["routed"]
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     print(f"{summary['status']}: {summary['tasks_completed']}/{len(summary['tasks'])} tasks; mean routed "
@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(runp)
     runp.add_argument("--config-json", help="the whole configuration as one JSON object (what the workflow passes)")
     runp.add_argument("--out", required=True, help="run directory (a rerun resumes after its last finished task)")
-    runp.add_argument("--quiet", action="store_true", help="no progress output")
+    runp.add_argument("--quiet", action="store_true", help="no progress bars (one line per task and the resume line stay)")
     runp.set_defaults(func=_cmd_run)
 
     track = sub.add_parser("track", help="MLflow mirror of run directories").add_subparsers(dest="track_command", required=True)

@@ -278,3 +278,151 @@ def test_new_task_parameters_do_not_depend_on_the_global_rng(strategy: str) -> N
         states.append(learner.state_dict())
     assert states[0].keys() == states[1].keys()
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``cap`` and ``cap_twin`` (the same product from another generator seed) and ``tile``: the router must err."""
+    root = tmp_path_factory.mktemp("twins")
+    generate(root, seed=0, size=64, categories=["cap", "tile"], counts=SynthCounts(train=8, test_good=3, test_per_defect=2))
+    other = tmp_path_factory.mktemp("twin-source")
+    generate(other, seed=5, size=64, categories=["cap"], counts=SynthCounts(train=8, test_good=3, test_per_defect=2))
+    (other / "cap").rename(root / "cap_twin")
+    return root
+
+
+def test_misrouted_images_are_scored_by_the_task_they_were_routed_to(twins: Path, cache: Path, tmp_path: Path) -> None:
+    from moleflow.continual.evaluate import evaluate_task, metrics_of
+
+    config = tiny(twins, cache, "dataset.categories=[cap,cap_twin,tile]")
+    device = torch.device("cpu")
+    tasks = load_tasks(config, FeatureStore(config, progress=False))
+    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    for task, data in enumerate(tasks):
+        learner.add_task(np.asarray(data.train.router))
+        assert train_task(learner, task, data.train.patches, config, device).status == "ok"
+    misrouted = 0
+    expected: dict[str, dict] = {}
+    for task, data in enumerate(tasks):
+        ev = evaluate_task(learner, task, data, config, device)
+        n = len(data.test.labels)
+        image = np.empty(n)
+        maps = np.empty((n, 64, 64), dtype=np.float32)
+        for k in range(n):  # each image alone, under the adapters the router chose for it
+            alone = score_rows(learner, int(ev.routed_to[k]), data.test.patches, np.array([k]), config, device)
+            image[k], maps[k] = alone.image[0], alone.maps[0]
+        np.testing.assert_allclose(ev.routed_scores.image, image, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(ev.routed_scores.maps, maps, rtol=1e-5, atol=1e-4)
+        wrong = ev.routed_to != task
+        misrouted += int(wrong.sum())
+        assert data.category != "tile" or not wrong.any()  # the distinct product is never confused
+        assert set(ev.routed_to[wrong]) <= {0, 1}  # the twins are confused with each other only
+        routed = metrics_of(np.asarray(data.test.labels), np.asarray(data.test.masks),
+                            type(ev.routed_scores)(image, maps), config["scoring"]["aupro_fpr_limit"])
+        assert routed == pytest.approx(ev.routed, abs=1e-6)
+        if not wrong.any():
+            assert ev.routed == ev.oracle
+        expected[data.category] = routed
+    assert misrouted > 0
+    summary = run(config, tmp_path / "twins", progress=False, log=lambda *a: None)
+    assert summary["routing_accuracy"] < 1.0
+    confusion = np.array(summary["routing_confusion"])
+    assert confusion[0, 1] + confusion[1, 0] == misrouted and confusion[2, 2] == confusion[2].sum()
+    for category, metrics in expected.items():
+        assert summary["final"][category]["routed"] == pytest.approx(metrics, abs=1e-6), category
+    assert any(summary["final"][c]["routed"] != summary["final"][c]["oracle"] for c in ("cap", "cap_twin"))
+
+
+def test_a_seeded_random_order_runs_the_sequence_it_drew(dataset: Path, cache: Path, tmp_path: Path) -> None:
+    """``task_order: random`` draws a permutation from ``order_seed``; the run equals the same sequence given."""
+    from moleflow.continual.tasks import task_order
+
+    draws = {seed: task_order(tiny(dataset, cache, "task_order=random", f"order_seed={seed}")) for seed in range(6)}
+    assert all(sorted(order) == sorted(CATEGORIES) for order in draws.values())
+    assert len({tuple(order) for order in draws.values()}) > 1  # the seed matters
+    assert draws[3] == task_order(tiny(dataset, cache, "task_order=random", "order_seed=3"))  # and fixes the order
+    seed = next(s for s, order in draws.items() if order != sorted(CATEGORIES))  # not the alphabetical one
+    drawn = run(tiny(dataset, cache, "task_order=random", f"order_seed={seed}"), tmp_path / "random",
+                progress=False, log=lambda *a: None)
+    listed = ",".join(draws[seed])
+    given = run(tiny(dataset, cache, "task_order=given", f"dataset.categories=[{listed}]"), tmp_path / "given",
+                progress=False, log=lambda *a: None)
+    assert drawn["status"] == "ok" and drawn["tasks"] == draws[seed] == given["tasks"]
+    for key in ("final", "accuracy_matrix", "accuracy_matrix_oracle", "routing_confusion"):
+        assert drawn[key] == given[key], key
+
+
+def _as_visa(mvtec: Path, visa: Path) -> Path:
+    """The MVTec-layout tree ``mvtec`` rewritten in the VisA layout: JPG images, class-id masks, split_csv/1cls.csv."""
+    import csv
+
+    from PIL import Image
+
+    rows = []
+    for category in sorted(p.name for p in mvtec.iterdir() if p.is_dir()):
+        pictures = [("train", "good", p) for p in sorted((mvtec / category / "train" / "good").glob("*.png"))]
+        pictures += [("test", d.name, p) for d in sorted((mvtec / category / "test").iterdir()) for p in sorted(d.glob("*.png"))]
+        defects = sorted({d for _, d, _ in pictures if d != "good"})
+        for k, (split, defect, path) in enumerate(pictures):
+            kind = "Normal" if defect == "good" else "Anomaly"
+            image = f"{category}/Data/Images/{kind}/{k:04d}.JPG"
+            (visa / image).parent.mkdir(parents=True, exist_ok=True)
+            Image.open(path).convert("RGB").save(visa / image, format="JPEG", quality=95)
+            mask = ""
+            if defect != "good":
+                mask = f"{category}/Data/Masks/Anomaly/{k:04d}.png"
+                (visa / mask).parent.mkdir(parents=True, exist_ok=True)
+                binary = np.asarray(Image.open(mvtec / category / "ground_truth" / defect / f"{path.stem}_mask.png")) > 0
+                Image.fromarray((binary * (1 + defects.index(defect))).astype(np.uint8)).save(visa / mask)
+            rows.append([category, split, "normal" if defect == "good" else "anomaly", image, mask])
+    (visa / "split_csv").mkdir(parents=True)
+    with (visa / "split_csv" / "1cls.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([["object", "split", "label", "image", "mask"], *rows])
+    return visa
+
+
+def test_visa_through_features_run_and_summary(dataset: Path, cache: Path, tmp_path: Path) -> None:
+    from moleflow.data import check_dataset
+
+    visa = _as_visa(dataset, tmp_path / "visa")
+    assert check_dataset("visa", visa) == check_dataset("mvtec", dataset)
+    config = tiny(visa, cache, "dataset.kind=visa")
+    mvtec_config = tiny(dataset, cache)
+    for category in CATEGORIES:  # the same test images: the same labels and the same (binarised) masks
+        got = FeatureStore(config, progress=False).get(category, "test")
+        want = FeatureStore(mvtec_config, progress=False).get(category, "test")
+        assert sorted(np.asarray(got.labels)) == sorted(np.asarray(want.labels))
+        assert sorted(m.sum() for m in np.asarray(got.masks)) == sorted(m.sum() for m in np.asarray(want.masks))
+    summary = run(config, tmp_path / "run", progress=False, log=lambda *a: None)
+    assert summary["status"] == "ok" and summary["tasks"] == sorted(CATEGORIES) and summary["config"]["dataset"]["kind"] == "visa"
+    for category, result in summary["final"].items():
+        assert all(np.isfinite(v) and 0.0 <= v <= 1.0 for mode in result.values() for v in mode.values()), category
+    assert summary["routing_accuracy"] == 1.0 and summary["forgetting"]["image_auroc"]["fm"] == 0.0
+
+
+@pytest.mark.parametrize("strategy", ["frozen_base", "sequential", "ewc"])
+def test_killed_between_checkpoint_and_commit_resumes_exactly(dataset: Path, cache: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch, strategy: str) -> None:
+    """Task 1's checkpoint is on disk but ``progress.json`` still says one task: the rerun redoes task 1 from
+    the state after task 0, not from the state after task 1 it finds on disk, and ends as an uninterrupted run."""
+    import moleflow.continual.experiment as experiment
+
+    config = tiny(dataset, cache, f"strategy.name={strategy}")
+    whole = run(config, tmp_path / "whole", progress=False, log=lambda *a: None)
+    real = experiment.write_json_atomic
+
+    def killed_before_commit(path, data):  # type: ignore[no-untyped-def]
+        if Path(path).name == "progress.json" and data["completed"] == 2:
+            raise KeyboardInterrupt  # the process dies after writing task 1's checkpoint, before committing it
+        return real(path, data)
+
+    monkeypatch.setattr(experiment, "write_json_atomic", killed_before_commit)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, tmp_path / "cut", progress=False, log=lambda *a: None)
+    assert json.loads((tmp_path / "cut" / "checkpoints" / "progress.json").read_text())["completed"] == 1
+    monkeypatch.setattr(experiment, "write_json_atomic", real)
+    messages: list[str] = []
+    resumed = run(config, tmp_path / "cut", progress=False, log=messages.append)
+    assert any("resuming after task 0" in m for m in messages)
+    assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]
+    assert resumed["accuracy_matrix_oracle"] == whole["accuracy_matrix_oracle"]

@@ -104,6 +104,10 @@ def test_logging_against_an_mlflow_server_backed_by_postgresql(postgres: str, tm
         experiment = client.get_experiment_by_name("main/mvtec")
         runs = client.search_runs([experiment.experiment_id])
         assert sorted(r.data.tags["config_hash"] for r in runs) == [f"hash{i:03d}" for i in range(4)]
+        for r in runs:  # each writer's own numbers, not a neighbour's
+            i = int(r.data.tags["config_hash"][4:])
+            assert r.data.metrics["final.routed.image_auroc"] == pytest.approx(0.5 + i / 100, abs=1e-12)
+            assert r.data.metrics["train_seconds"] == 1.0 and r.data.params["seed"] == str(i)
         assert {a.path for a in client.list_artifacts(runs[0].info.run_id)} >= {"summary.json", "tasks.csv"}
     finally:
         server.terminate()

@@ -175,3 +175,104 @@ def test_documented_targets_plan(tmp_path: Path, target: str) -> None:
               if len(line.split()) == 2 and line.split()[1].isdigit()}
     runs = {"all_runs": 2, "study_main": 1, "study_ablation": 2}[target]
     assert counts["run"] == runs, counts
+
+
+PARTIAL = copy.deepcopy(TINY)
+PARTIAL["base"]["set"]["training.epochs"] = 2
+PARTIAL["datasets"]["tiny"]["categories"] = ["cap", "tile", "screw"]
+PARTIAL["studies"] = {
+    "main": {"variants": [{"name": "MoLE-Flow"}]},
+    "ablation": {"variants": [
+        {"name": "MoLE-Flow"},
+        {"name": "w/o TAL", "set": {"training.tail_weight": 0.0}},
+        {"name": "lr 1e8", "set": {"training.lr": 1.0e8, "training.clip_grad_norm": 0.0, "training.warmup_epochs": 0}},
+    ]},
+}
+
+
+def _snakemake_cmd(target: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", target, "-s", str(ROOT / "Snakefile"), "--configfile", "config.yaml",
+            "--cores", "1", "--resources", "gpu=1", *args]
+
+
+def _killed_after_first_checkpoint(workdir: Path) -> str:
+    """Start the workflow and SIGKILL it (scheduler and job) once a run has committed a task but not finished."""
+    import os
+    import signal
+    import time
+
+    runs = workdir / "results" / "runs"
+    proc = subprocess.Popen(_snakemake_cmd("all_tables"), cwd=workdir, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            for progress in runs.glob("*/checkpoints/progress.json") if runs.is_dir() else []:
+                folder = progress.parents[1]
+                try:
+                    committed = json.loads(progress.read_text())["completed"]
+                except (OSError, ValueError):
+                    continue
+                if 1 <= committed < 3 and not (folder / "summary.json").exists():
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    return folder.name
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    raise AssertionError("no run was caught between its first checkpoint and its end")
+
+
+def test_killed_workflow_leaves_an_analysable_folder_and_resumes(tmp_path: Path) -> None:
+    """A real partial results folder: one run diverged through the real loop, one SIGKILLed after its first
+    checkpoint. The analysis reads it (missing and diverged runs marked, not dropped); ``--rerun-incomplete``
+    resumes the killed run, whose log says so and whose result equals an uninterrupted run's."""
+    import pandas as pd
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(PARTIAL))
+    planned = plan_runs(_validated(PARTIAL))
+    diverging = next(r.run_id for r in planned.values() if ("ablation", "lr 1e8") in r.memberships)
+    first = subprocess.run(_snakemake_cmd(f"results/runs/{diverging}/summary.json"), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    killed = _killed_after_first_checkpoint(tmp_path)
+    assert killed != diverging and not (tmp_path / "results" / "runs" / killed / "summary.json").exists()
+
+    analysed = subprocess.run([sys.executable, "-m", "analysis", "--config", "config.yaml", "--results", "results"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_with_root_on_path())
+    assert analysed.returncode == 0, analysed.stderr[-3000:]
+    runs = pd.read_csv(tmp_path / "results" / "runs.csv").drop_duplicates("run_id").set_index("run_id")
+    assert runs.loc[diverging, "status"] == "diverged" and runs.loc[killed, "status"] == "missing"
+    ablation = (tmp_path / "results" / "tables" / "T7_ablation_tiny.md").read_text()
+    assert "| lr 1e8 | diverged |" in ablation
+
+    unlocked = subprocess.run(_snakemake_cmd("all_tables", "--unlock"), cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)  # a SIGKILLed Snakemake leaves its lock: the README's recovery step
+    assert unlocked.returncode == 0, unlocked.stderr[-3000:]
+    again = subprocess.run(_snakemake_cmd("all_tables", "--rerun-incomplete"), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    log = (tmp_path / "results" / "logs" / "runs" / f"{killed}.log").read_text()
+    assert "resuming after task" in log, log
+    resumed = json.loads((tmp_path / "results" / "runs" / killed / "summary.json").read_text())
+    import os
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # as Snakemake runs a one-thread job
+    alone = subprocess.run(["moleflow", "run", "--config-json", json.dumps(planned[killed].config), "--out",
+                            "uninterrupted", "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    whole = json.loads((tmp_path / "uninterrupted" / "summary.json").read_text())
+    for key in ("status", "final", "accuracy_matrix", "accuracy_matrix_oracle", "routing_confusion", "forgetting"):
+        assert resumed[key] == whole[key], key
+    runs = pd.read_csv(tmp_path / "results" / "runs.csv").drop_duplicates("run_id").set_index("run_id")
+    assert runs.loc[killed, "status"] == "ok" and runs.loc[diverging, "status"] == "diverged"
+
+
+def _with_root_on_path() -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env

@@ -3,8 +3,9 @@
 ``run(config, out_dir)`` trains the tasks one after another. After task ``j`` it
 evaluates every seen task routed and oracle, fills row ``j`` of the accuracy
 matrices, writes a checkpoint (``frozen_base``: the base once, then each task's
-adapters; other strategies: the whole learner) and then ``checkpoints/progress.json``
-(the commit point). A rerun with the same config resumes after the last committed
+adapters; other strategies: the whole learner after task ``j``, next to the one of
+task ``j - 1``) and then ``checkpoints/progress.json`` (the commit point: a process
+killed at any moment resumes from the last committed task). A rerun with the same config resumes after the last committed
 task and ends with the same numbers. A non-finite loss ends the run with status
 ``diverged``, keeping the finished tasks' metrics.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -81,13 +83,20 @@ def _restore(learner: Learner, ckpt: Path, completed: int) -> None:
         for task in range(completed):
             full.update(torch.load(ckpt / f"task_{task}.pt"))
     else:
-        saved = torch.load(ckpt / "learner.pt")
+        saved = torch.load(ckpt / f"learner_{completed - 1}.pt")
         learner.load_ewc_state({k[4:]: v for k, v in saved.items() if k.startswith("ewc.")})
         full.update({k: v for k, v in saved.items() if not k.startswith("ewc.")})
     learner.load_state_dict(full)
 
 
 def _checkpoint(learner: Learner, ckpt: Path, task: int) -> None:
+    """Write what task ``task`` changed, under names no earlier committed state uses.
+
+    A process killed after this and before ``progress.json`` is rewritten leaves the
+    committed state readable: ``frozen_base``/``knn`` add ``task_<t>.pt`` (and ``base.pt``
+    at task 0, not read before a task is committed); other strategies write the whole
+    learner to ``learner_<t>.pt`` and the previous one is removed only after the commit.
+    """
     if learner.strategy in PER_TASK_CHECKPOINTS:
         if task == 0:
             _save_tensors(ckpt / "base.pt", learner.base_state())
@@ -95,7 +104,12 @@ def _checkpoint(learner: Learner, ckpt: Path, task: int) -> None:
     else:
         state = dict(learner.state_dict())
         state.update({f"ewc.{k}": v for k, v in learner.ewc_state().items()})
-        _save_tensors(ckpt / "learner.pt", state)
+        _save_tensors(ckpt / f"learner_{task}.pt", state)
+
+
+def _drop_superseded(ckpt: Path, task: int) -> None:
+    """After task ``task`` is committed: the whole-learner checkpoint of the task before is no longer needed."""
+    (ckpt / f"learner_{task - 1}.pt").unlink(missing_ok=True)
 
 
 def _forgetting(matrix: list[list[float | None]], upto: int) -> dict[str, float]:
@@ -164,6 +178,8 @@ def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -
 def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     ckpt = out / "checkpoints"
     cfg_hash = config_hash(config)
+    # cuBLAS is deterministic only with a fixed workspace, read when CUDA starts (a no-op once it has).
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True, warn_only=True)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))  # the resolved config, for people
     device = resolve_device(config["device"])
@@ -216,6 +232,7 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
         _checkpoint(learner, ckpt, task)
         state.completed = task + 1
         write_json_atomic(ckpt / "progress.json", state.to_json())
+        _drop_superseded(ckpt, task)
         cur = last_eval[-1].oracle
         loss = f"loss {result.epoch_losses[-1]:.1f}" if result.epoch_losses else "no training"
         log(f"task {task} ({data.category}): trained in {result.seconds:.1f} s, {loss}; "

@@ -23,6 +23,7 @@ rule all_tables:
         runs=f"{RESULTS}/runs.csv",
         index=f"{RESULTS}/tables/index.csv",
         figures=f"{RESULTS}/figures/index.csv",
+        complete=f"{RESULTS}/tables/complete.json",  # absent after an analysis of a partial folder
     log:
         f"{RESULTS}/logs/analysis.log",
     localrule: True
