@@ -19,7 +19,7 @@ from moleflow.features.cache import is_complete
 
 
 def _reference_layer(fmap: torch.Tensor, size: tuple[int, int], dim: int) -> torch.Tensor:
-    """METHOD_NOTES order: unfold 3x3, resize to the first grid, then pool each C*9 vector."""
+    """The reference order: unfold 3x3, resize to the first grid, then pool each C*9 vector."""
     b, c, h, w = fmap.shape
     unfolded = F.unfold(fmap, 3, padding=1).reshape(b, c * 9, h, w)
     unfolded = F.interpolate(unfolded, size=size, mode="bilinear", align_corners=False)

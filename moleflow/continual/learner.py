@@ -1,6 +1,6 @@
 """The continual learner: the model(s), the router and what each strategy trains.
 
-Strategies (METHOD_NOTES, Baselines), all with the same features, flow and router:
+Strategies (the paper's baselines), all with the same features, flow and router:
 
 * ``frozen_base`` (MoLE-Flow): task 0 trains the base and task 0's adapters; task
   ``t >= 1`` trains only its own adapters (LoRA, task biases, whitening, DIA);
@@ -173,7 +173,7 @@ class Learner(nn.Module):
 
 
 def parameter_counts(config: Config, dim: int) -> dict[str, float]:
-    """Base and per-task parameter counts of the configured model (METHOD_NOTES, Parameters).
+    """Base and per-task parameter counts of the configured model.
 
     ``per_task`` counts a task ``t >= 1``'s adapters (LoRA, task biases, whitening, DIA);
     ``per_task_without_dia`` leaves DIA out; ``overhead_pct = 100 * per_task / base``.

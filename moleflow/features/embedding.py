@@ -1,11 +1,11 @@
-"""Patch embedding (METHOD_NOTES "Features"), a pure torch module.
+"""Patch embedding, a pure torch module.
 
 PatchCore-style, no learned projection:
 
 1. each selected layer map ``(B, C_l, h_l, w_l)`` is unfolded 3x3 (stride 1,
    padding 1) into ``(B, C_l * 9, h_l, w_l)`` (channel-major, as ``F.unfold``);
 2. each ``C_l * 9`` vector is reduced to ``D`` by adaptive average pooling over it;
-3. deeper layers are bilinearly resized to the first layer's grid ``(h, w)`` (METHOD_NOTES
+3. deeper layers are bilinearly resized to the first layer's grid ``(h, w)`` (the reference order
    resizes before pooling; the two linear maps commute, so pooling first is exact and cheaper);
 4. the layers are fused: ``mean`` (element-wise average of the ``D``-vectors) or
    ``concat_pool`` (PatchCore: adaptive pooling of the concatenation to ``D``);

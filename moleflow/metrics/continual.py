@@ -1,7 +1,7 @@
 """Continual-learning summaries of an accuracy matrix, and routing accuracy.
 
 ``R[j, i]`` is a metric on task ``i`` after training task ``j`` (``T x T``); cells with
-``i > j`` (task not yet trained) are NaN. Following METHOD_NOTES:
+``i > j`` (task not yet trained) are NaN:
 
 * :func:`forgetting_max` (FM): mean over ``i < T-1`` of ``max_{j >= i} R[j, i] - R[T-1, i]``
   (the maximum includes the final row, so each term is >= 0);

@@ -1,7 +1,7 @@
 """Input-side modules: the Whitening Adapter (eqs. 8-11) and the Spatial Context Mixer (eqs. 13-15).
 
 Both are preprocessing in front of the flow: their Jacobians are not part of the
-density (METHOD_NOTES, Model 6). The likelihood is that of the flow's input.
+density. The likelihood is that of the flow's input.
 """
 
 from __future__ import annotations

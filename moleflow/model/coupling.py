@@ -38,7 +38,7 @@ class GridShape:
 
 @dataclass(frozen=True)
 class SubnetConfig:
-    """Settings of :class:`MoLEContextSubnet` (METHOD_NOTES Model 4)."""
+    """Settings of :class:`MoLEContextSubnet`."""
 
     rank: int = 64
     alpha: float = 1.0

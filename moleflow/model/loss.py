@@ -1,4 +1,4 @@
-"""Tail-Aware Loss (eq. 33) with the log-determinant regulariser (METHOD_NOTES, Training).
+"""Tail-Aware Loss (eq. 33) with the log-determinant regulariser.
 
 ``L = (1 - w) * mean_all(NLL) + w * mean_images(mean of the image's top ceil(ratio*H*W) NLL)
 + lambda * mean((logdet_flow + logdet_DIA)^2)``. "w/o TAL" is ``w = 0``.

@@ -6,7 +6,7 @@ A pure torch module. Per patch (eq. 32/37)::
 
 where ``u`` (after PE, whitening and mixer) is the density's variable: whitening
 and mixer are preprocessing and their Jacobians are not part of the density
-(METHOD_NOTES, Model 6). Tasks are added with :meth:`MoLEFlow.add_task`; a pass
+Tasks are added with :meth:`MoLEFlow.add_task`; a pass
 runs one task's adapters (the caller groups images by task).
 """
 
