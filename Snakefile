@@ -2,7 +2,7 @@
 # Rules stay thin; the logic is in moleflow/ (planning, training) and analysis/.
 from snakemake.utils import validate
 
-from moleflow.workflow import plan_runs
+from moleflow.planning import WorkflowPlan
 
 
 if not config:  # --configfile replaces the embedded default instead of being merged into it
@@ -14,8 +14,8 @@ if not config:  # --configfile replaces the embedded default instead of being me
 validate(config, "workflow/schemas/config.schema.yaml")
 
 RESULTS = config["results"]
-RUNS = plan_runs(config)
-STUDIES = {name: sorted(r.run_id for r in RUNS.values() if name in r.studies) for name in config["studies"]}
+PLAN = WorkflowPlan.from_config(config)  # every list the rules use (tested in Python)
+RUNS = PLAN.runs
 
 
 include: "workflow/rules/common.smk"
@@ -29,4 +29,4 @@ include: "workflow/rules/analysis.smk"
 rule all_runs:  # every run, logged to MLflow (no tables)
     input:
         expand(f"{RESULTS}/runs/{{run_id}}/summary.json", run_id=sorted(RUNS)),
-        [f"{RESULTS}/mlflow/logged/{experiment}.json" for experiment in sorted(STUDY_RUNS)],
+        [f"{RESULTS}/mlflow/logged/{experiment}.json" for experiment in PLAN.experiments],

@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 
 from moleflow.metrics.continual import METRICS
-from moleflow.tracking.mlflow_log import flatten
-from moleflow.workflow import plan_runs
+from moleflow.config import flat_strings
+from moleflow.planning import plan_runs
 
 
 def _base_row(run, study: str, variant: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -70,7 +70,7 @@ def collect(workflow: dict[str, Any], results: str | Path) -> pd.DataFrame:
     for run in runs.values():
         path = Path(results) / "runs" / run.run_id / "summary.json"
         summary = json.loads(path.read_text()) if path.is_file() else None
-        configs[run.run_id] = flatten(run.config)
+        configs[run.run_id] = flat_strings(run.config)
         for study, variant in run.memberships:
             for row in _rows_of(run, summary, study, variant):
                 row["variant_index"] = variant_index[(study, variant)]

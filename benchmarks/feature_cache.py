@@ -29,7 +29,7 @@ from moleflow.data import load_category
 from moleflow.data.synth import SynthCounts, generate
 from moleflow.data.transforms import load_image
 from moleflow.features import FeatureExtractor, FeatureStore
-from moleflow.workflow import plan_runs
+from moleflow.planning import plan_runs
 
 SIZES = {
     "smoke": {"categories": ["cap", "tile"], "size": 32, "train": 4, "epochs": 2, "dim": 16},

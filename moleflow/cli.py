@@ -169,7 +169,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from moleflow.config import read_yaml
-    from moleflow.workflow import plan_runs
+    from moleflow.planning import plan_runs
 
     runs = plan_runs(read_yaml(args.configfile))
     per_study = Counter(study for run in runs.values() for study in run.studies)

@@ -200,6 +200,11 @@ def flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def flat_strings(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}`` (lists and None as JSON): how a config is logged and tabulated."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in flat(config, prefix).items()}
+
+
 def differing_keys(a: Config, b: Config) -> list[str]:
     """Dotted keys whose values differ between two configurations (identity keys only)."""
     fa, fb = flat(run_identity(a)), flat(run_identity(b))

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from analysis.__main__ import main as analysis_main
-from moleflow.workflow import plan_runs
+from moleflow.planning import plan_runs
 
 CATEGORIES = ["cap", "tile"]
 WORKFLOW = {

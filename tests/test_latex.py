@@ -21,7 +21,7 @@ def test_all_tables_compile(tmp_path: Path) -> None:
     import numpy as np
     import yaml
 
-    from moleflow.workflow import plan_runs
+    from moleflow.planning import plan_runs
 
     rng = np.random.default_rng(0)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(WORKFLOW))

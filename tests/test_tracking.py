@@ -13,7 +13,7 @@ import pytest
 from tests_helpers import fake_summary
 
 from moleflow.tracking import default_tracking_uri
-from moleflow.tracking.mlflow_log import flatten
+from moleflow.config import flat_strings
 
 
 def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,8 +24,8 @@ def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert default_tracking_uri(tmp_path, "http://server:5000") == "postgresql://u@h/db"
 
 
-def test_flatten() -> None:
-    assert flatten({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": "x"}) == {"a.b": "1", "a.c": "[1, 2]", "d": "null", "e": "x"}
+def test_flat_strings() -> None:
+    assert flat_strings({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": "x"}) == {"a.b": "1", "a.c": "[1, 2]", "d": "null", "e": "x"}
 
 
 def test_eight_parallel_writers_on_one_new_store_lose_nothing(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from moleflow.errors import ConfigError
-from moleflow.workflow import plan_runs
+from moleflow.planning import plan_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,6 +49,30 @@ def test_plan_shares_runs_between_studies_and_keys_them_by_config() -> None:
     changed["studies"]["ablation"]["variants"][1]["set"]["training.tail_weight"] = 0.1
     again = plan_runs(_validated(changed))
     assert shared.run_id in again and len(set(again) - set(runs)) == 1
+
+
+def test_workflow_plan_gives_every_list_the_rules_use(tmp_path: Path) -> None:
+    from moleflow.data.standin import make_mvtec
+    from moleflow.data.synth import DEFAULT_CATEGORIES
+    from moleflow.planning import WorkflowPlan
+
+    plan = WorkflowPlan.from_config(_validated(TINY))
+    shared = next(r.run_id for r in plan.runs.values() if len(r.studies) == 2)
+    other = next(r.run_id for r in plan.runs.values() if r.run_id != shared)
+    assert plan.studies == {"main": [shared], "ablation": sorted([shared, other])}
+    assert plan.study_runs == {"main/tiny": [(shared, "MoLE-Flow")],
+                               "ablation/tiny": sorted([(shared, "MoLE-Flow"), (other, "w/o TAL")], key=lambda p: p[1])}
+    assert plan.experiments == ["ablation/tiny", "main/tiny"]
+    assert plan.categories("tiny") == ["cap", "tile"]
+    assert plan.feature_records("results", "tiny") == ["results/features/tiny/cap.json", "results/features/tiny/tile.json"]
+    assert plan.dataset_marker("tiny") == ["data/tiny/synth.json"]
+    assert plan.generated == {"data/tiny": {"generate": TINY["datasets"]["tiny"]["generate"], "categories": ["cap", "tile"]}}
+    wf = copy.deepcopy(TINY)
+    wf["datasets"]["tiny"].pop("categories")  # generated, all of them: known before they exist
+    wf["datasets"]["disk"] = {"kind": "mvtec", "root": str(make_mvtec(tmp_path / "disk", {"bottle": False, "screw": True}))}
+    plan = WorkflowPlan.from_config(_validated(wf))
+    assert plan.categories("tiny") == list(DEFAULT_CATEGORIES) and plan.categories("disk") == ["bottle", "screw"]
+    assert plan.dataset_marker("disk") == [] and list(plan.generated) == ["data/tiny"]
 
 
 def test_plan_crosses_seeds_and_orders() -> None:

@@ -21,7 +21,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from moleflow.config import flat
+from moleflow.config import flat_strings
 from moleflow.metrics.continual import METRICS as METRIC_KEYS
 
 
@@ -58,11 +58,6 @@ def init_store(uri: str, experiments: list[str], artifact_root: str | Path) -> d
         else:
             ids[name] = found.experiment_id
     return ids
-
-
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}`` (lists and None as JSON)."""
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in flat(config, prefix).items()}
 
 
 def git_commit(path: str | Path = ".") -> str:
@@ -125,7 +120,7 @@ def log_run(uri: str, run_dir: str | Path, experiment: str, tags: dict[str, str]
     run = client.create_run(found.experiment_id, tags=all_tags)
     run_id = run.info.run_id
     now = int(time.time() * 1000)
-    params = [Param(k, v[:6000]) for k, v in flatten(summary["config"]).items()]
+    params = [Param(k, v[:6000]) for k, v in flat_strings(summary["config"]).items()]
     metrics = [Metric(k, v, now, step) for k, v, step in _metrics(summary)]
     for start in range(0, len(params), 100):
         client.log_batch(run_id, params=params[start : start + 100])

@@ -18,7 +18,7 @@ rule all_tables:
     input:
         workflow=f"{RESULTS}/workflow.yaml",
         summaries=expand(f"{RESULTS}/runs/{{run_id}}/summary.json", run_id=sorted(RUNS)),
-        tracked=[f"{RESULTS}/mlflow/logged/{experiment}.json" for experiment in sorted(STUDY_RUNS)],
+        tracked=[f"{RESULTS}/mlflow/logged/{experiment}.json" for experiment in PLAN.experiments],
     output:
         runs=f"{RESULTS}/runs.csv",
         index=f"{RESULTS}/tables/index.csv",

@@ -1,15 +1,15 @@
 # The embedded default dataset, generated once per dataset that asks for it.
-GENERATED = {n: d for n, d in config["datasets"].items() if d.get("generate")}
+GENERATED = PLAN.generated  # {root: {"generate": settings, "categories": [...]}}
 
 
 rule synth:
     output:
         "{root}/synth.json",
     wildcard_constraints:
-        root="|".join(d["root"] for d in GENERATED.values()) or "^$",
+        root="|".join(GENERATED) or "^$",
     params:
-        gen=lambda w: next(d["generate"] for d in GENERATED.values() if d["root"] == w.root),
-        categories=lambda w: " ".join(next(d.get("categories") or [] for d in GENERATED.values() if d["root"] == w.root)),
+        gen=lambda w: GENERATED[w.root]["generate"],
+        categories=lambda w: " ".join(GENERATED[w.root]["categories"]),
     log:
         "{root}.synth.log",
     shell:

@@ -1,5 +1,5 @@
 # Feature extraction: one job per (dataset, category), so training jobs only read the cache.
-from moleflow.workflow.plan import dataset_config
+from moleflow.planning import dataset_config
 
 
 rule dataset_config:

@@ -19,7 +19,7 @@ rule run:
         "moleflow run --config-json {params.cfg:q} --out {RESULTS}/runs/{wildcards.run_id} --quiet > {log} 2>&1"
 
 
-for _study, _ids in STUDIES.items():
+for _study, _ids in PLAN.studies.items():
 
     rule:
         name:

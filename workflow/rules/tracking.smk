@@ -1,5 +1,4 @@
 # MLflow mirror: the store and experiments are created in one job before the fan-out.
-EXPERIMENTS = sorted({f"{study}/{run.dataset}" for run in RUNS.values() for study in run.studies})
 MLFLOW_URI = config.get("mlflow", {}).get("tracking_uri") or ""
 
 
@@ -8,7 +7,7 @@ rule mlflow_init:
         f"{RESULTS}/mlflow/init.json",
     params:
         uri=f"--uri {MLFLOW_URI}" if MLFLOW_URI else "",
-        experiments=" ".join(f"'{e}'" for e in EXPERIMENTS),
+        experiments=" ".join(f"'{e}'" for e in PLAN.experiments),
     log:
         f"{RESULTS}/logs/mlflow_init.log",
     localrule: True
@@ -19,10 +18,7 @@ rule mlflow_init:
 # One job per study and dataset: each `moleflow track study` process pays MLflow's import
 # (about 3.4 s, measured) once for all of the study's runs, not once per run; logging a
 # run again replaces its earlier MLflow run, so a rerun of the job is idempotent.
-STUDY_RUNS = {}
-for _run in RUNS.values():
-    for _study, _variant in _run.memberships:
-        STUDY_RUNS.setdefault(f"{_study}/{_run.dataset}", []).append((_run.run_id, _variant))
+STUDY_RUNS = PLAN.study_runs
 
 
 rule track:

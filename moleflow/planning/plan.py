@@ -96,3 +96,70 @@ def plan_runs(workflow: dict[str, Any], studies: list[str] | None = None) -> dic
                         run = runs.setdefault(run_id, PlannedRun(run_id, config, dataset, seed, order_label))
                         run.memberships.append((study_name, variant["name"]))
     return runs
+
+
+def dataset_categories(workflow: dict[str, Any], name: str) -> list[str]:
+    """The categories of workflow dataset ``name``: listed, generated (known before they exist), or on disk."""
+    from moleflow.data.layouts import list_categories
+    from moleflow.data.synth import DEFAULT_CATEGORIES
+
+    ds = workflow["datasets"][name]
+    if ds.get("categories"):
+        return list(ds["categories"])
+    if ds.get("generate"):
+        return list(DEFAULT_CATEGORIES)
+    return list_categories(ds["kind"], ds["root"])
+
+
+@dataclass
+class WorkflowPlan:
+    """Every list the Snakemake rules need, computed once from the validated workflow configuration.
+
+    Attributes:
+        workflow: the workflow configuration.
+        runs: the planned runs by run id (:func:`plan_runs`).
+    """
+
+    workflow: dict[str, Any]
+    runs: dict[str, PlannedRun]
+
+    @classmethod
+    def from_config(cls, workflow: dict[str, Any]) -> "WorkflowPlan":
+        return cls(workflow, plan_runs(workflow))
+
+    @property
+    def studies(self) -> dict[str, list[str]]:
+        """``{study: sorted run ids}`` for every study of the configuration."""
+        return {name: sorted(r.run_id for r in self.runs.values() if name in r.studies) for name in self.workflow["studies"]}
+
+    @property
+    def study_runs(self) -> dict[str, list[tuple[str, str]]]:
+        """``{"<study>/<dataset>": [(run id, variant), ...]}``: one MLflow experiment each."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        for run in self.runs.values():
+            for study, variant in run.memberships:
+                out.setdefault(f"{study}/{run.dataset}", []).append((run.run_id, variant))
+        return out
+
+    @property
+    def experiments(self) -> list[str]:
+        """The MLflow experiment names, sorted."""
+        return sorted(self.study_runs)
+
+    def categories(self, dataset: str) -> list[str]:
+        return dataset_categories(self.workflow, dataset)
+
+    def feature_records(self, results: str, dataset: str) -> list[str]:
+        """The feature jobs' records a run of ``dataset`` needs."""
+        return [f"{results}/features/{dataset}/{c}.json" for c in self.categories(dataset)]
+
+    def dataset_marker(self, dataset: str) -> list[str]:
+        """What must exist before ``dataset`` is read: the generator's marker, or nothing."""
+        ds = self.workflow["datasets"][dataset]
+        return [f"{ds['root']}/synth.json"] if ds.get("generate") else []
+
+    @property
+    def generated(self) -> dict[str, dict[str, Any]]:
+        """``{root: {"generate": settings, "categories": [...]}}`` of the datasets the workflow generates."""
+        return {ds["root"]: {"generate": ds["generate"], "categories": list(ds.get("categories") or [])}
+                for ds in self.workflow["datasets"].values() if ds.get("generate")}
