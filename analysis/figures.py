@@ -37,6 +37,7 @@ import seaborn as sns  # noqa: E402
 from analysis import sweeps  # noqa: E402
 from analysis.literature import reported  # noqa: E402
 from analysis.tables import METRIC_LABELS, literature_kinds, main_method, run_level  # noqa: E402
+from moleflow.continual.artifacts import accuracy_heatmaps, as_matrix  # noqa: E402
 from moleflow.io import atomic_path  # noqa: E402
 from moleflow.metrics.continual import forgetting_max  # noqa: E402
 
@@ -61,10 +62,6 @@ def _label(ax: plt.Axes, title: str, xlabel: str, ylabel: str, ticks: int = 7) -
     ax.tick_params(labelsize=ticks)
 
 
-def _matrix(rows: list[list[float | None]]) -> np.ndarray:
-    return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
-
-
 def _ok_runs(runs: pd.DataFrame, study: str, dataset: str) -> pd.DataFrame:
     if study == "main":  # MoLE-Flow itself, not the main study's reference rows
         runs = main_method(runs)
@@ -78,16 +75,9 @@ def accuracy_matrices(runs: pd.DataFrame, summaries: Summaries, dataset: str) ->
         return None
     tasks = loaded[0]["tasks"]
     same = [s for s in loaded if s["tasks"] == tasks]
-    with sns.axes_style("white"):
-        fig, axes = plt.subplots(1, len(METRIC_LABELS), figsize=(3.3 * len(METRIC_LABELS), 3.3))
-    for ax, (metric, label) in zip(axes, METRIC_LABELS.items()):
-        mean = np.mean([_matrix(s["accuracy_matrix"][metric]) for s in same], axis=0)
-        sns.heatmap(mean, mask=np.isnan(mean), vmin=0, vmax=1, cmap="viridis", square=True, cbar=False, ax=ax,
-                    annot=len(tasks) <= 8, fmt=".2f", annot_kws={"fontsize": 6}, xticklabels=tasks, yticklabels=tasks)
-        _label(ax, label, "evaluated task", "after training task", ticks=6)
-    fig.suptitle(f"Accuracy matrices, routed, MoLE-Flow ({dataset}; mean over {len(same)} seed(s))", fontsize=9)
-    fig.tight_layout()
-    return fig
+    means = {label: np.mean([as_matrix(s["accuracy_matrix"][metric]) for s in same], axis=0)
+             for metric, label in METRIC_LABELS.items()}
+    return accuracy_heatmaps(means, tasks, f"Accuracy matrices, routed, MoLE-Flow ({dataset}; mean over {len(same)} seed(s))")
 
 
 def sensitivity_curves(runs: pd.DataFrame, dataset: str) -> plt.Figure | None:
@@ -182,7 +172,7 @@ def forgetting_over_tasks(runs: pd.DataFrame, summaries: Summaries, dataset: str
         summary = summaries.get(row["run_id"])
         if summary is None:
             continue
-        R = _matrix(summary["accuracy_matrix"]["image_auroc"])
+        R = as_matrix(summary["accuracy_matrix"]["image_auroc"])
         for j in range(1, R.shape[0]):
             records.append({"strategy": row["variant"], "tasks learned": j + 1, "FM I-AUROC": forgetting_max(R[: j + 1, : j + 1])})
     if not records:

@@ -405,22 +405,22 @@ def test_killed_between_checkpoint_and_commit_resumes_exactly(dataset: Path, cac
                                                               monkeypatch: pytest.MonkeyPatch, strategy: str) -> None:
     """Task 1's checkpoint is on disk but ``progress.json`` still says one task: the rerun redoes task 1 from
     the state after task 0, not from the state after task 1 it finds on disk, and ends as an uninterrupted run."""
-    import moleflow.continual.experiment as experiment
+    import moleflow.continual.checkpoint as checkpoint
 
     config = tiny(dataset, cache, f"strategy.name={strategy}")
     whole = run(config, tmp_path / "whole", progress=False, log=lambda *a: None)
-    real = experiment.write_json_atomic
+    real = checkpoint.write_json_atomic
 
     def killed_before_commit(path, data):  # type: ignore[no-untyped-def]
         if Path(path).name == "progress.json" and data["completed"] == 2:
             raise KeyboardInterrupt  # the process dies after writing task 1's checkpoint, before committing it
         return real(path, data)
 
-    monkeypatch.setattr(experiment, "write_json_atomic", killed_before_commit)
+    monkeypatch.setattr(checkpoint, "write_json_atomic", killed_before_commit)
     with pytest.raises(KeyboardInterrupt):
         run(config, tmp_path / "cut", progress=False, log=lambda *a: None)
     assert json.loads((tmp_path / "cut" / "checkpoints" / "progress.json").read_text())["completed"] == 1
-    monkeypatch.setattr(experiment, "write_json_atomic", real)
+    monkeypatch.setattr(checkpoint, "write_json_atomic", real)
     messages: list[str] = []
     resumed = run(config, tmp_path / "cut", progress=False, log=messages.append)
     assert any("resuming after task 0" in m for m in messages)

@@ -2,6 +2,6 @@
 
 from moleflow.features.cache import FeatureSet
 from moleflow.features.embedding import PatchEmbedder
-from moleflow.features.extract import FeatureExtractor, FeatureStore, resolve_device
+from moleflow.features.extract import FeatureExtractor, FeatureStore
 
-__all__ = ["FeatureExtractor", "FeatureSet", "FeatureStore", "PatchEmbedder", "resolve_device"]
+__all__ = ["FeatureExtractor", "FeatureSet", "FeatureStore", "PatchEmbedder"]

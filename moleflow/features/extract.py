@@ -24,6 +24,7 @@ from moleflow.config import Config
 from moleflow.data.check import header_size, require_same_size
 from moleflow.data.layouts import Sample, load_category
 from moleflow.data.transforms import load_image, load_mask
+from moleflow.device import resolve_device
 from moleflow.features.backbone import create_backbone, file_digest, normalization, resolve_weights
 from moleflow.features.cache import (
     EntryWriter,
@@ -35,13 +36,6 @@ from moleflow.features.cache import (
     load_entry,
 )
 from moleflow.features.embedding import PatchEmbedder
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 class _ImageDataset(Dataset):

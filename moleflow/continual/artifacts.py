@@ -1,4 +1,4 @@
-"""Qualitative PNGs: image, anomaly-map overlay and ground truth for a few test images."""
+"""A run's pictures: sample anomaly maps and the accuracy-matrix heatmaps (the one drawing analysis uses too)."""
 
 from __future__ import annotations
 
@@ -51,23 +51,39 @@ def save_sample(path: Path, image_path: Path, resize: int, crop: int, amap: np.n
     plt.close(fig)
 
 
-def save_accuracy_heatmaps(path: Path, matrices: dict[str, list[list[float | None]]], tasks: list[str], title: str) -> None:
-    """One PNG of the per-metric accuracy matrices ``R[j, i]`` (rows: after task j), untrained cells masked."""
+def as_matrix(rows: list[list[float | None]]) -> np.ndarray:
+    """An accuracy matrix ``R[j][i]`` with ``None`` (task not trained yet) as NaN: ``(T, T)`` float."""
+    return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
+
+
+def accuracy_heatmaps(matrices: dict[str, np.ndarray], tasks: list[str], title: str) -> plt.Figure:
+    """One heatmap per metric of ``R[j, i]`` (rows: after training task ``j``), untrained cells masked.
+
+    Args:
+        matrices: panel title (a metric) -> ``(T, T)`` matrix, NaN where untrained.
+        tasks: the ``T`` task names, in training order.
+        title: the figure's title.
+    """
     import seaborn as sns
 
-    metrics = list(matrices)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics), 3.2))
-    for ax, metric in zip(np.atleast_1d(axes), metrics):
-        values = np.array([[np.nan if v is None else v for v in row] for row in matrices[metric]], dtype=float)
+    with sns.axes_style("white"):
+        fig, axes = plt.subplots(1, len(matrices), figsize=(3.3 * len(matrices), 3.3), squeeze=False)
+    for ax, (label, values) in zip(axes[0], matrices.items()):
         sns.heatmap(values, mask=np.isnan(values), vmin=0.0, vmax=1.0, annot=len(tasks) <= 8, fmt=".2f",
                     cmap="viridis", cbar=False, square=True, ax=ax, xticklabels=tasks, yticklabels=tasks,
                     annot_kws={"fontsize": 6})
-        ax.set_title(metric, fontsize=8)
-        ax.set_xlabel("evaluated task", fontsize=7)
-        ax.set_ylabel("after training task", fontsize=7)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("evaluated task", fontsize=8)
+        ax.set_ylabel("after training task", fontsize=8)
         ax.tick_params(labelsize=6)
-    fig.suptitle(title, fontsize=8)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def save_accuracy_heatmaps(path: Path, matrices: dict[str, list[list[float | None]]], tasks: list[str], title: str) -> None:
+    """Write :func:`accuracy_heatmaps` of one run's matrices as a PNG, atomically."""
+    fig = accuracy_heatmaps({metric: as_matrix(rows) for metric, rows in matrices.items()}, tasks, title)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=90)
     plt.close(fig)

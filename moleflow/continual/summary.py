@@ -1,0 +1,84 @@
+"""The run's record: accuracy matrices, forgetting, routing, accounting and ``tasks.csv``.
+
+``summary.json`` is the one record everything downstream reads (tracking, analysis).
+``R[j][i]`` (a metric on task ``i`` after training task ``j``) is kept routed and
+oracle; cells of untrained tasks are ``None``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import platform
+from typing import Any
+
+import numpy as np
+import torch
+
+from moleflow.config import Config
+from moleflow.continual.learner import memory_per_task, parameter_counts
+from moleflow.metrics import backward_transfer, forgetting_diag, forgetting_max
+from moleflow.metrics.continual import METRICS
+
+MODES = ("routed", "oracle")
+Matrices = dict[str, dict[str, list[list[float | None]]]]  # mode -> metric -> R
+
+
+def empty_matrices(n: int) -> Matrices:
+    """``n x n`` matrices of ``None`` per mode and metric."""
+    return {mode: {m: [[None] * n for _ in range(n)] for m in METRICS} for mode in MODES}
+
+
+def forgetting_of(matrix: list[list[float | None]], upto: int) -> dict[str, float]:
+    """FM, the paper's diagonal forgetting and BWT over the first ``upto`` tasks (NaN for fewer than two)."""
+    if upto == 0:
+        return {"fm": float("nan"), "paper": float("nan"), "bwt": float("nan")}
+    R = np.array([[np.nan if v is None else v for v in row[:upto]] for row in matrix[:upto]], dtype=float)
+    return {"fm": forgetting_max(R), "paper": forgetting_diag(R), "bwt": backward_transfer(R)}
+
+
+def build_summary(config: Config, cfg_hash: str, names: list[str], state: Any, status: str, message: str, dim: int,
+                  patches_per_image: int, train_images: int, timings: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """The summary of a run whose committed state is ``state`` (a :class:`~moleflow.continual.checkpoint.RunState`)."""
+    done = state.completed
+    final: dict[str, Any] = {}
+    for i in range(done):
+        final[names[i]] = {mode: {m: state.matrices[mode][m][done - 1][i] for m in METRICS} for mode in MODES}
+    routing = state.routing[-1] if state.routing else None
+    return {
+        "status": status,
+        "message": message,
+        "config": config,
+        "config_hash": cfg_hash,
+        "seed": config["seed"],
+        "strategy": config["strategy"]["name"],
+        "tasks": names,
+        "tasks_completed": done,
+        "final": final,
+        "mean": {mode: {m: float(np.mean([final[c][mode][m] for c in final])) if final else None for m in METRICS} for mode in MODES},
+        "accuracy_matrix": state.matrices["routed"],
+        "accuracy_matrix_oracle": state.matrices["oracle"],
+        "forgetting": {m: forgetting_of(state.matrices["routed"][m], done) for m in METRICS},
+        "forgetting_oracle": {m: forgetting_of(state.matrices["oracle"][m], done) for m in METRICS},
+        "routing_accuracy": routing["accuracy"] if routing else None,
+        "routing_confusion": routing["confusion"] if routing else None,
+        "routing_accuracy_after_task": [r["accuracy"] for r in state.routing],
+        "params": parameter_counts(config, dim),
+        "memory": memory_per_task(config, dim, patches_per_image, train_images),
+        "per_task": state.tasks,
+        "timings": timings,
+        "environment": {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+                        "machine": platform.machine()},
+    }
+
+
+def tasks_csv(matrices: Matrices, names: list[str], completed: int) -> str:
+    """Every filled cell of the accuracy matrices: ``after_task, task, category, mode, <metrics>``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["after_task", "task", "category", "mode", *METRICS])
+    for j in range(completed):
+        for i in range(j + 1):
+            for mode in MODES:
+                writer.writerow([j, i, names[i], mode, *[matrices[mode][m][j][i] for m in METRICS]])
+    return buffer.getvalue()
