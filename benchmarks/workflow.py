@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.common import Result
-from moleflow.data.standin import MVTEC_CATEGORIES, MVTEC_GRAYSCALE, VISA_CATEGORIES, make_mvtec, make_visa
+from moleflow.data.synth.standin import MVTEC_CATEGORIES, MVTEC_GRAYSCALE, VISA_CATEGORIES, make_mvtec, make_visa
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {

@@ -48,7 +48,7 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_baseline(args: argparse.Namespace) -> int:
-    from moleflow.data.difficulty import pixel_zscore_auroc
+    from moleflow.data.synth.difficulty import pixel_zscore_auroc
     from moleflow.data.layouts import list_categories, no_categories
 
     categories = args.categories or list_categories(args.dataset, args.root)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from moleflow.data.standin import make_mvtec, make_visa, save  # noqa: F401  (re-exported for the tests)
+from moleflow.data.synth.standin import make_mvtec, make_visa, save  # noqa: F401  (re-exported for the tests)
 
 pytest_plugins = ["service_skips"]  # CI: a skipped service test fails (MOLEFLOW_REQUIRE_SERVICES=1)
 

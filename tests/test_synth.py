@@ -13,8 +13,8 @@ from PIL import Image
 from moleflow.cli import main
 from moleflow.data import check_dataset, load_category
 from moleflow.data.synth import DEFAULT_CATEGORIES, SynthCounts, generate
-from moleflow.data.difficulty import pixel_zscore_auroc
-from moleflow.data.synth_categories import CATEGORIES
+from moleflow.data.synth.difficulty import pixel_zscore_auroc
+from moleflow.data.synth import CATEGORIES
 
 SMALL = SynthCounts(train=12, test_good=4, test_per_defect=3)
 
@@ -71,7 +71,7 @@ def test_masks_mark_the_changed_pixels(synth_root: Path, monkeypatch: pytest.Mon
     """
     import dataclasses
 
-    import moleflow.data.synth as synth
+    import moleflow.data.synth.generator as synth
 
     monkeypatch.setattr(synth, "photometric", lambda rng, image: image)
     monkeypatch.setattr(synth, "sensor_noise", lambda rng, image: image)

@@ -52,7 +52,7 @@ def test_plan_shares_runs_between_studies_and_keys_them_by_config() -> None:
 
 
 def test_workflow_plan_gives_every_list_the_rules_use(tmp_path: Path) -> None:
-    from moleflow.data.standin import make_mvtec
+    from moleflow.data.synth.standin import make_mvtec
     from moleflow.data.synth import DEFAULT_CATEGORIES
     from moleflow.planning import WorkflowPlan
 

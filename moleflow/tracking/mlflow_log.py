@@ -103,7 +103,7 @@ def log_run(uri: str, run_dir: str | Path, experiment: str, tags: dict[str, str]
     """Log one run directory into ``experiment``; return the MLflow run id."""
     import time
 
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     run_dir = Path(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -25,11 +25,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from moleflow.data.synth_categories import CATEGORIES, Category
-from moleflow.data.synth_draw import photometric, sensor_noise
+from moleflow.data.synth.category import Category
+from moleflow.data.synth.draw import photometric, sensor_noise
+from moleflow.data.synth.objects import CAP, PCB, SCREW
+from moleflow.data.synth.textures import FABRIC, TILE, WOOD
 from moleflow.errors import DatasetError
 from moleflow.io import atomic_path, write_json_atomic
 
+CATEGORIES: dict[str, Category] = {c.name: c for c in (FABRIC, WOOD, TILE, CAP, SCREW, PCB)}
 MASK_THRESHOLD = 0.08
 MIN_DEFECT_AREA = 0.002  # fraction of the image a defect must cover to be kept
 DEFAULT_CATEGORIES: tuple[str, ...] = tuple(CATEGORIES)
