@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.collect import collect, run_configs
+from analysis.collect import collect, load_summaries, run_configs
 from analysis.figures import build_all as build_figures
 from analysis.render import write
 from analysis.tables import build_all
@@ -44,14 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         workflow = read_yaml(args.config)
         results = args.results or workflow.get("results", "results")
-        frame = collect(workflow, results)
+        summaries = load_summaries(workflow, results)  # each summary.json is read once
+        frame = collect(workflow, results, summaries)
         write_text_atomic(f"{results}/runs.csv", frame.to_csv(index=False, float_format="%.12g"))  # exact enough for any count or statistic
         index = []
-        for spec in build_all(frame, workflow, run_configs(workflow, results)):
+        for spec in build_all(frame, workflow, run_configs(workflow, results, summaries)):
             files = write(spec, f"{results}/tables")
             index.append({"id": spec.table_id, "paper_table": spec.paper_table, "title": spec.title, "files": " ".join(files)})
         write_text_atomic(f"{results}/tables/index.csv", pd.DataFrame(index, columns=["id", "paper_table", "title", "files"]).to_csv(index=False))
-        figures = build_figures(frame, results, workflow)
+        figures = build_figures(frame, results, workflow, summaries)
         write_text_atomic(f"{results}/figures/index.csv", pd.DataFrame(figures, columns=["id", "title", "files"]).to_csv(index=False))
         missing = _mark_completeness(frame, Path(results) / "tables" / COMPLETE)
         print(f"{len(frame)} rows -> {results}/runs.csv; {len(index)} tables -> {results}/tables/; "

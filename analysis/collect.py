@@ -52,24 +52,34 @@ def _rows_of(run, summary: dict[str, Any] | None, study: str, variant: str) -> l
     return rows
 
 
-def run_configs(workflow: dict[str, Any], results: str | Path) -> dict[str, dict[str, Any]]:
-    """Resolved configuration of every planned run: its summary's, else the planned one."""
-    out = {}
-    for run in plan_runs(workflow).values():
-        path = Path(results) / "runs" / run.run_id / "summary.json"
-        out[run.run_id] = json.loads(path.read_text())["config"] if path.is_file() else run.config
+Summaries = dict[str, "dict[str, Any] | None"]  # run id -> its summary, None when it has none yet
+
+
+def load_summaries(workflow: dict[str, Any], results: str | Path) -> Summaries:
+    """Every planned run's ``summary.json``, read once (``None`` for a run without one)."""
+    out: Summaries = {}
+    for run_id in plan_runs(workflow):
+        path = Path(results) / "runs" / run_id / "summary.json"
+        out[run_id] = json.loads(path.read_text()) if path.is_file() else None
     return out
 
 
-def collect(workflow: dict[str, Any], results: str | Path) -> pd.DataFrame:
+def run_configs(workflow: dict[str, Any], results: str | Path, summaries: Summaries | None = None) -> dict[str, dict[str, Any]]:
+    """Resolved configuration of every planned run: its summary's, else the planned one."""
+    summaries = load_summaries(workflow, results) if summaries is None else summaries
+    return {run.run_id: summaries[run.run_id]["config"] if summaries.get(run.run_id) else run.config
+            for run in plan_runs(workflow).values()}
+
+
+def collect(workflow: dict[str, Any], results: str | Path, summaries: Summaries | None = None) -> pd.DataFrame:
     """The tidy table of every planned run (see module docstring)."""
     runs = plan_runs(workflow)
+    summaries = load_summaries(workflow, results) if summaries is None else summaries
     variant_index = {(study, v["name"]): i for study, spec in workflow["studies"].items() for i, v in enumerate(spec["variants"])}
     rows: list[dict[str, Any]] = []
     configs = {}
     for run in runs.values():
-        path = Path(results) / "runs" / run.run_id / "summary.json"
-        summary = json.loads(path.read_text()) if path.is_file() else None
+        summary = summaries.get(run.run_id)
         configs[run.run_id] = flat_strings(run.config)
         for study, variant in run.memberships:
             for row in _rows_of(run, summary, study, variant):

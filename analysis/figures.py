@@ -195,12 +195,17 @@ def _summaries(results: Path, run_ids: list[str]) -> Summaries:
     return out
 
 
-def build_all(frame: pd.DataFrame, results: str | Path, workflow: dict[str, Any] | None = None) -> list[dict[str, str]]:
-    """Draw every figure the runs support; return index rows ``id``, ``title``, ``files``."""
+def build_all(frame: pd.DataFrame, results: str | Path, workflow: dict[str, Any] | None = None,
+              loaded: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    """Draw every figure the runs support; return index rows ``id``, ``title``, ``files``.
+
+    ``loaded``: the summaries already read (run id -> summary or None); read from ``results`` if not given.
+    """
     results = Path(results)
     folder = results / "figures"
     runs = run_level(frame[frame["status"].notna()])
-    summaries = _summaries(results, sorted(set(runs[runs["status"] == "ok"]["run_id"])))
+    ok = sorted(set(runs[runs["status"] == "ok"]["run_id"]))
+    summaries = _summaries(results, ok) if loaded is None else {r: loaded[r] for r in ok if loaded.get(r)}
     kinds = literature_kinds(workflow)
     sns.set_theme(style="whitegrid", context="paper")
     index = []
