@@ -97,6 +97,28 @@ def dataset_fingerprint(root: Path, samples: list[Sample], memo_dir: Path | None
     return value
 
 
+def cache_fields(config: dict[str, Any], fingerprint: str, category: str, split: str, weights_id: str | None) -> dict[str, Any]:
+    """Everything that identifies a cache entry."""
+    feats = config["features"]
+    # the input normalisation is a function of the backbone (its timm pretrained configuration), keyed by it
+    return {
+        "dataset": fingerprint,
+        "category": category,
+        "split": split,
+        "backbone": feats["backbone"],
+        "pretrained": feats["pretrained"],
+        "weights": weights_id,
+        "init_seed": None if feats["pretrained"] else feats["init_seed"],
+        "resize": feats["resize"],
+        "input_size": feats["input_size"],
+        "layers": list(feats["layers"]),
+        "aggregation": feats["aggregation"],
+        "embed_dim": feats["embed_dim"],
+        "fusion": feats["fusion"],
+        "grid": feats["grid"],
+    }
+
+
 def entry_key(fields: dict[str, Any]) -> str:
     """Hash of the entry's identifying fields."""
     blob = json.dumps({"format": CACHE_FORMAT, **fields}, sort_keys=True, default=str)

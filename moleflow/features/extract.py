@@ -29,6 +29,7 @@ from moleflow.features.backbone import create_backbone, file_digest, normalizati
 from moleflow.features.cache import (
     EntryWriter,
     FeatureSet,
+    cache_fields,
     dataset_fingerprint,
     entry_dir,
     entry_key,
@@ -87,28 +88,6 @@ def _weights_identity(feats: dict[str, Any]) -> str | None:
     if not feats["pretrained"]:
         return None
     return file_digest(resolve_weights(feats["backbone"], feats["weights"]))
-
-
-def cache_fields(config: Config, fingerprint: str, category: str, split: str, weights_id: str | None) -> dict[str, Any]:
-    """Everything that identifies a cache entry."""
-    feats = config["features"]
-    # the input normalisation is a function of the backbone (its timm pretrained configuration), keyed by it
-    return {
-        "dataset": fingerprint,
-        "category": category,
-        "split": split,
-        "backbone": feats["backbone"],
-        "pretrained": feats["pretrained"],
-        "weights": weights_id,
-        "init_seed": None if feats["pretrained"] else feats["init_seed"],
-        "resize": feats["resize"],
-        "input_size": feats["input_size"],
-        "layers": list(feats["layers"]),
-        "aggregation": feats["aggregation"],
-        "embed_dim": feats["embed_dim"],
-        "fusion": feats["fusion"],
-        "grid": feats["grid"],
-    }
 
 
 class FeatureStore:
