@@ -22,6 +22,7 @@ import torch
 import yaml
 
 from benchmarks.common import Result, device
+from moleflow.continual.settings import TrainSettings
 from moleflow.config import load_config, load_profile
 from moleflow.continual.learner import Learner
 from moleflow.continual.train import train_task
@@ -87,7 +88,7 @@ def _train_all(config: dict, store: FeatureStore, live: FeatureExtractor | None)
         if live is not None:
             paths = [s.image for s in load_category("mvtec", config["dataset"]["root"], category).train]
             patches = LiveFeatures(live, paths, feats["resize"], feats["input_size"], train.patches.shape)
-        assert train_task(learner, task, patches, config, device()).status == "ok"
+        assert train_task(learner, task, patches, TrainSettings.from_config(config), device()).status == "ok"
     return time.perf_counter() - start
 
 

@@ -21,6 +21,7 @@ import torch
 
 from benchmarks.common import Result, device, median_seconds, sync
 from benchmarks.inference import make_learner, mixed_batch
+from moleflow.continual.settings import ScoreSettings, TrainSettings
 from moleflow.config import load_config, load_profile
 from moleflow.continual.infer import predict
 from moleflow.continual.train import train_task
@@ -54,11 +55,12 @@ def run(scale: str = "full") -> Result:
                     command=f"python -m benchmarks --only growth --scale {scale}")
     base_bytes = None
     task_bytes = 0
+    training, scoring = TrainSettings.from_config(config), ScoreSettings.from_config(config)
     for task in range(points[-1]):
         patches = rng.normal(all_centres[task, None, None, None, :] / 3, 1, (size["images"], grid, grid, dim)).astype(np.float16)
         learner.add_task(all_centres[task] + rng.normal(0, 1, (64, dim)))
         start = time.perf_counter()
-        assert train_task(learner, task, patches, config, dev).status == "ok"
+        assert train_task(learner, task, patches, training, dev).status == "ok"
         seconds = time.perf_counter() - start
         base_bytes = base_bytes or _bytes(learner.base_state())
         task_bytes += _bytes(learner.task_state(task))
@@ -67,7 +69,7 @@ def run(scale: str = "full") -> Result:
             centres = torch.from_numpy(all_centres[:count])
             x, router = mixed_batch(centres, size["batch"], grid)
             x, router = x.to(dev), router.to(dev)
-            infer = median_seconds(lambda: (predict(learner, x, router, config), sync()), repeat=3)
+            infer = median_seconds(lambda: (predict(learner, x, router, scoring), sync()), repeat=3)
             total = base_bytes + task_bytes
             result.add(count, seconds, 1000 * infer / size["batch"], total / 1e6, task_bytes / count / 1e6)
     ts = [float(t) for t in result.column("T")]

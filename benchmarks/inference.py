@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from benchmarks.common import Result, device, median_seconds, sync
+from moleflow.continual.settings import ScoreSettings
 from moleflow.config import load_config, load_profile
 from moleflow.continual.infer import predict
 from moleflow.continual.learner import Learner
@@ -59,17 +60,18 @@ def run(scale: str = "full") -> Result:
                     command=f"python -m benchmarks --only inference --scale {scale}")
     patches, router = mixed_batch(centres, size["batch"], size["grid"])
     patches, router = patches.to(dev), router.to(dev)
+    scoring = ScoreSettings.from_config(config)
 
     def one_at_a_time() -> None:
         for i in range(len(patches)):
-            predict(learner, patches[i : i + 1], router[i : i + 1], config)
+            predict(learner, patches[i : i + 1], router[i : i + 1], scoring)
         sync()
 
     def grouped() -> None:
-        predict(learner, patches, router, config)
+        predict(learner, patches, router, scoring)
         sync()
 
-    single = median_seconds(lambda: (predict(learner, patches[:1], router[:1], config), sync()), repeat=size["repeat"])
+    single = median_seconds(lambda: (predict(learner, patches[:1], router[:1], scoring), sync()), repeat=size["repeat"])
     loop = median_seconds(one_at_a_time, repeat=size["repeat"])
     batched = median_seconds(grouped, repeat=size["repeat"])
     n = len(patches)

@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 
+from moleflow.continual.settings import ScoreSettings, TrainSettings
 from moleflow.cli import main
 from moleflow.config import load_config, load_profile
 from moleflow.continual import Learner, run
@@ -62,8 +63,8 @@ def _scores_after_each_task(config: dict) -> list[np.ndarray]:
     out = []
     for task, data in enumerate(tasks):
         learner.add_task(np.asarray(data.train.router))
-        assert train_task(learner, task, data.train.patches, config, torch.device("cpu")).status == "ok"
-        scored = score_rows(learner, 0, tasks[0].test.patches, rows, config, torch.device("cpu"))
+        assert train_task(learner, task, data.train.patches, TrainSettings.from_config(config), torch.device("cpu")).status == "ok"
+        scored = score_rows(learner, 0, tasks[0].test.patches, rows, ScoreSettings.from_config(config), torch.device("cpu"))
         out.append(np.concatenate([scored.image, scored.maps.ravel()]))
     return out
 
@@ -249,15 +250,15 @@ def test_predict_routes_a_mixed_batch_and_scores_each_group_with_its_adapters(da
     learner = Learner(config, tasks[0].train.patches.shape[-1])
     for task, data in enumerate(tasks):
         learner.add_task(np.asarray(data.train.router))
-        assert train_task(learner, task, data.train.patches, config, torch.device("cpu")).status == "ok"
+        assert train_task(learner, task, data.train.patches, TrainSettings.from_config(config), torch.device("cpu")).status == "ok"
     # interleave the test images of the three tasks: one batch, three routed groups
     picks = [(t, i) for i in range(4) for t in range(len(tasks))]
     patches = torch.from_numpy(np.stack([np.asarray(tasks[t].test.patches[i], dtype=np.float32) for t, i in picks]))
     router = torch.from_numpy(np.stack([np.asarray(tasks[t].test.router[i]) for t, i in picks]))
-    out = predict(learner, patches, router, config)
+    out = predict(learner, patches, router, ScoreSettings.from_config(config))
     assert out.task.tolist() == [t for t, _ in picks]  # distinct categories: perfect routing
     for t in range(len(tasks)):
-        alone = score_rows(learner, t, tasks[t].test.patches, np.arange(4), config, torch.device("cpu"))
+        alone = score_rows(learner, t, tasks[t].test.patches, np.arange(4), ScoreSettings.from_config(config), torch.device("cpu"))
         mine = np.array([k for k, (task, _) in enumerate(picks) if task == t])
         np.testing.assert_allclose(out.image[mine], alone.image, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(out.maps[mine], alone.maps, rtol=1e-5, atol=1e-4)
@@ -300,16 +301,16 @@ def test_misrouted_images_are_scored_by_the_task_they_were_routed_to(twins: Path
     learner = Learner(config, tasks[0].train.patches.shape[-1])
     for task, data in enumerate(tasks):
         learner.add_task(np.asarray(data.train.router))
-        assert train_task(learner, task, data.train.patches, config, device).status == "ok"
+        assert train_task(learner, task, data.train.patches, TrainSettings.from_config(config), device).status == "ok"
     misrouted = 0
     expected: dict[str, dict] = {}
     for task, data in enumerate(tasks):
-        ev = evaluate_task(learner, task, data, config, device)
+        ev = evaluate_task(learner, task, data, ScoreSettings.from_config(config), device)
         n = len(data.test.labels)
         image = np.empty(n)
         maps = np.empty((n, 64, 64), dtype=np.float32)
         for k in range(n):  # each image alone, under the adapters the router chose for it
-            alone = score_rows(learner, int(ev.routed_to[k]), data.test.patches, np.array([k]), config, device)
+            alone = score_rows(learner, int(ev.routed_to[k]), data.test.patches, np.array([k]), ScoreSettings.from_config(config), device)
             image[k], maps[k] = alone.image[0], alone.maps[0]
         np.testing.assert_allclose(ev.routed_scores.image, image, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(ev.routed_scores.maps, maps, rtol=1e-5, atol=1e-4)

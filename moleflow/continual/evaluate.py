@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from moleflow.config import Config
 from moleflow.continual.learner import Learner
+from moleflow.continual.settings import ScoreSettings
 from moleflow.continual.tasks import TaskData
 from moleflow.metrics import aupro, image_auroc, pixel_ap, pixel_auroc
 
@@ -31,26 +31,26 @@ class TaskScores:
 
 
 @torch.no_grad()
-def score_batch(learner: Learner, task: int, x: torch.Tensor, config: Config) -> tuple[torch.Tensor, torch.Tensor]:
+def score_batch(learner: Learner, task: int, x: torch.Tensor, scoring: ScoreSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """Image scores ``(B,)`` and anomaly maps ``(B, S, S)`` of patch maps ``x`` ``(B, H, W, D)`` under task ``task``."""
     from moleflow.model import anomaly_maps, image_scores
 
-    sc = config["scoring"]
     patch_scores = learner.patch_scores(task, x)
-    return (image_scores(patch_scores, sc["image_top_k"]),
-            anomaly_maps(patch_scores, config["features"]["input_size"], sc["map_sigma"]))
+    return (image_scores(patch_scores, scoring.image_top_k),
+            anomaly_maps(patch_scores, scoring.input_size, scoring.map_sigma))
 
 
 @torch.no_grad()
-def score_rows(learner: Learner, task: int, patches: np.ndarray, rows: np.ndarray, config: Config, device: torch.device) -> TaskScores:
+def score_rows(learner: Learner, task: int, patches: np.ndarray, rows: np.ndarray, scoring: ScoreSettings,
+               device: torch.device) -> TaskScores:
     """Image scores and anomaly maps of ``patches[rows]`` under task ``task``'s adapters."""
-    size = config["features"]["input_size"]
+    size = scoring.input_size
     images, maps = [], []
-    step = config["evaluation"]["batch_size"]
+    step = scoring.batch_size
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
         x = torch.from_numpy(np.asarray(patches[chunk], dtype=np.float32)).to(device)
-        image, amap = score_batch(learner, task, x, config)
+        image, amap = score_batch(learner, task, x, scoring)
         images.append(image.cpu().numpy())
         maps.append(amap.cpu().numpy().astype(np.float32))
     if not images:
@@ -81,20 +81,20 @@ class TaskEvaluation:
     routed_scores: TaskScores
 
 
-def evaluate_task(learner: Learner, task: int, data: TaskData, config: Config, device: torch.device) -> TaskEvaluation:
+def evaluate_task(learner: Learner, task: int, data: TaskData, scoring: ScoreSettings, device: torch.device) -> TaskEvaluation:
     """Evaluate one seen task, oracle and routed."""
     test = data.test
     labels = np.asarray(test.labels)
     masks = np.asarray(test.masks)
     rows = np.arange(len(labels))
-    oracle = score_rows(learner, task, test.patches, rows, config, device)
+    oracle = score_rows(learner, task, test.patches, rows, scoring, device)
     routed_to = learner.router(torch.from_numpy(np.asarray(test.router))).cpu().numpy()
     routed = TaskScores(oracle.image.copy(), oracle.maps.copy())
     for other in np.unique(routed_to[routed_to != task]):
         wrong = rows[routed_to == other]
-        again = score_rows(learner, int(other), test.patches, wrong, config, device)
+        again = score_rows(learner, int(other), test.patches, wrong, scoring, device)
         routed.image[wrong], routed.maps[wrong] = again.image, again.maps
-    limit = config["scoring"]["aupro_fpr_limit"]
+    limit = scoring.aupro_fpr_limit
     return TaskEvaluation(
         oracle=metrics_of(labels, masks, oracle, limit),
         routed=metrics_of(labels, masks, routed, limit),

@@ -25,6 +25,7 @@ from moleflow.continual.artifacts import pick_samples, save_accuracy_heatmaps, s
 from moleflow.continual.checkpoint import RunState, check_run_dir, restore, save_checkpoint, write_status
 from moleflow.continual.evaluate import METRICS, TaskEvaluation, evaluate_task
 from moleflow.continual.learner import Learner
+from moleflow.continual.settings import ScoreSettings, TrainSettings
 from moleflow.continual.summary import MODES, build_summary, tasks_csv
 from moleflow.continual.tasks import TaskData, load_tasks
 from moleflow.continual.train import ReplayBuffer, empirical_fisher, train_task
@@ -97,6 +98,7 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
     store = FeatureStore(config, progress=progress, log=log)
     tasks = load_tasks(config, store)
     features_seconds = time.perf_counter() - start
+    training, scoring = TrainSettings.from_config(config), ScoreSettings.from_config(config)
     state = RunState.load(ckpt / "progress.json", len(tasks), cfg_hash)
     learner, replay = _resumed_learner(config, tasks, state, ckpt, device, log)
     status, message = "ok", ""
@@ -104,7 +106,7 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
     for task in range(state.completed, len(tasks)):
         data = tasks[task]
         learner.add_task(np.asarray(data.train.router))
-        result = train_task(learner, task, data.train.patches, config, device, replay)
+        result = train_task(learner, task, data.train.patches, training, device, replay)
         state.timings["training"] += result.seconds
         state.timings["training_per_task"].append(result.seconds)
         if result.status != "ok":
@@ -114,11 +116,11 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
             log(f"task {task} ({data.category}): {message}")
             break
         if learner.strategy == "ewc":
-            learner.consolidate(task, empirical_fisher(learner, task, data.train.patches, config, device))
+            learner.consolidate(task, empirical_fisher(learner, task, data.train.patches, training, device))
         if replay is not None:
             replay.add(task, data.train.patches)
         eval_start = time.perf_counter()
-        last_eval = [evaluate_task(learner, i, tasks[i], config, device) for i in range(task + 1)]
+        last_eval = [evaluate_task(learner, i, tasks[i], scoring, device) for i in range(task + 1)]
         state.timings["evaluation"] += time.perf_counter() - eval_start
         _record_evaluation(state, task, last_eval)
         state.tasks.append({"task": task, "category": data.category, "status": "ok", "epoch_losses": result.epoch_losses})
@@ -130,7 +132,7 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
         log(f"task {task} ({data.category}): trained in {result.seconds:.1f} s, {loss}; "
             f"I-AUROC {cur['image_auroc']:.3f} P-AUROC {cur['pixel_auroc']:.3f}; routing {state.routing[-1]['accuracy']:.3f}")
     if state.completed == len(tasks) and not last_eval:  # finished earlier: evaluate the restored learner for the samples
-        last_eval = [evaluate_task(learner, i, tasks[i], config, device) for i in range(len(tasks))]
+        last_eval = [evaluate_task(learner, i, tasks[i], scoring, device) for i in range(len(tasks))]
     timings = {"features": features_seconds, "training": state.timings["training"],
                "training_per_task": state.timings["training_per_task"], "evaluation": state.timings["evaluation"],
                "feature_cache": {"hits": store.stats["hits"], "misses": store.stats["misses"]}}

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from moleflow.config import Config
 from moleflow.continual.evaluate import score_batch
 from moleflow.continual.learner import Learner
+from moleflow.continual.settings import ScoreSettings
 
 
 @dataclass
@@ -28,20 +28,20 @@ class Prediction:
 
 
 @torch.no_grad()
-def predict(learner: Learner, patches: torch.Tensor, router_features: torch.Tensor, config: Config) -> Prediction:
+def predict(learner: Learner, patches: torch.Tensor, router_features: torch.Tensor, scoring: ScoreSettings) -> Prediction:
     """Score a batch without task labels.
 
     Args:
         patches: ``(B, H, W, D)`` patch features on the learner's device.
         router_features: ``(B, D_r)`` router features (the images' pooled backbone features).
     """
-    size = config["features"]["input_size"]
+    size = scoring.input_size
     tasks = learner.router(router_features)
     batch = patches.shape[0]
     images = torch.empty(batch, dtype=torch.float32, device=patches.device)
     maps = torch.empty(batch, size, size, dtype=torch.float32, device=patches.device)
     for task in torch.unique(tasks).tolist():
         rows = torch.nonzero(tasks == task).flatten()
-        image, amap = score_batch(learner, int(task), patches[rows], config)
+        image, amap = score_batch(learner, int(task), patches[rows], scoring)
         images[rows], maps[rows] = image.float(), amap.float()
     return Prediction(tasks.cpu().numpy(), images.cpu().numpy(), maps.cpu().numpy())

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from moleflow.config import Config
 from moleflow.continual.learner import Learner
+from moleflow.continual.settings import TrainSettings
 from moleflow.model import TailAwareLoss, greedy_coreset
 
 
@@ -76,13 +76,13 @@ def _objective(learner: Learner, task: int, x: torch.Tensor, loss_fn: TailAwareL
     return loss
 
 
-def fit_memory(learner: Learner, task: int, patches: np.ndarray, config: Config, device: torch.device) -> TrainResult:
+def fit_memory(learner: Learner, task: int, patches: np.ndarray, settings: TrainSettings, device: torch.device) -> TrainResult:
     """(knn) Store task ``task``'s training patches ``(N, H, W, D)`` (or their coreset) as its memory bank."""
     start = time.perf_counter()
     vectors = torch.from_numpy(np.asarray(patches, dtype=np.float32).reshape(-1, patches.shape[-1])).to(device)
-    ratio = config["strategy"]["knn_coreset_ratio"]
+    ratio = settings.knn_coreset_ratio
     if ratio < 1.0:
-        vectors = vectors[greedy_coreset(vectors, ratio, seed=config["seed"] * 1_000_003 + task).to(device)]
+        vectors = vectors[greedy_coreset(vectors, ratio, seed=settings.batch_seed(task)).to(device)]
     learner.fit_memory(vectors)
     return TrainResult("ok", seconds=time.perf_counter() - start)
 
@@ -91,41 +91,40 @@ def train_task(
     learner: Learner,
     task: int,
     patches: np.ndarray,
-    config: Config,
+    settings: TrainSettings,
     device: torch.device,
     replay: ReplayBuffer | None = None,
 ) -> TrainResult:
     """Train task ``task`` on its training features ``(N, H, W, D)`` (knn: store its memory bank)."""
     if learner.knn is not None:
-        return fit_memory(learner, task, patches, config, device)
-    tr = config["training"]
+        return fit_memory(learner, task, patches, settings, device)
     start = time.perf_counter()
     params = learner.trainable_parameters(task)
     wanted = {id(p) for p in params}
     for p in learner.parameters():
         p.requires_grad_(id(p) in wanted)
-    optimizer = torch.optim.AdamW(params, lr=tr["lr"], weight_decay=tr["weight_decay"])
-    loss_fn = TailAwareLoss(tr["tail_weight"], tr["top_k_ratio"], tr["logdet_reg"])
-    generator = torch.Generator().manual_seed(config["seed"] * 1_000_003 + task)
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    loss_fn = TailAwareLoss(settings.tail_weight, settings.top_k_ratio, settings.logdet_reg)
+    generator = torch.Generator().manual_seed(settings.batch_seed(task))
     n = len(patches)
-    steps_per_epoch = math.ceil(n / tr["batch_size"])
-    total = steps_per_epoch * tr["epochs"]
-    warmup = steps_per_epoch * tr["warmup_epochs"] if task > 0 and learner.strategy != "separated" else 0
+    steps_per_epoch = math.ceil(n / settings.batch_size)
+    total = steps_per_epoch * settings.epochs
+    warmup = steps_per_epoch * settings.warmup_epochs if task > 0 and learner.strategy != "separated" else 0
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, warmup, tr["lr_min_ratio"])
+        optimizer, lambda step: lr_factor(step, total, warmup, settings.lr_min_ratio)
     )
     learner.train()
     result = TrainResult("ok")
-    for epoch in range(tr["epochs"]):
+    for epoch in range(settings.epochs):
         order = torch.randperm(n, generator=generator).numpy()
         running = 0.0
         for b in range(steps_per_epoch):
-            index = order[b * tr["batch_size"] : (b + 1) * tr["batch_size"]]
+            index = order[b * settings.batch_size : (b + 1) * settings.batch_size]
             x = _batch(patches, index, device)
             loss = _objective(learner, task, x, loss_fn)
             if replay is not None and replay.entries:
                 parts, weights = [loss * len(index)], [len(index)]
-                for old_task, old_patches, rows in replay.sample(generator, tr["batch_size"]):
+                for old_task, old_patches, rows in replay.sample(generator, settings.batch_size):
                     parts.append(_objective(learner, old_task, _batch(old_patches, rows, device), loss_fn) * len(rows))
                     weights.append(len(rows))
                 loss = torch.stack(parts).sum() / sum(weights)
@@ -139,8 +138,8 @@ def train_task(
                 return result
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if tr["clip_grad_norm"] > 0:
-                torch.nn.utils.clip_grad_norm_(params, tr["clip_grad_norm"])
+            if settings.clip_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_(params, settings.clip_grad_norm)
             optimizer.step()
             scheduler.step()
             running += float(loss.detach()) * len(index)
@@ -152,17 +151,17 @@ def train_task(
     return result
 
 
-def empirical_fisher(learner: Learner, task: int, patches: np.ndarray, config: Config, device: torch.device) -> dict[str, torch.Tensor]:
+def empirical_fisher(learner: Learner, task: int, patches: np.ndarray, settings: TrainSettings,
+                     device: torch.device) -> dict[str, torch.Tensor]:
     """Diagonal empirical Fisher of the base parameters on task ``task``'s training data."""
-    tr = config["training"]
-    loss_fn = TailAwareLoss(tr["tail_weight"], tr["top_k_ratio"], tr["logdet_reg"])
+    loss_fn = TailAwareLoss(settings.tail_weight, settings.top_k_ratio, settings.logdet_reg)
     named = learner.base_named_parameters(task)
     for p in named.values():
         p.requires_grad_(True)
     fisher = {n: torch.zeros_like(p) for n, p in named.items()}
     batches = 0
-    for start in range(0, len(patches), tr["batch_size"]):
-        index = np.arange(start, min(start + tr["batch_size"], len(patches)))
+    for start in range(0, len(patches), settings.batch_size):
+        index = np.arange(start, min(start + settings.batch_size, len(patches)))
         learner.zero_grad(set_to_none=True)
         _objective(learner, task, _batch(patches, index, device), loss_fn).backward()
         for n, p in named.items():
