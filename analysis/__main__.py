@@ -1,8 +1,14 @@
-"""``python -m analysis [--config config/config.yaml] [--results results]``: runs.csv, every table and figure."""
+"""``python -m analysis [--results results] [--plan FILE | --config FILE]``: runs.csv, every table and figure.
+
+The analysis reads the plan record (``results/plan.json``, written by the workflow:
+which runs each study and variant needs) and the run folders' ``summary.json`` files;
+nothing else.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -36,23 +42,45 @@ def _mark_completeness(frame: pd.DataFrame, marker: Path) -> int:
     return missing
 
 
+def read_json(path: str | Path, what: str) -> dict:
+    """A JSON record; one line naming the file when it is missing or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise MoleflowError(f"{what}: cannot read {path} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+
+
+def _plan_record(args: argparse.Namespace) -> dict:
+    """The plan the tables are drawn from: ``--plan``, else planned now from ``--config``, else the results
+    folder's ``plan.json`` (the workflow writes it), else planned from ``config/config.yaml``."""
+    if args.plan:
+        return read_json(args.plan, "--plan")
+    default = Path(args.results or "results") / "plan.json"
+    if not args.config and default.is_file():
+        return read_json(default, "plan record")
+    from moleflow.planning import WorkflowPlan  # only to plan a folder that has no record of its plan
+
+    return WorkflowPlan.from_config(read_yaml(args.config or "config/config.yaml")).record()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis", description=__doc__)
-    parser.add_argument("--config", default="config/config.yaml", help="the workflow configuration that planned the runs")
-    parser.add_argument("--results", help="results folder (default: the config's `results`)")
+    parser.add_argument("--plan", help="the workflow's plan record (default: RESULTS/plan.json, which the workflow writes)")
+    parser.add_argument("--config", help="plan from this workflow configuration instead (a folder without plan.json)")
+    parser.add_argument("--results", help="results folder (default: the plan's `results`)")
     args = parser.parse_args(argv)
     try:
-        workflow = read_yaml(args.config)
-        results = args.results or workflow.get("results", "results")
-        summaries = load_summaries(workflow, results)  # each summary.json is read once
-        frame = collect(workflow, results, summaries)
+        plan = _plan_record(args)
+        results = args.results or plan["results"]
+        summaries = load_summaries(plan, results)  # each summary.json is read once
+        frame = collect(plan, results, summaries)
         write_text_atomic(f"{results}/runs.csv", frame.to_csv(index=False, float_format="%.12g"))  # exact enough for any count or statistic
         index = []
-        for spec in build_all(frame, workflow, run_configs(workflow, results, summaries)):
+        for spec in build_all(frame, plan, run_configs(plan, results, summaries)):
             files = write(spec, f"{results}/tables")
             index.append({"id": spec.table_id, "paper_table": spec.paper_table, "title": spec.title, "files": " ".join(files)})
         write_text_atomic(f"{results}/tables/index.csv", pd.DataFrame(index, columns=["id", "paper_table", "title", "files"]).to_csv(index=False))
-        figures = build_figures(frame, results, workflow, summaries)
+        figures = build_figures(frame, results, plan, summaries)
         write_text_atomic(f"{results}/figures/index.csv", pd.DataFrame(figures, columns=["id", "title", "files"]).to_csv(index=False))
         missing = _mark_completeness(frame, Path(results) / "tables" / COMPLETE)
         print(f"{len(frame)} rows -> {results}/runs.csv; {len(index)} tables -> {results}/tables/; "

@@ -11,6 +11,7 @@ status ``missing`` (never silently dropped).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,24 @@ import pandas as pd
 
 from moleflow.metrics.continual import METRICS
 from moleflow.config import flat_strings
-from moleflow.planning import plan_runs
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """One planned run as ``results/plan.json`` records it."""
+
+    run_id: str
+    dataset: str
+    seed: int
+    order: str
+    memberships: list[tuple[str, str]]
+    config: dict[str, Any]
+
+
+def recorded_runs(plan: dict[str, Any]) -> dict[str, RecordedRun]:
+    """The runs of a plan record (``WorkflowPlan.record()``), by run id, in planning order."""
+    return {r["run_id"]: RecordedRun(r["run_id"], r["dataset"], int(r["seed"]), r["order"],
+                                     [(s, v) for s, v in r["memberships"]], r["config"]) for r in plan["runs"]}
 
 
 def _base_row(run, study: str, variant: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -55,27 +73,27 @@ def _rows_of(run, summary: dict[str, Any] | None, study: str, variant: str) -> l
 Summaries = dict[str, "dict[str, Any] | None"]  # run id -> its summary, None when it has none yet
 
 
-def load_summaries(workflow: dict[str, Any], results: str | Path) -> Summaries:
+def load_summaries(plan: dict[str, Any], results: str | Path) -> Summaries:
     """Every planned run's ``summary.json``, read once (``None`` for a run without one)."""
     out: Summaries = {}
-    for run_id in plan_runs(workflow):
+    for run_id in recorded_runs(plan):
         path = Path(results) / "runs" / run_id / "summary.json"
         out[run_id] = json.loads(path.read_text()) if path.is_file() else None
     return out
 
 
-def run_configs(workflow: dict[str, Any], results: str | Path, summaries: Summaries | None = None) -> dict[str, dict[str, Any]]:
+def run_configs(plan: dict[str, Any], results: str | Path, summaries: Summaries | None = None) -> dict[str, dict[str, Any]]:
     """Resolved configuration of every planned run: its summary's, else the planned one."""
-    summaries = load_summaries(workflow, results) if summaries is None else summaries
+    summaries = load_summaries(plan, results) if summaries is None else summaries
     return {run.run_id: summaries[run.run_id]["config"] if summaries.get(run.run_id) else run.config
-            for run in plan_runs(workflow).values()}
+            for run in recorded_runs(plan).values()}
 
 
-def collect(workflow: dict[str, Any], results: str | Path, summaries: Summaries | None = None) -> pd.DataFrame:
-    """The tidy table of every planned run (see module docstring)."""
-    runs = plan_runs(workflow)
-    summaries = load_summaries(workflow, results) if summaries is None else summaries
-    variant_index = {(study, v["name"]): i for study, spec in workflow["studies"].items() for i, v in enumerate(spec["variants"])}
+def collect(plan: dict[str, Any], results: str | Path, summaries: Summaries | None = None) -> pd.DataFrame:
+    """The tidy table of every planned run of a plan record (see module docstring)."""
+    runs = recorded_runs(plan)
+    summaries = load_summaries(plan, results) if summaries is None else summaries
+    variant_index = {(study, name): i for study, names in plan["studies"].items() for i, name in enumerate(names)}
     rows: list[dict[str, Any]] = []
     configs = {}
     for run in runs.values():

@@ -195,7 +195,7 @@ def _summaries(results: Path, run_ids: list[str]) -> Summaries:
     return out
 
 
-def build_all(frame: pd.DataFrame, results: str | Path, workflow: dict[str, Any] | None = None,
+def build_all(frame: pd.DataFrame, results: str | Path, plan: dict[str, Any] | None = None,
               loaded: dict[str, Any] | None = None) -> list[dict[str, str]]:
     """Draw every figure the runs support; return index rows ``id``, ``title``, ``files``.
 
@@ -206,7 +206,7 @@ def build_all(frame: pd.DataFrame, results: str | Path, workflow: dict[str, Any]
     runs = run_level(frame[frame["status"].notna()])
     ok = sorted(set(runs[runs["status"] == "ok"]["run_id"]))
     summaries = _summaries(results, ok) if loaded is None else {r: loaded[r] for r in ok if loaded.get(r)}
-    kinds = literature_kinds(workflow)
+    kinds = literature_kinds(plan)
     sns.set_theme(style="whitegrid", context="paper")
     index = []
     for dataset in dict.fromkeys(runs["dataset"]):

@@ -270,11 +270,14 @@ def interaction_table(runs: pd.DataFrame, dataset: str, alpha: float = 0.05) -> 
     return spec
 
 
-def literature_kinds(workflow: dict[str, Any] | None) -> dict[str, str | None]:
-    """Dataset name -> ``mvtec``/``visa`` for real copies; None for generated data (no literature rows)."""
-    if not workflow:
+def literature_kinds(plan: dict[str, Any] | None) -> dict[str, str | None]:
+    """Dataset name -> ``mvtec``/``visa`` for real copies; None for generated data (no literature rows).
+
+    ``plan``: the plan record (or the workflow configuration: both name the datasets the same way).
+    """
+    if not plan:
         return {}
-    return {name: (None if spec.get("generate") else spec.get("kind")) for name, spec in workflow.get("datasets", {}).items()}
+    return {name: (None if spec.get("generate") else spec.get("kind")) for name, spec in plan.get("datasets", {}).items()}
 
 
 def main_runs(runs: pd.DataFrame) -> dict[str, str]:
@@ -283,16 +286,16 @@ def main_runs(runs: pd.DataFrame) -> dict[str, str]:
     return {dataset: group["run_id"].iloc[0] for dataset, group in sub.groupby("dataset", sort=False)}
 
 
-def build_all(frame: pd.DataFrame, workflow: dict[str, Any] | None = None,
+def build_all(frame: pd.DataFrame, plan: dict[str, Any] | None = None,
               configs: dict[str, dict[str, Any]] | None = None) -> list[TableSpec]:
     """Every table the collected runs support (a study without runs gives no table).
 
-    ``workflow`` (the configuration that planned the runs) tells real datasets from
+    ``plan`` (the record of the plan behind the runs) tells real datasets from
     generated ones (literature rows only for real MVTec AD / VisA); ``configs`` (run id ->
     resolved config) gives Table 2.
     """
     runs = run_level(frame[frame["status"].notna()])
-    kinds = literature_kinds(workflow)
+    kinds = literature_kinds(plan)
     metrics = {f"{m}_routed": label for m, label in METRIC_LABELS.items()}
     specs: list[TableSpec] = []
     studies = set(runs["study"])

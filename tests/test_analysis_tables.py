@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from analysis.__main__ import main as analysis_main
-from moleflow.planning import plan_runs
+from moleflow.planning import WorkflowPlan, plan_runs
 
 CATEGORIES = ["cap", "tile"]
 WORKFLOW = {
@@ -174,7 +174,7 @@ def test_figures_draw_the_runs_numbers(results: Path) -> None:
     from analysis.collect import collect
     from analysis.tables import run_level
 
-    frame = collect(WORKFLOW, results / "results")
+    frame = collect(WorkflowPlan.from_config(WORKFLOW).record(), results / "results")
     runs = run_level(frame)
     loaded = figures._summaries(results / "results", list(runs["run_id"]))
     main = _ok_summaries(results, "main", "MoLE-Flow")

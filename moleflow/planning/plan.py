@@ -158,6 +158,18 @@ class WorkflowPlan:
         ds = self.workflow["datasets"][dataset]
         return [f"{ds['root']}/synth.json"] if ds.get("generate") else []
 
+    def record(self) -> dict[str, Any]:
+        """What the analysis needs of the plan, as JSON (``results/plan.json``): the datasets (kind,
+        generated or not), each study's variants in order, and every run with its memberships and config."""
+        return {
+            "results": self.workflow.get("results", "results"),
+            "datasets": {name: {"kind": ds["kind"], "generate": bool(ds.get("generate"))}
+                         for name, ds in self.workflow["datasets"].items()},
+            "studies": {name: [v["name"] for v in study["variants"]] for name, study in self.workflow["studies"].items()},
+            "runs": [{"run_id": r.run_id, "dataset": r.dataset, "seed": r.seed, "order": r.order,
+                      "memberships": [list(m) for m in r.memberships], "config": r.config} for r in self.runs.values()],
+        }
+
     @property
     def generated(self) -> dict[str, dict[str, Any]]:
         """``{root: {"generate": settings, "categories": [...]}}`` of the datasets the workflow generates."""

@@ -1,22 +1,30 @@
 # Tables and figures from the run directories (the same code as `python -m analysis`).
+import hashlib
+import json
+
 import yaml
 
+PLAN_RECORD = PLAN.record()
 
-rule workflow_config:
+
+rule workflow_config:  # the configuration and the plan record the analysis reads
     output:
-        f"{RESULTS}/workflow.yaml",
+        config=f"{RESULTS}/workflow.yaml",
+        plan=f"{RESULTS}/plan.json",
     params:
         cfg=lambda w: dict(config),
+        plan_digest=hashlib.sha256(json.dumps(PLAN_RECORD, sort_keys=True).encode()).hexdigest(),
     localrule: True
     run:
-        from moleflow.io import write_text_atomic
+        from moleflow.io import write_json_atomic, write_text_atomic
 
-        write_text_atomic(output[0], yaml.safe_dump(params.cfg, sort_keys=False))
+        write_text_atomic(output.config, yaml.safe_dump(params.cfg, sort_keys=False))
+        write_json_atomic(output.plan, PLAN_RECORD)
 
 
 rule all_tables:
     input:
-        workflow=f"{RESULTS}/workflow.yaml",
+        plan=f"{RESULTS}/plan.json",
         summaries=expand(f"{RESULTS}/runs/{{run_id}}/summary.json", run_id=sorted(RUNS)),
         tracked=[f"{RESULTS}/mlflow/logged/{experiment}.json" for experiment in PLAN.experiments],
     output:
@@ -28,4 +36,4 @@ rule all_tables:
         f"{RESULTS}/logs/analysis.log",
     localrule: True
     shell:
-        "python -m analysis --config {input.workflow} --results {RESULTS} > {log} 2>&1"
+        "python -m analysis --plan {input.plan} --results {RESULTS} > {log} 2>&1"
