@@ -17,7 +17,10 @@ import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
 from statsmodels.stats.anova import anova_lm
+from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
+
+FROZEN = "frozen"  # the base level the paper's criterion names (variants COMPONENT|frozen|on ...)
 
 
 @dataclass
@@ -40,12 +43,37 @@ class AnovaResult:
     df_residual: float = float("nan")
     note: str = ""
     cells: dict[str, int] = field(default_factory=dict)
+    simple: dict[str, "SimpleEffect"] = field(default_factory=dict)  # base level -> component effect in that arm
 
-    def verdict(self, alpha: float = 0.05) -> str:
-        """``Integral`` (interaction p < alpha) or ``Generic``; ``n/a`` when there is no test."""
-        if not self.valid:
+    def verdict(self, adjusted_p: float, alpha: float = 0.05, frozen: str = FROZEN) -> str:
+        """The paper's criterion, decided on the multiplicity-adjusted interaction p.
+
+        ``Integral``: the interaction is significant (``adjusted_p < alpha``) and the component
+        helps more with the frozen base than with the trainable one; ``Opposite``: significant
+        in the other direction (it helps more when the base is trainable); ``Generic``: no
+        significant interaction; ``n/a`` when there is no test or no ``frozen`` arm.
+        """
+        if not self.valid or not np.isfinite(adjusted_p):
             return "n/a"
-        return "Integral" if self.p_interaction < alpha else "Generic"
+        if adjusted_p >= alpha:
+            return "Generic"
+        others = [b for b in self.simple if b != frozen]
+        if frozen not in self.simple or len(others) != 1:
+            return "n/a"
+        return "Integral" if self.simple[frozen].effect > self.simple[others[0]].effect else "Opposite"
+
+
+@dataclass
+class SimpleEffect:
+    """The component's effect (``on`` minus ``off``) within one base arm, with its 95% interval.
+
+    The interval uses the two-way model's pooled residual variance and residual df (the
+    standard simple-effects test after a two-way ANOVA).
+    """
+
+    effect: float
+    low: float
+    high: float
 
 
 def _impossible(counts: pd.Series) -> str:
@@ -84,6 +112,7 @@ def two_way_anova(data: pd.DataFrame, component: str, response: str) -> AnovaRes
                 setattr(result, f"p_{key}", float(table.loc[row, "PR(>F)"]))
                 setattr(result, f"eta2_{key}", float(ss / (ss + ss_res)))
             result.df_residual = float(model.df_resid)
+            result.simple = simple_effects(frame, float(model.mse_resid), float(model.df_resid))
             result.valid = True
     notes = [reason] if reason else []
     if missing:
@@ -92,6 +121,24 @@ def two_way_anova(data: pd.DataFrame, component: str, response: str) -> AnovaRes
     if result.note:
         warnings.warn(f"ANOVA {component} / {response}: {result.note}", stacklevel=2)
     return result
+
+
+def simple_effects(frame: pd.DataFrame, mse: float, df: float, level: float = 0.95) -> dict[str, SimpleEffect]:
+    """Per base level: mean of ``y`` with the component ``on`` minus ``off``, and its interval.
+
+    ``frame`` has columns ``base``, ``component`` (``on``/``off``) and ``y``; ``mse`` and ``df``
+    are the two-way model's residual mean square and degrees of freedom.
+    """
+    out = {}
+    quantile = float(scipy_stats.t.ppf(0.5 + level / 2, df))
+    for base, arm in frame.groupby("base", sort=True):
+        on, off = arm.loc[arm["component"] == "on", "y"], arm.loc[arm["component"] == "off", "y"]
+        if on.empty or off.empty:
+            continue
+        effect = float(on.mean() - off.mean())
+        half = quantile * float(np.sqrt(mse * (1 / len(on) + 1 / len(off))))
+        out[str(base)] = SimpleEffect(effect, effect - half, effect + half)
+    return out
 
 
 def holm(pvalues: list[float]) -> list[float]:

@@ -16,7 +16,7 @@ import pandas as pd
 from analysis import sweeps
 from analysis.literature import load, reported
 from analysis.render import Cell, TableSpec
-from analysis.stats import holm, two_way_anova
+from analysis.stats import FROZEN, holm, two_way_anova
 from moleflow.errors import MoleflowError
 
 METRIC_LABELS = {"image_auroc": "I-AUROC", "pixel_auroc": "P-AUROC", "pixel_ap": "P-AP", "aupro": "AUPRO"}
@@ -248,24 +248,34 @@ def interaction_table(runs: pd.DataFrame, dataset: str, alpha: float = 0.05) -> 
     for label in responses.values():
         ps = [r.p_interaction for _, lab, r in results if lab == label]
         adjusted[label] = holm(ps)
-    columns = ["F base", "p base", "F comp.", "p comp.", "F inter.", "p inter.", "η²p inter.", "Holm p inter.", "verdict", "note"]
+    arms = sorted(set(sub["base"]), key=lambda b: (b != FROZEN, b))  # the frozen arm first
+    numbers = ["F base", "p base", "F comp.", "p comp.", "F inter.", "p inter.", "η²p inter.", "Holm p inter.", "df res."]
+    effects = [c for arm in arms for c in (f"Δ comp. {arm}", f"95% CI {arm}")]
+    columns = numbers + effects + ["verdict", "note"]
     rows = [f"{name} / {label}" for name, label, _ in results]
-    df_res = next((r.df_residual for _, _, r in results if r.valid), float("nan"))
     spec = TableSpec(f"T8_interaction_{dataset}", "8", f"Interaction analysis ({dataset})",
                      "Two-way ANOVA (statsmodels OLS, y ~ C(base) * C(component), type II sums of squares) per component "
-                     f"and response, replicates = seeds (residual df {df_res:g}); partial eta squared of the interaction; "
-                     f"Holm-adjusted interaction p across components; Integral if interaction p < {alpha}.",
+                     "and response, replicates = seeds (residual df per row); partial eta squared of the interaction; "
+                     "Holm-adjusted interaction p across components, per response. Δ comp.: the component's simple effect "
+                     "(on minus off) in each base arm, with a 95% interval from the model's pooled residual variance. "
+                     f"Verdict on the Holm-adjusted p at alpha {alpha}: Integral if the interaction is significant and the "
+                     f"component helps more with the {FROZEN} base, Opposite if significant the other way, Generic otherwise. "
+                     "The trainable arm is the sequential strategy: its component effect is measured after forgetting.",
                      rows, columns, row_header="component / response",
-                     p_columns=("p base", "p comp.", "p inter.", "Holm p inter."))
+                     p_columns=("p base", "p comp.", "p inter.", "Holm p inter."), column_digits={"df res.": 0})
     counters = {label: 0 for label in responses.values()}
     for (name, label, result), row in zip(results, rows):
         holm_p = adjusted[label][counters[label]]
         counters[label] += 1
         values = [result.f_base, result.p_base, result.f_component, result.p_component, result.f_interaction,
-                  result.p_interaction, result.eta2_interaction, holm_p]
-        for column, value in zip(columns[:8], values):
+                  result.p_interaction, result.eta2_interaction, holm_p, result.df_residual]
+        for column, value in zip(numbers, values):
             spec.cells[(row, column)] = Cell(mean=value, n=result.n) if np.isfinite(value) else Cell()
-        spec.cells[(row, "verdict")] = Cell(text=result.verdict(alpha))
+        for arm in arms:
+            effect = result.simple.get(arm)
+            spec.cells[(row, f"Δ comp. {arm}")] = Cell(mean=effect.effect, n=result.n) if effect else Cell()
+            spec.cells[(row, f"95% CI {arm}")] = Cell(text=f"[{effect.low:+.3f}, {effect.high:+.3f}]" if effect else "--")
+        spec.cells[(row, "verdict")] = Cell(text=result.verdict(holm_p, alpha))
         spec.cells[(row, "note")] = Cell(text=result.note or "")
     return spec
 

@@ -52,14 +52,36 @@ def test_anova_matches_hand_computation_on_a_balanced_design() -> None:
     assert result.valid and result.df_residual == 16 and result.note == ""
     for key, value in expected.items():
         assert getattr(result, key) == pytest.approx(value, rel=1e-9), key
-    assert result.verdict() == "Integral"  # the component matters only with a frozen base
+    assert result.verdict(result.p_interaction) == "Integral"  # the component matters only with a frozen base
+    # simple effects by hand: cell mean difference, pooled residual variance, t quantile at the residual df
+    ms_e = sum(((np.array(v) - np.mean(v)) ** 2).sum() for v in values.values()) / 16
+    for arm in ("frozen", "trainable"):
+        diff = np.mean(values[(arm, "on")]) - np.mean(values[(arm, "off")])
+        half = sps.t.ppf(0.975, 16) * np.sqrt(ms_e * (1 / 5 + 1 / 5))
+        got = result.simple[arm]
+        assert (got.effect, got.low, got.high) == pytest.approx((diff, diff - half, diff + half), rel=1e-9), arm
+
+
+def test_verdict_needs_the_adjusted_p_and_the_papers_direction() -> None:
+    rng = np.random.default_rng(1)
+    helps_frozen = {("frozen", "on"): 0.9, ("frozen", "off"): 0.8, ("trainable", "on"): 0.7, ("trainable", "off"): 0.7}
+    helps_trainable = {("frozen", "on"): 0.8, ("frozen", "off"): 0.8, ("trainable", "on"): 0.8, ("trainable", "off"): 0.7}
+    verdicts = {}
+    for name, means in (("frozen", helps_frozen), ("trainable", helps_trainable)):
+        values = {k: list(m + rng.normal(0, 0.01, 5)) for k, m in means.items()}
+        result = two_way_anova(_design(values), "X", "y")
+        assert result.p_interaction < 1e-6
+        verdicts[name] = result.verdict(result.p_interaction)
+        assert result.verdict(0.2) == "Generic"  # the same design, once the multiplicity adjustment leaves p >= alpha
+    # the same significant interaction: Integral only when the component helps more with the frozen base
+    assert verdicts == {"frozen": "Integral", "trainable": "Opposite"}
 
 
 def test_no_interaction_is_generic() -> None:
     values = {("frozen", "on"): [1.0, 1.2, 0.8], ("frozen", "off"): [0.5, 0.7, 0.3],
               ("trainable", "on"): [0.9, 1.1, 0.7], ("trainable", "off"): [0.4, 0.6, 0.2]}
     result = two_way_anova(_design(values), "TAL", "y")
-    assert result.f_interaction == pytest.approx(0.0, abs=1e-9) and result.verdict() == "Generic"
+    assert result.f_interaction == pytest.approx(0.0, abs=1e-9) and result.verdict(result.p_interaction) == "Generic"
 
 
 def test_degenerate_designs_are_marked() -> None:
@@ -67,7 +89,7 @@ def test_degenerate_designs_are_marked() -> None:
               ("trainable", "on"): [0.9, 0.9], ("trainable", "off"): [0.4, 0.4]}
     with pytest.warns(UserWarning, match="zero residual variance"):
         flat = two_way_anova(_design(values), "DIA", "y")
-    assert not flat.valid and flat.verdict() == "n/a" and np.isnan(flat.f_interaction)
+    assert not flat.valid and flat.verdict(0.01) == "n/a" and np.isnan(flat.f_interaction)
     frame = _design(values)
     frame = frame[~((frame["base"] == "trainable") & (frame["component"] == "off"))]
     with pytest.warns(UserWarning, match="empty"):

@@ -105,6 +105,10 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     interaction = pd.read_csv(tables / "T8_interaction_synth.csv").set_index("component / response")
     # the fixture's whitening effect exists only with a frozen base (-0.1 there, 0 in the trainable arm): an interaction
     assert interaction.loc["WA / P-AP", "verdict"] == "Integral" and interaction.loc["WA / P-AP", "p inter. mean"] < 0.001
+    wa = interaction.loc["WA / P-AP"]  # the simple effects: +0.1 with a frozen base, none with a trainable one
+    assert abs(wa["Δ comp. frozen mean"] - 0.1) < 0.05 and abs(wa["Δ comp. trainable mean"]) < 0.05
+    low, high = (float(v) for v in wa["95% CI frozen"].strip("[]").split(", "))
+    assert low < wa["Δ comp. frozen mean"] < high and low > 0 and wa["df res. mean"] == 8  # 3 seeds x 4 cells - 4
     dilemma = pd.read_csv(tables / "T1_dilemma_synth.csv").set_index("variant")
     assert dilemma.loc["MoLE-Flow", "zero FM"] == "yes" and dilemma.loc["Sequential", "zero FM"] == "no"
     config = pd.read_csv(tables / "T2_configuration.csv").set_index("parameter")
