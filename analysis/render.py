@@ -27,14 +27,27 @@ class Cell:
     std: float | None = None
     n: int = 0
     text: str | None = None
+    planned: int = 0  # runs planned for a cell drawn from runs (0: not such a cell); printed as n or "n of planned"
+    interval: tuple[float, float] | None = None  # a 95% interval, printed after the mean
 
     @classmethod
-    def from_runs(cls, values: pd.Series, statuses: pd.Series) -> "Cell":
-        """Mean +- std (ddof 1) of the finished runs' values; ``diverged`` if none finished but one diverged."""
+    def from_runs(cls, values: pd.Series, statuses: pd.Series, planned: int | None = None) -> "Cell":
+        """Mean +- std (ddof 1) of the finished runs' values; ``diverged`` if none finished but one diverged.
+
+        ``planned``: how many runs the plan has for this cell (default: one per status given,
+        missing runs included).
+        """
+        planned = int(len(statuses)) if planned is None else int(planned)
         ok = values[(statuses == "ok") & values.notna()]
         if ok.empty:
-            return cls(text="diverged") if (statuses == "diverged").any() else cls()
-        return cls(mean=float(ok.mean()), std=float(ok.std(ddof=1)) if len(ok) > 1 else None, n=int(len(ok)))
+            return cls(text="diverged", planned=planned) if (statuses == "diverged").any() else cls(planned=planned)
+        return cls(mean=float(ok.mean()), std=float(ok.std(ddof=1)) if len(ok) > 1 else None, n=int(len(ok)),
+                   planned=planned)
+
+    @property
+    def short(self) -> bool:
+        """Fewer finished runs than planned (a run diverged, failed or is missing)."""
+        return 0 < self.planned and self.n < self.planned
 
     @property
     def missing(self) -> bool:
@@ -73,8 +86,9 @@ class TableSpec:
         return self.cells.get((row, column), Cell())
 
     def best(self, column: str) -> float | None:
+        """The column's best mean among cells with every planned run finished (descriptive: test metrics)."""
         direction = self.better.get(column)
-        values = [c.mean for r in self.rows if not (c := self.cell(r, column)).missing and c.text is None]
+        values = [c.mean for r in self.rows if not (c := self.cell(r, column)).missing and c.text is None and not c.short]
         if not direction or not values:
             return None
         return max(values) if direction == "max" else min(values)
@@ -92,8 +106,26 @@ class TableSpec:
         body = f"{cell.mean:.{digits}f}"
         if cell.std is not None and math.isfinite(cell.std) and cell.n > 1:
             body += (" ± " if markdown else " \\pm ") + f"{cell.std:.{digits}f}"
+        if cell.interval is not None:
+            body += f" [{cell.interval[0]:+.{digits}f}, {cell.interval[1]:+.{digits}f}]"
         best = self.best(column)
-        return body, best is not None and abs(cell.mean - best) < 0.5 * 10 ** (-digits)
+        return body, best is not None and not cell.short and abs(cell.mean - best) < 0.5 * 10 ** (-digits)
+
+    def count(self, row: str, column: str) -> str:
+        """``n=3``, or ``n=2 of 3`` when runs planned for the cell did not finish; empty for other cells."""
+        cell = self.cell(row, column)
+        if not cell.planned:
+            return ""
+        return f"n={cell.n} of {cell.planned}" if cell.short else f"n={cell.n}"
+
+    @property
+    def full_caption(self) -> str:
+        """The caption, and what n and bold mean when the table has cells drawn from runs."""
+        if not any(c.planned for c in self.cells.values()):
+            return self.caption
+        return (self.caption + " n: finished runs behind a cell; \"n=2 of 3\" marks a cell some of whose planned runs "
+                "diverged, failed or are missing (its mean covers the finished ones only). Bold: the best cell of a "
+                "column among cells with every planned run finished, on test data: descriptive, not a selection.")
 
 
 def _latex_escape(text: str) -> str:
@@ -118,14 +150,15 @@ def to_latex(spec: TableSpec) -> str:
             elif body != MISSING:
                 body = f"${body}$"
                 body = f"\\textbf{{{body}}}" if best else body
-            values.append(body)
+            count = spec.count(row, column)
+            values.append(f"{body} {{\\scriptsize ({count})}}" if count else body)
         data[_latex_escape(column)] = values
     frame = pd.DataFrame(data, index=[_latex_escape(r) for r in spec.rows])
     frame.index.name = _latex_escape(spec.row_header) if spec.row_header else None
     styler = frame.style
     latex = styler.to_latex(
         hrules=True, column_format="l" + "c" * len(spec.columns),
-        caption=_latex_escape(spec.caption), label=f"tab:{spec.table_id}", position="t",
+        caption=_latex_escape(spec.full_caption), label=f"tab:{spec.table_id}", position="t",
     )
     return latex.replace("\\begin{table}[t]", "\\begin{table}[t]\n\\centering")
 
@@ -133,13 +166,15 @@ def to_latex(spec: TableSpec) -> str:
 def to_markdown(spec: TableSpec) -> str:
     """A Markdown table with the caption as a paragraph above it."""
     header = [spec.row_header or ""] + spec.columns
-    lines = [f"**Table {spec.paper_table}: {spec.title}.** {spec.caption}", "",
+    lines = [f"**Table {spec.paper_table}: {spec.title}.** {spec.full_caption}", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in spec.rows:
         cells = []
         for column in spec.columns:
             body, best = spec.text(row, column, markdown=True)
-            cells.append(f"**{body}**" if best else body)
+            count = spec.count(row, column)
+            body = f"**{body}**" if best else body
+            cells.append(f"{body} ({count})" if count else body)
         lines.append("| " + " | ".join([row] + cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -161,6 +196,10 @@ def to_csv(spec: TableSpec) -> str:
                 record[f"{column} mean"] = None if cell.missing or cell.text is not None else cell.mean
                 record[f"{column} std"] = None if cell.missing or cell.text is not None else cell.std
                 record[f"{column} n"] = cell.n
+                if any(spec.cell(r, column).planned for r in spec.rows):
+                    record[f"{column} planned"] = cell.planned
+                if any(spec.cell(r, column).interval is not None for r in spec.rows):
+                    record[f"{column} low"], record[f"{column} high"] = cell.interval or (None, None)
             if any(texts):
                 record[f"{column} text" if not all(texts) else column] = cell.text
         records.append(record)

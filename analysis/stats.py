@@ -167,3 +167,26 @@ def one_way_anova(data: pd.DataFrame, factor: str, response: str) -> tuple[float
     if model.ssr <= 1e-12 * max(1.0, float((frame["y"] ** 2).sum())):
         return float("nan"), "zero residual variance"
     return float(anova_lm(model, typ=2).loc["C(level)", "PR(>F)"]), ""
+
+
+@dataclass
+class PairedDifference:
+    """Mean of per-seed differences ``a - b`` over the seeds both have, with a 95% t interval (NaN for n < 2)."""
+
+    mean: float
+    n: int
+    low: float = float("nan")
+    high: float = float("nan")
+
+
+def paired_difference(a: pd.Series, b: pd.Series, level: float = 0.95) -> PairedDifference:
+    """``a`` and ``b`` indexed by replicate (seed, task order): pair on the common index, finite values only."""
+    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
+    diff = (both["a"] - both["b"]).to_numpy(dtype=float)
+    if len(diff) == 0:
+        return PairedDifference(float("nan"), 0)
+    out = PairedDifference(float(diff.mean()), int(len(diff)))
+    if len(diff) > 1:
+        half = float(scipy_stats.t.ppf(0.5 + level / 2, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)))
+        out.low, out.high = out.mean - half, out.mean + half
+    return out

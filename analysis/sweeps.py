@@ -100,17 +100,20 @@ def sweep_table(rows: pd.DataFrame, sweep: str, dataset: str) -> TableSpec:
     spec = TableSpec(f"T{paper}_sweep_{slug}_{dataset}" if paper != "10" else f"T10_sweep_{slug}_{dataset}", paper,
                      f"Sensitivity to {sweep} ({dataset})",
                      f"Sweep of {sweep}; mean and standard deviation over seeds {seeds} (n per cell = finished runs) of "
-                     "each run's mean over its categories, routed; Δ P-AP against the default; -- = missing.",
+                     "each run's mean over its categories, routed; Δ P-AP: paired by seed against the default over the "
+                     "seeds both finished (n = pairs), with a 95% t interval; -- = missing.",
                      values, ["I-AUROC", "P-AP", "Δ P-AP"], better={"I-AUROC": "max", "P-AP": "max"}, row_header=sweep)
     for value in values:
         group = rows[rows["value"] == value]
         spec.cells[(value, "I-AUROC")] = Cell.from_runs(group["image_auroc_routed"], group["status"])
         spec.cells[(value, "P-AP")] = Cell.from_runs(group[RESPONSE], group["status"])
-    reference = next((spec.cell(v, "P-AP") for v in values if v.endswith("(default)")), Cell())
-    for value in values:
-        current = spec.cell(value, "P-AP")
-        if not current.missing and not reference.missing and current.text is None and reference.text is None:
-            spec.cells[(value, "Δ P-AP")] = Cell(mean=current.mean - reference.mean, n=current.n)
+    default = next((v for v in values if v.endswith("(default)")), None)
+    if default is not None:
+        from analysis.tables import delta_cell
+
+        for value in values:
+            if value != default:
+                spec.cells[(value, "Δ P-AP")] = delta_cell(rows[rows["value"] == value], rows[rows["value"] == default], RESPONSE)
     return spec
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from analysis import sweeps
 from analysis.literature import load, reported
 from analysis.render import Cell, TableSpec
-from analysis.stats import FROZEN, holm, two_way_anova
+from analysis.stats import FROZEN, holm, paired_difference, two_way_anova
 from moleflow.errors import MoleflowError
 
 METRIC_LABELS = {"image_auroc": "I-AUROC", "pixel_auroc": "P-AUROC", "pixel_ap": "P-AP", "aupro": "AUPRO"}
@@ -72,12 +72,26 @@ def variant_table(runs: pd.DataFrame, study: str, dataset: str, table_id: str, p
             break
         label = f"Δ {columns[column]}"
         spec.columns.append(label)
-        reference = spec.cell(rows[0], columns[column])
-        for row in rows:
-            current = spec.cell(row, columns[column])
-            if not current.missing and not reference.missing and current.text is None and reference.text is None:
-                spec.cells[(row, label)] = Cell(mean=current.mean - reference.mean, n=current.n)
+        reference = sub[sub["variant"] == rows[0]]
+        for row in rows[1:]:
+            spec.cells[(row, label)] = delta_cell(sub[sub["variant"] == row], reference, column)
+    if any(c.startswith("Δ ") for c in spec.columns):
+        spec.caption += (f" Δ: paired by seed against {rows[0]} over the seeds both finished (n = pairs), with a 95% "
+                         "t interval of the mean difference.")
     return spec
+
+
+def delta_cell(rows: pd.DataFrame, reference: pd.DataFrame, column: str) -> Cell:
+    """The mean per-seed difference of ``column`` (finished runs of both) and its 95% interval."""
+    def by_seed(frame: pd.DataFrame) -> pd.Series:
+        ok = frame[frame["status"] == "ok"]
+        return ok.set_index(["seed", "order"])[column].astype(float)
+
+    diff = paired_difference(by_seed(rows), by_seed(reference))
+    if diff.n == 0:
+        return Cell()
+    interval = (diff.low, diff.high) if diff.n > 1 else None
+    return Cell(mean=diff.mean, n=diff.n, interval=interval)
 
 
 def per_category_table(frame: pd.DataFrame, dataset: str, metric: str, table_id: str, paper_table: str,
@@ -109,14 +123,16 @@ def per_category_table(frame: pd.DataFrame, dataset: str, metric: str, table_id:
                     "(missing if one is not reported).")
     spec = TableSpec(table_id, paper_table, f"Per-category {label} ({dataset})", caption, rows, columns,
                      better={**{c: "max" for c in categories + ["mean"]}, "FM": "min"}, row_header="method")
+    everything = frame[(frame["study"] == "main") & (frame["dataset"] == dataset)]
     for row, variant in ours.items():
         own = sub[sub["variant"] == variant]
+        planned = int(everything[everything["variant"] == variant]["run_id"].nunique())  # missing runs included
         for category in categories:
             group = own[own["category"] == category]
-            spec.cells[(row, category)] = Cell.from_runs(group[f"{metric}_routed"], group["status"])
+            spec.cells[(row, category)] = Cell.from_runs(group[f"{metric}_routed"], group["status"], planned)
         means = run_level(own)
-        spec.cells[(row, "mean")] = Cell.from_runs(means[f"{metric}_routed"], means["status"])
-        spec.cells[(row, "FM")] = Cell.from_runs(means[f"forgetting_fm_{metric}"], means["status"])
+        spec.cells[(row, "mean")] = Cell.from_runs(means[f"{metric}_routed"], means["status"], planned)
+        spec.cells[(row, "FM")] = Cell.from_runs(means[f"forgetting_fm_{metric}"], means["status"], planned)
     for method in literature.index:
         values = literature.loc[method]
         for column in [c for c in categories if c in values.index] + ["FM"]:
@@ -145,10 +161,13 @@ def dilemma_table(runs: pd.DataFrame, dataset: str) -> TableSpec:
     spec.columns.append("zero FM")
     forgetting = [c for c in sub.columns if c.startswith("forgetting_fm_")]
     for row in spec.rows:
-        group = sub[(sub["variant"] == row) & (sub["status"] == "ok")]
-        if group.empty or group[forgetting].isna().all(axis=None):
+        values = sub[(sub["variant"] == row) & (sub["status"] == "ok")][forgetting].to_numpy(dtype=float)
+        if values.size == 0 or np.isnan(values).all():
             continue
-        spec.cells[(row, "zero FM")] = Cell(text="yes" if bool((group[forgetting].fillna(0) == 0).all(axis=None)) else "no")
+        if np.isnan(values).any():  # a finished run without a forgetting value: not evidence of zero
+            spec.cells[(row, "zero FM")] = Cell(text="incomplete")
+        else:
+            spec.cells[(row, "zero FM")] = Cell(text="yes" if bool((values == 0).all()) else "no")
     return spec
 
 

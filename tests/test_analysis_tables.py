@@ -99,9 +99,11 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     row = next(line for line in ablation.splitlines() if line.startswith("| w/o DIA"))
     assert row.count("--") >= 4  # never ran: missing, not zero
     tal = pd.read_csv(tables / "T7_ablation_synth.csv").set_index("variant")
-    assert tal.loc["w/o TAL", "I-AUROC n"] == 2  # the diverged seed is left out
+    assert tal.loc["w/o TAL", "I-AUROC n"] == 2 and tal.loc["w/o TAL", "I-AUROC planned"] == 3  # the diverged seed is left out
+    row = next(line for line in ablation.splitlines() if line.startswith("| w/o TAL"))
+    assert row.count("(n=2 of 3)") == 4 and "**" not in row  # marked in print, and never bold
     depth = (tables / "T9_depth_synth.md").read_text()
-    assert "| M16 N2 | diverged | diverged |" in depth
+    assert "| M16 N2 | diverged (n=0 of 3) | diverged (n=0 of 3) |" in depth
     interaction = pd.read_csv(tables / "T8_interaction_synth.csv").set_index("component / response")
     # the fixture's whitening effect exists only with a frozen base (-0.1 there, 0 in the trainable arm): an interaction
     assert interaction.loc["WA / P-AP", "verdict"] == "Integral" and interaction.loc["WA / P-AP", "p inter. mean"] < 0.001
@@ -117,7 +119,17 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     assert summary.loc["tail_weight", "values"] == "0.3, 0.7*, 1.0" and summary.loc["tail_weight", "best (P-AP)"] == "1.0"
     assert summary.loc["lora_rank", "values"] == "4, 16*"  # the default's value is read from its config
     sweep = pd.read_csv(tables / "T11_sweep_tail_weight_synth.csv").set_index("tail_weight")
-    assert sweep.loc["0.7 (default)", "Δ P-AP mean"] == 0 and sweep.loc["0.3", "P-AP n"] == 3
+    assert np.isnan(sweep.loc["0.7 (default)", "Δ P-AP mean"]) and sweep.loc["0.3", "P-AP n"] == 3
+    # Δ by hand: per seed, the run's mean P-AP over categories, minus the default's; mean and t interval over seeds
+    from scipy import stats as sps
+
+    sens = runs[(runs["study"] == "sensitivity") & (runs["status"] == "ok")]
+    per_seed = sens.groupby(["variant", "seed"])["pixel_ap_routed"].mean()
+    diff = (per_seed["tail_weight 0.3"] - per_seed["default"]).to_numpy()
+    half = sps.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+    got = sweep.loc["0.3"]
+    assert got["Δ P-AP n"] == 3 and got["Δ P-AP mean"] == pytest.approx(diff.mean(), abs=1e-9)
+    assert (got["Δ P-AP low"], got["Δ P-AP high"]) == pytest.approx((diff.mean() - half, diff.mean() + half), abs=1e-9)
     # not generated: the paper's rows for MVTec AD, only for its categories (tile), cited as reported
     per_category = pd.read_csv(tables / "T3_image_auroc_synth.csv").set_index("method")
     assert per_category.loc["MoLE-Flow (reported)", "tile mean"] == 1.0
@@ -227,14 +239,25 @@ def _cells_of_markdown(text: str) -> list[list[str]]:
     return [[c.strip() for c in row.strip("|").split(" | ")] for row in rows]
 
 
-def _shown(cell: str) -> tuple[str, list[float]]:
-    """``(text, numbers)`` of a printed cell: bold, maths and the ± sign taken off."""
+def _shown(cell: str) -> tuple[str, list[float], str, list[float]]:
+    """``(text, numbers, count, interval)`` of a printed cell: bold, maths, the ± sign, the ``(n=...)`` count and
+    a ``[low, high]`` interval taken apart."""
+    import re
+
+    count = ""
+    found = re.search(r"\s*(?:\{\\scriptsize )?\((n=\d+(?: of \d+)?)\)\}?$", cell)
+    if found:
+        count, cell = found.group(1), cell[: found.start()]
+    interval: list[float] = []
+    bracket = re.search(r"\s*\[([-+0-9.]+), ([-+0-9.]+)\]", cell)
+    if bracket:
+        interval, cell = [float(bracket.group(1)), float(bracket.group(2))], cell[: bracket.start()] + cell[bracket.end():]
     plain = cell.replace("\\textbf{", "").replace("**", "").replace("$", "").rstrip("}").replace("\\pm", "±").strip()
     parts = [p.strip() for p in plain.split("±")]
     try:
-        return plain, [float(p) for p in parts]
+        return plain, [float(p) for p in parts], count, interval
     except ValueError:
-        return plain, []
+        return plain, [], count, interval
 
 
 def test_latex_and_markdown_cells_hold_the_csv_values(results: Path) -> None:
@@ -248,7 +271,7 @@ def test_latex_and_markdown_cells_hold_the_csv_values(results: Path) -> None:
     checked = 0
     for stem in pd.read_csv(tables / "index.csv")["id"]:
         csv = pd.read_csv(tables / f"{stem}.csv")
-        columns = list(dict.fromkeys(re.sub(r" (mean|std|n|text)$", "", c) for c in csv.columns[1:]))
+        columns = list(dict.fromkeys(re.sub(r" (mean|std|n|text|planned|low|high)$", "", c) for c in csv.columns[1:]))
         for printed, escape in ((_cells_of_latex((tables / f"{stem}.tex").read_text()), _latex_escape),
                                 (_cells_of_markdown((tables / f"{stem}.md").read_text()), str)):
             assert len(printed) == len(csv), stem
@@ -256,7 +279,17 @@ def test_latex_and_markdown_cells_hold_the_csv_values(results: Path) -> None:
                 values = dict(zip(csv.columns, row))
                 assert len(cells) == 1 + len(columns), (stem, cells)
                 for column, cell in zip(columns, cells[1:]):
-                    text, numbers = _shown(cell)
+                    text, numbers, count, interval = _shown(cell)
+                    planned = values.get(f"{column} planned")
+                    if planned is not None and not np.isnan(planned) and planned > 0:  # a cell drawn from runs shows n
+                        n = int(values[f"{column} n"])
+                        assert count == (f"n={n}" if n == planned else f"n={n} of {int(planned)}"), (stem, column, cell)
+                    else:
+                        assert count == "", (stem, column, cell)
+                    if f"{column} low" in values and not np.isnan(values[f"{column} low"]):
+                        digits = _decimals(text.split("±")[0].strip())
+                        assert np.allclose(interval, [values[f"{column} low"], values[f"{column} high"]],
+                                           atol=0.5 * 10 ** -digits + 1e-9), (stem, column, cell)
                     held = values.get(f"{column} text", values.get(column))
                     if isinstance(held, str):  # a text cell: the same text
                         assert text == _shown(escape(held))[0], (stem, column, cell, held)
