@@ -51,15 +51,15 @@ class AnovaResult:
         ``Integral``: the interaction is significant (``adjusted_p < alpha``) and the component
         helps more with the frozen base than with the trainable one; ``Opposite``: significant
         in the other direction (it helps more when the base is trainable); ``Generic``: no
-        significant interaction; ``n/a`` when there is no test or no ``frozen`` arm.
+        significant interaction; ``untested`` when there is no test or no ``frozen`` arm.
         """
         if not self.valid or not np.isfinite(adjusted_p):
-            return "n/a"
+            return "untested"
         if adjusted_p >= alpha:
             return "Generic"
         others = [b for b in self.simple if b != frozen]
         if frozen not in self.simple or len(others) != 1:
-            return "n/a"
+            return "untested"
         return "Integral" if self.simple[frozen].effect > self.simple[others[0]].effect else "Opposite"
 
 
