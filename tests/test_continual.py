@@ -135,6 +135,24 @@ def test_diverged_late_task_keeps_earlier_metrics(dataset: Path, cache: Path, tm
     assert summary["status"] == "diverged" and summary["tasks_completed"] == 2
     assert set(summary["final"]) == set(sorted(CATEGORIES)[:2])
     assert summary["accuracy_matrix"]["image_auroc"][2] == [None, None, None]
+    # forgetting belongs to a whole sequence: none for a run that stopped, the finished tasks' kept apart
+    assert all(np.isnan(v) for m in summary["forgetting"].values() for v in m.values())
+    assert summary["forgetting_partial"]["image_auroc"]["fm"] == 0.0  # frozen base, tasks 0 and 1
+
+
+def test_non_finite_scores_make_the_run_diverged_not_a_mean_over_the_rest(dataset: Path, cache: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Learner.patch_scores
+
+    def broken(self, task, x):  # type: ignore[no-untyped-def]
+        scores = real(self, task, x)
+        return torch.full_like(scores, float("nan")) if task == 1 else scores
+
+    monkeypatch.setattr(Learner, "patch_scores", broken)
+    summary = run(tiny(dataset, cache), tmp_path / "nan", progress=False, log=lambda *a: None)
+    assert summary["status"] == "diverged" and "non-finite scores on task 1" in summary["message"]
+    assert summary["tasks_completed"] == 1 and list(summary["final"]) == [sorted(CATEGORIES)[0]]
+    assert json.loads((tmp_path / "nan" / "status.json").read_text())["status"] == "diverged"
 
 
 def _traced_run(config: dict, out: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[dict, list[dict], list[tuple[int, int]]]:

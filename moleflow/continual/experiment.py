@@ -122,6 +122,16 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
         eval_start = time.perf_counter()
         last_eval = [evaluate_task(learner, i, tasks[i], scoring, device) for i in range(task + 1)]
         state.timings["evaluation"] += time.perf_counter() - eval_start
+        failed = [i for i, ev in enumerate(last_eval) if not all(np.isfinite(v) for v in ev.oracle.values())]
+        if failed:  # non-finite scores: the model is numerically broken, and a mean over the rest would hide it
+            status = "diverged"
+            message = (f"non-finite scores on task {failed[0]} ({tasks[failed[0]].category}) "
+                       f"after training task {task} ({data.category})")
+            state.tasks.append({"task": task, "category": data.category, "status": status,
+                                "epoch_losses": result.epoch_losses})
+            log(f"task {task} ({data.category}): {message}")
+            last_eval = []
+            break
         _record_evaluation(state, task, last_eval)
         state.tasks.append({"task": task, "category": data.category, "status": "ok", "epoch_losses": result.epoch_losses})
         save_checkpoint(learner, ckpt, task)

@@ -41,6 +41,7 @@ def build_summary(config: Config, cfg_hash: str, names: list[str], state: Any, s
                   patches_per_image: int, train_images: int, timings: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """The summary of a run whose committed state is ``state`` (a :class:`~moleflow.continual.checkpoint.RunState`)."""
     done = state.completed
+    finished = status == "ok" and done == len(names)
     final: dict[str, Any] = {}
     for i in range(done):
         final[names[i]] = {mode: {m: state.matrices[mode][m][done - 1][i] for m in METRICS} for mode in MODES}
@@ -58,8 +59,11 @@ def build_summary(config: Config, cfg_hash: str, names: list[str], state: Any, s
         "mean": {mode: {m: float(np.mean([final[c][mode][m] for c in final])) if final else None for m in METRICS} for mode in MODES},
         "accuracy_matrix": state.matrices["routed"],
         "accuracy_matrix_oracle": state.matrices["oracle"],
-        "forgetting": {m: forgetting_of(state.matrices["routed"][m], done) for m in METRICS},
-        "forgetting_oracle": {m: forgetting_of(state.matrices["oracle"][m], done) for m in METRICS},
+        # forgetting is a property of the whole sequence: NaN for a run that stopped early, whose forgetting
+        # over the tasks it finished is kept apart (never averaged with finished runs)
+        "forgetting": {m: forgetting_of(state.matrices["routed"][m], done if finished else 0) for m in METRICS},
+        "forgetting_oracle": {m: forgetting_of(state.matrices["oracle"][m], done if finished else 0) for m in METRICS},
+        "forgetting_partial": None if finished else {m: forgetting_of(state.matrices["routed"][m], done) for m in METRICS},
         "routing_accuracy": routing["accuracy"] if routing else None,
         "routing_confusion": routing["confusion"] if routing else None,
         "routing_accuracy_after_task": [r["accuracy"] for r in state.routing],
