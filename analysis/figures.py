@@ -180,7 +180,7 @@ def forgetting_over_tasks(runs: pd.DataFrame, summaries: Summaries, dataset: str
     fig, ax = plt.subplots(figsize=(4.8, 3.2))
     sns.lineplot(pd.DataFrame(records), x="tasks learned", y="FM I-AUROC", hue="strategy", marker="o", errorbar="sd", ax=ax)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.set_title(f"Forgetting over tasks ({dataset}; mean +- std over seeds)", fontsize=9)
+    ax.set_title(f"Forgetting over tasks ({dataset}; FM of Chaudhry et al., mean +- std over seeds)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -19,6 +19,8 @@ from analysis.render import Cell, TableSpec
 from analysis.stats import FROZEN, holm, paired_difference, two_way_anova
 from moleflow.errors import MoleflowError
 
+PAPER_FM = "FM (paper)"  # R[i,i] - R[T-1,i]: the only definition compared with the paper's reported FM
+CHAUDHRY = "FM (Chaudhry et al.): mean over earlier tasks of the drop from their best earlier value to the final one; it can be negative."
 METRIC_LABELS = {"image_auroc": "I-AUROC", "pixel_auroc": "P-AUROC", "pixel_ap": "P-AP", "aupro": "AUPRO"}
 
 
@@ -112,8 +114,9 @@ def per_category_table(frame: pd.DataFrame, dataset: str, metric: str, table_id:
     if not literature.empty and not set(categories) & set(literature.columns):
         literature = pd.DataFrame()  # none of the paper's categories: nothing to compare with
     rows = list(ours) + [f"{m} (reported)" for m in literature.index]
-    columns = categories + ["mean", "FM"]
-    caption = _caption(sub.drop_duplicates("run_id"), f"Per-category {label}; FM = max-based forgetting of the run.")
+    columns = categories + ["mean", PAPER_FM]
+    caption = _caption(sub.drop_duplicates("run_id"), f"Per-category {label}; {PAPER_FM} = the paper's forgetting, mean over "
+                       "earlier tasks of R[i,i] - R[T-1,i], for own and reported rows alike.")
     if not literature.empty:
         every = load()
         source = sorted(set(every[(every["dataset"] == literature_kind) & (every["metric"] == metric)]["paper_table"]))
@@ -122,7 +125,7 @@ def per_category_table(frame: pd.DataFrame, dataset: str, metric: str, table_id:
                     "average when the table has all of the paper's categories, else the mean of the same categories "
                     "(missing if one is not reported).")
     spec = TableSpec(table_id, paper_table, f"Per-category {label} ({dataset})", caption, rows, columns,
-                     better={**{c: "max" for c in categories + ["mean"]}, "FM": "min"}, row_header="method")
+                     better={**{c: "max" for c in categories + ["mean"]}, PAPER_FM: "min"}, row_header="method")
     everything = frame[(frame["study"] == "main") & (frame["dataset"] == dataset)]
     for row, variant in ours.items():
         own = sub[sub["variant"] == variant]
@@ -132,12 +135,14 @@ def per_category_table(frame: pd.DataFrame, dataset: str, metric: str, table_id:
             spec.cells[(row, category)] = Cell.from_runs(group[f"{metric}_routed"], group["status"], planned)
         means = run_level(own)
         spec.cells[(row, "mean")] = Cell.from_runs(means[f"{metric}_routed"], means["status"], planned)
-        spec.cells[(row, "FM")] = Cell.from_runs(means[f"forgetting_fm_{metric}"], means["status"], planned)
+        spec.cells[(row, PAPER_FM)] = Cell.from_runs(means[f"forgetting_paper_{metric}"], means["status"], planned)
     for method in literature.index:
         values = literature.loc[method]
-        for column in [c for c in categories if c in values.index] + ["FM"]:
+        for column in [c for c in categories if c in values.index]:
             if np.isfinite(values.get(column, np.nan)):
                 spec.cells[(f"{method} (reported)", column)] = Cell(mean=float(values[column]), n=1)
+        if np.isfinite(values.get("FM", np.nan)):
+            spec.cells[(f"{method} (reported)", PAPER_FM)] = Cell(mean=float(values["FM"]), n=1)
         # the reported average covers the paper's categories; over a subset, the mean of the same categories
         same = [values.get(c, np.nan) for c in categories]
         if set(categories) == set(literature.columns) - {"avg", "FM"} and np.isfinite(values.get("avg", np.nan)):
@@ -152,12 +157,14 @@ def dilemma_table(runs: pd.DataFrame, dataset: str) -> TableSpec:
     sub = runs[(runs["study"] == "strategies") & (runs["dataset"] == dataset)].copy()
     sub["memory_mb_per_task"] = sub["memory_bytes_per_task"] / 1e6
     columns = {"image_auroc_routed": "I-AUROC", "forgetting_fm_image_auroc": "FM I-AUROC",
+               "forgetting_paper_image_auroc": "FM I-AUROC (paper)",
                "memory_pct_of_base": "memory/task (% base)", "memory_mb_per_task": "memory/task (MB)"}
     spec = variant_table(sub, "strategies", dataset, f"T1_dilemma_{dataset}", "1", "Isolation-efficiency dilemma", columns,
                          column_digits={"memory/task (% base)": 1})
     spec.caption += (" Memory per task: what each new task adds to what the strategy keeps (float32 parameters; Full-Copy a "
                      "whole model, the others the task's adapters, Replay also its buffer of float16 feature maps; EWC keeps "
-                     "its Fisher and anchor once; the kNN reference its memory bank of float32 patch vectors and no base). Zero FM = forgetting exactly 0 for every metric in every finished run.")
+                     "its Fisher and anchor once; the kNN reference its memory bank of float32 patch vectors and no base). Zero FM = forgetting exactly 0 for every metric in every finished run. "
+                     f"{CHAUDHRY}; FM (paper): mean over earlier tasks of R[i,i] - R[T-1,i].")
     spec.columns.append("zero FM")
     forgetting = [c for c in sub.columns if c.startswith("forgetting_fm_")]
     for row in spec.rows:
@@ -216,7 +223,7 @@ def forgetting_table(frame: pd.DataFrame, dataset: str, table_id: str) -> TableS
     sub = sub[(sub["dataset"] == dataset) & sub["category"].notna()]
     rows = _ordered(sub.sort_values("task_index")["category"])
     spec = TableSpec(table_id, "15", f"Forgetting ({dataset})",
-                     _caption(sub.drop_duplicates("run_id"), "Final metrics per task and max-based forgetting FM of the run."),
+                     _caption(sub.drop_duplicates("run_id"), f"Final metrics per task and the run's forgetting. {CHAUDHRY}"),
                      rows, ["I-AUROC", "P-AP", "FM I-AUROC", "FM P-AP"], better={}, row_header="task")
     for row in rows:
         group = sub[sub["category"] == row]
@@ -355,6 +362,7 @@ def build_all(frame: pd.DataFrame, plan: dict[str, Any] | None = None,
             specs.append(variant_table(sub, "order", dataset, f"order_{dataset}", "order", "Class-order sensitivity",
                                        {"image_auroc_routed": "I-AUROC", "pixel_ap_routed": "P-AP",
                                         "forgetting_fm_image_auroc": "FM I-AUROC"}))
+            specs[-1].caption += f" {CHAUDHRY}"
         if "interaction" in present:
             specs.append(interaction_table(runs, dataset))
     if "main" in studies:

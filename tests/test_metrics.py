@@ -154,7 +154,20 @@ def test_forgetting_and_bwt_by_hand() -> None:
     assert forgetting_diag(R) == pytest.approx(0.075)
     assert backward_transfer(R) == pytest.approx(-0.075)
     improving = np.array([[0.5, np.nan], [0.7, 0.9]])
-    assert forgetting_max(improving) == 0.0 and forgetting_diag(improving) == pytest.approx(-0.2)
+    assert forgetting_max(improving) == pytest.approx(-0.2) and forgetting_diag(improving) == pytest.approx(-0.2)
+
+
+def test_the_forgetting_definitions_differ_where_they_should() -> None:
+    """Task 0 peaks after task 1 and ends between; task 1 improves at the end.
+
+    Chaudhry's FM: task 0 max(0.70, 0.90) - 0.80 = +0.10, task 1 0.60 - 0.75 = -0.15 -> -0.025 (may be negative);
+    the paper's: task 0 0.70 - 0.80 = -0.10, task 1 -0.15 -> -0.125; the old max including the final row would
+    have given max(0.70, 0.90, 0.80) - 0.80 = 0.10 and max(0.60, 0.75) - 0.75 = 0 -> +0.05, clipped at zero.
+    """
+    R = np.array([[0.70, np.nan, np.nan], [0.90, 0.60, np.nan], [0.80, 0.75, 0.95]])
+    assert forgetting_per_task(R) == pytest.approx([0.10, -0.15])
+    assert forgetting_max(R) == pytest.approx(-0.025)
+    assert forgetting_diag(R) == pytest.approx(-0.125) and backward_transfer(R) == pytest.approx(0.125)
 
 
 def test_missing_cells_give_nan_and_single_task_is_nan() -> None:

@@ -3,8 +3,11 @@
 ``R[j, i]`` is a metric on task ``i`` after training task ``j`` (``T x T``); cells with
 ``i > j`` (task not yet trained) are NaN:
 
-* :func:`forgetting_max` (FM): mean over ``i < T-1`` of ``max_{j >= i} R[j, i] - R[T-1, i]``
-  (the maximum includes the final row, so each term is >= 0);
+* :func:`forgetting_max` (FM, Chaudhry et al. 2018): mean over ``i < T-1`` of
+  ``max_{i <= l < T-1} R[l, i] - R[T-1, i]``: the drop from the best earlier value; the
+  maximum leaves the final row out, so a task that improved has a negative term (an
+  earlier version took the final row into the maximum, which clipped each term at 0
+  and biased FM upward under noise);
 * :func:`forgetting_diag` (the paper's variant): mean over ``i < T-1`` of ``R[i, i] - R[T-1, i]``;
 * :func:`backward_transfer` (BWT): mean over ``i < T-1`` of ``R[T-1, i] - R[i, i]``.
 
@@ -27,14 +30,14 @@ def _matrix(matrix: np.ndarray) -> np.ndarray:
 
 
 def forgetting_per_task(matrix: np.ndarray) -> np.ndarray:
-    """Max-based forgetting of each task ``i < T-1``: ``max_{j>=i} R[j, i] - R[T-1, i]``, shape ``(T-1,)``."""
+    """Forgetting of each task ``i < T-1``: ``max_{i <= l < T-1} R[l, i] - R[T-1, i]``, shape ``(T-1,)``."""
     R = _matrix(matrix)
     T = R.shape[0]
     out = np.full(max(T - 1, 0), np.nan)
     for i in range(T - 1):
         column = R[i:, i]
         if np.all(np.isfinite(column)):
-            out[i] = column.max() - R[T - 1, i]
+            out[i] = column[:-1].max() - R[T - 1, i]
     return out
 
 
