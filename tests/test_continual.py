@@ -445,3 +445,42 @@ def test_killed_between_checkpoint_and_commit_resumes_exactly(dataset: Path, cac
     assert any("resuming after task 0" in m for m in messages)
     assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]
     assert resumed["accuracy_matrix_oracle"] == whole["accuracy_matrix_oracle"]
+
+
+def test_ewc_penalty_and_per_sample_fisher_by_hand(dataset: Path, cache: Path) -> None:
+    """The penalty is lambda/2 sum F (theta - theta*)^2; the Fisher is the mean over images of each image's squared
+    gradient, computed here with a plain autograd loop over the model's own objective."""
+    from moleflow.continual.train import empirical_fisher
+    from moleflow.model import TailAwareLoss
+
+    config = tiny(dataset, cache, "strategy.name=ewc", "strategy.ewc_lambda=7.0")
+    settings = TrainSettings.from_config(config)
+    tasks = load_tasks(config, FeatureStore(config, progress=False))
+    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner.add_task(np.asarray(tasks[0].train.router))
+    patches = tasks[0].train.patches
+    fisher = empirical_fisher(learner, 0, patches, settings, torch.device("cpu"))
+    named = learner.base_named_parameters(0)
+    loss_fn = TailAwareLoss(settings.tail_weight, settings.top_k_ratio, settings.logdet_reg)
+    by_hand = {n: torch.zeros_like(p) for n, p in named.items()}
+    for p in named.values():
+        p.requires_grad_(True)
+    for i in range(len(patches)):
+        x = torch.from_numpy(np.asarray(patches[i : i + 1], dtype=np.float32))
+        out = learner.models[0](x, 0)
+        loss, _ = loss_fn(-out.log_prob, out.logdet_flow + out.logdet_dia)
+        grads = torch.autograd.grad(loss, list(named.values()), allow_unused=True)
+        for (n, _), g in zip(named.items(), grads):
+            if g is not None:
+                by_hand[n] += g ** 2 / len(patches)
+    for p in named.values():
+        p.requires_grad_(False)
+    assert fisher.keys() == by_hand.keys()
+    for n in fisher:
+        torch.testing.assert_close(fisher[n], by_hand[n], rtol=1e-4, atol=1e-10)
+    learner.consolidate(0, fisher)
+    with torch.no_grad():
+        for p in named.values():
+            p.add_(0.01)  # move the base away from its anchor
+    expected = 0.5 * 7.0 * sum(float((fisher[n] * 0.01 ** 2).sum()) for n in fisher)
+    assert float(learner.ewc_penalty(1)) == pytest.approx(expected, rel=1e-4)

@@ -5,8 +5,9 @@ Strategies (the paper's baselines), all with the same features, flow and router:
 * ``frozen_base`` (MoLE-Flow): task 0 trains the base and task 0's adapters; task
   ``t >= 1`` trains only its own adapters (LoRA, task biases, whitening, DIA);
 * ``sequential``: the base is trained in every task, with the task's adapters;
-* ``ewc``: sequential plus ``lambda * sum_i F_i (theta_i - theta*_i)^2`` on the base
-  (diagonal empirical Fisher, summed over earlier tasks);
+* ``ewc``: sequential plus ``lambda / 2 * sum_i F_i (theta_i - theta*_i)^2`` on the base:
+  online EWC without decay (the per-sample diagonal empirical Fisher summed over earlier
+  tasks, anchored at the base after the last task);
 * ``replay``: sequential plus a buffer of earlier tasks' feature maps replayed
   through their own adapters;
 * ``separated``: an independent full model per task, each trained as a task 0;
@@ -130,12 +131,16 @@ class Learner(nn.Module):
         return {n: p for n, p in model.named_parameters() if id(p) in trainable}
 
     def ewc_penalty(self, task: int) -> torch.Tensor | None:
-        """``lambda * sum_i F_i (theta_i - theta*_i)^2`` over the base, or ``None``."""
+        """``lambda / 2 * sum_i F_i (theta_i - theta*_i)^2`` over the base, or ``None`` before any Fisher.
+
+        Online EWC (Schwarz et al. 2018, without decay): ``F`` is the sum of the earlier
+        tasks' per-sample empirical Fishers and ``theta*`` the base after the last task.
+        """
         if self.strategy != "ewc" or not self.fisher:
             return None
         params = self.base_named_parameters(task)
         total = sum((self.fisher[n] * (params[n] - self.anchor[n]) ** 2).sum() for n in self.fisher)
-        return self.ewc_lambda * total
+        return 0.5 * self.ewc_lambda * total
 
     def consolidate(self, task: int, fisher: dict[str, torch.Tensor]) -> None:
         """After task ``task`` (EWC): add its Fisher and anchor the base at its current value."""

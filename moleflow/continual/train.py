@@ -153,22 +153,24 @@ def train_task(
 
 def empirical_fisher(learner: Learner, task: int, patches: np.ndarray, settings: TrainSettings,
                      device: torch.device) -> dict[str, torch.Tensor]:
-    """Diagonal empirical Fisher of the base parameters on task ``task``'s training data."""
+    """Diagonal empirical Fisher of the base parameters on task ``task``'s training images ``(N, H, W, D)``.
+
+    Per-sample: the mean over the ``N`` images of the squared gradient of each image's own
+    loss (the training objective on that image's patches alone), so its scale does not
+    depend on the training batch size (a batch-mean gradient squared is about 1/batch of it).
+    """
     loss_fn = TailAwareLoss(settings.tail_weight, settings.top_k_ratio, settings.logdet_reg)
     named = learner.base_named_parameters(task)
     for p in named.values():
         p.requires_grad_(True)
     fisher = {n: torch.zeros_like(p) for n, p in named.items()}
-    batches = 0
-    for start in range(0, len(patches), settings.batch_size):
-        index = np.arange(start, min(start + settings.batch_size, len(patches)))
+    for index in range(len(patches)):
         learner.zero_grad(set_to_none=True)
-        _objective(learner, task, _batch(patches, index, device), loss_fn).backward()
+        _objective(learner, task, _batch(patches, np.array([index]), device), loss_fn).backward()
         for n, p in named.items():
             if p.grad is not None:
                 fisher[n] += p.grad.detach() ** 2
-        batches += 1
     for p in named.values():
         p.requires_grad_(False)
         p.grad = None
-    return {n: f / max(batches, 1) for n, f in fisher.items()}
+    return {n: f / max(len(patches), 1) for n, f in fisher.items()}
