@@ -110,7 +110,8 @@ def test_new_task_lora_is_exactly_the_base_function() -> None:
     base = layer(x)
     layer.set_task(1)
     assert torch.equal(layer(x), base)
-    model = _model(dia_blocks=0)
+    # task 0 as the base alone, so that task 0's function is the base function a new task must start from
+    model = _model(dia_blocks=0, subnet=SubnetConfig(rank=2, context_kernel=3, task0_adapters=False))
     model.add_task()
     _perturb(model)
     model.add_task()
@@ -235,3 +236,37 @@ def test_task_parameters_are_separate() -> None:
     named = dict(model.named_parameters())
     lora = [n for n in named if ".lora_A.1" in n]
     assert len(lora) == 3 * 4  # 4 LoRA linears per block
+
+
+@pytest.mark.parametrize("task0_adapters", [True, False])
+def test_task0_adapters_key(task0_adapters: bool) -> None:
+    """Task 0 owns LoRA adapters and task biases unless ``task0_adapters`` is off; B = 0 and b = 0 at creation,
+    so task 0's model starts as the base function either way."""
+    from moleflow.model.lora import LoRALinear
+
+    torch.manual_seed(0)
+    layer = LoRALinear(6, 4, rank=2, task0_adapters=task0_adapters)
+    x = torch.randn(5, 6)
+    before = layer(x)
+    layer.add_task(0)
+    assert ("0" in layer.lora_A) == task0_adapters and ("0" in layer.task_bias) == task0_adapters
+    torch.testing.assert_close(layer(x), before, rtol=0, atol=0)
+    if task0_adapters:
+        with torch.no_grad():
+            layer.lora_B["0"].fill_(0.5)
+        assert not torch.equal(layer(x), before)  # task 0's adapter is live
+
+
+def test_lora_alpha_per_rank_keeps_the_adapter_scale_fixed_across_ranks() -> None:
+    from moleflow.config import apply_overrides, load_profile
+    from moleflow.continual.learner import model_config
+
+    scales = {}
+    for per_rank in (False, True):
+        for rank in (4, 16):
+            cfg = apply_overrides(load_profile("cpu"), {"model.lora_rank": rank, "model.lora_alpha": 1.0,
+                                                        "model.lora_alpha_per_rank": per_rank})
+            sub = model_config(cfg, 8).subnet
+            scales[(per_rank, rank)] = LoRALinear(8, 8, rank=sub.rank, alpha=sub.alpha).scale
+    assert scales[(False, 4)] == 0.25 and scales[(False, 16)] == 1 / 16  # the paper's: alpha / r moves with r
+    assert scales[(True, 4)] == scales[(True, 16)] == 1.0

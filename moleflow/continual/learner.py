@@ -36,8 +36,10 @@ PER_TASK_CHECKPOINTS = ("frozen_base", "knn")
 def model_config(config: Config, dim: int) -> ModelConfig:
     """The :class:`ModelConfig` of a run config's ``model`` section for ``dim``-vectors."""
     m = config["model"]
+    alpha = m["lora_alpha"] * m["lora_rank"] if m["lora_alpha_per_rank"] else m["lora_alpha"]
     subnet = SubnetConfig(
-        rank=m["lora_rank"], alpha=m["lora_alpha"], use_lora=m["lora"], task_bias=m["task_bias"],
+        rank=m["lora_rank"], alpha=alpha, use_lora=m["lora"], task_bias=m["task_bias"],
+        task0_adapters=m["task0_adapters"],
         scale_context=m["scale_context"], context_kernel=m["context_kernel"],
         context_alpha_max=m["context_alpha_max"], hidden_ratio=m["hidden_ratio"],
     )

@@ -44,6 +44,7 @@ class SubnetConfig:
     alpha: float = 1.0
     use_lora: bool = True
     task_bias: bool = True
+    task0_adapters: bool = True
     scale_context: bool = True
     context_kernel: int = 5
     context_alpha_max: float = 0.2
@@ -71,7 +72,8 @@ class MoLEContextSubnet(nn.Module):
         self.grid = grid
         self.half_out = c_out // 2
         hidden = max(1, int(round(cfg.hidden_ratio * 2 * c_in)))
-        lora = dict(rank=cfg.rank, alpha=cfg.alpha, use_lora=cfg.use_lora, task_bias=cfg.task_bias)
+        lora = dict(rank=cfg.rank, alpha=cfg.alpha, use_lora=cfg.use_lora, task_bias=cfg.task_bias,
+                    task0_adapters=cfg.task0_adapters)
         self.context_conv: nn.Conv2d | None = None
         if cfg.scale_context:
             k = cfg.context_kernel

@@ -1,8 +1,10 @@
 """LoRALinear (eq. 20): a frozen-able base linear plus per-task low-rank adapters.
 
-``h(x) = W x + b + (alpha / r) B_t A_t x + b_t``. Task 0 is the base itself (no
-adapter, as in the authors' code); every later task ``t`` gets ``A_t`` (xavier),
-``B_t = 0`` and ``b_t = 0``, so a new task starts as exactly the base function.
+``h(x) = W x + b + (alpha / r) B_t A_t x + b_t``. Every task ``t`` gets ``A_t``
+(xavier), ``B_t = 0`` and ``b_t = 0``, so a new task starts as exactly the base
+function; task 0's adapter is trained together with the base (the paper's Sec. 3.1
+and the authors' current code). With ``task0_adapters=False`` task 0 is the base
+itself (the authors' earlier code).
 Which task's adapter runs is set with :meth:`LoRALinear.set_task` (the flow sets it
 on all its layers at once).
 """
@@ -21,24 +23,25 @@ class LoRALinear(nn.Module):
         in_features, out_features: sizes of the base linear.
         rank: LoRA rank ``r``.
         alpha: LoRA scale numerator (scale = ``alpha / r``).
-        use_lora: create ``A_t, B_t`` for tasks >= 1 ("w/o LoRA" ablation: False).
-        task_bias: create ``b_t`` for tasks >= 1.
+        use_lora: create ``A_t, B_t`` ("w/o LoRA" ablation: False).
+        task_bias: create ``b_t``.
+        task0_adapters: task 0 gets its adapter and bias too (else task 0 is the base alone).
     """
 
     def __init__(self, in_features: int, out_features: int, rank: int = 64, alpha: float = 1.0,
-                 use_lora: bool = True, task_bias: bool = True) -> None:
+                 use_lora: bool = True, task_bias: bool = True, task0_adapters: bool = True) -> None:
         super().__init__()
         self.base = nn.Linear(in_features, out_features)
         self.rank, self.scale = rank, alpha / rank
-        self.use_lora, self.use_task_bias = use_lora, task_bias
+        self.use_lora, self.use_task_bias, self.task0_adapters = use_lora, task_bias, task0_adapters
         self.lora_A = nn.ParameterDict()
         self.lora_B = nn.ParameterDict()
         self.task_bias = nn.ParameterDict()
         self.task = 0
 
     def add_task(self, task: int) -> None:
-        """Create task ``task``'s adapter (nothing for task 0, which is the base)."""
-        if task == 0:
+        """Create task ``task``'s adapter (for task 0 only with ``task0_adapters``)."""
+        if task == 0 and not self.task0_adapters:
             return
         key = str(task)
         if self.use_lora:
