@@ -451,8 +451,6 @@ def test_ewc_penalty_and_per_sample_fisher_by_hand(dataset: Path, cache: Path) -
     """The penalty is lambda/2 sum F (theta - theta*)^2; the Fisher is the mean over images of each image's squared
     gradient, computed here with a plain autograd loop over the model's own objective."""
     from moleflow.continual.train import empirical_fisher
-    from moleflow.model import TailAwareLoss
-
     config = tiny(dataset, cache, "strategy.name=ewc", "strategy.ewc_lambda=7.0")
     settings = TrainSettings.from_config(config)
     tasks = load_tasks(config, FeatureStore(config, progress=False))
@@ -461,7 +459,7 @@ def test_ewc_penalty_and_per_sample_fisher_by_hand(dataset: Path, cache: Path) -
     patches = tasks[0].train.patches
     fisher = empirical_fisher(learner, 0, patches, settings, torch.device("cpu"))
     named = learner.base_named_parameters(0)
-    loss_fn = TailAwareLoss(settings.tail_weight, settings.top_k_ratio, settings.logdet_reg)
+    loss_fn = settings.loss()
     by_hand = {n: torch.zeros_like(p) for n, p in named.items()}
     for p in named.values():
         p.requires_grad_(True)

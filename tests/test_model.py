@@ -177,6 +177,11 @@ def test_tail_aware_loss_by_hand() -> None:
     assert float(parts["tail"]) == pytest.approx(tail)
     plain, _ = TailAwareLoss(tail_weight=0.0, logdet_reg=0.0)(nll, logdet)
     assert float(plain) == pytest.approx(mean_all)
+    # the authors' non-tail path: each image's NLL summed over its 10 patches (45 and 145), averaged over images
+    summed, _ = TailAwareLoss(tail_weight=0.0, logdet_reg=0.01, nll_reduction="image_sum")(nll, logdet)
+    assert float(summed) == pytest.approx((45 + 145) / 2 + 0.01 * 4.0)  # the regulariser 10x weaker relative to NLL
+    mixed, _ = TailAwareLoss(tail_weight=0.7, top_k_ratio=0.2, logdet_reg=0.01, nll_reduction="image_sum")(nll, logdet)
+    assert float(mixed) == pytest.approx(0.3 * 95 + 0.7 * tail + 0.01 * 4.0)
 
 
 @pytest.mark.parametrize("covariance", ["ledoit_wolf", "ridge"])

@@ -106,7 +106,7 @@ def test_default_and_paper_configs_plan() -> None:
         runs = plan_runs(_validated(yaml.safe_load((ROOT / "config" / name).read_text())))
         assert all(len(r.run_id) == 12 for r in runs.values())
         counts[name] = len(runs)
-    assert counts == {"config.yaml": 30, "paper.yaml": 310}
+    assert counts == {"config.yaml": 32, "paper.yaml": 315}
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -183,7 +183,7 @@ def test_paper_grid_plans_on_stand_in_trees(tmp_path: Path) -> None:
     text = result.stdout + result.stderr
     assert result.returncode == 0, text[-2000:]
     counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()}
-    assert counts["run"] == 310 and counts["features"] == 4 and counts["track"] == 10, counts
+    assert counts["run"] == 315 and counts["features"] == 4 and counts["track"] == 10, counts
 
 
 @pytest.mark.parametrize("target", ["all_runs", "study_main", "study_ablation"])

@@ -25,6 +25,7 @@ class TrainSettings:
     tail_weight: float
     top_k_ratio: float
     logdet_reg: float
+    nll_reduction: str
     seed: int
     knn_coreset_ratio: float
 
@@ -34,8 +35,14 @@ class TrainSettings:
         return cls(epochs=tr["epochs"], batch_size=tr["batch_size"], lr=tr["lr"], weight_decay=tr["weight_decay"],
                    warmup_epochs=tr["warmup_epochs"], lr_min_ratio=tr["lr_min_ratio"],
                    clip_grad_norm=tr["clip_grad_norm"], tail_weight=tr["tail_weight"], top_k_ratio=tr["top_k_ratio"],
-                   logdet_reg=tr["logdet_reg"], seed=config["seed"],
+                   logdet_reg=tr["logdet_reg"], nll_reduction=tr["nll_reduction"], seed=config["seed"],
                    knn_coreset_ratio=config["strategy"]["knn_coreset_ratio"])
+
+    def loss(self):  # type: ignore[no-untyped-def]
+        """The training objective these settings describe (a :class:`~moleflow.model.TailAwareLoss`)."""
+        from moleflow.model import TailAwareLoss
+
+        return TailAwareLoss(self.tail_weight, self.top_k_ratio, self.logdet_reg, self.nll_reduction)
 
     def batch_seed(self, task: int) -> int:
         """Seed of task ``task``'s batch order (and of the kNN reference's coreset)."""

@@ -104,7 +104,7 @@ def train_task(
     for p in learner.parameters():
         p.requires_grad_(id(p) in wanted)
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    loss_fn = TailAwareLoss(settings.tail_weight, settings.top_k_ratio, settings.logdet_reg)
+    loss_fn = settings.loss()
     generator = torch.Generator().manual_seed(settings.batch_seed(task))
     n = len(patches)
     steps_per_epoch = math.ceil(n / settings.batch_size)
@@ -159,7 +159,7 @@ def empirical_fisher(learner: Learner, task: int, patches: np.ndarray, settings:
     loss (the training objective on that image's patches alone), so its scale does not
     depend on the training batch size (a batch-mean gradient squared is about 1/batch of it).
     """
-    loss_fn = TailAwareLoss(settings.tail_weight, settings.top_k_ratio, settings.logdet_reg)
+    loss_fn = settings.loss()
     named = learner.base_named_parameters(task)
     for p in named.values():
         p.requires_grad_(True)

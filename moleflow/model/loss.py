@@ -1,7 +1,11 @@
 """Tail-Aware Loss (eq. 33) with the log-determinant regulariser.
 
-``L = (1 - w) * mean_all(NLL) + w * mean_images(mean of the image's top ceil(ratio*H*W) NLL)
-+ lambda * mean((logdet_flow + logdet_DIA)^2)``. "w/o TAL" is ``w = 0``.
+``L = (1 - w) * NLL_term + w * mean_images(mean of the image's top ceil(ratio*H*W) NLL)
++ lambda * mean((logdet_flow + logdet_DIA)^2)``, where ``NLL_term`` is the mean NLL over
+all patches (``nll_reduction="mean"``) or, as in the authors' non-tail code path, each
+image's NLL summed over its ``H*W`` patches and averaged over images (``"image_sum"``:
+``H*W`` times larger, so the log-det regulariser weighs about ``H*W`` times less).
+"w/o TAL" is ``w = 0``; which reduction it uses makes two different ablations.
 """
 
 from __future__ import annotations
@@ -13,19 +17,24 @@ from torch import nn
 
 
 class TailAwareLoss(nn.Module):
-    """Args: ``tail_weight`` (w), ``top_k_ratio``, ``logdet_reg`` (lambda)."""
+    """Args: ``tail_weight`` (w), ``top_k_ratio``, ``logdet_reg`` (lambda), ``nll_reduction`` (``mean``, ``image_sum``)."""
 
-    def __init__(self, tail_weight: float = 0.7, top_k_ratio: float = 0.02, logdet_reg: float = 1e-4) -> None:
+    def __init__(self, tail_weight: float = 0.7, top_k_ratio: float = 0.02, logdet_reg: float = 1e-4,
+                 nll_reduction: str = "mean") -> None:
         super().__init__()
         if not 0.0 <= tail_weight <= 1.0:
             raise ValueError(f"tail_weight must lie in [0, 1], got {tail_weight}")
+        if nll_reduction not in ("mean", "image_sum"):
+            raise ValueError(f"nll_reduction must be 'mean' or 'image_sum', got {nll_reduction!r}")
         self.tail_weight, self.top_k_ratio, self.logdet_reg = tail_weight, top_k_ratio, logdet_reg
+        self.nll_reduction = nll_reduction
 
     def forward(self, nll: torch.Tensor, logdet: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``nll``, ``logdet``: ``(B, H, W)`` per patch -> ``(loss, parts)``."""
         flat = nll.reshape(nll.shape[0], -1)
         mean_all = flat.mean()
-        loss = (1.0 - self.tail_weight) * mean_all
+        nll_term = flat.sum(dim=1).mean() if self.nll_reduction == "image_sum" else mean_all
+        loss = (1.0 - self.tail_weight) * nll_term
         parts = {"nll": mean_all.detach()}
         if self.tail_weight > 0:
             k = max(1, math.ceil(self.top_k_ratio * flat.shape[1]))
