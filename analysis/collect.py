@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from moleflow.metrics.continual import METRICS
@@ -59,6 +60,10 @@ def _rows_of(run, summary: dict[str, Any] | None, study: str, variant: str) -> l
     for metric in METRICS:
         for kind in ("fm", "paper", "bwt"):
             run_level[f"forgetting_{kind}_{metric}"] = summary["forgetting"][metric][kind]
+        # each task right after its own training (the diagonal R[i, i]), before anything later could change it
+        diagonal = [row[i] for i, row in enumerate(summary["accuracy_matrix"][metric][: summary["tasks_completed"]])]
+        finite = [v for v in diagonal if v is not None and np.isfinite(v)]
+        run_level[f"{metric}_just_trained"] = float(np.mean(finite)) if finite and len(finite) == len(diagonal) else None
     rows = []
     for index, category in enumerate(summary["tasks"]):
         row = {**base, **run_level, "category": category, "task_index": index}

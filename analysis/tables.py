@@ -28,7 +28,8 @@ def run_level(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (study, variant, dataset, run): routed means over categories and run-level fields."""
     metric_cols = [f"{m}_routed" for m in METRIC_LABELS]
     keys = ["study", "variant", "dataset", "run_id", "seed", "order", "status", "strategy"]
-    extra = [c for c in frame.columns if c.startswith(("forgetting_", "routing_", "params_", "overhead", "memory_", "cfg."))]
+    extra = [c for c in frame.columns
+             if c.startswith(("forgetting_", "routing_", "params_", "overhead", "memory_", "cfg.")) or c.endswith("_just_trained")]
     grouped = frame.groupby(keys, dropna=False, sort=False)
     out = grouped[metric_cols].mean()
     for column in extra:
@@ -258,7 +259,9 @@ def interaction_table(runs: pd.DataFrame, dataset: str, alpha: float = 0.05) -> 
         raise MoleflowError(f"studies.interaction: variant {malformed[0]!r} is not named COMPONENT|BASE|LEVEL (e.g. WA|frozen|on)")
     parts = sub["variant"].str.split("|", expand=True)
     sub["component_name"], sub["base"], sub["component"] = parts[0], parts[1], parts[2]
-    responses = {"pixel_ap_routed": "P-AP", "image_auroc_routed": "I-AUROC"}
+    # final routed metrics, and each task right after its own training (the trainable arm's effect before forgetting)
+    responses = {"pixel_ap_routed": "P-AP", "image_auroc_routed": "I-AUROC",
+                 "pixel_ap_just_trained": "P-AP just trained", "image_auroc_just_trained": "I-AUROC just trained"}
     results = []
     for name in _ordered(sub["component_name"]):
         for column, label in responses.items():
@@ -286,7 +289,9 @@ def interaction_table(runs: pd.DataFrame, dataset: str, alpha: float = 0.05) -> 
                      "(on minus off) in each base arm, with a 95% interval from the model's pooled residual variance. "
                      f"Verdict on the Holm-adjusted p at alpha {alpha}: Integral if the interaction is significant and the "
                      f"component helps more with the {FROZEN} base, Opposite if significant the other way, Generic otherwise. "
-                     "The trainable arm is the sequential strategy: its component effect is measured after forgetting.",
+                     "The trainable arm is the sequential strategy: its final-metric effect is measured after forgetting; the "
+                     "'just trained' responses take each task right after its own training (the routed accuracy matrix's "
+                     "diagonal R[i,i]), before a later task could change it.",
                      rows, columns, row_header="component / response",
                      p_columns=("p base", "p comp.", "p inter.", "Holm p inter."), column_digits={"df res.": 0})
     counters = {label: 0 for label in responses.values()}

@@ -111,6 +111,9 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     assert abs(wa["Δ comp. frozen mean"] - 0.1) < 0.05 and abs(wa["Δ comp. trainable mean"]) < 0.05
     low, high = (float(v) for v in wa["95% CI frozen"].strip("[]").split(", "))
     assert low < wa["Δ comp. frozen mean"] < high and low > 0 and wa["df res. mean"] == 8  # 3 seeds x 4 cells - 4
+    # the second response, each task right after its own training: the fixture's effect is in every cell, so there too
+    just = interaction.loc["WA / P-AP just trained"]
+    assert just["verdict"] == "Integral" and abs(just["Δ comp. frozen mean"] - 0.1) < 0.05
     dilemma = pd.read_csv(tables / "T1_dilemma_synth.csv").set_index("variant")
     assert dilemma.loc["MoLE-Flow", "zero FM"] == "yes" and dilemma.loc["Sequential", "zero FM"] == "no"
     config = pd.read_csv(tables / "T2_configuration.csv").set_index("parameter")
