@@ -128,6 +128,11 @@ class TableSpec:
                 "column among cells with every planned run finished, on test data: descriptive, not a selection.")
 
 
+def ordered(values: pd.Series) -> list[str]:
+    """The distinct values in order of first appearance (the configuration's variant order)."""
+    return list(dict.fromkeys(values.tolist()))
+
+
 def _latex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
                  ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\textasciicircum{}")):

@@ -7,7 +7,6 @@ statistics; a cell with none left says ``diverged`` or stays missing.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -15,9 +14,9 @@ import pandas as pd
 
 from analysis import sweeps
 from analysis.literature import load, reported
-from analysis.render import Cell, TableSpec
-from analysis.stats import FROZEN, holm, paired_difference, two_way_anova
-from moleflow.errors import MoleflowError
+from analysis.interaction import interaction_table
+from analysis.render import Cell, TableSpec, ordered
+from analysis.stats import paired_difference
 
 PAPER_FM = "FM (paper)"  # R[i,i] - R[T-1,i]: the only definition compared with the paper's reported FM
 CHAUDHRY = "FM (Chaudhry et al.): mean over earlier tasks of the drop from their best earlier value to the final one; it can be negative."
@@ -37,10 +36,6 @@ def run_level(frame: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def _ordered(values: pd.Series) -> list[str]:
-    return list(dict.fromkeys(values.tolist()))
-
-
 def _caption(runs: pd.DataFrame, what: str) -> str:
     seeds = sorted({int(s) for s in runs["seed"].dropna()})
     return (f"{what} Mean and standard deviation over seeds {seeds} (n per cell = finished runs) of each run's "
@@ -52,7 +47,7 @@ def main_method(frame: pd.DataFrame) -> pd.DataFrame:
     sub = frame[frame["study"] == "main"]
     if sub.empty:
         return sub
-    return sub[sub["variant"] == _ordered(sub["variant"])[0]]
+    return sub[sub["variant"] == ordered(sub["variant"])[0]]
 
 
 def variant_table(runs: pd.DataFrame, study: str, dataset: str, table_id: str, paper_table: str, title: str,
@@ -60,7 +55,7 @@ def variant_table(runs: pd.DataFrame, study: str, dataset: str, table_id: str, p
                   column_digits: dict[str, int] | None = None) -> TableSpec:
     """Rows = the study's variants; ``columns`` maps run-level column -> label; deltas against the first row."""
     sub = runs[(runs["study"] == study) & (runs["dataset"] == dataset)]
-    rows = _ordered(sub["variant"])
+    rows = ordered(sub["variant"])
     labels = list(columns.values())
     digits = {**{c: 0 for c in integer_columns}, **(column_digits or {})}
     spec = TableSpec(table_id, paper_table, f"{title} ({dataset})", _caption(sub, title + "."), rows, labels,
@@ -108,7 +103,7 @@ def per_category_table(frame: pd.DataFrame, dataset: str, metric: str, table_id:
     """
     sub = frame[(frame["study"] == "main") & (frame["dataset"] == dataset) & frame["category"].notna()]
     categories = sorted(set(sub["category"]))
-    variants = _ordered(sub["variant"])
+    variants = ordered(sub["variant"])
     ours = {f"{v} (this harness)": v for v in variants}
     label = METRIC_LABELS[metric]
     literature = reported(literature_kind, metric) if literature_kind else pd.DataFrame()
@@ -222,7 +217,7 @@ def forgetting_table(frame: pd.DataFrame, dataset: str, table_id: str) -> TableS
     """Table 15: per task, routed I-AUROC and P-AP at the end, and the run's forgetting (FM), of MoLE-Flow."""
     sub = main_method(frame)
     sub = sub[(sub["dataset"] == dataset) & sub["category"].notna()]
-    rows = _ordered(sub.sort_values("task_index")["category"])
+    rows = ordered(sub.sort_values("task_index")["category"])
     spec = TableSpec(table_id, "15", f"Forgetting ({dataset})",
                      _caption(sub.drop_duplicates("run_id"), f"Final metrics per task and the run's forgetting. {CHAUDHRY}"),
                      rows, ["I-AUROC", "P-AP", "FM I-AUROC", "FM P-AP"], better={}, row_header="task")
@@ -240,7 +235,7 @@ def forgetting_table(frame: pd.DataFrame, dataset: str, table_id: str) -> TableS
 def dataset_summary(runs: pd.DataFrame) -> TableSpec:
     """Table 16: per dataset, the main study's four metrics and routing accuracy (MoLE-Flow)."""
     sub = main_method(runs)
-    rows = _ordered(sub["dataset"])
+    rows = ordered(sub["dataset"])
     columns = {**{f"{m}_routed": label for m, label in METRIC_LABELS.items()}, "routing_accuracy": "Routing"}
     spec = TableSpec("T16_summary", "16", "Dataset summary", _caption(sub, "MoLE-Flow per dataset."), rows,
                      list(columns.values()), row_header="dataset")
@@ -248,66 +243,6 @@ def dataset_summary(runs: pd.DataFrame) -> TableSpec:
         group = sub[sub["dataset"] == row]
         for column, label in columns.items():
             spec.cells[(row, label)] = Cell.from_runs(group[column], group["status"])
-    return spec
-
-
-def interaction_table(runs: pd.DataFrame, dataset: str, alpha: float = 0.05) -> TableSpec:
-    """Table 8: two-way ANOVA per component and response (variants named ``COMPONENT|BASE|on/off``)."""
-    sub = runs[(runs["study"] == "interaction") & (runs["dataset"] == dataset)].copy()
-    malformed = [v for v in _ordered(sub["variant"]) if len(str(v).split("|")) != 3]
-    if malformed:
-        raise MoleflowError(f"studies.interaction: variant {malformed[0]!r} is not named COMPONENT|BASE|LEVEL (e.g. WA|frozen|on)")
-    parts = sub["variant"].str.split("|", expand=True)
-    sub["component_name"], sub["base"], sub["component"] = parts[0], parts[1], parts[2]
-    # final routed metrics, and each task right after its own training (the trainable arm's effect before forgetting)
-    responses = {"pixel_ap_routed": "P-AP", "image_auroc_routed": "I-AUROC",
-                 "pixel_ap_just_trained": "P-AP just trained", "image_auroc_just_trained": "I-AUROC just trained"}
-    results = []
-    for name in _ordered(sub["component_name"]):
-        for column, label in responses.items():
-            data = sub[sub["component_name"] == name].copy()
-            data.loc[data["status"] != "ok", column] = np.nan
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                result = two_way_anova(data, name, column)
-            for w in caught:
-                warnings.warn(str(w.message), stacklevel=2)
-            results.append((name, label, result))
-    adjusted: dict[str, list[float]] = {}
-    for label in responses.values():
-        ps = [r.p_interaction for _, lab, r in results if lab == label]
-        adjusted[label] = holm(ps)
-    arms = sorted(set(sub["base"]), key=lambda b: (b != FROZEN, b))  # the frozen arm first
-    numbers = ["F base", "p base", "F comp.", "p comp.", "F inter.", "p inter.", "η²p inter.", "Holm p inter.", "df res."]
-    effects = [c for arm in arms for c in (f"Δ comp. {arm}", f"95% CI {arm}")]
-    columns = numbers + effects + ["verdict", "note"]
-    rows = [f"{name} / {label}" for name, label, _ in results]
-    spec = TableSpec(f"T8_interaction_{dataset}", "8", f"Interaction analysis ({dataset})",
-                     "Two-way ANOVA (statsmodels OLS, y ~ C(base) * C(component), type II sums of squares) per component "
-                     "and response, replicates = seeds (residual df per row); partial eta squared of the interaction; "
-                     "Holm-adjusted interaction p across components, per response. Δ comp.: the component's simple effect "
-                     "(on minus off) in each base arm, with a 95% interval from the model's pooled residual variance. "
-                     f"Verdict on the Holm-adjusted p at alpha {alpha}: Integral if the interaction is significant and the "
-                     f"component helps more with the {FROZEN} base, Opposite if significant the other way, Generic otherwise. "
-                     "The trainable arm is the sequential strategy: its final-metric effect is measured after forgetting; the "
-                     "'just trained' responses take each task right after its own training (the routed accuracy matrix's "
-                     "diagonal R[i,i]), before a later task could change it.",
-                     rows, columns, row_header="component / response",
-                     p_columns=("p base", "p comp.", "p inter.", "Holm p inter."), column_digits={"df res.": 0})
-    counters = {label: 0 for label in responses.values()}
-    for (name, label, result), row in zip(results, rows):
-        holm_p = adjusted[label][counters[label]]
-        counters[label] += 1
-        values = [result.f_base, result.p_base, result.f_component, result.p_component, result.f_interaction,
-                  result.p_interaction, result.eta2_interaction, holm_p, result.df_residual]
-        for column, value in zip(numbers, values):
-            spec.cells[(row, column)] = Cell(mean=value, n=result.n) if np.isfinite(value) else Cell()
-        for arm in arms:
-            effect = result.simple.get(arm)
-            spec.cells[(row, f"Δ comp. {arm}")] = Cell(mean=effect.effect, n=result.n) if effect else Cell()
-            spec.cells[(row, f"95% CI {arm}")] = Cell(text=f"[{effect.low:+.3f}, {effect.high:+.3f}]" if effect else "--")
-        spec.cells[(row, "verdict")] = Cell(text=result.verdict(holm_p, alpha))
-        spec.cells[(row, "note")] = Cell(text=result.note or "")
     return spec
 
 
@@ -342,7 +277,7 @@ def build_all(frame: pd.DataFrame, plan: dict[str, Any] | None = None,
     studies = set(runs["study"])
     if configs and "main" in studies:
         specs.append(configuration_table(configs, main_runs(runs)))
-    for dataset in _ordered(runs["dataset"]):
+    for dataset in ordered(runs["dataset"]):
         present = set(runs[runs["dataset"] == dataset]["study"])
         if "main" in present:
             specs.append(per_category_table(frame, dataset, "image_auroc", f"T3_image_auroc_{dataset}", "3/5", kinds.get(dataset)))
