@@ -270,7 +270,7 @@ def test_killed_workflow_leaves_an_analysable_folder_and_resumes(tmp_path: Path)
     runs = pd.read_csv(tmp_path / "results" / "runs.csv").drop_duplicates("run_id").set_index("run_id")
     assert runs.loc[diverging, "status"] == "diverged" and runs.loc[killed, "status"] == "missing"
     ablation = (tmp_path / "results" / "tables" / "T7_ablation_tiny.md").read_text()
-    assert "| lr 1e8 | diverged |" in ablation
+    assert "| lr 1e8 | diverged (n=0 of 1) |" in ablation
 
     unlocked = subprocess.run(_snakemake_cmd("all_tables", "--unlock"), cwd=tmp_path, capture_output=True, text=True,
                               timeout=300)  # a SIGKILLed Snakemake leaves its lock: the README's recovery step
