@@ -20,6 +20,8 @@ from statsmodels.stats.anova import anova_lm
 from scipy import stats as scipy_stats
 from statsmodels.stats.multitest import multipletests
 
+from analysis.render import Cell
+
 FROZEN = "frozen"  # the base level the paper's criterion names (variants COMPONENT|frozen|on ...)
 
 
@@ -190,3 +192,16 @@ def paired_difference(a: pd.Series, b: pd.Series, level: float = 0.95) -> Paired
         half = float(scipy_stats.t.ppf(0.5 + level / 2, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)))
         out.low, out.high = out.mean - half, out.mean + half
     return out
+
+
+def delta_cell(rows: pd.DataFrame, reference: pd.DataFrame, column: str) -> Cell:
+    """The mean per-seed difference of ``column`` (finished runs of both) and its 95% interval."""
+    def by_seed(frame: pd.DataFrame) -> pd.Series:
+        ok = frame[frame["status"] == "ok"]
+        return ok.set_index(["seed", "order"])[column].astype(float)
+
+    diff = paired_difference(by_seed(rows), by_seed(reference))
+    if diff.n == 0:
+        return Cell()
+    interval = (diff.low, diff.high) if diff.n > 1 else None
+    return Cell(mean=diff.mean, n=diff.n, interval=interval)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.render import Cell, TableSpec
-from analysis.stats import holm, one_way_anova
+from analysis.stats import delta_cell, holm, one_way_anova
 
 DEFAULT = "default"
 PAPER_TABLES = {"tail_weight": "11", "top_k_ratio": "12", "spatial kernel": "13"}
@@ -109,8 +109,6 @@ def sweep_table(rows: pd.DataFrame, sweep: str, dataset: str) -> TableSpec:
         spec.cells[(value, "P-AP")] = Cell.from_runs(group[RESPONSE], group["status"])
     default = next((v for v in values if v.endswith("(default)")), None)
     if default is not None:
-        from analysis.tables import delta_cell
-
         for value in values:
             if value != default:
                 spec.cells[(value, "Δ P-AP")] = delta_cell(rows[rows["value"] == value], rows[rows["value"] == default], RESPONSE)

@@ -16,7 +16,7 @@ from analysis import sweeps
 from analysis.literature import load, reported
 from analysis.interaction import interaction_table
 from analysis.render import Cell, TableSpec, ordered
-from analysis.stats import paired_difference
+from analysis.stats import delta_cell
 
 PAPER_FM = "FM (paper)"  # R[i,i] - R[T-1,i]: the only definition compared with the paper's reported FM
 CHAUDHRY = "FM (Chaudhry et al.): mean over earlier tasks of the drop from their best earlier value to the final one; it can be negative."
@@ -77,19 +77,6 @@ def variant_table(runs: pd.DataFrame, study: str, dataset: str, table_id: str, p
         spec.caption += (f" Δ: paired by seed against {rows[0]} over the seeds both finished (n = pairs), with a 95% "
                          "t interval of the mean difference.")
     return spec
-
-
-def delta_cell(rows: pd.DataFrame, reference: pd.DataFrame, column: str) -> Cell:
-    """The mean per-seed difference of ``column`` (finished runs of both) and its 95% interval."""
-    def by_seed(frame: pd.DataFrame) -> pd.Series:
-        ok = frame[frame["status"] == "ok"]
-        return ok.set_index(["seed", "order"])[column].astype(float)
-
-    diff = paired_difference(by_seed(rows), by_seed(reference))
-    if diff.n == 0:
-        return Cell()
-    interval = (diff.low, diff.high) if diff.n > 1 else None
-    return Cell(mean=diff.mean, n=diff.n, interval=interval)
 
 
 def per_category_table(frame: pd.DataFrame, dataset: str, metric: str, table_id: str, paper_table: str,

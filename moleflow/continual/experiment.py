@@ -86,6 +86,17 @@ def _record_evaluation(state: RunState, task: int, evaluations: list[TaskEvaluat
                           "confusion": routing_confusion(true_ids, routed_ids, task + 1).tolist()})
 
 
+def _non_finite(evaluations: list[TaskEvaluation], tasks: list[TaskData], task: int) -> str:
+    """Why the evaluations after training ``task`` cannot stand (non-finite scores on a seen task), or ``""``.
+
+    A numerically broken model is a diverged run: a mean over the other categories would hide it.
+    """
+    failed = [i for i, ev in enumerate(evaluations) if not all(np.isfinite(v) for v in ev.oracle.values())]
+    if not failed:
+        return ""
+    return f"non-finite scores on task {failed[0]} ({tasks[failed[0]].category}) after training task {task} ({tasks[task].category})"
+
+
 def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     ckpt = out / "checkpoints"
     cfg_hash = config_hash(config)
@@ -109,31 +120,24 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
         result = train_task(learner, task, data.train.patches, training, device, replay)
         state.timings["training"] += result.seconds
         state.timings["training_per_task"].append(result.seconds)
-        if result.status != "ok":
-            status, message = result.status, result.message
-            state.tasks.append({"task": task, "category": data.category, "status": result.status,
-                                "epoch_losses": result.epoch_losses})
+        failure = (result.message or result.status) if result.status != "ok" else ""
+        if not failure:
+            if learner.strategy == "ewc":
+                learner.consolidate(task, empirical_fisher(learner, task, data.train.patches, training, device))
+            if replay is not None:
+                replay.add(task, data.train.patches)
+            eval_start = time.perf_counter()
+            evaluations = [evaluate_task(learner, i, tasks[i], scoring, device) for i in range(task + 1)]
+            state.timings["evaluation"] += time.perf_counter() - eval_start
+            failure = _non_finite(evaluations, tasks, task)
+        state.tasks.append({"task": task, "category": data.category, "status": "diverged" if failure else "ok",
+                            "epoch_losses": result.epoch_losses})
+        if failure:  # the finished tasks' metrics stay; this task is not committed
+            status, message = "diverged", failure
             log(f"task {task} ({data.category}): {message}")
             break
-        if learner.strategy == "ewc":
-            learner.consolidate(task, empirical_fisher(learner, task, data.train.patches, training, device))
-        if replay is not None:
-            replay.add(task, data.train.patches)
-        eval_start = time.perf_counter()
-        last_eval = [evaluate_task(learner, i, tasks[i], scoring, device) for i in range(task + 1)]
-        state.timings["evaluation"] += time.perf_counter() - eval_start
-        failed = [i for i, ev in enumerate(last_eval) if not all(np.isfinite(v) for v in ev.oracle.values())]
-        if failed:  # non-finite scores: the model is numerically broken, and a mean over the rest would hide it
-            status = "diverged"
-            message = (f"non-finite scores on task {failed[0]} ({tasks[failed[0]].category}) "
-                       f"after training task {task} ({data.category})")
-            state.tasks.append({"task": task, "category": data.category, "status": status,
-                                "epoch_losses": result.epoch_losses})
-            log(f"task {task} ({data.category}): {message}")
-            last_eval = []
-            break
+        last_eval = evaluations
         _record_evaluation(state, task, last_eval)
-        state.tasks.append({"task": task, "category": data.category, "status": "ok", "epoch_losses": result.epoch_losses})
         save_checkpoint(learner, ckpt, task)
         state.completed = task + 1
         state.commit(ckpt)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from moleflow.config import Config
+from moleflow.model import TailAwareLoss
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,8 @@ class TrainSettings:
                    logdet_reg=tr["logdet_reg"], nll_reduction=tr["nll_reduction"], seed=config["seed"],
                    knn_coreset_ratio=config["strategy"]["knn_coreset_ratio"])
 
-    def loss(self):  # type: ignore[no-untyped-def]
-        """The training objective these settings describe (a :class:`~moleflow.model.TailAwareLoss`)."""
-        from moleflow.model import TailAwareLoss
-
+    def loss(self) -> TailAwareLoss:
+        """The training objective these settings describe."""
         return TailAwareLoss(self.tail_weight, self.top_k_ratio, self.logdet_reg, self.nll_reduction)
 
     def batch_seed(self, task: int) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import platform
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from moleflow.config import Config
 from moleflow.continual.learner import memory_per_task, parameter_counts
 from moleflow.metrics import backward_transfer, forgetting_diag, forgetting_max
 from moleflow.metrics.continual import METRICS
+
+if TYPE_CHECKING:  # checkpoint imports this module; the state type is only named here
+    from moleflow.continual.checkpoint import RunState
 
 MODES = ("routed", "oracle")
 Matrices = dict[str, dict[str, list[list[float | None]]]]  # mode -> metric -> R
@@ -37,9 +40,9 @@ def forgetting_of(matrix: list[list[float | None]], upto: int) -> dict[str, floa
     return {"fm": forgetting_max(R), "paper": forgetting_diag(R), "bwt": backward_transfer(R)}
 
 
-def build_summary(config: Config, cfg_hash: str, names: list[str], state: Any, status: str, message: str, dim: int,
+def build_summary(config: Config, cfg_hash: str, names: list[str], state: "RunState", status: str, message: str, dim: int,
                   patches_per_image: int, train_images: int, timings: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    """The summary of a run whose committed state is ``state`` (a :class:`~moleflow.continual.checkpoint.RunState`)."""
+    """The summary of a run whose committed state is ``state``."""
     done = state.completed
     finished = status == "ok" and done == len(names)
     final: dict[str, Any] = {}

@@ -11,6 +11,7 @@ changes. Unknown run-config keys fail here, at planning time, naming the study.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from moleflow.config import Config, apply_overrides, config_hash, load_config, load_profile
@@ -122,17 +123,18 @@ class WorkflowPlan:
 
     workflow: dict[str, Any]
     runs: dict[str, PlannedRun]
+    _categories: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_config(cls, workflow: dict[str, Any]) -> "WorkflowPlan":
         return cls(workflow, plan_runs(workflow))
 
-    @property
+    @cached_property
     def studies(self) -> dict[str, list[str]]:
         """``{study: sorted run ids}`` for every study of the configuration."""
         return {name: sorted(r.run_id for r in self.runs.values() if name in r.studies) for name in self.workflow["studies"]}
 
-    @property
+    @cached_property
     def study_runs(self) -> dict[str, list[tuple[str, str]]]:
         """``{"<study>/<dataset>": [(run id, variant), ...]}``: one MLflow experiment each."""
         out: dict[str, list[tuple[str, str]]] = {}
@@ -147,7 +149,10 @@ class WorkflowPlan:
         return sorted(self.study_runs)
 
     def categories(self, dataset: str) -> list[str]:
-        return dataset_categories(self.workflow, dataset)
+        """The dataset's categories, listed from disk at most once (every run job's input asks for them)."""
+        if dataset not in self._categories:
+            self._categories[dataset] = dataset_categories(self.workflow, dataset)
+        return self._categories[dataset]
 
     def feature_records(self, results: str, dataset: str) -> list[str]:
         """The feature jobs' records a run of ``dataset`` needs."""
