@@ -13,6 +13,9 @@ if not config:  # --configfile replaces the embedded default instead of being me
 
 validate(config, "workflow/schemas/config.schema.yaml")
 
+
+report: "workflow/report/workflow.rst"  # snakemake all_tables --report results/report.html
+
 RESULTS = config["results"]
 PLAN = WorkflowPlan.from_config(config)  # every list the rules use (tested in Python)
 RUNS = PLAN.runs

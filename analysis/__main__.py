@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.audit import audit
+from analysis.audit.figure import effects_figure
 from analysis.collect import collect, load_summaries, run_configs
-from analysis.figures import build_all as build_figures
-from analysis.render import write
+from analysis.figures import _save, build_all as build_figures
+from analysis.render import to_html, write
 from analysis.tables import build_all
 from moleflow.config import read_yaml
 from moleflow.errors import MoleflowError
@@ -76,11 +78,19 @@ def main(argv: list[str] | None = None) -> int:
         frame = collect(plan, results, summaries)
         write_text_atomic(f"{results}/runs.csv", frame.to_csv(index=False, float_format="%.12g"))  # exact enough for any count or statistic
         index = []
-        for spec in build_all(frame, plan, run_configs(plan, results, summaries)):
+        audit_tables, outcomes = audit(frame, plan, summaries)
+        for spec in build_all(frame, plan, run_configs(plan, results, summaries)) + audit_tables:
             files = write(spec, f"{results}/tables")
             index.append({"id": spec.table_id, "paper_table": spec.paper_table, "title": spec.title, "files": " ".join(files)})
+            # the pages of the Snakemake report (snakemake all_tables --report results/report.html)
+            page = "audit" if spec in audit_tables else "tables"
+            write_text_atomic(f"{results}/report/{page}/{spec.table_id}.html", to_html(spec))
         write_text_atomic(f"{results}/tables/index.csv", pd.DataFrame(index, columns=["id", "paper_table", "title", "files"]).to_csv(index=False))
         figures = build_figures(frame, results, plan, summaries)
+        effects = effects_figure(outcomes)
+        if effects is not None:
+            figures.append({"id": "claims_effects", "title": "Claims audit: tested effects and the paper's values",
+                            "files": " ".join(_save(effects, Path(results) / "figures", "claims_effects"))})
         write_text_atomic(f"{results}/figures/index.csv", pd.DataFrame(figures, columns=["id", "title", "files"]).to_csv(index=False))
         missing = _mark_completeness(frame, Path(results) / "tables" / COMPLETE)
         print(f"{len(frame)} rows -> {results}/runs.csv; {len(index)} tables -> {results}/tables/; "

@@ -54,6 +54,10 @@ def _rows_of(run, summary: dict[str, Any] | None, study: str, variant: str) -> l
                  "params_base": summary["params"]["base"], "params_per_task": summary["params"]["per_task"],
                  "params_per_task_without_dia": summary["params"]["per_task_without_dia"],
                  "overhead_pct": summary["params"]["overhead_pct"]}
+    run_level["routing_accuracy_euclidean"] = summary.get("routing_accuracy_euclidean")
+    rescored = (summary.get("rescored") or {}).get("mean") or {}  # image top-k re-aggregated from the same scores
+    for k, value in rescored.items():
+        run_level[f"rescored_image_auroc_top{k}"] = value
     memory = summary.get("memory") or {}  # summaries written before memory accounting lack it: missing cells
     for key in ("params_per_task", "bytes_per_task", "pct_of_base", "fixed_bytes", "router_bytes_per_task"):
         run_level[f"memory_{key}"] = memory.get(key)

@@ -8,9 +8,11 @@ where the column says which direction is better.
 
 from __future__ import annotations
 
+import html
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -81,6 +83,7 @@ class TableSpec:
     row_header: str = ""
     column_digits: dict[str, int] = field(default_factory=dict)
     p_columns: tuple[str, ...] = ()
+    latex_format: str | None = None  # LaTeX column format (default: l then c per column); text tables use p{...}
 
     def cell(self, row: str, column: str) -> Cell:
         return self.cells.get((row, column), Cell())
@@ -137,7 +140,8 @@ def _latex_escape(text: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
                  ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\textasciicircum{}")):
         text = text.replace(a, b)
-    for a, b in (("η²p", r"$\eta^2_p$"), ("Δ", r"$\Delta$"), ("±", r"$\pm$")):
+    for a, b in (("η²p", r"$\eta^2_p$"), ("Δ", r"$\Delta$"), ("±", r"$\pm$"), ("§", r"\S{}"), ("≤", r"$\le$"),
+                 ("≥", r"$\ge$"), ("×", r"$\times$")):
         text = text.replace(a, b)
     return text
 
@@ -162,10 +166,18 @@ def to_latex(spec: TableSpec) -> str:
     frame.index.name = _latex_escape(spec.row_header) if spec.row_header else None
     styler = frame.style
     latex = styler.to_latex(
-        hrules=True, column_format="l" + "c" * len(spec.columns),
+        hrules=True, column_format=spec.latex_format or "l" + "c" * len(spec.columns),
         caption=_latex_escape(spec.full_caption), label=f"tab:{spec.table_id}", position="t",
     )
     return latex.replace("\\begin{table}[t]", "\\begin{table}[t]\n\\centering")
+
+
+def _display(spec: TableSpec, row: str, column: str, quote: Callable[[str], str], bold: Callable[[str], str]) -> str:
+    """One cell as plain text (``±``), quoted for the format, bold when best, with its n."""
+    body, best = spec.text(row, column, markdown=True)
+    count = spec.count(row, column)
+    text = bold(quote(body)) if best else quote(body)
+    return f"{text} ({quote(count)})" if count else text
 
 
 def to_markdown(spec: TableSpec) -> str:
@@ -174,12 +186,7 @@ def to_markdown(spec: TableSpec) -> str:
     lines = [f"**Table {spec.paper_table}: {spec.title}.** {spec.full_caption}", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in spec.rows:
-        cells = []
-        for column in spec.columns:
-            body, best = spec.text(row, column, markdown=True)
-            count = spec.count(row, column)
-            body = f"**{body}**" if best else body
-            cells.append(f"{body} ({count})" if count else body)
+        cells = [_display(spec, row, column, str, lambda t: f"**{t}**") for column in spec.columns]
         lines.append("| " + " | ".join([row] + cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -209,6 +216,18 @@ def to_csv(spec: TableSpec) -> str:
                 record[f"{column} text" if not all(texts) else column] = cell.text
         records.append(record)
     return pd.DataFrame(records).to_csv(index=False, float_format="%.12g")  # exact enough for any count or statistic
+
+
+def to_html(spec: TableSpec) -> str:
+    """An HTML table (pandas Styler) with the caption, for the Snakemake report."""
+    data = {column: [_display(spec, row, column, html.escape, lambda t: f"<b>{t}</b>") for row in spec.rows]
+            for column in spec.columns}
+    frame = pd.DataFrame(data, index=spec.rows)
+    frame.index.name = spec.row_header or None
+    table = frame.style.set_caption(html.escape(f"Table {spec.paper_table}: {spec.title}. {spec.full_caption}")).set_table_styles(
+        [{"selector": "td, th", "props": "border: 1px solid #ccc; padding: 2px 6px; vertical-align: top; font-size: 12px"},
+         {"selector": "caption", "props": "caption-side: top; text-align: left; font-size: 13px; padding: 4px"}]).to_html()
+    return f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(spec.title)}</title></head><body>{table}</body></html>\n"
 
 
 def write(spec: TableSpec, folder: str | Path) -> list[str]:

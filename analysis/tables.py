@@ -28,7 +28,7 @@ def run_level(frame: pd.DataFrame) -> pd.DataFrame:
     metric_cols = [f"{m}_routed" for m in METRIC_LABELS]
     keys = ["study", "variant", "dataset", "run_id", "seed", "order", "status", "strategy"]
     extra = [c for c in frame.columns
-             if c.startswith(("forgetting_", "routing_", "params_", "overhead", "memory_", "cfg.")) or c.endswith("_just_trained")]
+             if c.startswith(("forgetting_", "routing_", "params_", "overhead", "memory_", "rescored_", "cfg.")) or c.endswith("_just_trained")]
     grouped = frame.groupby(keys, dropna=False, sort=False)
     out = grouped[metric_cols].mean()
     for column in extra:
@@ -135,14 +135,17 @@ def per_category_table(frame: pd.DataFrame, dataset: str, metric: str, table_id:
     return spec
 
 
-def dilemma_table(runs: pd.DataFrame, dataset: str) -> TableSpec:
-    """Table 1, the isolation-efficiency dilemma: accuracy, forgetting and memory per task of each strategy."""
-    sub = runs[(runs["study"] == "strategies") & (runs["dataset"] == dataset)].copy()
+def dilemma_table(runs: pd.DataFrame, dataset: str, study: str = "strategies") -> TableSpec:
+    """Table 1, the isolation-efficiency dilemma: accuracy, forgetting and memory per task of each strategy.
+
+    ``study``: ``pilot`` (the paper's five-task pilot) where the plan has one, else ``strategies``.
+    """
+    sub = runs[(runs["study"] == study) & (runs["dataset"] == dataset)].copy()
     sub["memory_mb_per_task"] = sub["memory_bytes_per_task"] / 1e6
     columns = {"image_auroc_routed": "I-AUROC", "forgetting_fm_image_auroc": "FM I-AUROC",
                "forgetting_paper_image_auroc": "FM I-AUROC (paper)",
                "memory_pct_of_base": "memory/task (% base)", "memory_mb_per_task": "memory/task (MB)"}
-    spec = variant_table(sub, "strategies", dataset, f"T1_dilemma_{dataset}", "1", "Isolation-efficiency dilemma", columns,
+    spec = variant_table(sub, study, dataset, f"T1_dilemma_{dataset}", "1", "Isolation-efficiency dilemma", columns,
                          column_digits={"memory/task (% base)": 1})
     spec.caption += (" Memory per task: what each new task adds to what the strategy keeps (float32 parameters; Full-Copy a "
                      "whole model, the others the task's adapters, Replay also its buffer of float16 feature maps; EWC keeps "
@@ -270,8 +273,9 @@ def build_all(frame: pd.DataFrame, plan: dict[str, Any] | None = None,
             specs.append(per_category_table(frame, dataset, "image_auroc", f"T3_image_auroc_{dataset}", "3/5", kinds.get(dataset)))
             specs.append(per_category_table(frame, dataset, "pixel_ap", f"T4_pixel_ap_{dataset}", "4/6", kinds.get(dataset)))
             specs.append(forgetting_table(frame, dataset, f"T15_forgetting_{dataset}"))
+        if "pilot" in present or "strategies" in present:
+            specs.append(dilemma_table(runs, dataset, "pilot" if "pilot" in present else "strategies"))
         if "strategies" in present:
-            specs.append(dilemma_table(runs, dataset))
             specs.append(variant_table(runs, "strategies", dataset, f"T14_strategies_{dataset}", "14", "Training strategies",
                                        {"image_auroc_routed": "I-AUROC", "pixel_ap_routed": "P-AP"},
                                        delta_of=("image_auroc_routed", "pixel_ap_routed")))

@@ -94,6 +94,7 @@ def _cmd_features_extract(args: argparse.Namespace) -> int:
     if not categories:
         raise no_categories(ds["kind"], ds["root"])
     ensure_writable_dir(config["features"]["cache_dir"], "features.cache_dir")
+    _set_threads(args)
     store = FeatureStore(config, progress=not args.quiet)
     records = []
     for category in categories:
@@ -114,10 +115,19 @@ def _cmd_features_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_threads(args: argparse.Namespace) -> None:
+    """``--threads N``: torch's intra-op threads (the workflow passes what Snakemake gives the job)."""
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from moleflow.continual import run
 
     config = _resolve(args)
+    _set_threads(args)
     summary = run(config, args.out, progress=not args.quiet, log=lambda line: print(line, flush=True))
     mean = summary["mean"]["routed"]
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
@@ -227,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--categories", nargs="+", help="default: dataset.categories, else every category")
     extract.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
+    extract.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core); the workflow passes the job's Snakemake threads")
     extract.add_argument("--record", help="write a JSON record of the cache entries here (the workflow's output)")
     extract.set_defaults(func=_cmd_features_extract)
 
@@ -235,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("--config-json", help="the whole configuration as one JSON object (what the workflow passes)")
     runp.add_argument("--out", required=True, help="run directory (a rerun resumes after its last finished task)")
     runp.add_argument("--quiet", action="store_true", help="no progress bars (one line per task and the resume line stay)")
+    runp.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core); the workflow passes the job's Snakemake threads")
     runp.set_defaults(func=_cmd_run)
 
     track = sub.add_parser("track", help="MLflow mirror of run directories").add_subparsers(dest="track_command", required=True)

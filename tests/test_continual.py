@@ -482,3 +482,40 @@ def test_ewc_penalty_and_per_sample_fisher_by_hand(dataset: Path, cache: Path) -
             p.add_(0.01)  # move the base away from its anchor
     expected = 0.5 * 7.0 * sum(float((fisher[n] * 0.01 ** 2).sum()) for n in fisher)
     assert float(learner.ewc_penalty(1)) == pytest.approx(expected, rel=1e-4)
+
+
+def test_runs_record_what_the_claims_audit_reads(dataset: Path, cache: Path, tmp_path: Path) -> None:
+    """Fingerprints (frozen base unchanged, earlier tasks unchanged; a sequential base changes), invertibility
+    after each task, the Euclidean router beside the Mahalanobis one, image top-k re-scored from the same
+    patch scores, and one backbone pass per test image."""
+    frozen = run(tiny(dataset, cache), tmp_path / "frozen", progress=False, log=lambda *a: None)
+    records = [t["fingerprints"] for t in frozen["per_task"]]
+    assert len({r["base"] for r in records}) == 1
+    for j, record in enumerate(records):
+        assert record["tasks"] == records[-1]["tasks"][: j + 1]  # task t's digest never changes after task t
+    sequential = run(tiny(dataset, cache, "strategy.name=sequential"), tmp_path / "seq", progress=False, log=lambda *a: None)
+    assert len({t["fingerprints"]["base"] for t in sequential["per_task"]}) == len(CATEGORIES)
+
+    for record in frozen["per_task"]:
+        inv = record["invertibility"]
+        assert len(inv["tasks"]) == record["task"] + 1
+        assert inv["max_relative_reconstruction"] < 1e-5 and inv["max_inverse_logdet"] < 1e-4
+        assert inv["relative_logdet_autograd"] < 1e-9  # float64: the formula, not rounding
+
+    config = tiny(dataset, cache)
+    tasks = load_tasks(config, FeatureStore(config, progress=False))
+    learner = Learner(config, int(tasks[0].train.patches.shape[-1]))
+    for t in tasks:
+        learner.add_task(np.asarray(t.train.router))
+    feats = torch.from_numpy(np.concatenate([np.asarray(t.test.router) for t in tasks]))
+    means = np.stack([np.asarray(t.train.router, dtype=np.float64).mean(axis=0) for t in tasks])
+    by_hand = np.argmin(((feats.numpy()[:, None, :] - means[None]) ** 2).sum(-1), axis=1)
+    assert (learner.router.nearest_mean(feats).numpy() == by_hand).all()
+    truth = np.concatenate([np.full(len(t.test.labels), i) for i, t in enumerate(tasks)])
+    assert frozen["routing_accuracy_euclidean"] == pytest.approx(float((by_hand == truth).mean()))
+
+    assert config["scoring"]["image_top_k"] == 3
+    for category, final in frozen["final"].items():  # k = 3 re-scored is the run's own image AUROC
+        assert frozen["rescored"]["image_auroc"]["3"][category] == final["oracle"]["image_auroc"]
+    assert set(frozen["rescored"]["mean"]) == {"1", "3", "5", "10"}
+    assert frozen["inference"]["backbone_passes_per_test_image"] == 1.0

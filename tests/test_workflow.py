@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -106,7 +107,7 @@ def test_default_and_paper_configs_plan() -> None:
         runs = plan_runs(_validated(yaml.safe_load((ROOT / "config" / name).read_text())))
         assert all(len(r.run_id) == 12 for r in runs.values())
         counts[name] = len(runs)
-    assert counts == {"config.yaml": 32, "paper.yaml": 315}
+    assert counts == {"config.yaml": 69, "paper.yaml": 350}
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -133,6 +134,19 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
     assert "qualitative_tiny" in figures and "accuracy_matrix_tiny" in figures
     assert "(reported)" not in (tmp_path / "results" / "tables" / "T3_image_auroc_tiny.md").read_text()  # generated data
     assert len(list((tmp_path / "results" / "features" / "tiny").glob("*.json"))) == 2
+    # the claims audit: one row per claim, each with a verdict; its pages and the figures go into the Snakemake report
+    assert "claims" in index and "paper_self_check" in index
+    claims = pd.read_csv(tmp_path / "results" / "tables" / "claims.csv")
+    assert list(claims["row"]) == [f"C{i}" for i in range(1, 46)]
+    assert set(claims["Verdict"]) <= {"supported", "contradicted", "inconclusive", "not tested here"}
+    assert claims.set_index("row").loc["C1", "Verdict"] == "supported"  # zero forgetting, checked bit for bit
+    assert claims.set_index("row").loc["C5", "Verdict"] == "not tested here"  # generated data
+    assert (tmp_path / "results" / "report" / "audit" / "claims.html").is_file()
+    assert (tmp_path / "results" / "figures" / "claims_effects.png").is_file() or "claims_effects" not in figures
+    report = _snakemake(tmp_path, "--report", "report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    page = (tmp_path / "report.html").read_text(errors="replace")
+    assert "Claims audit" in page and "claims.html" in page and "accuracy_matrix_tiny.png" in page
 
     from mlflow.tracking import MlflowClient
 

@@ -9,7 +9,7 @@ whenever routing is right.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -28,34 +28,43 @@ class TaskScores:
 
     image: np.ndarray  # (N,) image scores
     maps: np.ndarray  # (N, S, S) float32 anomaly maps
+    by_top_k: dict[int, np.ndarray] = field(default_factory=dict)  # k -> (N,) image scores re-aggregated with top-k = k
 
 
 @torch.no_grad()
-def score_batch(learner: Learner, task: int, x: torch.Tensor, scoring: ScoreSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """Image scores ``(B,)`` and anomaly maps ``(B, S, S)`` of patch maps ``x`` ``(B, H, W, D)`` under task ``task``."""
+def score_batch(learner: Learner, task: int, x: torch.Tensor, scoring: ScoreSettings,
+                rescore: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+    """Image scores ``(B,)`` and anomaly maps ``(B, S, S)`` of patch maps ``x`` ``(B, H, W, D)`` under task ``task``.
+
+    The third item holds, for each ``k`` in ``rescore``, the image scores of the same patch
+    scores aggregated with ``image_top_k = k`` (the model is not run again).
+    """
     from moleflow.model import anomaly_maps, image_scores
 
     patch_scores = learner.patch_scores(task, x)
     return (image_scores(patch_scores, scoring.image_top_k),
-            anomaly_maps(patch_scores, scoring.input_size, scoring.map_sigma))
+            anomaly_maps(patch_scores, scoring.input_size, scoring.map_sigma),
+            {k: image_scores(patch_scores, k) for k in rescore})
 
 
 @torch.no_grad()
 def score_rows(learner: Learner, task: int, patches: np.ndarray, rows: np.ndarray, scoring: ScoreSettings,
-               device: torch.device) -> TaskScores:
-    """Image scores and anomaly maps of ``patches[rows]`` under task ``task``'s adapters."""
+               device: torch.device, rescore: tuple[int, ...] = ()) -> TaskScores:
+    """Image scores and anomaly maps of ``patches[rows]`` under task ``task``'s adapters (and ``rescore``'s top-k scores)."""
     size = scoring.input_size
-    images, maps = [], []
+    images, maps, by_k = [], [], {k: [] for k in rescore}
     step = scoring.batch_size
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
         x = torch.from_numpy(np.asarray(patches[chunk], dtype=np.float32)).to(device)
-        image, amap = score_batch(learner, task, x, scoring)
+        image, amap, extra = score_batch(learner, task, x, scoring, rescore)
         images.append(image.cpu().numpy())
         maps.append(amap.cpu().numpy().astype(np.float32))
+        for k, value in extra.items():
+            by_k[k].append(value.cpu().numpy())
     if not images:
         return TaskScores(np.zeros(0), np.zeros((0, size, size), dtype=np.float32))
-    return TaskScores(np.concatenate(images), np.concatenate(maps))
+    return TaskScores(np.concatenate(images), np.concatenate(maps), {k: np.concatenate(v) for k, v in by_k.items()})
 
 
 def metrics_of(labels: np.ndarray, masks: np.ndarray, scores: TaskScores, fpr_limit: float) -> dict[str, float]:
@@ -79,16 +88,22 @@ class TaskEvaluation:
     routed: dict[str, float]
     routed_to: np.ndarray  # (N,) task id chosen by the router per test image
     routed_scores: TaskScores
+    routed_to_euclidean: np.ndarray  # (N,) task id of the nearest prototype mean (the router ablation)
+    image_auroc_by_top_k: dict[int, float]  # oracle image AUROC re-aggregated with each RESCORE_TOP_K
+
+
+RESCORE_TOP_K = (1, 3, 5, 10)  # image top-k values re-scored from the same patch scores (no retraining)
 
 
 def evaluate_task(learner: Learner, task: int, data: TaskData, scoring: ScoreSettings, device: torch.device) -> TaskEvaluation:
-    """Evaluate one seen task, oracle and routed."""
+    """Evaluate one seen task, oracle and routed (and the Euclidean router and re-scored top-k beside them)."""
     test = data.test
     labels = np.asarray(test.labels)
     masks = np.asarray(test.masks)
     rows = np.arange(len(labels))
-    oracle = score_rows(learner, task, test.patches, rows, scoring, device)
-    routed_to = learner.router(torch.from_numpy(np.asarray(test.router))).cpu().numpy()
+    oracle = score_rows(learner, task, test.patches, rows, scoring, device, RESCORE_TOP_K)
+    router_features = torch.from_numpy(np.asarray(test.router))
+    routed_to = learner.router(router_features).cpu().numpy()
     routed = TaskScores(oracle.image.copy(), oracle.maps.copy())
     for other in np.unique(routed_to[routed_to != task]):
         wrong = rows[routed_to == other]
@@ -100,4 +115,7 @@ def evaluate_task(learner: Learner, task: int, data: TaskData, scoring: ScoreSet
         routed=metrics_of(labels, masks, routed, limit),
         routed_to=routed_to,
         routed_scores=routed,
+        routed_to_euclidean=learner.router.nearest_mean(router_features).cpu().numpy(),
+        image_auroc_by_top_k={k: image_auroc(labels, v) if np.all(np.isfinite(v)) else float("nan")
+                              for k, v in oracle.by_top_k.items()},
     )

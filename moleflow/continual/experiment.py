@@ -26,11 +26,13 @@ from moleflow.continual.checkpoint import RunState, check_run_dir, restore, save
 from moleflow.continual.evaluate import METRICS, TaskEvaluation, evaluate_task
 from moleflow.continual.learner import Learner
 from moleflow.continual.settings import ScoreSettings, TrainSettings
-from moleflow.continual.summary import MODES, build_summary, tasks_csv
+from moleflow.continual.structure import fingerprints, invertibility
+from moleflow.continual.summary import MODES, build_summary, rescored_top_k, tasks_csv
 from moleflow.continual.tasks import TaskData, load_tasks
 from moleflow.continual.train import ReplayBuffer, empirical_fisher, train_task
 from moleflow.device import resolve_device
 from moleflow.features import FeatureStore
+from moleflow.features.extract import backbone_passes_per_image
 from moleflow.io import ensure_writable_dir, write_json_atomic, write_text_atomic
 from moleflow.metrics import routing_accuracy, routing_confusion
 
@@ -82,8 +84,10 @@ def _record_evaluation(state: RunState, task: int, evaluations: list[TaskEvaluat
                 state.matrices[mode][metric][task][i] = getattr(ev, mode)[metric]
     true_ids = np.concatenate([np.full(len(ev.routed_to), i) for i, ev in enumerate(evaluations)])
     routed_ids = np.concatenate([ev.routed_to for ev in evaluations])
+    euclidean = np.concatenate([ev.routed_to_euclidean for ev in evaluations])
     state.routing.append({"after_task": task, "accuracy": routing_accuracy(true_ids, routed_ids),
-                          "confusion": routing_confusion(true_ids, routed_ids, task + 1).tolist()})
+                          "confusion": routing_confusion(true_ids, routed_ids, task + 1).tolist(),
+                          "accuracy_euclidean": routing_accuracy(true_ids, euclidean)})
 
 
 def _non_finite(evaluations: list[TaskEvaluation], tasks: list[TaskData], task: int) -> str:
@@ -100,11 +104,12 @@ def _non_finite(evaluations: list[TaskEvaluation], tasks: list[TaskData], task: 
 def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     ckpt = out / "checkpoints"
     cfg_hash = config_hash(config)
-    # cuBLAS is deterministic only with a fixed workspace, read when CUDA starts (a no-op once it has).
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))  # the resolved config, for people
     device = resolve_device(config["device"])
+    if device.type == "cuda":  # CPU kernels are deterministic already; the switch costs ~2 s of imports (torch._inductor)
+        # cuBLAS is deterministic only with a fixed workspace, read when CUDA starts (a no-op once it has).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
     start = time.perf_counter()
     store = FeatureStore(config, progress=progress, log=log)
     tasks = load_tasks(config, store)
@@ -138,6 +143,8 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
             break
         last_eval = evaluations
         _record_evaluation(state, task, last_eval)
+        state.tasks[-1]["fingerprints"] = fingerprints(learner, task + 1)
+        state.tasks[-1]["invertibility"] = invertibility(learner, task + 1, [t.test.patches for t in tasks[: task + 1]], device)
         save_checkpoint(learner, ckpt, task)
         state.completed = task + 1
         state.commit(ckpt)
@@ -153,6 +160,8 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
     summary = build_summary(config, cfg_hash, [t.category for t in tasks], state, status, message,
                             int(tasks[0].train.patches.shape[-1]), int(np.prod(tasks[0].train.patches.shape[1:3])),
                             int(np.mean([len(t.train.patches) for t in tasks])), timings, device)
+    summary["rescored"] = rescored_top_k(last_eval, [t.category for t in tasks]) if status == "ok" else None
+    summary["inference"] = {"backbone_passes_per_test_image": backbone_passes_per_image([t.test for t in tasks])}
     summary["timings"]["total"] = time.perf_counter() - start
     _write_outputs(out, summary, state, tasks, last_eval, config)
     return summary

@@ -42,6 +42,6 @@ def predict(learner: Learner, patches: torch.Tensor, router_features: torch.Tens
     maps = torch.empty(batch, size, size, dtype=torch.float32, device=patches.device)
     for task in torch.unique(tasks).tolist():
         rows = torch.nonzero(tasks == task).flatten()
-        image, amap = score_batch(learner, int(task), patches[rows], scoring)
+        image, amap, _ = score_batch(learner, int(task), patches[rows], scoring)
         images[rows], maps[rows] = image.float(), amap.float()
     return Prediction(tasks.cpu().numpy(), images.cpu().numpy(), maps.cpu().numpy())

@@ -70,13 +70,26 @@ def build_summary(config: Config, cfg_hash: str, names: list[str], state: "RunSt
         "routing_accuracy": routing["accuracy"] if routing else None,
         "routing_confusion": routing["confusion"] if routing else None,
         "routing_accuracy_after_task": [r["accuracy"] for r in state.routing],
+        "routing_accuracy_euclidean": routing.get("accuracy_euclidean") if routing else None,
         "params": parameter_counts(config, dim),
         "memory": memory_per_task(config, dim, patches_per_image, train_images),
         "per_task": state.tasks,
         "timings": timings,
-        "environment": {"device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+        "environment": {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
                         "machine": platform.machine()},
     }
+
+
+def rescored_top_k(evaluations: "list[Any]", names: list[str]) -> dict[str, Any]:
+    """Oracle image AUROC after the last task with the image top-k re-aggregated from the same patch scores.
+
+    ``{"image_auroc": {k: {category: value}}, "mean": {k: mean over categories}}`` (keys are ``str(k)``).
+    """
+    by_k: dict[str, dict[str, float]] = {}
+    for name, ev in zip(names, evaluations):
+        for k, value in ev.image_auroc_by_top_k.items():
+            by_k.setdefault(str(k), {})[name] = value
+    return {"image_auroc": by_k, "mean": {k: float(np.mean(list(v.values()))) for k, v in by_k.items()}}
 
 
 def tasks_csv(matrices: Matrices, names: list[str], completed: int) -> str:

@@ -103,7 +103,8 @@ def train_task(
     wanted = {id(p) for p in params}
     for p in learner.parameters():
         p.requires_grad_(id(p) in wanted)
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    # foreach: one fused update over the many small adapter tensors (the per-tensor loop is the CPU default)
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, foreach=True)
     loss_fn = settings.loss()
     generator = torch.Generator().manual_seed(settings.batch_seed(task))
     n = len(patches)

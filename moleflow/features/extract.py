@@ -64,6 +64,13 @@ class FeatureExtractor:
     backbone: torch.nn.Module
     embedder: PatchEmbedder
     device: torch.device
+    images_passed: int = 0  # images the backbone's forward has seen (counted by a forward hook)
+
+    def __post_init__(self) -> None:
+        def count(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], output: object) -> None:
+            self.images_passed += int(inputs[0].shape[0])
+
+        self.backbone.register_forward_hook(count)
 
     @classmethod
     def from_config(cls, config: Config) -> "FeatureExtractor":
@@ -88,6 +95,14 @@ def _weights_identity(feats: dict[str, Any]) -> str | None:
     if not feats["pretrained"]:
         return None
     return file_digest(resolve_weights(feats["backbone"], feats["weights"]))
+
+
+def backbone_passes_per_image(sets: "list[FeatureSet]") -> float | None:
+    """Backbone forward passes per image over cache entries (``None`` if an entry predates the count)."""
+    counts = [s.meta.get("backbone_images") for s in sets]
+    if any(c is None for c in counts):
+        return None
+    return float(sum(counts)) / max(1, sum(len(s.meta["samples"]) for s in sets))
 
 
 class FeatureStore:
@@ -151,6 +166,7 @@ class FeatureStore:
             shuffle=False,
         )
         root = Path(self.config["dataset"]["root"])
+        passed_before = self._extractor.images_passed
         start_time = time.perf_counter()
         bar = tqdm(
             total=len(samples), unit="img", desc=f"features {fields['category']}/{fields['split']}",
@@ -176,6 +192,8 @@ class FeatureStore:
                 "seconds": seconds,
                 "images_per_second": len(samples) / max(seconds, 1e-9),
                 "device": str(self._extractor.device),
+                # images through the backbone for this entry: patches and router features come from one pass
+                "backbone_images": self._extractor.images_passed - passed_before,
             }
         self.stats["images_extracted"] += len(samples)
         self.stats["extract_seconds"] += seconds

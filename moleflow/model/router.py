@@ -52,6 +52,12 @@ class MahalanobisRouter(nn.Module):
             out.append(((diff @ getattr(self, f"precision_{task}")) * diff).sum(dim=1))
         return torch.stack(out, dim=1)
 
+    def nearest_mean(self, features: torch.Tensor) -> torch.Tensor:
+        """Task ids ``(B,)`` of the nearest prototype mean in Euclidean distance (the router ablation)."""
+        feats = features.to(torch.float64)
+        means = torch.stack([getattr(self, f"mean_{task}") for task in range(self.n_tasks)])
+        return torch.cdist(feats, means).argmin(dim=1)
+
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         """Routed task ids ``(B,)`` for ``(B, D)`` router features."""
         return self.distances(features).argmin(dim=1)

@@ -30,8 +30,14 @@ rule all_tables:
     output:
         runs=f"{RESULTS}/runs.csv",
         index=f"{RESULTS}/tables/index.csv",
-        figures=f"{RESULTS}/figures/index.csv",
         complete=f"{RESULTS}/tables/complete.json",  # absent after an analysis of a partial folder
+        # what `snakemake all_tables --report results/report.html` shows (captions in workflow/report/)
+        audit=report(directory(f"{RESULTS}/report/audit"), patterns=["{name}.html"], caption="../report/audit.rst",
+                     category="1. Claims audit"),
+        tables=report(directory(f"{RESULTS}/report/tables"), patterns=["{name}.html"], caption="../report/tables.rst",
+                      category="2. Tables"),
+        figures=report(directory(f"{RESULTS}/figures"), patterns=["{name}.png"], caption="../report/figures.rst",
+                       category="3. Figures"),
     log:
         f"{RESULTS}/logs/analysis.log",
     localrule: True

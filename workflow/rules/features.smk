@@ -24,5 +24,5 @@ rule features:
         f"{RESULTS}/logs/features/{{dataset}}/{{category}}.log",
     threads: config["threads"]
     shell:
-        "moleflow features extract --config {input.cfg} --categories {wildcards.category} --quiet "
+        "moleflow features extract --config {input.cfg} --categories {wildcards.category} --quiet --threads {threads} "
         "--record {output} > {log} 2>&1"

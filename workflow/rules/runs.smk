@@ -14,9 +14,9 @@ rule run:
         f"{RESULTS}/logs/runs/{{run_id}}.log",
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=config["gpu_per_run"],
     shell:
-        "moleflow run --config-json {params.cfg:q} --out {RESULTS}/runs/{wildcards.run_id} --quiet > {log} 2>&1"
+        "moleflow run --config-json {params.cfg:q} --out {RESULTS}/runs/{wildcards.run_id} --quiet --threads {threads} > {log} 2>&1"
 
 
 for _study, _ids in PLAN.studies.items():

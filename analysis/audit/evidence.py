@@ -1,0 +1,247 @@
+"""The statistical tests of the claims audit, each returning a :class:`Part`.
+
+A part is one tested statement ("Δ pixel AP < 0") with its estimate, 95% interval, n
+and two one-sided p-values: ``p_support`` (small when the data support the statement)
+and ``p_contradict`` (small when they contradict it). The verdict module adjusts both
+with Holm's method over a family of claims. Exact statements (bitwise equality, a
+count) carry ``status`` directly and no p-value. Every test comes from scipy or
+statsmodels; a test the data cannot support (n = 1, no variance to estimate) leaves
+the p-values NaN and says why in ``reason``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import statsmodels.formula.api as smf
+from scipy import stats
+from statsmodels.stats.weightstats import ttost_paired
+
+NAN = float("nan")
+
+
+@dataclass
+class Part:
+    """One tested statement of a claim."""
+
+    label: str
+    estimate: float = NAN
+    low: float = NAN
+    high: float = NAN
+    n: int = 0
+    p_support: float = NAN
+    p_contradict: float = NAN
+    status: str | None = None  # "supported"/"contradicted" for exact statements (no p-value)
+    reason: str = ""  # why the data cannot decide (n, missing runs), empty otherwise
+    paper: float = NAN  # the paper's value of the same quantity (the effect figure)
+    guard: bool = False  # a statement that only a significant violation decides (supported unless contradicted)
+    origin: float = 0.0  # the figure draws estimate - origin (1 for a ratio, so that it sits beside the differences)
+
+    def shown(self) -> str:
+        """What the harness found, for the table: the estimate with its interval and n, or an exact part's detail."""
+        if self.status and self.reason:
+            return self.reason
+        if not np.isfinite(self.estimate):
+            return ""
+        if np.isfinite(self.low):
+            return f"{self.estimate:+.4f} [{self.low:+.4f}, {self.high:+.4f}], n={self.n}"
+        return f"{self.estimate:+.4f}, n={self.n}"
+
+
+def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Two-sided t interval of the mean of ``values`` (NaN for fewer than 2 values)."""
+    if len(values) < 2:
+        return NAN, NAN
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
+    mean = float(np.mean(values))
+    return mean - half, mean + half
+
+
+NO_VARIANCE = "the replicates do not vary: a t-test is undefined"
+
+
+def _one_sided(values: np.ndarray, popmean: float, alternative: str) -> float:
+    """One-sided one-sample t-test p (scipy); NaN when the values do not vary (identical replicates are
+    not certainty: with a handful of test images, two seeds can give the same AUROC)."""
+    if np.ptp(values) == 0:
+        return NAN
+    return float(stats.ttest_1samp(values, popmean, alternative=alternative).pvalue)
+
+
+def _described(label: str, values: np.ndarray, paper: float) -> tuple[Part, np.ndarray]:
+    """The finite ``values``' mean, 95% interval and n; ``reason`` set when no t-test can follow
+    (no value, a single one, or values that do not vary)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    part = Part(label, n=len(values), paper=paper)
+    if len(values) == 0:
+        part.reason = "no finished run"
+        return part, values
+    part.estimate = float(values.mean())
+    part.low, part.high = t_interval(values)
+    if len(values) < 2:
+        part.reason = "n = 1: no interval"
+    elif np.ptp(values) == 0:
+        part.reason = NO_VARIANCE
+    return part, values
+
+
+def sign_test(label: str, values: np.ndarray, direction: str, threshold: float = 0.0, margin: float = 0.0,
+              paper: float = NAN) -> Part:
+    """``mean(values) < threshold`` (``direction '<'``) or ``> threshold`` (``'>'``).
+
+    ``p_support``: one-sided t-test of that statement. ``p_contradict``: one-sided test that
+    the mean lies on the other side of ``threshold`` moved by ``margin`` against the claim
+    (for ``'<'``: mean > threshold - margin: any effect in the claimed direction is smaller
+    than ``margin``). ``values`` are per-replicate differences (or values).
+    """
+    part, values = _described(label, values, paper)
+    if part.reason:
+        return part
+    if direction == "<":
+        part.p_support = _one_sided(values, threshold, "less")
+        part.p_contradict = _one_sided(values, threshold - margin, "greater")
+    else:
+        part.p_support = _one_sided(values, threshold, "greater")
+        part.p_contradict = _one_sided(values, threshold + margin, "less")
+    return part
+
+
+def equivalence_test(label: str, values: np.ndarray, low: float, high: float, paper: float = NAN) -> Part:
+    """``low < mean(values) < high``: two one-sided t-tests (statsmodels ``ttost_paired``).
+
+    ``p_support`` is the TOST p-value; ``p_contradict`` the smaller one-sided p that the mean
+    lies below ``low`` or above ``high``, doubled (Bonferroni over the two sides, at most 1).
+    """
+    part, values = _described(label, values, paper)
+    if part.reason:
+        return part
+    part.p_support = float(ttost_paired(values, np.zeros_like(values), low, high)[0])
+    below = float(stats.ttest_1samp(values, low, alternative="less").pvalue)
+    above = float(stats.ttest_1samp(values, high, alternative="greater").pvalue)
+    part.p_contradict = min(1.0, 2.0 * min(below, above))
+    return part
+
+
+def exact(label: str, holds: bool, estimate: float = NAN, n: int = 0, detail: str = "", paper: float = NAN) -> Part:
+    """A statement decided without a test (bitwise equality, a count)."""
+    return Part(label, estimate=estimate, n=n, status="supported" if holds else "contradicted", reason=detail, paper=paper)
+
+
+def welch_vs_paper(label: str, values: np.ndarray, mean: float, sd: float, n: int, sds: float = 2.0) -> Part:
+    """The harness's runs against the paper's reported mean, SD and n (Welch's t-test, scipy).
+
+    Supported: the harness mean within ``sds`` paper SDs and Welch's p >= 0.05; contradicted:
+    Welch's p < 0.05 and the mean outside; otherwise undecided. Support is a non-rejection,
+    so no multiplicity adjustment applies to it; ``p_contradict`` is Welch's two-sided p.
+    """
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    part = Part(label, n=len(values), paper=mean)
+    if len(values) < 2:
+        part.reason = "fewer than 2 runs" if len(values) else "no finished run"
+        if len(values):
+            part.estimate = float(values.mean())
+        return part
+    part.estimate = float(values.mean())
+    part.low, part.high = t_interval(values)
+    result = stats.ttest_ind_from_stats(part.estimate, float(np.std(values, ddof=1)), len(values), mean, sd, n, equal_var=False)
+    p = float(result.pvalue)
+    inside = abs(part.estimate - mean) <= sds * sd
+    part.p_contradict = p if not inside else 1.0
+    if inside and p >= 0.05:
+        part.status = "supported"
+    return part
+
+
+def slope_test(label: str, frame: pd.DataFrame, direction: str = ">") -> Part:
+    """Least-squares slope of ``y`` on ``level`` with replicates as blocks (statsmodels OLS).
+
+    ``frame`` has columns ``level`` (numeric), ``block`` and ``y``. ``p_support`` is the
+    one-sided p of the slope in ``direction``; ``p_contradict`` that of the other direction.
+    """
+    data = frame[["level", "block", "y"]].dropna()
+    part = Part(label, n=len(data))
+    if data["level"].nunique() < 3 or len(data) <= data["block"].nunique() + 1:
+        part.reason = f"{data['level'].nunique()} value(s), {len(data)} run(s): too few for a slope"
+        return part
+    formula = "y ~ level + C(block)" if data["block"].nunique() > 1 else "y ~ level"
+    fit = smf.ols(formula, data=data).fit()
+    slope, se, df = float(fit.params["level"]), float(fit.bse["level"]), float(fit.df_resid)
+    part.estimate = slope
+    part.low, part.high = [float(v) for v in fit.conf_int().loc["level"]]
+    if df <= 0 or not np.isfinite(se) or se == 0:
+        part.reason = "no residual variance"
+        return part
+    t = slope / se
+    greater, less = float(stats.t.sf(t, df)), float(stats.t.cdf(t, df))
+    part.p_support, part.p_contradict = (greater, less) if direction == ">" else (less, greater)
+    return part
+
+
+def kendall_agreement(label: str, paper_order: list[float], ours: list[float]) -> Part:
+    """Kendall's tau between the paper's values and ours (scipy, one-sided p for tau > 0 and tau < 0)."""
+    x, y = np.asarray(paper_order, dtype=float), np.asarray(ours, dtype=float)
+    keep = np.isfinite(x) & np.isfinite(y)
+    part = Part(label, n=int(keep.sum()))
+    if keep.sum() < 3:
+        part.reason = f"{int(keep.sum())} ranked item(s): too few"
+        return part
+    part.estimate = float(stats.kendalltau(x[keep], y[keep]).statistic)
+    part.p_support = float(stats.kendalltau(x[keep], y[keep], alternative="greater").pvalue)
+    part.p_contradict = float(stats.kendalltau(x[keep], y[keep], alternative="less").pvalue)
+    return part
+
+
+@dataclass
+class Contrast:
+    """The 2 x 2 interaction contrast (on - off with the frozen base) - (on - off with the trainable base)."""
+
+    estimate: float
+    se: float
+    df: float
+    n: int
+
+
+def interaction_contrast(frame: pd.DataFrame, frozen: str = "frozen") -> Contrast | None:
+    """The contrast from a two-way OLS model (statsmodels), ``frame``: columns ``base``, ``component``, ``y``.
+
+    With treatment coding (reference levels: the other base arm, ``off``) the interaction
+    coefficient is exactly the contrast; its standard error uses the pooled residual.
+    """
+    data = frame[["base", "component", "y"]].dropna()
+    counts = data.groupby(["base", "component"]).size()
+    if len(counts) < 4 or counts.min() < 1 or frozen not in set(data["base"]):
+        return None
+    other = sorted(set(data["base"]) - {frozen})[0]
+    formula = (f"y ~ C(base, Treatment(reference='{other}')) * C(component, Treatment(reference='off'))")
+    fit = smf.ols(formula, data=data).fit()
+    name = [p for p in fit.params.index if ":" in p][0]
+    return Contrast(float(fit.params[name]), float(fit.bse[name]), float(fit.df_resid), len(data))
+
+
+def contrast_part(label: str, contrast: Contrast | None, kind: str, margin: float, paper: float = NAN) -> Part:
+    """Integral: contrast > 0 (contradicted: contrast < margin). Generic: |contrast| < margin (contradicted: two-sided significance)."""
+    part = Part(label, paper=paper)
+    if contrast is None:
+        part.reason = "a cell of the 2 x 2 design has no finished run"
+        return part
+    part.estimate, part.n = contrast.estimate, contrast.n
+    if contrast.df <= 0 or not np.isfinite(contrast.se) or contrast.se == 0:
+        part.reason = "no replicate within a cell: no residual variance"
+        return part
+    q = float(stats.t.ppf(0.975, contrast.df))
+    part.low, part.high = contrast.estimate - q * contrast.se, contrast.estimate + q * contrast.se
+    t0 = contrast.estimate / contrast.se
+    if kind == "Integral":
+        part.p_support = float(stats.t.sf(t0, contrast.df))
+        part.p_contradict = float(stats.t.cdf((contrast.estimate - margin) / contrast.se, contrast.df))
+    else:
+        lower = float(stats.t.sf((contrast.estimate + margin) / contrast.se, contrast.df))
+        upper = float(stats.t.cdf((contrast.estimate - margin) / contrast.se, contrast.df))
+        part.p_support = max(lower, upper)
+        part.p_contradict = float(2 * stats.t.sf(abs(t0), contrast.df))
+    return part

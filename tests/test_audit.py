@@ -1,0 +1,202 @@
+"""The claims audit: the registry, each statistical test against a hand computation or another
+library, the verdict logic (a supported, a contradicted and an inconclusive case per kind of test),
+and the paper's own numbers recomputed."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from analysis.audit import VERDICTS, evaluate, registry
+from analysis.audit.evidence import (contrast_part, equivalence_test, exact, interaction_contrast, kendall_agreement,
+                                     sign_test, slope_test, welch_vs_paper)
+from analysis.audit.paper_check import checks, overhead_at_table2
+from analysis.audit.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Outcome, adjust, decide
+
+ALPHA = 0.05
+
+
+def _verdict(*parts) -> str:  # type: ignore[no-untyped-def]
+    outcome = Outcome("C0", "family", "d", parts=list(parts))
+    adjust([outcome])
+    decide(outcome, ALPHA)
+    return outcome.verdict
+
+
+# ------------------------------------------------------------------------------------------ registry
+def test_registry_lists_every_claim_once_with_a_known_test() -> None:
+    reg = registry()
+    ids = [c["id"] for c in reg["claims"]]
+    assert ids == [f"C{i}" for i in range(1, 46)]
+    assert {c["family"] for c in reg["claims"]} >= {"forgetting", "headline", "strategies", "ablation", "interaction",
+                                                    "depth", "sensitivity", "structure", "routing", "literature"}
+    # the claims that only real benchmark numbers can test say so
+    real = {c["id"] for c in reg["claims"] if c["needs"].get("real")}
+    assert real == {"C5", "C6", "C7", "C8", "C10", "C11", "C18"}
+    assert {c["id"] for c in reg["claims"] if c["needs"].get("backbone") == "paper"} == {"C5", "C6", "C7", "C8", "C18"}
+
+
+# ------------------------------------------------------------------------------------------ the tests against hand values
+def test_sign_test_is_the_one_sided_t_test() -> None:
+    diff = np.array([-0.03, -0.05, -0.01, -0.04])
+    part = sign_test("d < 0", diff, "<", 0.0, margin=0.005)
+    mean, se = diff.mean(), diff.std(ddof=1) / math.sqrt(len(diff))
+    assert part.p_support == pytest.approx(stats.t.cdf(mean / se, len(diff) - 1), rel=1e-12)
+    assert part.p_contradict == pytest.approx(stats.t.sf((mean + 0.005) / se, len(diff) - 1), rel=1e-12)
+    half = stats.t.ppf(0.975, 3) * se
+    assert (part.low, part.high) == pytest.approx((mean - half, mean + half), rel=1e-12)
+
+
+def test_equivalence_test_is_two_one_sided_tests() -> None:
+    diff = np.array([0.001, -0.002, 0.0015, 0.0005, -0.0005])
+    part = equivalence_test("|d| < 0.005", diff, -0.005, 0.005)
+    mean, se, df = diff.mean(), diff.std(ddof=1) / math.sqrt(len(diff)), len(diff) - 1
+    lower = stats.t.sf((mean + 0.005) / se, df)
+    upper = stats.t.cdf((mean - 0.005) / se, df)
+    assert part.p_support == pytest.approx(max(lower, upper), rel=1e-10)
+    assert part.p_contradict == pytest.approx(min(1.0, 2 * min(stats.t.cdf((mean + 0.005) / se, df),
+                                                               stats.t.sf((mean - 0.005) / se, df))), rel=1e-10)
+
+
+def test_welch_against_the_paper_is_welchs_formula() -> None:
+    ours = np.array([0.95, 0.96, 0.955])
+    part = welch_vs_paper("I-AUROC", ours, 0.9803, 0.0019, 5)
+    v1, v2 = ours.var(ddof=1) / 3, 0.0019**2 / 5
+    t = (ours.mean() - 0.9803) / math.sqrt(v1 + v2)
+    df = (v1 + v2) ** 2 / (v1**2 / 2 + v2**2 / 4)
+    assert part.p_contradict == pytest.approx(2 * stats.t.sf(abs(t), df), rel=1e-9)
+    assert part.status is None  # outside 2 SDs: undecided until Holm sees p_contradict
+
+
+def test_slope_kendall_and_contrast_against_hand_values() -> None:
+    levels = np.array([0.0, 0.3, 0.5, 1.0] * 2)
+    blocks = ["a"] * 4 + ["b"] * 4
+    y = 0.5 + 0.1 * levels + np.array([0.0, 0.01, -0.01, 0.0, 0.02, 0.03, 0.01, 0.02])
+    part = slope_test("slope", pd.DataFrame({"level": levels, "block": blocks, "y": y}))
+    centred = {b: (levels[np.array(blocks) == b], y[np.array(blocks) == b]) for b in "ab"}
+    num = sum(((x - x.mean()) * (v - v.mean())).sum() for x, v in centred.values())
+    den = sum(((x - x.mean()) ** 2).sum() for x, _ in centred.values())
+    assert part.estimate == pytest.approx(num / den, rel=1e-10)  # the within-block slope
+
+    tau = kendall_agreement("tau", [7, 6, 5, 4, 3, 2, 1], [0.07, 0.08, 0.04, 0.03, 0.025, 0.01, 0.0])
+    pairs = [(i, j) for i in range(7) for j in range(i + 1, 7)]
+    x, v = [7, 6, 5, 4, 3, 2, 1], [0.07, 0.08, 0.04, 0.03, 0.025, 0.01, 0.0]
+    concordant = sum(np.sign(x[i] - x[j]) == np.sign(v[i] - v[j]) for i, j in pairs)
+    assert tau.estimate == pytest.approx((2 * concordant - len(pairs)) / len(pairs))
+
+    cells = {("frozen", "on"): [0.60, 0.62, 0.61], ("frozen", "off"): [0.50, 0.52, 0.49],
+             ("trainable", "on"): [0.55, 0.56, 0.54], ("trainable", "off"): [0.54, 0.53, 0.55]}
+    frame = pd.DataFrame([{"base": b, "component": c, "y": v} for (b, c), vs in cells.items() for v in vs])
+    contrast = interaction_contrast(frame)
+    mean = {k: np.mean(v) for k, v in cells.items()}
+    hand = (mean[("frozen", "on")] - mean[("frozen", "off")]) - (mean[("trainable", "on")] - mean[("trainable", "off")])
+    mse = sum(((np.array(v) - np.mean(v)) ** 2).sum() for v in cells.values()) / 8
+    assert contrast.estimate == pytest.approx(hand, rel=1e-10)
+    assert contrast.se == pytest.approx(math.sqrt(mse * 4 / 3), rel=1e-10) and contrast.df == 8
+
+
+# ------------------------------------------------------------------------------------------ verdicts per kind of test
+def test_sign_verdicts() -> None:
+    assert _verdict(sign_test("drop", np.array([-0.05, -0.06, -0.055, -0.052]), "<")) == SUPPORTED
+    assert _verdict(sign_test("drop", np.array([0.01, 0.012, 0.011, 0.013]), "<", margin=0.005)) == CONTRADICTED
+    assert _verdict(sign_test("drop", np.array([-0.05, 0.04]), "<")) == INCONCLUSIVE
+    lone = sign_test("drop", np.array([-0.05]), "<")
+    assert _verdict(lone) == INCONCLUSIVE and "n = 1" in lone.reason
+    same = sign_test("drop", np.array([-0.01, -0.01]), "<")
+    assert _verdict(same) == INCONCLUSIVE and "do not vary" in same.reason
+
+
+def test_equivalence_verdicts() -> None:
+    assert _verdict(equivalence_test("eq", np.array([0.001, -0.001, 0.0005, 0.0]), -0.005, 0.005)) == SUPPORTED
+    assert _verdict(equivalence_test("eq", np.array([0.03, 0.031, 0.029, 0.032]), -0.005, 0.005)) == CONTRADICTED
+    assert _verdict(equivalence_test("eq", np.array([0.01, -0.02]), -0.005, 0.005)) == INCONCLUSIVE
+
+
+def test_exact_welch_slope_kendall_and_contrast_verdicts() -> None:
+    assert _verdict(exact("zero", True)) == SUPPORTED and _verdict(exact("zero", False)) == CONTRADICTED
+    assert _verdict(welch_vs_paper("w", np.array([0.980, 0.981, 0.979]), 0.9803, 0.0019, 5)) == SUPPORTED
+    assert _verdict(welch_vs_paper("w", np.array([0.90, 0.901, 0.899]), 0.9803, 0.0019, 5)) == CONTRADICTED
+    assert _verdict(welch_vs_paper("w", np.array([0.95]), 0.9803, 0.0019, 5)) == INCONCLUSIVE
+
+    level = np.repeat([0.0, 0.5, 1.0], 3)
+    block = np.tile(["a", "b", "c"], 3)
+    noise = np.array([0.001, -0.001, 0.0, 0.0, 0.001, -0.001, -0.001, 0.0, 0.001])
+    up = pd.DataFrame({"level": level, "block": block, "y": 0.5 + 0.1 * level + noise})
+    down = pd.DataFrame({"level": level, "block": block, "y": 0.5 - 0.1 * level + noise})
+    flat = pd.DataFrame({"level": level, "block": block, "y": 0.5 + np.array([0.03, -0.02, 0.0, -0.03, 0.02, 0.01, 0.0, 0.01, -0.02])})
+    assert _verdict(slope_test("s", up)) == SUPPORTED
+    assert _verdict(slope_test("s", down)) == CONTRADICTED
+    assert _verdict(slope_test("s", flat)) == INCONCLUSIVE
+
+    paper = [7, 6, 5, 4, 3, 2, 1]
+    assert _verdict(kendall_agreement("k", paper, [7, 6, 5, 4, 3, 2, 1])) == SUPPORTED
+    assert _verdict(kendall_agreement("k", paper, [1, 2, 3, 4, 5, 6, 7])) == CONTRADICTED
+    assert _verdict(kendall_agreement("k", paper, [3, 7, 1, 6, 2, 5, 4])) == INCONCLUSIVE
+
+    def design(frozen_effect: float, trainable_effect: float, noise: float) -> pd.DataFrame:
+        rng = np.random.default_rng(0)
+        rows = []
+        for base, effect in (("frozen", frozen_effect), ("trainable", trainable_effect)):
+            for component, shift in (("on", effect), ("off", 0.0)):
+                rows += [{"base": base, "component": component, "y": 0.5 + shift + noise * rng.standard_normal()} for _ in range(4)]
+        return pd.DataFrame(rows)
+
+    assert _verdict(contrast_part("i", interaction_contrast(design(0.1, 0.0, 0.002)), "Integral", 0.005)) == SUPPORTED
+    assert _verdict(contrast_part("i", interaction_contrast(design(0.0, 0.1, 0.002)), "Integral", 0.005)) == CONTRADICTED
+    assert _verdict(contrast_part("i", interaction_contrast(design(0.02, 0.0, 0.05)), "Integral", 0.005)) == INCONCLUSIVE
+    assert _verdict(contrast_part("g", interaction_contrast(design(0.05, 0.05, 0.0005)), "Generic", 0.005)) == SUPPORTED
+    assert _verdict(contrast_part("g", interaction_contrast(design(0.1, 0.0, 0.002)), "Generic", 0.005)) == CONTRADICTED
+    assert _verdict(contrast_part("g", None, "Generic", 0.005)) == INCONCLUSIVE
+
+
+def test_holm_adjusts_within_a_family() -> None:
+    weak = [sign_test(f"d{i}", np.array([-0.01, -0.03, -0.02]), "<") for i in range(4)]
+    alone = weak[0].p_support
+    assert alone < ALPHA < 4 * alone  # significant alone, not after Holm over four parts
+    outcomes = [Outcome(f"C{i}", "f", "d", parts=[p]) for i, p in enumerate(weak)]
+    adjust(outcomes)
+    assert all(o.adjusted[0][0] == pytest.approx(min(1.0, 4 * alone)) for o in outcomes)
+    for outcome in outcomes:
+        decide(outcome, ALPHA)
+    assert {o.verdict for o in outcomes} == {INCONCLUSIVE}
+
+
+def test_a_claim_is_contradicted_by_any_part_and_supported_only_by_all() -> None:
+    assert _verdict(exact("a", True), exact("b", False)) == CONTRADICTED
+    assert _verdict(exact("a", True), sign_test("b", np.array([-0.05]), "<")) == INCONCLUSIVE
+    assert _verdict(exact("a", True), exact("b", True)) == SUPPORTED
+
+
+# ------------------------------------------------------------------------------------------ whole audit
+def test_audit_without_runs_gives_every_claim_a_verdict_and_says_what_data_are_missing() -> None:
+    plan = {"datasets": {"synth": {"kind": "mvtec", "generate": True}}, "studies": {}, "runs": []}
+    outcomes, _ = evaluate(pd.DataFrame(), plan, {})
+    assert [o.claim_id for o in outcomes] == [f"C{i}" for i in range(1, 46)]
+    assert all(o.verdict in VERDICTS and o.why for o in outcomes)
+    by_id = {o.claim_id: o for o in outcomes}
+    assert by_id["C5"].verdict == NOT_TESTED and "generated" in by_id["C5"].why
+    assert by_id["C2"].verdict == NOT_TESTED and "VisA" in by_id["C2"].why
+    assert by_id["C13"].verdict == CONTRADICTED  # no run needed: parameters at Table 2's configuration
+    assert by_id["C19"].verdict == CONTRADICTED  # the paper's own rows
+    assert by_id["C20"].verdict == INCONCLUSIVE
+
+
+# ------------------------------------------------------------------------------------------ the paper against itself
+def test_the_paper_is_recomputed_from_its_own_numbers() -> None:
+    found = {c.what: c for c in checks()}
+    t7 = found["Table 7: printed Δ vs the difference of its rows"]
+    assert not t7.consistent and "-7.3 vs -7.4" in t7.computed and "+0.1 vs +0.2" in t7.computed
+    assert found["Table 11: printed Δ vs the difference of its rows"].consistent
+    assert "0.9806" in found["Table 3: printed averages vs their categories' mean"].computed
+    assert found["Table 5: printed averages vs their categories' mean"].consistent
+    wa = next(c for w, c in found.items() if w.startswith("Table 8, Whitening Adapter"))
+    assert "df = 22.5" in wa.computed and not wa.consistent
+    assert "3.3 of the abstract's SDs" in found["Pixel AP: abstract (5 runs) vs Tables 4, 7, 9, 16"].computed
+    counts = overhead_at_table2([16, 32, 64, 128])
+    assert counts["affine"] and counts["overhead_pct"] > 8.5  # the paper's 8% does not follow from its Table 2
+    per = counts["by_rank"]
+    assert per[128] - per[64] == 2 * (per[64] - per[32]) == 4 * (per[32] - per[16])
