@@ -117,7 +117,8 @@ def zero_forgetting(ctx: Context, check: dict[str, Any]) -> list[Part]:
                                 shortfall(rows, check["study"], check["variant"]))]
     parts = [exact("oracle R[j][i] = R[i][i] for j > i", differing == 0, float(differing), len(ok), detail, paper=0.0)]
     unexplained = [fm for fm, miss in zip(routed_fm, misrouted) if fm > 0 and miss == 0]
-    parts.append(exact("routed forgetting only with misrouted images", not unexplained, float(len(unexplained)), len(ok)))
+    parts.append(exact("routed forgetting only with misrouted images", not unexplained, float(len(unexplained)), len(ok),
+                       f"{len(unexplained)} of {len(ok)} run(s) forget when routed without misrouting an image"))
     return parts
 
 
