@@ -197,7 +197,7 @@ def test_paper_grid_plans_on_stand_in_trees(tmp_path: Path) -> None:
     text = result.stdout + result.stderr
     assert result.returncode == 0, text[-2000:]
     counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()}
-    assert counts["run"] == 315 and counts["features"] == 4 and counts["track"] == 10, counts
+    assert counts["run"] == 350 and counts["features"] == 4 and counts["track"] == 11, counts
 
 
 @pytest.mark.parametrize("target", ["all_runs", "study_main", "study_ablation"])

@@ -86,7 +86,8 @@ def _explain(part: Part, adjusted: tuple[float, float], status: str) -> str:
     if part.status:
         return f"{part.label}{': ' + part.reason if part.reason else ''}"
     p = adjusted[0] if status == SUPPORTED else adjusted[1]
-    return f"{part.label} (Holm p {_p(p)})"
+    side = "for" if status == SUPPORTED else "against"
+    return f"{part.label}: {part.shown()} (Holm p {side} {_p(p)})"
 
 
 def _undecided(part: Part, adjusted: tuple[float, float]) -> str:

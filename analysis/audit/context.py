@@ -1,0 +1,90 @@
+"""What the audit's evaluators read: run-level rows of one dataset, the summaries, and paired values.
+
+Replicates are seeds (and task orders), paired on ``(seed, order)``; a check names its
+study and variants; a shortfall (missing, diverged or failed runs) travels with the
+values so that an undecided part says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.audit.evidence import Part, sign_test
+from analysis.collect import Summaries
+
+STUDY_FALLBACK = {"pilot": "strategies"}  # the default's strategies study is the five-task pilot
+MARGIN = 0.005  # smallest effect of interest of a directional claim on a metric (0.5 pp), unless the entry sets one
+LABELS = {"image_auroc_routed": "I-AUROC", "pixel_ap_routed": "P-AP", "pixel_auroc_routed": "P-AUROC",
+          "forgetting_paper_image_auroc": "FM (paper) I-AUROC", "routing_accuracy": "routing accuracy"}
+
+
+@dataclass
+class Context:
+    """What an evaluator reads: run-level rows of one dataset, the summaries, the plan record."""
+
+    runs: pd.DataFrame
+    summaries: Summaries
+    plan: dict[str, Any]
+    dataset: str
+
+    def rows(self, study: str, variant: str | None = None) -> pd.DataFrame:
+        """Run-level rows of ``study`` (``pilot`` falls back to ``strategies`` where no pilot is planned)."""
+        mine = self.runs[self.runs["dataset"] == self.dataset]
+        if study in STUDY_FALLBACK and (mine["study"] == study).sum() == 0:
+            study = STUDY_FALLBACK[study]
+        sub = mine[mine["study"] == study]
+        return sub if variant is None else sub[sub["variant"] == variant]
+
+    def values(self, study: str, variant: str, column: str) -> tuple[pd.Series, str]:
+        """Per replicate ``(seed, order)``, ``column`` of the finished runs; and what is missing or diverged."""
+        rows = self.rows(study, variant)
+        ok = rows[rows["status"] == "ok"]
+        series = ok.set_index(["seed", "order"])[column].astype(float) if column in ok else pd.Series(dtype=float)
+        return series, shortfall(rows, study, variant)
+
+
+def shortfall(rows: pd.DataFrame, study: str, variant: str) -> str:
+    """``"study/variant: 1 of 3 planned runs missing, 1 diverged"`` or ``""``."""
+    if rows.empty:
+        return f"{study}/{variant}: not planned"
+    counts = rows["status"].value_counts()
+    notes = [f"{counts[s]} of {len(rows)} planned run(s) {s}" for s in ("missing", "diverged", "failed") if s in counts]
+    return f"{study}/{variant}: " + ", ".join(notes) if notes else ""
+
+
+def label_of(column: str) -> str:
+    return LABELS.get(column, column)
+
+
+def with_shortfall(part: Part, *reasons: str) -> Part:
+    """Add what is missing or diverged behind a part to its reason (shown when the part is undecided)."""
+    extra = "; ".join(r for r in reasons if r)
+    if extra:
+        part.reason = "; ".join(r for r in (part.reason, extra) if r)
+    return part
+
+
+def paired_diff(ctx: Context, study: str, variant: str, reference: str, column: str) -> tuple[np.ndarray, str]:
+    """``variant - reference`` per common replicate, and the shortfall of either."""
+    a, why_a = ctx.values(study, variant, column)
+    b, why_b = ctx.values(study, reference, column)
+    both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
+    return (both["a"] - both["b"]).to_numpy(dtype=float), "; ".join(w for w in (why_a, why_b) if w)
+
+
+def step(ctx: Context, study: str, higher: str, lower: str, column: str, margin: float = MARGIN,
+         label: str | None = None) -> Part:
+    """``higher > lower`` on ``column``, paired (a one-sided step of an ordering)."""
+    diff, why = paired_diff(ctx, study, higher, lower, column)
+    part = sign_test(label or f"{label_of(column)}: {higher} > {lower}", diff, ">", 0.0, margin)
+    return with_shortfall(part, why)
+
+
+
+def run_values(ctx: Context, check: dict[str, Any], column: str) -> tuple[np.ndarray, str]:
+    series, why = ctx.values(check["study"], check["variant"], column)
+    return series.to_numpy(dtype=float), why
