@@ -143,6 +143,14 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
     assert claims.set_index("row").loc["C5", "Verdict"] == "not tested here"  # generated data
     assert (tmp_path / "results" / "report" / "audit" / "claims.html").is_file()
     assert (tmp_path / "results" / "figures" / "claims_effects.png").is_file() or "claims_effects" not in figures
+    # Snakemake's per-job timings feed the breakdown of benchmarks/RESULTS.md
+    from benchmarks.breakdown import job_walls, table
+
+    walls = job_walls(tmp_path / "results")
+    assert sorted(set(walls["kind"])) == ["all_tables", "features", "mlflow_init", "run", "synth", "track"]
+    assert len(walls[walls["kind"] == "run"]) == 2 and (walls["seconds"] > 0).all()
+    breakdown = table(tmp_path / "results", elapsed=float(walls["seconds"].sum()), cores=1)
+    assert "| run jobs | 2 |" in breakdown and "- of which training" in breakdown
     report = _snakemake(tmp_path, "--report", "report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     page = (tmp_path / "report.html").read_text(errors="replace")

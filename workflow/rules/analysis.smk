@@ -40,6 +40,8 @@ rule all_tables:
                        category="3. Figures"),
     log:
         f"{RESULTS}/logs/analysis.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/all_tables/all_tables.tsv"
     localrule: True
     shell:
         "python -m analysis --plan {input.plan} --results {RESULTS} > {log} 2>&1"

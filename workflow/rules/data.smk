@@ -12,6 +12,8 @@ rule synth:
         categories=lambda w: " ".join(GENERATED[w.root]["categories"]),
     log:
         "{root}.synth.log",
+    benchmark:  # per-job wall time (python -m benchmarks.breakdown)
+        f"{RESULTS}/benchmarks/synth/{{root}}.tsv"
     shell:
         "moleflow synth {wildcards.root} --seed {params.gen[seed]} --size {params.gen[size]} "
         "--train {params.gen[train]} --test-good {params.gen[test_good]} --test-defect {params.gen[test_defect]} "

@@ -22,6 +22,8 @@ rule features:
         f"{RESULTS}/features/{{dataset}}/{{category}}.json",
     log:
         f"{RESULTS}/logs/features/{{dataset}}/{{category}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/features/{{dataset}}/{{category}}.tsv"
     threads: config["threads"]
     shell:
         "moleflow features extract --config {input.cfg} --categories {wildcards.category} --quiet --threads {threads} "

@@ -12,6 +12,8 @@ rule run:
         cfg=lambda w: json.dumps(RUNS[w.run_id].config, sort_keys=True),
     log:
         f"{RESULTS}/logs/runs/{{run_id}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/run/{{run_id}}.tsv"
     threads: config["threads"]
     resources:
         gpu=config["gpu_per_run"],

@@ -10,6 +10,8 @@ rule mlflow_init:
         experiments=" ".join(f"'{e}'" for e in PLAN.experiments),
     log:
         f"{RESULTS}/logs/mlflow_init.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/mlflow_init/init.tsv"
     localrule: True
     shell:
         "moleflow track init --results {RESULTS} {params.uri} --experiments {params.experiments} --record {output} > {log} 2>&1"
@@ -34,6 +36,8 @@ rule track:
         ),
     log:
         f"{RESULTS}/logs/track/{{study}}/{{dataset}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/track/{{study}}/{{dataset}}.tsv"
     wildcard_constraints:
         study="[^/]+",
         dataset="[^/]+",

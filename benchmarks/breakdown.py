@@ -1,0 +1,78 @@
+"""Where the workflow's time goes: a breakdown by job kind of one finished results folder.
+
+``python -m benchmarks.breakdown RESULTS --elapsed SECONDS --cores N`` reads the
+per-job timings Snakemake recorded (the rules' ``benchmark:`` files under
+``RESULTS/benchmarks/``) and the runs' own timings (``summary.json``), and prints a
+Markdown table: per job kind, the jobs, their summed wall time and its share of the
+lane time (elapsed x cores). A run job's wall time is split into what the run itself
+timed (training, evaluation with the invertibility checks, loading cached features)
+and the rest of the process (start-up and imports, writing its outputs). Lane time no
+job used is Snakemake's own (scheduling, job start) or idle cores at the ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+KINDS = {"synth": "dataset generation", "features": "feature extraction", "run": "run jobs",
+         "mlflow_init": "MLflow store", "track": "MLflow logging", "all_tables": "analysis (tables, figures, audit)"}
+
+
+def job_walls(results: Path) -> pd.DataFrame:
+    """One row per benchmarked job: ``kind``, ``job`` (file stem) and ``seconds`` (Snakemake's ``s``)."""
+    rows = []
+    folder = results / "benchmarks"
+    for path in sorted(folder.glob("**/*.tsv")):
+        frame = pd.read_csv(path, sep="\t")
+        rows.append({"kind": path.relative_to(folder).parts[0], "job": path.stem, "seconds": float(frame["s"].iloc[-1])})
+    return pd.DataFrame(rows, columns=["kind", "job", "seconds"])
+
+
+def run_split(results: Path, walls: pd.DataFrame) -> dict[str, float]:
+    """Summed seconds of the run jobs: training, evaluation, other timed work, and the process around it."""
+    out = {"training": 0.0, "evaluation": 0.0, "features loaded, checks, records": 0.0, "process start-up and outputs": 0.0}
+    for job, wall in zip(walls["job"], walls["seconds"]):
+        summary_path = results / "runs" / job / "summary.json"
+        if not summary_path.is_file():
+            continue
+        timings = json.loads(summary_path.read_text())["timings"]
+        out["training"] += timings["training"]
+        out["evaluation"] += timings["evaluation"]
+        out["features loaded, checks, records"] += timings["total"] - timings["training"] - timings["evaluation"]
+        out["process start-up and outputs"] += wall - timings["total"]
+    return out
+
+
+def table(results: Path, elapsed: float, cores: int) -> str:
+    """The breakdown as Markdown (see the module docstring)."""
+    walls = job_walls(results)
+    lane = elapsed * cores
+    lines = ["| job kind | jobs | wall time summed (s) | share of lane time |", "|---|---|---|---|"]
+    for kind, group in walls.groupby("kind", sort=False):
+        lines.append(f"| {KINDS.get(kind, kind)} | {len(group)} | {group['seconds'].sum():,.0f} | "
+                     f"{100 * group['seconds'].sum() / lane:.1f} % |")
+        if kind == "run":
+            for part, seconds in run_split(results, group).items():
+                lines.append(f"| - of which {part} | | {seconds:,.0f} | {100 * seconds / lane:.1f} % |")
+    rest = lane - walls["seconds"].sum()
+    lines.append(f"| Snakemake's own and idle cores (lane time no job used) | | {rest:,.0f} | {100 * rest / lane:.1f} % |")
+    lines.append(f"| lane time: {elapsed:,.0f} s elapsed x {cores} cores | {len(walls)} | {lane:,.0f} | 100 % |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.breakdown", description=__doc__)
+    parser.add_argument("results", help="a finished results folder (the workflow's `results`)")
+    parser.add_argument("--elapsed", type=float, required=True, help="the workflow's wall time in seconds")
+    parser.add_argument("--cores", type=int, required=True, help="the --cores it ran with")
+    args = parser.parse_args(argv)
+    print(table(Path(args.results), args.elapsed, args.cores), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
