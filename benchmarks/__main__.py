@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
             "Produced by `python -m benchmarks" + (f" --scale {args.scale}" if args.scale != "full" else "") + "`"
             f" in {time.perf_counter() - started:.0f} s. Every ratio compares runs in the same process; nothing here is "
             "a test assert.", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in env.items()]
-    text = "\n".join(head) + "\n\n" + "\n".join(sections)
+    from benchmarks.breakdown import records
+
+    text = "\n".join(head) + "\n\n" + "\n".join(sections + ([records()] if out is not None and records() else []))
     if out is None:
         print(text)
     else:

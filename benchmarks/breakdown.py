@@ -1,10 +1,13 @@
 """Where the workflow's time goes: a breakdown by job kind of one finished results folder.
 
-``python -m benchmarks.breakdown RESULTS --elapsed SECONDS --cores N`` reads the
+``python -m benchmarks.breakdown RESULTS --elapsed SECONDS --cores N [--record NAME]`` reads the
 per-job timings Snakemake recorded (the rules' ``benchmark:`` files under
 ``RESULTS/benchmarks/``) and the runs' own timings (``summary.json``), and prints a
 Markdown table: per job kind, the jobs, their summed wall time and its share of the
-lane time (elapsed x cores). A run job's wall time is split into what the run itself
+lane time (elapsed x cores); with ``--record NAME`` it also keeps the table, with what
+produced it, as ``benchmarks/breakdown/NAME.md``, which ``python -m benchmarks`` copies
+into ``benchmarks/RESULTS.md`` (a measurement of a whole workflow is not repeated by
+the benchmark script: it takes the workflow's time). A run job's wall time is split into what the run itself
 timed (training, evaluation with the invertibility checks, loading cached features)
 and the rest of the process (start-up and imports, writing its outputs). Lane time no
 job used is Snakemake's own (scheduling, job start) or idle cores at the ends.
@@ -64,13 +67,31 @@ def table(results: Path, elapsed: float, cores: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+RECORDS = Path(__file__).resolve().parent / "breakdown"
+
+
+def records() -> str:
+    """Every kept breakdown (``benchmarks/breakdown/*.md``), for ``benchmarks/RESULTS.md``."""
+    kept = sorted(RECORDS.glob("*.md"))
+    if not kept:
+        return ""
+    return "## Where the main command's time goes\n\n" + "\n".join(p.read_text() for p in kept)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.breakdown", description=__doc__)
     parser.add_argument("results", help="a finished results folder (the workflow's `results`)")
     parser.add_argument("--elapsed", type=float, required=True, help="the workflow's wall time in seconds")
     parser.add_argument("--cores", type=int, required=True, help="the --cores it ran with")
+    parser.add_argument("--record", help="keep the table as benchmarks/breakdown/RECORD.md")
+    parser.add_argument("--what", default="", help="one line: what produced the measurement (command, commit, machine)")
     args = parser.parse_args(argv)
-    print(table(Path(args.results), args.elapsed, args.cores), end="")
+    text = table(Path(args.results), args.elapsed, args.cores)
+    print(text, end="")
+    if args.record:
+        from moleflow.io import write_text_atomic
+
+        write_text_atomic(RECORDS / f"{args.record}.md", f"### {args.record}\n\n{args.what}\n\n{text}")
     return 0
 
 
