@@ -53,6 +53,29 @@ def median_seconds(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1) -> f
     return statistics.median(times)
 
 
+def interleaved_seconds(fns: dict[str, Callable[[], Any]], repeat: int = 5, warmup: int = 1) -> dict[str, list[float]]:
+    """Wall times of each ``fns[name]()`` measured in rounds (one call of each per round, after ``warmup`` rounds).
+
+    Ratios taken per round (``t_a[r] / t_b[r]``) compare calls made seconds apart, so a
+    slow phase of a shared machine affects both sides of a ratio alike.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of ``a[r] / b[r]`` (see :func:`interleaved_seconds`)."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
 def fmt(value: Any) -> str:
     """Cell text: 3 significant digits for floats, thousands separators for ints."""
     if isinstance(value, bool) or value is None:

@@ -10,6 +10,8 @@ frozen base, as every task after the first trains).
 
 from __future__ import annotations
 
+import statistics
+
 from collections.abc import Callable
 
 import FrEIA.framework as Ff
@@ -17,7 +19,7 @@ import FrEIA.modules as Fm
 import torch
 from torch import nn
 
-from benchmarks.common import Result, device, median_seconds, sync
+from benchmarks.common import Result, device, interleaved_seconds, paired_ratio, sync
 from moleflow.config import load_config
 from moleflow.continual.learner import model_config
 from moleflow.model import MoLEFlow, TailAwareLoss
@@ -43,7 +45,7 @@ def _plain_freia(dim: int, blocks: int) -> nn.Module:
 
 
 def _freia_step(flow: nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    optimizer = torch.optim.AdamW(flow.parameters(), lr=3e-4)
+    optimizer = torch.optim.AdamW(flow.parameters(), lr=3e-4, foreach=True)  # as the training loop
     rows = x.reshape(-1, x.shape[-1])
 
     def step() -> None:
@@ -69,7 +71,7 @@ def mole_step(overrides: list[str], dim: int, x: torch.Tensor, task: int) -> Cal
         p.requires_grad_(True)
     tr = config["training"]
     loss_fn = TailAwareLoss(tr["tail_weight"], tr["top_k_ratio"], tr["logdet_reg"])
-    optimizer = torch.optim.AdamW(params, lr=tr["lr"])
+    optimizer = torch.optim.AdamW(params, lr=tr["lr"], foreach=True)  # as the training loop
 
     def step() -> None:
         out = model(x, task)
@@ -89,23 +91,30 @@ def run(scale: str = "full") -> Result:
     x = torch.randn(batch, grid, grid, dim, generator=torch.Generator().manual_seed(0)).to(dev)
     vectors = batch * grid * grid
     result = Result("flow_step", "Flow training step (forward + backward + AdamW)",
-                    ["model", "ms / step", "patch vectors / s", "relative to plain FrEIA"],
+                    ["model", "ms / step", "patch vectors / s", "relative to plain FrEIA x 6",
+                     "relative to plain FrEIA x 8 (same total depth)"],
                     command=f"python -m benchmarks --only flow_step --scale {scale}")
     torch.manual_seed(0)
-    baseline = median_seconds(_freia_step(_plain_freia(dim, 6).to(dev), x), repeat=repeat)
-    result.add("plain FrEIA AllInOneBlock x 6, MLP subnet", 1000 * baseline, vectors / baseline, 1.0)
-    mole = {}
-    for label, task in (("MoLE flow, task 0 (base + task 0's own)", 0), ("MoLE flow, task 1 (adapters only)", 1)):
-        mole[task] = median_seconds(mole_step([], dim, x, task), repeat=repeat)
-        result.add(label, 1000 * mole[task], vectors / mole[task], mole[task] / baseline)
-    overhead = {}
-    for component, switch in COMPONENTS.items():
-        without = median_seconds(mole_step([switch], dim, x, 1), repeat=repeat)
-        result.add(f"task 1 without {component}", 1000 * without, vectors / without, without / baseline)
-        overhead[component] = mole[1] / without - 1
+    # every configuration is built first, then timed in interleaved rounds: ratios are paired by round
+    steps = {"plain6": _freia_step(_plain_freia(dim, 6).to(dev), x),
+             "plain8": _freia_step(_plain_freia(dim, 8).to(dev), x),  # as deep as 6 coupling + 2 DIA blocks
+             "task0": mole_step([], dim, x, 0), "task1": mole_step([], dim, x, 1)}
+    steps.update({component: mole_step([switch], dim, x, 1) for component, switch in COMPONENTS.items()})
+    times = interleaved_seconds(steps, repeat=repeat)
+    labels = {"plain6": "plain FrEIA AllInOneBlock x 6, MLP subnet", "plain8": "plain FrEIA AllInOneBlock x 8, MLP subnet",
+              "task0": "MoLE flow, task 0 (base + task 0's own)", "task1": "MoLE flow, task 1 (adapters only)"}
+    labels.update({component: f"task 1 without {component}" for component in COMPONENTS})
+    for name, label in labels.items():
+        seconds = statistics.median(times[name])
+        result.add(label, 1000 * seconds, vectors / seconds, paired_ratio(times[name], times["plain6"]),
+                   paired_ratio(times[name], times["plain8"]))
+    overhead = {component: paired_ratio(times["task1"], times[component]) - 1 for component in COMPONENTS}
     result.notes.append(
         f"D = {dim}, 6 coupling blocks, rank 64, DIA 2 (the schema defaults), a batch of {batch} maps of "
-        f"{grid} x {grid} patches ({vectors} vectors), device {dev}; median of {repeat} steps after one warm-up. "
+        f"{grid} x {grid} patches ({vectors} vectors), device {dev}; {repeat} rounds after one warm-up, each timing one "
+        "step of every model in turn; times are medians, ratios medians of the per-round ratios; AdamW "
+        "with foreach=True everywhere, as the training loop. The fair baseline has the same total depth as the MoLE flow "
+        "(8 blocks: 6 coupling + 2 DIA). "
         "Overhead of each component in task 1 (step with / step without - 1): "
         + ", ".join(f"{c} {100 * v:+.0f}%" for c, v in overhead.items())
         + "; differences within about 10 % are within the step-to-step noise of 2 shared CPU cores.")
