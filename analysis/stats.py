@@ -188,10 +188,18 @@ def paired_difference(a: pd.Series, b: pd.Series, level: float = 0.95) -> Paired
     if len(diff) == 0:
         return PairedDifference(float("nan"), 0)
     out = PairedDifference(float(diff.mean()), int(len(diff)))
-    if len(diff) > 1:
-        half = float(scipy_stats.t.ppf(0.5 + level / 2, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff)))
-        out.low, out.high = out.mean - half, out.mean + half
+    out.low, out.high = t_interval(diff, level)
     return out
+
+
+def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Two-sided t interval of the mean of ``values`` (NaN for fewer than 2 values)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    half = float(scipy_stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values)))
+    mean = float(values.mean())
+    return mean - half, mean + half
 
 
 def delta_cell(rows: pd.DataFrame, reference: pd.DataFrame, column: str) -> Cell:

@@ -11,7 +11,6 @@ the p-values NaN and says why in ``reason``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +18,8 @@ import pandas as pd
 import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.weightstats import ttost_paired
+
+from analysis.stats import t_interval
 
 NAN = float("nan")
 
@@ -49,15 +50,6 @@ class Part:
         if np.isfinite(self.low):
             return f"{self.estimate:+.4f} [{self.low:+.4f}, {self.high:+.4f}], n={self.n}"
         return f"{self.estimate:+.4f}, n={self.n}"
-
-
-def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Two-sided t interval of the mean of ``values`` (NaN for fewer than 2 values)."""
-    if len(values) < 2:
-        return NAN, NAN
-    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * np.std(values, ddof=1) / math.sqrt(len(values)))
-    mean = float(np.mean(values))
-    return mean - half, mean + half
 
 
 NO_VARIANCE = "the replicates do not vary: a t-test is undefined"
