@@ -42,7 +42,7 @@ def depth_best(ctx: Context, check: dict[str, Any]) -> list[Part]:
     parts = [step(ctx, study, reference, rival, column) for rival in rivals]
     for (m, n), other in depths.items():
         if other != reference and other not in rivals:  # can only contradict: a depth significantly above the reference
-            diff, why = paired_diff(ctx, study, other, reference, column)
+            diff, _ = paired_diff(ctx, study, other, reference, column)
             part = sign_test(f"{label_of(column)}: {other} not above {reference}", diff, ">", 0.0, MARGIN)
             part.p_support, part.p_contradict, part.guard = NAN, part.p_support, True
             parts.append(part)
