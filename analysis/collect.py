@@ -45,6 +45,18 @@ def _base_row(run, study: str, variant: str) -> dict[str, Any]:  # type: ignore[
             "strategy": run.config["strategy"]["name"], "seed": run.seed, "order": run.order}
 
 
+def _columns() -> list[str]:
+    """Every column a run with a summary gives its rows: a folder where no planned run has finished
+    yet (every run ``missing``) still gets them all, empty."""
+    cols = ["status", "tasks_completed", "n_tasks", "routing_accuracy", "params_base", "params_per_task",
+            "params_per_task_without_dia", "overhead_pct", "routing_accuracy_euclidean", "category", "task_index"]
+    cols += [f"memory_{k}" for k in ("params_per_task", "bytes_per_task", "pct_of_base", "fixed_bytes", "router_bytes_per_task")]
+    for metric in METRICS:
+        cols += [f"forgetting_{kind}_{metric}" for kind in ("fm", "paper", "bwt")]
+        cols += [f"{metric}_just_trained", f"{metric}_routed", f"{metric}_oracle"]
+    return cols
+
+
 def _rows_of(run, summary: dict[str, Any] | None, study: str, variant: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
     base = _base_row(run, study, variant)
     if summary is None:
@@ -115,6 +127,9 @@ def collect(plan: dict[str, Any], results: str | Path, summaries: Summaries | No
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
+    for column in _columns():
+        if column not in frame:
+            frame[column] = None
     keys = sorted({k for c in configs.values() for k in c})
     varying = [k for k in keys if len({c.get(k) for c in configs.values()}) > 1 and k not in ("seed",)]
     for key in varying:

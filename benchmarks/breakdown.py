@@ -7,7 +7,8 @@ Markdown table: per job kind, the jobs, their summed wall time and its share of 
 lane time (elapsed x cores); with ``--record NAME`` it also keeps the table, with what
 produced it, as ``benchmarks/breakdown/NAME.md``, which ``python -m benchmarks`` copies
 into ``benchmarks/RESULTS.md`` (a measurement of a whole workflow is not repeated by
-the benchmark script: it takes the workflow's time). A run job's wall time is split into what the run itself
+the benchmark script: it takes the workflow's time). A run job (one process training
+one or several runs, see ``runs_per_job``) has its wall time split into what its runs
 timed (training, evaluation with the invertibility checks, loading cached features)
 and the rest of the process (start-up and imports, writing its outputs). Lane time no
 job used is Snakemake's own (scheduling, job start) or idle cores at the ends.
@@ -35,18 +36,32 @@ def job_walls(results: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["kind", "job", "seconds"])
 
 
+def _job_runs(results: Path) -> dict[str, list[str]]:
+    """``{training job: [run id, ...]}`` from the plan record (``RESULTS/plan.json``); a job named
+    after its one run (results of earlier versions, one run per job) maps to itself."""
+    try:
+        return json.loads((results / "plan.json").read_text()).get("jobs", {})
+    except (OSError, ValueError):
+        return {}
+
+
 def run_split(results: Path, walls: pd.DataFrame) -> dict[str, float]:
     """Summed seconds of the run jobs: training, evaluation, other timed work, and the process around it."""
     out = {"training": 0.0, "evaluation": 0.0, "features loaded, checks, records": 0.0, "process start-up and outputs": 0.0}
+    jobs = _job_runs(results)
     for job, wall in zip(walls["job"], walls["seconds"]):
-        summary_path = results / "runs" / job / "summary.json"
-        if not summary_path.is_file():
-            continue
-        timings = json.loads(summary_path.read_text())["timings"]
-        out["training"] += timings["training"]
-        out["evaluation"] += timings["evaluation"]
-        out["features loaded, checks, records"] += timings["total"] - timings["training"] - timings["evaluation"]
-        out["process start-up and outputs"] += wall - timings["total"]
+        timed = 0.0
+        for run_id in jobs.get(job, [job]):
+            summary_path = results / "runs" / run_id / "summary.json"
+            if not summary_path.is_file():
+                continue
+            timings = json.loads(summary_path.read_text())["timings"]
+            out["training"] += timings["training"]
+            out["evaluation"] += timings["evaluation"]
+            out["features loaded, checks, records"] += timings["total"] - timings["training"] - timings["evaluation"]
+            timed += timings["total"]
+        if timed:
+            out["process start-up and outputs"] += wall - timed
     return out
 
 

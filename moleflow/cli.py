@@ -7,6 +7,8 @@ Subcommands::
     moleflow data baseline --dataset {mvtec,visa,folder} --root DIR [--categories ...]
     moleflow features extract [--config FILE] [--set key=value ...] [--dataset K --root DIR] [--categories ...]
     moleflow run [--profile cpu] [--config FILE] [--set key=value ...] --out RUN_DIR
+    moleflow run-many --runs-json '{"RUN_DIR": {config}, ...}'
+    moleflow predict --run RUN_DIR IMAGE_OR_FOLDER ... --out DIR [--task T] [--threshold X | --normal DIR]
     moleflow config show [--profile cpu] [--config FILE] [--set key=value ...]
 
 A problem with the user's input is printed as one line (``moleflow: error: ...``)
@@ -129,12 +131,90 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = _resolve(args)
     _set_threads(args)
     summary = run(config, args.out, progress=not args.quiet, log=lambda line: print(line, flush=True))
+    _print_outcome(summary, args.out)
+    return 0
+
+
+def _print_outcome(summary: dict, out: str | Path, prefix: str = "") -> None:
     mean = summary["mean"]["routed"]
     fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-    print(f"{summary['status']}: {summary['tasks_completed']}/{len(summary['tasks'])} tasks; mean routed "
+    forgetting = ("no forgetting with one task" if len(summary["tasks"]) == 1
+                  else f"FM(I-AUROC) {fmt(summary['forgetting']['image_auroc']['fm'])}")
+    print(f"{prefix}{summary['status']}: {summary['tasks_completed']}/{len(summary['tasks'])} tasks; mean routed "
           f"I-AUROC {fmt(mean['image_auroc'])} P-AUROC {fmt(mean['pixel_auroc'])} P-AP {fmt(mean['pixel_ap'])} "
           f"AUPRO {fmt(mean['aupro'])}; routing {fmt(summary['routing_accuracy'])}; "
-          f"FM(I-AUROC) {fmt(summary['forgetting']['image_auroc']['fm'])} -> {args.out}/summary.json")
+          f"{forgetting} -> {out}/summary.json", flush=True)
+
+
+def _runs_json(text: str) -> dict[str, dict]:
+    """``--runs-json``: ``{"RUN_DIR": {config}, ...}`` (or ``@FILE`` holding it)."""
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise MoleflowError(f"--runs-json: cannot read {text[1:]} ({exc.strerror})") from None
+    try:
+        runs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MoleflowError(f"--runs-json is not valid JSON ({exc})") from None
+    if not isinstance(runs, dict) or not all(isinstance(c, dict) for c in runs.values()):
+        raise MoleflowError('--runs-json must be one JSON object {"RUN_DIR": {config}, ...}')
+    return runs
+
+
+def _cmd_run_many(args: argparse.Namespace) -> int:
+    """Several runs one after the other in this process: the start-up (imports) is paid once.
+
+    Every run is checked before any trains; a run whose directory already holds its finished
+    summary is skipped; a run that fails is reported and the others still run (exit status 1).
+    """
+    import traceback
+
+    from moleflow.config import config_hash, defaults, load_config, merge
+    from moleflow.continual import run
+    from moleflow.continual.checkpoint import check_run_dir
+
+    runs = {out: load_config(None, [], base=merge(defaults(), given)) for out, given in _runs_json(args.runs_json).items()}
+    for out, config in runs.items():
+        check_run_dir(Path(out), config)
+    _set_threads(args)
+    failed = []
+    for k, (out, config) in enumerate(runs.items(), 1):
+        prefix = f"[{k}/{len(runs)} {Path(out).name}] "
+        try:
+            done = json.loads((Path(out) / "summary.json").read_text())
+            if done.get("config_hash") == config_hash(config) and done.get("status") in ("ok", "diverged"):
+                print(f"{prefix}already finished ({done['status']}) -> {out}/summary.json", flush=True)
+                continue
+        except (OSError, ValueError):
+            pass
+        start = time.perf_counter()
+        try:
+            summary = run(config, out, progress=not args.quiet, log=lambda line: print(prefix + line, flush=True))
+        except MoleflowError as exc:
+            print(f"{prefix}failed: {exc}", flush=True)
+            failed.append(out)
+            continue
+        except Exception:  # a bug in one run must not lose the others: report it whole and go on
+            print(f"{prefix}failed with a traceback:\n{traceback.format_exc()}", flush=True)
+            failed.append(out)
+            continue
+        _print_outcome(summary, out, prefix)
+        print(f"{prefix}{time.perf_counter() - start:.1f} s in this process", flush=True)
+    if failed:
+        print(f"moleflow: error: {len(failed)} of {len(runs)} runs failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from moleflow.continual.predict import predict_images
+
+    _set_threads(args)
+    done = predict_images(args.run, args.images, args.out, args.task, args.threshold, args.normal, args.quantile)
+    decided = "" if done["anomalous"] is None else f"; {done['anomalous']} above their threshold ({done['how']})"
+    print(f"scored {done['images']} images ({done['backbone_images']} backbone passes) -> {args.out}/scores.csv, "
+          f"{args.out}/maps/{decided}")
     return 0
 
 
@@ -198,35 +278,44 @@ def _cmd_config_show(args: argparse.Namespace) -> int:
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", help="start from a named profile of moleflow/configs/ (e.g. cpu: the embedded default)")
     parser.add_argument("--config", help="YAML file of config keys (see moleflow/schemas/config.schema.yaml)")
-    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one key, e.g. features.embed_dim=128")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override one key (repeatable); the value is YAML: features.embed_dim=128, "
+                             "dataset.categories=[cap,screw] (a list in brackets), scoring.map_sigma=2.5")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="moleflow", description="MoLE-Flow continual anomaly detection harness")
+    from moleflow import __version__
+
+    parser = argparse.ArgumentParser(prog="moleflow", description="MoLE-Flow continual anomaly detection harness "
+                                     "(the method as implemented: docs/method.md)")
+    parser.add_argument("--version", action="version", version=f"moleflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     synth = sub.add_parser("synth", help="write the generated default dataset in the MVTec AD layout")
     synth.add_argument("out", help="output folder")
-    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--seed", type=int, default=0, help="generator seed: every image and defect follows from it "
+                       "(default 0; the embedded default's test data; tune on another seed)")
     synth.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
-    synth.add_argument("--categories", nargs="+", help="subset of: fabric wood tile cap screw pcb")
-    synth.add_argument("--train", type=int, default=40, help="normal training images per category")
-    synth.add_argument("--test-good", type=int, default=10, help="normal test images per category")
-    synth.add_argument("--test-defect", type=int, default=6, help="test images per defect type")
+    synth.add_argument("--categories", nargs="+", help="subset of: fabric wood tile cap screw pcb (default all six)")
+    synth.add_argument("--train", type=int, default=40, help="normal training images per category (default 40)")
+    synth.add_argument("--test-good", type=int, default=10, help="normal test images per category (default 10)")
+    synth.add_argument("--test-defect", type=int, default=6, help="test images per defect type (default 6)")
     synth.set_defaults(func=_cmd_synth)
 
     data = sub.add_parser("data", help="dataset tools").add_subparsers(dest="data_command", required=True)
     check = data.add_parser("check", help="validate a dataset copy and count its images")
-    check.add_argument("--dataset", required=True, choices=["mvtec", "visa", "folder"])
-    check.add_argument("--root", required=True)
-    check.add_argument("--categories", nargs="+")
+    check.add_argument("--dataset", required=True, choices=["mvtec", "visa", "folder"],
+                       help="layout: mvtec (MVTec AD as released, PNG), visa (VisA with split_csv/1cls.csv), "
+                            "folder (the MVTec tree with any category names and image extensions)")
+    check.add_argument("--root", required=True, help="folder holding the dataset copy")
+    check.add_argument("--categories", nargs="+", help="categories to check (default every category found)")
     check.add_argument("--json", action="store_true", help="print one JSON object keyed by category")
     check.set_defaults(func=_cmd_data_check)
     baseline = data.add_parser("baseline", help="image AUROC of a per-pixel z-score detector (is the dataset too easy?)")
-    baseline.add_argument("--dataset", required=True, choices=["mvtec", "visa", "folder"])
-    baseline.add_argument("--root", required=True)
-    baseline.add_argument("--categories", nargs="+")
+    baseline.add_argument("--dataset", required=True, choices=["mvtec", "visa", "folder"], help="layout (as data check)")
+    baseline.add_argument("--root", required=True, help="folder holding the dataset copy")
+    baseline.add_argument("--categories", nargs="+", help="categories (default every category found)")
     baseline.set_defaults(func=_cmd_data_baseline)
 
     features = sub.add_parser("features", help="backbone features").add_subparsers(dest="features_command", required=True)
@@ -243,11 +332,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     runp = sub.add_parser("run", help="one continual run: train every task, evaluate, write RUN_DIR/summary.json")
     _add_config_args(runp)
+    runp.add_argument("--dataset", choices=["mvtec", "visa", "folder"], help="shortcut for --set dataset.kind=...")
+    runp.add_argument("--root", help="shortcut for --set dataset.root=...")
     runp.add_argument("--config-json", help="the whole configuration as one JSON object (what the workflow passes)")
     runp.add_argument("--out", required=True, help="run directory (a rerun resumes after its last finished task)")
     runp.add_argument("--quiet", action="store_true", help="no progress bars (one line per task and the resume line stay)")
     runp.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core); the workflow passes the job's Snakemake threads")
     runp.set_defaults(func=_cmd_run)
+
+    many = sub.add_parser("run-many", help="several runs one after the other in one process (what the workflow's training jobs call)")
+    many.add_argument("--runs-json", required=True, metavar="JSON",
+                      help='{"RUN_DIR": {the whole configuration}, ...} (or @FILE holding it); finished runs are skipped')
+    many.add_argument("--quiet", action="store_true", help="no progress bars (one line per task stays)")
+    many.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core); the workflow passes the job's Snakemake threads")
+    many.set_defaults(func=_cmd_run_many)
+
+    pred = sub.add_parser("predict", help="score new images with a trained run: routed task, score, anomaly map (and a decision)")
+    pred.add_argument("--run", required=True, help="a run directory (its config.yaml and checkpoints are read)")
+    pred.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files, or folders of images (not recursive)")
+    pred.add_argument("--out", required=True, help="writes scores.csv, maps/<n>_<stem>.png, maps/scale.json, threshold.json")
+    pred.add_argument("--task", help="score every image with this task (category name or index) instead of routing it")
+    pred.add_argument("--threshold", type=float, help="decide 'anomalous' where the image score exceeds this value")
+    pred.add_argument("--normal", metavar="FOLDER", help="held-out normal images: per task, the threshold is the "
+                      "--quantile of their image scores (never anomalous images, never the run's test set)")
+    pred.add_argument("--quantile", type=float, default=0.99, help="quantile of the normal images' scores (default 0.99)")
+    pred.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+    pred.set_defaults(func=_cmd_predict)
 
     track = sub.add_parser("track", help="MLflow mirror of run directories").add_subparsers(dest="track_command", required=True)
     tinit = track.add_parser("init", help="create the MLflow store and experiments (once, before any run logs)")

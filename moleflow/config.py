@@ -138,7 +138,10 @@ def validate(config: Config) -> Config:
             extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
             key = f"{where}.{extra[0]}" if where != "<top level>" else extra[0]
             raise ConfigError(f"unknown config key {key!r}")
-        raise ConfigError(f"config key {where}: {error.message}")
+        hint = ""
+        if error.validator == "type" and "array" in str(error.validator_value) and isinstance(error.instance, str):
+            hint = f"; write a list in brackets: {where}=[{error.instance}]"
+        raise ConfigError(f"config key {where}: {error.message}{hint}")
     return config
 
 

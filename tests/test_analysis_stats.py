@@ -136,6 +136,7 @@ def _sweep(rng: np.random.Generator, effect_pp: float, values: int = 5, seeds: i
     return pd.DataFrame(rows)
 
 
+@pytest.mark.slow
 def test_sensitivity_class_needs_evidence_so_a_null_sweep_is_none_detected() -> None:
     """Without the gate, noise alone made most null sweeps Medium (spread of 5 means of 5 seeds at 1 pp SD)."""
     import warnings

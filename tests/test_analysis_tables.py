@@ -84,6 +84,7 @@ def _digest(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
 
+@pytest.mark.slow
 def test_every_table_is_written_and_indexed(results: Path) -> None:
     assert analysis_main(["--config", str(results / "config.yaml"), "--results", str(results / "results")]) == 0
     tables = results / "results" / "tables"
@@ -151,6 +152,7 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     assert "\\toprule" in latex and "\\bottomrule" in latex and "\\textbf{" in latex
 
 
+@pytest.mark.slow
 def test_figures_are_drawn_and_indexed(results: Path) -> None:
     assert analysis_main(["--config", str(results / "config.yaml"), "--results", str(results / "results")]) == 0
     figures = results / "results" / "figures"
@@ -163,6 +165,7 @@ def test_figures_are_drawn_and_indexed(results: Path) -> None:
     assert (figures / "accuracy_matrix_synth.pdf").read_bytes().startswith(b"%PDF")
 
 
+@pytest.mark.slow
 def test_regenerating_gives_identical_files(results: Path) -> None:
     args = ["--config", str(results / "config.yaml"), "--results", str(results / "results")]
     assert analysis_main(args) == 0
@@ -264,6 +267,7 @@ def _shown(cell: str) -> tuple[str, list[float], str, list[float]]:
         return plain, [], count, interval
 
 
+@pytest.mark.slow
 def test_latex_and_markdown_cells_hold_the_csv_values(results: Path) -> None:
     """Every printed cell (LaTeX and Markdown) shows the CSV's mean, std and text, rounded as printed."""
     import re

@@ -116,6 +116,7 @@ def test_equivalence_verdicts() -> None:
     assert _verdict(equivalence_test("eq", np.array([0.01, -0.02]), -0.005, 0.005)) == INCONCLUSIVE
 
 
+@pytest.mark.slow
 def test_exact_welch_slope_kendall_and_contrast_verdicts() -> None:
     assert _verdict(exact("zero", True)) == SUPPORTED and _verdict(exact("zero", False)) == CONTRADICTED
     assert _verdict(welch_vs_paper("w", np.array([0.980, 0.981, 0.979]), 0.9803, 0.0019, 5)) == SUPPORTED

@@ -47,9 +47,7 @@ def test_a_mask_of_another_size_is_refused_by_a_run_as_by_data_check(dataset: Pa
     assert str(mask) in err and "differs from image size" in err
     err = _one_line_error(capsys, main(_args(tmp_path / "run", root, tmp_path / "cache")))
     assert str(mask) in err and "mask size 48x48 differs from image size 64x64" in err
-    status = json.loads((tmp_path / "run" / "status.json").read_text())
-    assert status["status"] == "failed" and "differs from image size" in status["message"]
-    assert not (tmp_path / "run" / "summary.json").exists()
+    assert not (tmp_path / "run").exists()  # a new run refused for its input leaves no directory behind
 
 
 def test_no_category_under_the_root_says_which_layout_it_looks_like(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,6 +84,7 @@ def test_an_unusable_cache_dir_is_refused_before_any_work(dataset: Path, tmp_pat
     for cache in (blocker / "cache", Path("/proc/moleflow-cache")):
         err = _one_line_error(capsys, main(_args(tmp_path / "run", dataset, cache)))
         assert f"features.cache_dir: cannot write to {cache}" in err
+        assert not (tmp_path / "run").exists()
         err = _one_line_error(capsys, main(["features", "extract", "--profile", "cpu", "--root", str(dataset),
                                              "--set", f"features.cache_dir={cache}", "--quiet"]))
         assert f"features.cache_dir: cannot write to {cache}" in err
@@ -113,6 +112,39 @@ def test_where_the_cache_lives_is_not_part_of_a_run_and_a_refusal_names_the_keys
     assert "holds a run of another configuration (differing in model.lora_rank, training.epochs)" in err
     assert not cache_c.exists() or not any(cache_c.iterdir())  # refused before any feature was extracted
     assert yaml.safe_load((out / "config.yaml").read_text())["training"]["epochs"] == 1  # the record is kept
+
+
+def test_a_jpeg_tree_read_as_mvtec_names_the_extensions(dataset: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """MVTec AD as released is PNG; a JPEG copy read as `mvtec` says so and names the `folder` kind."""
+    import shutil
+
+    root = tmp_path / "jpeg"
+    shutil.copytree(dataset, root)
+    for png in (root / "cap" / "train" / "good").glob("*.png"):
+        Image.open(png).convert("RGB").save(png.with_suffix(".jpg"))
+        png.unlink()
+    err = _one_line_error(capsys, main(["data", "check", "--dataset", "mvtec", "--root", str(root), "--categories", "cap"]))
+    assert "holds 4 .jpg image(s), but this layout reads only .png" in err and "'folder' reads any of" in err
+    err = _one_line_error(capsys, main(_args(tmp_path / "run", root, tmp_path / "cache", "dataset.categories=[cap]")))
+    assert "holds 4 .jpg image(s)" in err and not (tmp_path / "run").exists()
+
+
+def test_a_refused_run_leaves_an_existing_run_directory_alone(dataset: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Only a directory the refused run created itself is removed: a finished run's folder stays, marked failed."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(dataset, copy)
+    out = tmp_path / "run"
+    assert main(_args(out, copy, tmp_path / "cache")) == 0
+    shutil.rmtree(copy / "tile")  # the same run again, its dataset gone
+    capsys.readouterr()
+    err = _one_line_error(capsys, main(_args(out, copy, tmp_path / "cache")))
+    assert str(copy) in err
+    assert (out / "summary.json").is_file() and (out / "checkpoints" / "progress.json").is_file()
+    assert json.loads((out / "status.json").read_text())["status"] == "failed"
 
 
 def test_every_timing_is_inside_timings(dataset: Path, tmp_path: Path) -> None:

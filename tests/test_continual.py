@@ -101,6 +101,7 @@ def test_run_summary_routing_and_determinism(dataset: Path, cache: Path, tmp_pat
     assert _comparable(second) == _comparable(first)
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(dataset: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for strategy in ("frozen_base", "ewc", "separated", "replay", "sequential"):
         config = tiny(dataset, cache, f"strategy.name={strategy}", "strategy.replay_images=2")
@@ -352,6 +353,7 @@ def test_misrouted_images_are_scored_by_the_task_they_were_routed_to(twins: Path
     assert any(summary["final"][c]["routed"] != summary["final"][c]["oracle"] for c in ("cap", "cap_twin"))
 
 
+@pytest.mark.slow
 def test_a_seeded_random_order_runs_the_sequence_it_drew(dataset: Path, cache: Path, tmp_path: Path) -> None:
     """``task_order: random`` draws a permutation from ``order_seed``; the run equals the same sequence given."""
     from moleflow.continual.tasks import task_order
@@ -419,6 +421,7 @@ def test_visa_through_features_run_and_summary(dataset: Path, cache: Path, tmp_p
     assert summary["routing_accuracy"] == 1.0 and summary["forgetting"]["image_auroc"]["fm"] == 0.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["frozen_base", "sequential", "ewc"])
 def test_killed_between_checkpoint_and_commit_resumes_exactly(dataset: Path, cache: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch, strategy: str) -> None:
@@ -484,6 +487,7 @@ def test_ewc_penalty_and_per_sample_fisher_by_hand(dataset: Path, cache: Path) -
     assert float(learner.ewc_penalty(1)) == pytest.approx(expected, rel=1e-4)
 
 
+@pytest.mark.slow
 def test_runs_record_what_the_claims_audit_reads(dataset: Path, cache: Path, tmp_path: Path) -> None:
     """Fingerprints (frozen base unchanged, earlier tasks unchanged; a sequential base changes), invertibility
     after each task, the Euclidean router beside the Mahalanobis one, image top-k re-scored from the same

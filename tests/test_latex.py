@@ -10,7 +10,7 @@ import pytest
 
 from analysis.__main__ import main as analysis_main
 
-pytestmark = [pytest.mark.service, pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.service, pytest.mark.skipif(
     shutil.which("pdflatex") is None, reason="pdflatex not installed (.ci/run installs Debian's texlive-latex-recommended)")]
 
 

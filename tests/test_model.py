@@ -122,6 +122,26 @@ def test_new_task_lora_is_exactly_the_base_function() -> None:
     assert not torch.equal(layer(x), base)
 
 
+@pytest.mark.parametrize("base_trains", [True, False])
+def test_merged_lora_gradients_are_exact(base_trains: bool) -> None:
+    """The merged product's hand-written backward against finite differences (float64), with the base
+    trained (task 0: the adapter's gradients come from the weight's) or frozen (the thin products)."""
+    from moleflow.model.lora import MergedLoRA
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(9, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    weight = torch.randn(5, 6, dtype=torch.float64, generator=g, requires_grad=base_trains)
+    bias = torch.randn(5, dtype=torch.float64, generator=g, requires_grad=base_trains)
+    a = torch.randn(3, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(5, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *t: MergedLoRA.apply(*t, 0.25), (x, weight, bias, a, b))
+    three = x @ weight.t() + bias + 0.25 * (x @ a.t()) @ b.t()  # the adapter as three products
+    torch.testing.assert_close(MergedLoRA.apply(x, weight, bias, a, b, 0.25), three)
+    # under torch.func (the Jacobian of the invertibility check runs the backward under vmap)
+    jac = torch.func.jacrev(lambda v: MergedLoRA.apply(v, weight, bias, a, b, 0.25))(x[:2])
+    torch.testing.assert_close(jac, torch.func.jacrev(lambda v: v @ weight.t() + bias + 0.25 * (v @ a.t()) @ b.t())(x[:2]))
+
+
 def test_without_lora_keeps_task_bias_only() -> None:
     layer = LoRALinear(4, 3, rank=2, use_lora=False, task_bias=True)
     layer.add_task(1)

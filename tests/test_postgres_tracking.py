@@ -25,7 +25,7 @@ from tests_helpers import fake_summary
 PG_BIN = next((p for p in ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
                if os.path.isfile(f"{p}/initdb")), None) or (os.path.dirname(shutil.which("initdb")) if shutil.which("initdb") else None)
 
-pytestmark = [pytest.mark.service,
+pytestmark = [pytest.mark.slow, pytest.mark.service,
               pytest.mark.skipif(PG_BIN is None, reason="PostgreSQL server binaries not installed (.ci/run installs Debian's postgresql)")]
 
 

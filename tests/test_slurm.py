@@ -125,8 +125,8 @@ def test_workflow_through_the_slurm_profile(slurm_cluster: dict[str, str], tmp_p
     jobs = _jobs(slurm_cluster)
     assert all(j["JobState"] == "COMPLETED" for j in jobs), [(j["JobId"], j["JobState"]) for j in jobs]
     gpu_jobs = [j for j in jobs if j["Partition"] == "gpu"]
-    # 2 feature jobs (cap, tile) + 2 run jobs, each with one GPU
-    assert len(gpu_jobs) == 4 and all("gres:gpu:1" in j.get("TresPerJob", "") for j in gpu_jobs), gpu_jobs
+    # 2 feature jobs (cap, tile) + 1 training job (both runs: runs_per_job 2), each with one GPU
+    assert len(gpu_jobs) == 3 and all("gres:gpu:1" in j.get("TresPerJob", "") for j in gpu_jobs), gpu_jobs
     assert len([j for j in jobs if j["Partition"] == "cpu"]) == 3  # synth and one MLflow job per study (main, ablation)
 
     runs = sorted((tmp_path / "results" / "runs").iterdir())

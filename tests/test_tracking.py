@@ -28,6 +28,7 @@ def test_flat_strings() -> None:
     assert flat_strings({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": "x"}) == {"a.b": "1", "a.c": "[1, 2]", "d": "null", "e": "x"}
 
 
+@pytest.mark.slow
 def test_eight_parallel_writers_on_one_new_store_lose_nothing(tmp_path: Path) -> None:
     results = tmp_path / "results"
     cli = [sys.executable, "-m", "moleflow"]

@@ -26,9 +26,11 @@ TINY = {
         "model.coupling_blocks": 1, "model.lora_rank": 2, "evaluation.sample_images": 1, "device": "cpu"}},
     "datasets": {"tiny": {"kind": "mvtec", "root": "data/tiny", "categories": ["cap", "tile"],
                           "generate": {"seed": 0, "size": 64, "train": 6, "test_good": 2, "test_defect": 2}}},
+    # ablation first: main's run is ablation's MoLE-Flow run, so both runs are one training job (runs_per_job 2)
+    "runs_per_job": 2,
     "studies": {
-        "main": {"variants": [{"name": "MoLE-Flow"}]},
         "ablation": {"variants": [{"name": "MoLE-Flow"}, {"name": "w/o TAL", "set": {"training.tail_weight": 0.0}}]},
+        "main": {"variants": [{"name": "MoLE-Flow"}]},
     },
 }
 
@@ -76,6 +78,25 @@ def test_workflow_plan_gives_every_list_the_rules_use(tmp_path: Path) -> None:
     assert plan.dataset_marker("disk") == [] and list(plan.generated) == ["data/tiny"]
 
 
+def test_plan_cuts_each_studys_runs_into_training_jobs() -> None:
+    """A run belongs to the first study that needs it; each study's runs are cut into jobs of its runs_per_job."""
+    from moleflow.planning import WorkflowPlan
+
+    plan = WorkflowPlan.from_config(_validated(TINY))
+    assert list(plan.jobs) == ["ablation_tiny_00"] and sorted(plan.jobs["ablation_tiny_00"]) == plan.studies["ablation"]
+    wf = copy.deepcopy(TINY)
+    wf["seeds"] = [0, 1, 2]
+    wf["studies"]["ablation"]["runs_per_job"] = 4
+    wf["studies"]["main"]["variants"].append({"name": "lr", "set": {"training.lr": 0.01}})
+    plan = WorkflowPlan.from_config(_validated(wf))
+    sizes = {job: len(ids) for job, ids in plan.jobs.items()}
+    assert sizes == {"ablation_tiny_00": 4, "ablation_tiny_01": 2, "main_tiny_00": 2, "main_tiny_01": 1}, sizes
+    assert sorted(r for ids in plan.jobs.values() for r in ids) == sorted(plan.runs)  # every run exactly once
+    assert plan.record()["jobs"] == plan.jobs
+    priorities = {job: plan.job_priority(job) for job in plan.jobs}
+    assert priorities["ablation_tiny_00"] > priorities["main_tiny_01"]  # four runs' work before one run's
+
+
 def test_plan_crosses_seeds_and_orders() -> None:
     wf = copy.deepcopy(TINY)
     wf["seeds"] = [0, 1, 2]
@@ -110,12 +131,19 @@ def test_default_and_paper_configs_plan() -> None:
     assert counts == {"config.yaml": 69, "paper.yaml": 350}
 
 
+def _rule_counts(text: str) -> dict[str, int]:
+    from benchmarks.workflow import rule_counts
+
+    return rule_counts(text)
+
+
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "all_tables", "-s", str(ROOT / "Snakefile"), "--configfile", "config.yaml",
            "--cores", "2", "--resources", "gpu=1", *args]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow
 def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
     first = _snakemake(tmp_path)
@@ -144,13 +172,15 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
     assert (tmp_path / "results" / "report" / "audit" / "claims.html").is_file()
     assert (tmp_path / "results" / "figures" / "claims_effects.png").is_file() or "claims_effects" not in figures
     # Snakemake's per-job timings feed the breakdown of benchmarks/RESULTS.md
-    from benchmarks.breakdown import job_walls, table
+    from benchmarks.breakdown import job_walls, run_split, table
 
     walls = job_walls(tmp_path / "results")
     assert sorted(set(walls["kind"])) == ["all_tables", "features", "mlflow_init", "run", "synth", "track"]
-    assert len(walls[walls["kind"] == "run"]) == 2 and (walls["seconds"] > 0).all()
+    assert len(walls[walls["kind"] == "run"]) == 1 and (walls["seconds"] > 0).all()  # both runs in one job
     breakdown = table(tmp_path / "results", elapsed=float(walls["seconds"].sum()), cores=1)
-    assert "| run jobs | 2 |" in breakdown and "- of which training" in breakdown
+    assert "| run jobs | 1 |" in breakdown and "- of which training" in breakdown
+    split = run_split(tmp_path / "results", walls[walls["kind"] == "run"])
+    assert split["training"] > 0 and split["process start-up and outputs"] > 0
     report = _snakemake(tmp_path, "--report", "report.html")
     assert report.returncode == 0, report.stderr[-3000:]
     page = (tmp_path / "report.html").read_text(errors="replace")
@@ -167,6 +197,17 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
     one = logged[0]
     assert one.data.params["training.epochs"] == "1" and "final.routed.image_auroc" in one.data.metrics
     assert {a.path for a in client.list_artifacts(one.info.run_id)} >= {"summary.json", "tasks.csv", "samples", "accuracy_matrix.png", "config.yaml"}
+    # what the UI shows: the model-training view, the training run's own times, the dataset, per-task histories
+    assert ablation.tags["mlflow.experimentKind"] == "custom_model_development"
+    summary = json.loads((tmp_path / "results" / "runs" / one.data.tags["config_hash"] / "summary.json").read_text())
+    timings = summary["timings"]
+    assert one.info.start_time == round(1000 * timings["started_at"]) and one.info.end_time == round(1000 * timings["finished_at"])
+    assert one.info.end_time - one.info.start_time >= 1000 * timings["training"] * 0.9  # it spans the training
+    (dataset,) = one.inputs.dataset_inputs
+    assert dataset.dataset.digest == summary["dataset"]["digest"] and json.loads(dataset.dataset.schema)["categories"] == ["cap", "tile"]
+    history = client.get_metric_history(one.info.run_id, "oracle.seen_mean.image_auroc")
+    assert [m.step for m in history] == [0, 1]
+    assert [m.timestamp for m in history] == [round(1000 * t) for t in timings["task_finished_at"]]
 
     again = _snakemake(tmp_path, "-n")
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
@@ -177,8 +218,8 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
     planned = _snakemake(tmp_path, "-n", "--quiet", "rules")
     text = planned.stdout + planned.stderr
     assert planned.returncode == 0
-    counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()}
-    assert counts.get("run") == 1 and "synth" not in counts and "features" not in counts, text
+    counts = _rule_counts(text)
+    assert counts.get("train") == 1 and "synth" not in counts and "features" not in counts, text
 
 
 @pytest.mark.parametrize("profile", ["default", "slurm"])
@@ -187,11 +228,10 @@ def test_profiles_parse_and_plan(tmp_path: Path, profile: str) -> None:
     result = _snakemake(tmp_path, "-n", "--quiet", "rules", "--workflow-profile", str(ROOT / "workflow" / "profiles" / profile))
     text = result.stdout + result.stderr
     assert result.returncode == 0, text[-2000:]
-    counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines()
-              if len(line.split()) == 2 and line.split()[1].isdigit()}
-    # two runs (main's MoLE-Flow is ablation's), two categories, one MLflow job per study and dataset
-    assert counts == {"all_tables": 1, "dataset_config": 1, "features": 2, "mlflow_init": 1, "run": 2, "synth": 1,
-                      "track": 2, "workflow_config": 1, "total": 11}, counts
+    counts = _rule_counts(text)
+    # two runs (main's MoLE-Flow is ablation's) in one training job, two categories, one MLflow job per study and dataset
+    assert counts == {"all_tables": 1, "dataset_config": 1, "features": 2, "mlflow_init": 1, "train": 1, "synth": 1,
+                      "track": 2, "workflow_config": 1, "total": 10}, counts
 
 
 def test_paper_grid_plans_on_stand_in_trees(tmp_path: Path) -> None:
@@ -204,8 +244,8 @@ def test_paper_grid_plans_on_stand_in_trees(tmp_path: Path) -> None:
     result = _snakemake(tmp_path, "-n", "--quiet", "rules", "--scheduler", "greedy")
     text = result.stdout + result.stderr
     assert result.returncode == 0, text[-2000:]
-    counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()}
-    assert counts["run"] == 350 and counts["features"] == 4 and counts["track"] == 11, counts
+    counts = _rule_counts(text)
+    assert counts["train"] == 350 and counts["features"] == 4 and counts["track"] == 11, counts
 
 
 @pytest.mark.parametrize("target", ["all_runs", "study_main", "study_ablation"])
@@ -217,10 +257,8 @@ def test_documented_targets_plan(tmp_path: Path, target: str) -> None:
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     text = result.stdout + result.stderr
     assert result.returncode == 0, text[-2000:]
-    counts = {line.split()[0]: int(line.split()[1]) for line in text.splitlines()
-              if len(line.split()) == 2 and line.split()[1].isdigit()}
-    runs = {"all_runs": 2, "study_main": 1, "study_ablation": 2}[target]
-    assert counts["run"] == runs, counts
+    counts = _rule_counts(text)
+    assert counts["train"] == 1, counts  # both runs are one training job (runs_per_job 2)
 
 
 PARTIAL = copy.deepcopy(TINY)
@@ -271,6 +309,7 @@ def _killed_after_first_checkpoint(workdir: Path) -> str:
     raise AssertionError("no run was caught between its first checkpoint and its end")
 
 
+@pytest.mark.slow
 def test_killed_workflow_leaves_an_analysable_folder_and_resumes(tmp_path: Path) -> None:
     """A real partial results folder: one run diverged through the real loop, one SIGKILLed after its first
     checkpoint. The analysis reads it (missing and diverged runs marked, not dropped); ``--rerun-incomplete``
@@ -300,7 +339,11 @@ def test_killed_workflow_leaves_an_analysable_folder_and_resumes(tmp_path: Path)
     again = subprocess.run(_snakemake_cmd("all_tables", "--rerun-incomplete"), cwd=tmp_path,
                            capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
-    log = (tmp_path / "results" / "logs" / "runs" / f"{killed}.log").read_text()
+    from moleflow.planning import WorkflowPlan
+
+    as_read = yaml.safe_load((tmp_path / "config.yaml").read_text())  # the study order Snakemake read
+    job = next(name for name, ids in WorkflowPlan.from_config(_validated(as_read)).jobs.items() if killed in ids)
+    log = (tmp_path / "results" / "logs" / "runs" / f"{job}.log").read_text()
     assert "resuming after task" in log, log
     resumed = json.loads((tmp_path / "results" / "runs" / killed / "summary.json").read_text())
     import os
@@ -322,3 +365,26 @@ def _with_root_on_path() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
+
+
+def test_analysis_before_any_run_lists_every_planned_run_as_missing(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """What the README promises for a folder where nothing has finished yet: every table, the runs marked missing."""
+    from analysis.__main__ import main as analysis_main
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
+    assert analysis_main(["--config", str(tmp_path / "config.yaml"), "--results", str(tmp_path / "results")]) == 0
+    assert "partial: 2 planned run(s) have no summary yet" in capsys.readouterr().out
+    runs = pd.read_csv(tmp_path / "results" / "runs.csv")
+    assert set(runs["status"]) == {"missing"} and runs["run_id"].nunique() == 2
+    assert (tmp_path / "results" / "tables" / "index.csv").is_file()
+
+
+def test_only_the_documented_targets_are_target_rules(tmp_path: Path) -> None:
+    """`snakemake --list-target-rules` lists what the README tells a user to call, no helper."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--configfile", "config.yaml", "--list-target-rules"]
+    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    listed = [line.strip() for line in result.stdout.splitlines() if line.strip() and " " not in line.strip()]
+    assert listed == ["all_runs", "all_tables", "study_ablation", "study_main"], result.stdout

@@ -110,9 +110,10 @@ def evaluate_task(learner: Learner, task: int, data: TaskData, scoring: ScoreSet
         again = score_rows(learner, int(other), test.patches, wrong, scoring, device)
         routed.image[wrong], routed.maps[wrong] = again.image, again.maps
     limit = scoring.aupro_fpr_limit
+    oracle_metrics = metrics_of(labels, masks, oracle, limit)
     return TaskEvaluation(
-        oracle=metrics_of(labels, masks, oracle, limit),
-        routed=metrics_of(labels, masks, routed, limit),
+        oracle=oracle_metrics,  # every image routed to its own task: the same scores, the same metrics
+        routed=dict(oracle_metrics) if np.all(routed_to == task) else metrics_of(labels, masks, routed, limit),
         routed_to=routed_to,
         routed_scores=routed,
         routed_to_euclidean=learner.router.nearest_mean(router_features).cpu().numpy(),

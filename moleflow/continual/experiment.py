@@ -11,7 +11,11 @@ pictures are :mod:`moleflow.continual.artifacts`.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +35,7 @@ from moleflow.continual.summary import MODES, build_summary, rescored_top_k, tas
 from moleflow.continual.tasks import TaskData, load_tasks
 from moleflow.continual.train import ReplayBuffer, empirical_fisher, train_task
 from moleflow.device import resolve_device
+from moleflow.errors import MoleflowError
 from moleflow.features import FeatureStore
 from moleflow.features.extract import backbone_passes_per_image
 from moleflow.io import ensure_writable_dir, write_json_atomic, write_text_atomic
@@ -43,22 +48,50 @@ def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -
     Before any work the run directory and the feature cache are checked (writable; the
     directory empty or holding this configuration's run). ``RUN_DIR/status.json`` says
     ``running`` while it works, ``failed`` or ``interrupted`` with the reason when it
-    stops early, and the summary's status (``ok``, ``diverged``) at the end.
+    stops early, and the summary's status (``ok``, ``diverged``) at the end. A new run
+    refused for its input (a dataset or cache problem, :class:`MoleflowError`) before it
+    finished a task leaves no directory behind.
     """
     out = Path(out_dir)
+    fresh = not out.exists() or (out.is_dir() and not any(out.iterdir()))
     check_run_dir(out, config)
-    ensure_writable_dir(config["features"]["cache_dir"], "features.cache_dir")
+    try:
+        ensure_writable_dir(config["features"]["cache_dir"], "features.cache_dir")
+    except MoleflowError:
+        if fresh:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     write_status(out, "running")
     try:
         summary = _run(config, out, progress, log)
     except KeyboardInterrupt:
         write_status(out, "interrupted", "stopped by the user or the scheduler; a rerun resumes after the last finished task")
         raise
+    except MoleflowError:
+        if fresh and not (out / "checkpoints" / "progress.json").exists():  # refused: nothing of it stays
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            write_status(out, "failed", _first_line(sys.exc_info()[1]))
+        raise
     except BaseException as exc:
-        write_status(out, "failed", str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        write_status(out, "failed", _first_line(exc))
         raise
     write_status(out, summary["status"], summary["message"])
     return summary
+
+
+def dataset_record(config: Config, tasks: list[TaskData]) -> dict[str, Any]:
+    """What the run read: layout, root, categories in task order, and the content fingerprint of each split
+    (the feature cache's), with one digest of them all."""
+    prints = {t.category: {"train": t.train.meta["key"]["dataset"], "test": t.test.meta["key"]["dataset"]} for t in tasks}
+    digest = hashlib.sha256(json.dumps(prints, sort_keys=True).encode()).hexdigest()[:16]
+    return {"kind": config["dataset"]["kind"], "root": str(config["dataset"]["root"]),
+            "categories": [t.category for t in tasks], "fingerprints": prints, "digest": digest}
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _resumed_learner(config: Config, tasks: list[TaskData], state: RunState, ckpt: Path, device: torch.device,
@@ -111,18 +144,27 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
     start = time.perf_counter()
+    wall_start = time.time()
     store = FeatureStore(config, progress=progress, log=log)
     tasks = load_tasks(config, store)
     features_seconds = time.perf_counter() - start
     training, scoring = TrainSettings.from_config(config), ScoreSettings.from_config(config)
     state = RunState.load(ckpt / "progress.json", len(tasks), cfg_hash)
+    committed = [t["category"] for t in state.tasks[: state.completed]]
+    names = [t.category for t in tasks]
+    if names[: len(committed)] != committed:
+        raise MoleflowError(f"{out} holds a run trained on tasks {', '.join(committed)}, but the dataset at "
+                            f"{config['dataset']['root']} now gives {', '.join(names)}; use a new --out or restore the dataset")
+    state.timings.setdefault("started_at", wall_start)  # wall clock of the first start (a resumed run keeps it)
+    state.timings.setdefault("task_finished_at", [])
     learner, replay = _resumed_learner(config, tasks, state, ckpt, device, log)
     status, message = "ok", ""
     last_eval: list[TaskEvaluation] = []
     for task in range(state.completed, len(tasks)):
         data = tasks[task]
         learner.add_task(np.asarray(data.train.router))
-        result = train_task(learner, task, data.train.patches, training, device, replay)
+        result = train_task(learner, task, data.train.patches, training, device, replay, log=log,
+                            label=f"task {task} ({data.category}): ")
         state.timings["training"] += result.seconds
         state.timings["training_per_task"].append(result.seconds)
         failure = (result.message or result.status) if result.status != "ok" else ""
@@ -147,22 +189,27 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
         state.tasks[-1]["invertibility"] = invertibility(learner, task + 1, [t.test.patches for t in tasks[: task + 1]], device)
         save_checkpoint(learner, ckpt, task)
         state.completed = task + 1
+        state.timings["task_finished_at"].append(time.time())
         state.commit(ckpt)
         cur = last_eval[-1].oracle
         loss = f"loss {result.epoch_losses[-1]:.1f}" if result.epoch_losses else "no training"
-        log(f"task {task} ({data.category}): trained in {result.seconds:.1f} s, {loss}; "
+        rate = f" ({result.steps / result.seconds:.1f} steps/s)" if result.steps and result.seconds > 0 else ""
+        log(f"task {task} ({data.category}): trained in {result.seconds:.1f} s{rate}, {loss}; "
             f"I-AUROC {cur['image_auroc']:.3f} P-AUROC {cur['pixel_auroc']:.3f}; routing {state.routing[-1]['accuracy']:.3f}")
     if state.completed == len(tasks) and not last_eval:  # finished earlier: evaluate the restored learner for the samples
         last_eval = [evaluate_task(learner, i, tasks[i], scoring, device) for i in range(len(tasks))]
     timings = {"features": features_seconds, "training": state.timings["training"],
                "training_per_task": state.timings["training_per_task"], "evaluation": state.timings["evaluation"],
-               "feature_cache": {"hits": store.stats["hits"], "misses": store.stats["misses"]}}
+               "feature_cache": {"hits": store.stats["hits"], "misses": store.stats["misses"]},
+               "started_at": state.timings["started_at"], "task_finished_at": state.timings["task_finished_at"]}
     summary = build_summary(config, cfg_hash, [t.category for t in tasks], state, status, message,
                             int(tasks[0].train.patches.shape[-1]), int(np.prod(tasks[0].train.patches.shape[1:3])),
                             int(np.mean([len(t.train.patches) for t in tasks])), timings, device)
     summary["rescored"] = rescored_top_k(last_eval, [t.category for t in tasks]) if status == "ok" else None
     summary["inference"] = {"backbone_passes_per_test_image": backbone_passes_per_image([t.test for t in tasks])}
+    summary["dataset"] = dataset_record(config, tasks)
     summary["timings"]["total"] = time.perf_counter() - start
+    summary["timings"]["finished_at"] = time.time()
     _write_outputs(out, summary, state, tasks, last_eval, config)
     return summary
 

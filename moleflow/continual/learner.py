@@ -80,8 +80,9 @@ class Learner(nn.Module):
             torch.manual_seed(self.seed * 100_003 + salt)
             return MoLEFlow(self.mcfg)
 
-    def add_task(self, router_features: np.ndarray) -> int:
-        """Create the next task's adapters (or model) and fit its router prototype."""
+    def add_task(self, router_features: np.ndarray | None) -> int:
+        """Create the next task's adapters (or model) and fit its router prototype on ``(N_t, D)``
+        training features (``None``: the prototype is loaded from a checkpoint afterwards)."""
         task = self.n_tasks
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 100_003 + 7919 * (task + 1))
@@ -91,7 +92,8 @@ class Learner(nn.Module):
                 self.models.append(model)
             elif self.strategy != "knn":  # knn's bank is stored by fit_memory, its "training"
                 self.models[0].add_task()
-        self.router.add_task(router_features)
+        if router_features is not None:
+            self.router.add_task(router_features)
         self.n_tasks += 1
         return task
 

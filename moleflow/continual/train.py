@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +30,7 @@ class TrainResult:
     epoch_losses: list[float] = field(default_factory=list)
     seconds: float = 0.0
     message: str = ""
+    steps: int = 0  # optimiser steps taken
 
 
 def _batch(patches: np.ndarray, index: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -94,8 +96,15 @@ def train_task(
     settings: TrainSettings,
     device: torch.device,
     replay: ReplayBuffer | None = None,
+    log: Callable[[str], None] | None = None,
+    label: str = "",
 ) -> TrainResult:
-    """Train task ``task`` on its training features ``(N, H, W, D)`` (knn: store its memory bank)."""
+    """Train task ``task`` on its training features ``(N, H, W, D)`` (knn: store its memory bank).
+
+    ``log`` gets a progress line every fifth of a long task (10 epochs or more): epochs
+    done, elapsed time, steps per second and the epoch's loss, so that a log read
+    without a terminal (a Snakemake or cluster job's) shows a slow run from a stuck one.
+    """
     if learner.knn is not None:
         return fit_memory(learner, task, patches, settings, device)
     start = time.perf_counter()
@@ -143,8 +152,13 @@ def train_task(
                 torch.nn.utils.clip_grad_norm_(params, settings.clip_grad_norm)
             optimizer.step()
             scheduler.step()
+            result.steps += 1
             running += float(loss.detach()) * len(index)
         result.epoch_losses.append(running / n)
+        if log is not None and settings.epochs >= 10 and (epoch + 1) % (settings.epochs // 5) == 0 and epoch + 1 < settings.epochs:
+            elapsed = time.perf_counter() - start
+            log(f"{label}epoch {epoch + 1}/{settings.epochs}, {elapsed:.1f} s, "
+                f"{(epoch + 1) * steps_per_epoch / elapsed:.1f} steps/s, loss {running / n:.1f}")
     learner.eval()
     for p in learner.parameters():
         p.requires_grad_(False)

@@ -140,7 +140,7 @@ def _load_mvtec_like(
     train_dir = base / "train" / "good"
     train = [Sample(p, None, 0, "good") for p in _images_in(train_dir, extensions)]
     if not train:
-        raise DatasetError(f"empty train set: no images in {train_dir}")
+        raise DatasetError(_empty_train_message(train_dir, extensions))
     test_dir = base / "test"
     if not test_dir.is_dir():
         raise DatasetError(f"test folder not found: {test_dir}")
@@ -169,6 +169,19 @@ def _load_mvtec_like(
                 orphan = _images_in(gt_defect, extensions)[0]
                 raise DatasetError(f"mask without its image: {orphan} (no folder {test_dir / gt_defect.name})")
     return CategoryData(category, train, test)
+
+
+def _empty_train_message(train_dir: Path, extensions: tuple[str, ...]) -> str:
+    """Why a train folder gave no image: missing, empty, or holding files of other extensions (say which the layout reads)."""
+    if not train_dir.is_dir():
+        return f"empty train set: {train_dir} does not exist"
+    others = sorted({p.suffix.lower() for p in train_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS})
+    if others:
+        count = sum(1 for p in train_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+        return (f"empty train set: {train_dir} holds {count} {'/'.join(others)} image(s), but this layout reads only "
+                f"{'/'.join(extensions)} (MVTec AD as released); dataset kind 'folder' reads any of "
+                f"{'/'.join(IMAGE_EXTENSIONS)}")
+    return f"empty train set: no images in {train_dir}"
 
 
 def _mask_stem(mask: Path, suffixes: tuple[str, ...]) -> str:

@@ -112,6 +112,19 @@ def dataset_categories(workflow: dict[str, Any], name: str) -> list[str]:
     return list_categories(ds["kind"], ds["root"])
 
 
+def estimated_work(config: Config, tasks: int) -> float:
+    """A run's training work in arbitrary units (tasks x epochs x input pixels x flow blocks), for scheduling only."""
+    if config["strategy"]["name"] == "knn":  # no training: one pass over the features
+        return float(tasks * config["features"]["input_size"] ** 2)
+    blocks = max(1, config["model"]["coupling_blocks"] + config["model"]["dia_blocks"])
+    return float(tasks * config["training"]["epochs"] * config["features"]["input_size"] ** 2 * blocks)
+
+
+def _identifier(name: str) -> str:
+    """``name`` with every character that cannot stand in a Python identifier replaced by ``_``."""
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+
+
 @dataclass
 class WorkflowPlan:
     """Every list the Snakemake rules need, computed once from the validated workflow configuration.
@@ -143,6 +156,36 @@ class WorkflowPlan:
                 out.setdefault(f"{study}/{run.dataset}", []).append((run.run_id, variant))
         return out
 
+    @cached_property
+    def jobs(self) -> dict[str, list[str]]:
+        """``{job name: [run id, ...]}``: the training jobs, each training its runs one after the other.
+
+        A run belongs to the first study (in the configuration's order) that needs it; each
+        study's runs on one dataset, in planning order, are cut into jobs of the study's
+        ``runs_per_job`` (else the workflow's, else 1). Job names are ``<study>_<dataset>_<k>``.
+        """
+        default = int(self.workflow.get("runs_per_job", 1))
+        order = list(self.workflow["studies"])
+        chunks: dict[tuple[str, str], list[str]] = {}
+        for run in self.runs.values():
+            first = min((s for s, _ in run.memberships), key=order.index)
+            chunks.setdefault((first, run.dataset), []).append(run.run_id)
+        jobs: dict[str, list[str]] = {}
+        for (study, dataset), ids in chunks.items():
+            size = int(self.workflow["studies"][study].get("runs_per_job") or default)
+            for k in range(0, len(ids), size):
+                jobs[_identifier(f"{study}_{dataset}_{k // size:02d}")] = ids[k : k + size]
+        return jobs
+
+    def job_priority(self, job: str) -> int:
+        """Snakemake priority of a training job: its rank by estimated work, so the longest start first."""
+        def tasks(run: PlannedRun) -> int:
+            return len(run.config["dataset"]["categories"] or self.categories(run.dataset))
+
+        work = {name: sum(estimated_work(self.runs[r].config, tasks(self.runs[r])) for r in ids)
+                for name, ids in self.jobs.items()}
+        return sorted(work.values()).index(work[job])
+
     @property
     def experiments(self) -> list[str]:
         """The MLflow experiment names, sorted."""
@@ -171,6 +214,7 @@ class WorkflowPlan:
             "datasets": {name: {"kind": ds["kind"], "generate": bool(ds.get("generate"))}
                          for name, ds in self.workflow["datasets"].items()},
             "studies": {name: [v["name"] for v in study["variants"]] for name, study in self.workflow["studies"].items()},
+            "jobs": self.jobs,
             "runs": [{"run_id": r.run_id, "dataset": r.dataset, "seed": r.seed, "order": r.order,
                       "memberships": [list(m) for m in r.memberships], "config": r.config} for r in self.runs.values()],
         }

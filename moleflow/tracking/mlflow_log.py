@@ -4,11 +4,16 @@
   else ``sqlite:///<absolute results dir>/mlflow.db`` (four slashes: an absolute path).
 * :func:`init_store`: create the store and every experiment (one per study and
   dataset) in one process, before any run logs: a brand-new sqlite store
-  initialised by several processes at once can break for good.
+  initialised by several processes at once can break for good. Each experiment is
+  tagged ``mlflow.experimentKind = custom_model_development``, so MLflow 3's UI opens
+  it on its training runs rather than on the GenAI overview.
 * :func:`log_run`: one MLflow run per (experiment, run directory) with every config
-  key as a param, tags, per-task metrics as steps, final metrics and the run's files
-  as artifacts. Idempotent: a run already logged (same experiment, same config hash)
-  is replaced, so a retried job does not duplicate it.
+  key as a param, tags, per-task metrics as steps (each stamped with the wall-clock
+  time its task finished), final metrics, the dataset as an MLflow dataset input
+  (name, content digest, categories, layout) and the run's files as artifacts; the
+  MLflow run starts and ends when the training run did. Idempotent: a run already
+  logged (same experiment, same config hash) is replaced, so a retried job does not
+  duplicate it.
 
 Nothing reads back from MLflow; a failed write leaves the run's files untouched.
 """
@@ -46,6 +51,9 @@ def _client(uri: str):  # type: ignore[no-untyped-def]
     return MlflowClient(tracking_uri=uri)
 
 
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3's UI: the model-training view
+
+
 def init_store(uri: str, experiments: list[str], artifact_root: str | Path) -> dict[str, str]:
     """Create the store and the experiments; return ``{name: experiment_id}``."""
     client = _client(uri)
@@ -54,9 +62,11 @@ def init_store(uri: str, experiments: list[str], artifact_root: str | Path) -> d
         found = client.get_experiment_by_name(name)
         if found is None:
             location = (Path(artifact_root).resolve() / name.replace("/", "__")).as_uri()
-            ids[name] = client.create_experiment(name, artifact_location=location)
+            ids[name] = client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
         else:
             ids[name] = found.experiment_id
+            for key, value in EXPERIMENT_KIND.items():
+                client.set_experiment_tag(found.experiment_id, key, value)
     return ids
 
 
@@ -66,6 +76,36 @@ def git_commit(path: str | Path = ".") -> str:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def _milliseconds(seconds: float | None) -> int | None:
+    return None if seconds is None else int(round(1000 * seconds))
+
+
+def task_times(summary: dict[str, Any]) -> tuple[int, list[int], int]:
+    """``(start, [end of each finished task], end)`` of the training run in epoch milliseconds;
+    ``(0, [], 0)`` for a summary written before runs recorded wall-clock times."""
+    timings = summary.get("timings", {})
+    end = _milliseconds(timings.get("finished_at"))
+    start = _milliseconds(timings.get("started_at"))
+    tasks = [_milliseconds(t) for t in timings.get("task_finished_at", [])]
+    if end is None or start is None:
+        return 0, [], 0
+    return start, tasks, end
+
+
+def dataset_input(summary: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """The run's dataset as an MLflow ``DatasetInput`` (None for a summary without a dataset record)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    ds = summary.get("dataset")
+    if not ds:
+        return None
+    dataset = Dataset(name=f"{ds['kind']}:{Path(ds['root']).name}", digest=ds["digest"], source_type="local",
+                      source=json.dumps({"uri": Path(ds["root"]).resolve().as_uri()}),
+                      schema=json.dumps({"layout": ds["kind"], "categories": ds["categories"]}),
+                      profile=json.dumps({"categories": len(ds["categories"]), "fingerprints": ds["fingerprints"]}))
+    return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "train+test")])
 
 
 def _metrics(summary: dict[str, Any]) -> list[tuple[str, float, int]]:
@@ -101,8 +141,6 @@ def _metrics(summary: dict[str, Any]) -> list[tuple[str, float, int]]:
 
 def log_run(uri: str, run_dir: str | Path, experiment: str, tags: dict[str, str]) -> str:
     """Log one run directory into ``experiment``; return the MLflow run id."""
-    import time
-
     from mlflow.entities import Metric, Param
 
     run_dir = Path(run_dir)
@@ -117,11 +155,14 @@ def log_run(uri: str, run_dir: str | Path, experiment: str, tags: dict[str, str]
     all_tags = {"status": summary["status"], "strategy": summary["strategy"], "seed": str(summary["seed"]),
                 "task_order": ",".join(summary["tasks"]), "config_hash": summary["config_hash"],
                 "mlflow.runName": f"{tags.get('variant', summary['strategy'])}-seed{summary['seed']}", **tags}
-    run = client.create_run(found.experiment_id, tags=all_tags)
+    start, finished, end = task_times(summary)
+    if not end:  # an older summary: its file's time
+        start = end = int((run_dir / "summary.json").stat().st_mtime * 1000)
+    run = client.create_run(found.experiment_id, start_time=start, tags=all_tags)
     run_id = run.info.run_id
-    now = int(time.time() * 1000)
     params = [Param(k, v[:6000]) for k, v in flat_strings(summary["config"]).items()]
-    metrics = [Metric(k, v, now, step) for k, v, step in _metrics(summary)]
+    stamp = lambda step: finished[step] if step < len(finished) else end  # noqa: E731
+    metrics = [Metric(k, v, stamp(step), step) for k, v, step in _metrics(summary)]
     for start in range(0, len(params), 100):
         client.log_batch(run_id, params=params[start : start + 100])
     for start in range(0, len(metrics), 500):
@@ -131,7 +172,10 @@ def log_run(uri: str, run_dir: str | Path, experiment: str, tags: dict[str, str]
             client.log_artifact(run_id, str(run_dir / name))
     if (run_dir / "samples").is_dir():
         client.log_artifacts(run_id, str(run_dir / "samples"), artifact_path="samples")
-    client.set_terminated(run_id, status="FINISHED" if summary["status"] == "ok" else "FAILED")
+    inputs = dataset_input(summary)
+    if inputs is not None:
+        client.log_inputs(run_id, datasets=[inputs])
+    client.set_terminated(run_id, status="FINISHED" if summary["status"] == "ok" else "FAILED", end_time=end)
     return run_id
 
 

@@ -1,6 +1,7 @@
 # Tables and figures from the run directories (the same code as `python -m analysis`).
 import hashlib
 import json
+import re
 
 import yaml
 
@@ -9,8 +10,10 @@ PLAN_RECORD = PLAN.record()
 
 rule workflow_config:  # the configuration and the plan record the analysis reads
     output:
-        config=f"{RESULTS}/workflow.yaml",
-        plan=f"{RESULTS}/plan.json",
+        config="{results}/workflow.yaml",
+        plan="{results}/plan.json",
+    wildcard_constraints:  # a helper, not a target (see runs.smk)
+        results=re.escape(RESULTS),
     params:
         cfg=lambda w: dict(config),
         plan_digest=hashlib.sha256(json.dumps(PLAN_RECORD, sort_keys=True).encode()).hexdigest(),

@@ -1,17 +1,21 @@
 # MLflow mirror: the store and experiments are created in one job before the fan-out.
+import re
+
 MLFLOW_URI = config.get("mlflow", {}).get("tracking_uri") or ""
 
 
 rule mlflow_init:
     output:
-        f"{RESULTS}/mlflow/init.json",
+        "{results}/mlflow/init.json",
+    wildcard_constraints:  # a helper, not a target (see runs.smk)
+        results=re.escape(RESULTS),
     params:
         uri=f"--uri {MLFLOW_URI}" if MLFLOW_URI else "",
         experiments=" ".join(f"'{e}'" for e in PLAN.experiments),
     log:
-        f"{RESULTS}/logs/mlflow_init.log",
+        "{results}/logs/mlflow_init.log",
     benchmark:
-        f"{RESULTS}/benchmarks/mlflow_init/init.tsv"
+        "{results}/benchmarks/mlflow_init/init.tsv"
     localrule: True
     shell:
         "moleflow track init --results {RESULTS} {params.uri} --experiments {params.experiments} --record {output} > {log} 2>&1"
