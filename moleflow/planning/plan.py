@@ -114,8 +114,8 @@ def dataset_categories(workflow: dict[str, Any], name: str) -> list[str]:
 
 def estimated_work(config: Config, tasks: int) -> float:
     """A run's training work in arbitrary units (tasks x epochs x input pixels x flow blocks), for scheduling only."""
-    if config["strategy"]["name"] == "knn":  # no training: one pass over the features
-        return float(tasks * config["features"]["input_size"] ** 2)
+    if config["strategy"]["name"] == "knn":  # no training; its evaluation (every seen task after each task) is the work
+        return float(8 * tasks * tasks * config["features"]["input_size"] ** 2)
     blocks = max(1, config["model"]["coupling_blocks"] + config["model"]["dia_blocks"])
     return float(tasks * config["training"]["epochs"] * config["features"]["input_size"] ** 2 * blocks)
 
