@@ -125,3 +125,27 @@ def device() -> torch.device:
 def sync() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
+
+
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,  # type: ignore[no-untyped-def]
+                        _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+    """A convolution's backward: each gradient asked for costs the forward's multiply-adds.
+
+    torch's own formula counts the weight gradient of a grouped convolution as if it were
+    dense (``C_out x C_in`` instead of ``C_out x C_in / groups``), which makes a depthwise
+    convolution's backward hundreds of times its real cost.
+    """
+    from torch.utils.flop_counter import conv_flop_count
+
+    return sum(bool(m) for m in output_mask[:2]) * conv_flop_count(x_shape, w_shape, grad_out_shape, transposed)
+
+
+def count_flops(fn: Callable[[], Any]) -> int:
+    """Matrix-product and convolution FLOPs of one call of ``fn`` (``FlopCounterMode``; a grouped
+    convolution's backward counted per group, see :func:`_conv_backward_flop`)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop}) as counter:
+        fn()
+    return int(counter.get_total_flops())
+

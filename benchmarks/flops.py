@@ -1,7 +1,8 @@
 """The physical limit: FLOPs per image and per training step against the measured throughput.
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and
-convolutions, forward and backward); the achieved rate is FLOPs / measured time; the
+convolutions, forward and backward; a grouped convolution's backward counted per group,
+:func:`benchmarks.common.count_flops`); the achieved rate is FLOPs / measured time; the
 limit is the rate of a large float32 matrix product measured in the same process on
 the same device (what the BLAS reaches here, not a datasheet number).
 """
@@ -9,9 +10,8 @@ the same device (what the BLAS reaches here, not a datasheet number).
 from __future__ import annotations
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from benchmarks.common import Result, device, median_seconds, sync
+from benchmarks.common import Result, count_flops, device, median_seconds, sync
 from benchmarks.flow_step import mole_step
 from moleflow.config import load_config, load_profile
 from moleflow.features import FeatureExtractor
@@ -21,12 +21,6 @@ SIZES = {
     "full": {"matmul": 2048, "backbones": [("tf_efficientnet_lite0", 160, "cpu"), ("wide_resnet50_2", 224, None)],
              "flow": {"dim": 768, "grid": 14, "batch": 4}, "repeat": 3},
 }
-
-
-def _flops(fn) -> int:  # type: ignore[no-untyped-def]
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return int(counter.get_total_flops())
 
 
 def _matmul_rate(n: int, repeat: int) -> float:
@@ -51,14 +45,14 @@ def run(scale: str = "full") -> Result:
                                         *([] if profile else ["features.pretrained=false"]), "device=auto"], base=base)
         extractor = FeatureExtractor.from_config(config)
         images = torch.rand(2, 3, side, side)
-        flops = _flops(lambda: extractor(images)) / 2
+        flops = count_flops(lambda: extractor(images)) / 2
         seconds = median_seconds(lambda: extractor(images), repeat=size["repeat"]) / 2
         result.add(f"{backbone} at {side} px + patch embedding", flops / 1e9, "image", 1000 * seconds,
                    flops / seconds / 1e9, flops / seconds / peak)
     flow = size["flow"]
     x = torch.randn(flow["batch"], flow["grid"], flow["grid"], flow["dim"]).to(dev)
     step = mole_step([], flow["dim"], x, 1)
-    flops = _flops(step)
+    flops = count_flops(step)
     seconds = median_seconds(step, repeat=size["repeat"])
     result.add(f"MoLE flow training step, task 1 (D = {flow['dim']}, {flow['batch']} x {flow['grid']}^2 patches)",
                flops / 1e9, "step", 1000 * seconds, flops / seconds / 1e9, flops / seconds / peak)

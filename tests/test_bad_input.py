@@ -153,3 +153,25 @@ def test_every_timing_is_inside_timings(dataset: Path, tmp_path: Path) -> None:
     assert all("seconds" not in key for task in summary["per_task"] for key in task)
     assert len(summary["timings"]["training_per_task"]) == 2
     assert summary["timings"]["training"] == pytest.approx(sum(summary["timings"]["training_per_task"]))
+
+
+def test_a_list_without_brackets_is_refused_with_the_right_spelling(capsys: pytest.CaptureFixture[str]) -> None:
+    err = _one_line_error(capsys, main(["config", "show", "--profile", "cpu", "--set", "dataset.categories=cap,pcb"]))
+    assert "config key dataset.categories" in err and "write a list in brackets: dataset.categories=[cap,pcb]" in err
+    assert main(["config", "show", "--profile", "cpu", "--set", "dataset.categories=[cap,pcb]"]) == 0
+    assert "- cap\n  - pcb" in capsys.readouterr().out
+
+
+def test_version_and_the_run_shortcuts(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from moleflow import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"moleflow {__version__}"
+    sets = [f"features.cache_dir={tmp_path / 'cache'}", "features.resize=64", "features.input_size=64",
+            "features.embed_dim=16", "model.coupling_blocks=1", "model.lora_rank=2", "training.epochs=1",
+            "evaluation.sample_images=0", "device=cpu"]
+    assert main(["run", "--profile", "cpu", "--dataset", "folder", "--root", str(dataset), "--out", str(tmp_path / "run"),
+                 "--quiet", *[a for s in sets for a in ("--set", s)]]) == 0
+    config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert config["dataset"]["kind"] == "folder" and config["dataset"]["root"] == str(dataset)

@@ -55,3 +55,16 @@ def test_cli_writes_the_results_file(tmp_path: Path) -> None:
     assert main(["--only", "params", "--scale", "smoke", "--out", str(out)]) == 0
     text = out.read_text()
     assert text.startswith("# Benchmarks") and "| torch |" in text and "## Parameters and memory per task" in text
+
+
+def test_flop_count_of_a_depthwise_convolution_backward_is_per_group() -> None:
+    """torch's formula counts a grouped convolution's weight gradient as dense; ours: each gradient = the forward."""
+    import torch
+
+    from benchmarks.common import count_flops
+
+    conv = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8, bias=False)
+    x = torch.randn(2, 8, 5, 5, requires_grad=True)
+    forward = count_flops(lambda: conv(x))
+    assert forward == 2 * 2 * 5 * 5 * 8 * 9  # batch x positions x channels x taps, a multiply-add = 2
+    assert count_flops(lambda: conv(x).sum().backward()) == 3 * forward  # forward + input and weight gradients
