@@ -324,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--dataset", choices=["mvtec", "visa", "folder"], help="shortcut for --set dataset.kind=...")
     extract.add_argument("--root", help="shortcut for --set dataset.root=...")
     extract.add_argument("--categories", nargs="+", help="default: dataset.categories, else every category")
-    extract.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"])
+    extract.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"],
+                         help="which splits to extract (default both)")
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
     extract.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core); the workflow passes the job's Snakemake threads")
     extract.add_argument("--record", help="write a JSON record of the cache entries here (the workflow's output)")
@@ -361,15 +362,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     track = sub.add_parser("track", help="MLflow mirror of run directories").add_subparsers(dest="track_command", required=True)
     tinit = track.add_parser("init", help="create the MLflow store and experiments (once, before any run logs)")
-    tinit.add_argument("--experiments", nargs="+", required=True)
+    tinit.add_argument("--experiments", nargs="+", required=True, metavar="STUDY/DATASET",
+                       help="the experiments to create (one per study and dataset)")
     tinit.set_defaults(func=_cmd_track_init)
     tlog = track.add_parser("log", help="log one run directory")
-    tlog.add_argument("--run-dir", required=True)
-    tlog.add_argument("--experiment", action="append", required=True, metavar="STUDY/DATASET[=VARIANT]")
+    tlog.add_argument("--run-dir", required=True, help="a finished run directory (its summary.json and files are logged)")
+    tlog.add_argument("--experiment", action="append", required=True, metavar="STUDY/DATASET[=VARIANT]",
+                      help="an experiment to log it into, with the variant's name (repeatable)")
     tlog.set_defaults(func=_cmd_track_log)
     tstudy = track.add_parser("study", help="log every run of one study and dataset into its experiment (one process)")
-    tstudy.add_argument("--experiment", required=True, metavar="STUDY/DATASET")
-    tstudy.add_argument("--run", action="append", required=True, metavar="RUN_DIR=VARIANT")
+    tstudy.add_argument("--experiment", required=True, metavar="STUDY/DATASET", help="the experiment to log into")
+    tstudy.add_argument("--run", action="append", required=True, metavar="RUN_DIR=VARIANT",
+                        help="a run directory and its variant's name (repeatable)")
     tstudy.set_defaults(func=_cmd_track_study)
     for tracker in (tinit, tlog, tstudy):
         tracker.add_argument("--results", default="results", help="results folder (the default store is results/mlflow.db)")

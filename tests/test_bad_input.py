@@ -175,3 +175,22 @@ def test_version_and_the_run_shortcuts(dataset: Path, tmp_path: Path, capsys: py
                  "--quiet", *[a for s in sets for a in ("--set", s)]]) == 0
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert config["dataset"]["kind"] == "folder" and config["dataset"]["root"] == str(dataset)
+
+
+def test_every_option_of_every_command_has_help() -> None:
+    import argparse
+
+    from moleflow.cli import build_parser
+
+    missing = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+            elif not action.help:
+                missing.append(f"{path} {'/'.join(action.option_strings) or action.dest}")
+
+    walk(build_parser(), "moleflow")
+    assert not missing, missing
