@@ -165,3 +165,9 @@ def test_a_real_browser_shows_the_runs_their_dataset_and_duration(server: str, s
     page = f"{server}/#/experiments/{experiment['experiment_id']}/runs/{run['info']['run_id']}?workflowType=machine_learning"
     text = _dom_text(page, tmp_path / "profile", ["Duration", "52.0s"])
     assert "Duration" in text and "52.0s" in text and "mvtec:synth" in text, text[-3000:]
+    # the run's "Model metrics" tab: one chart per logged metric (the per-task ones as curves over the task index)
+    charts = f"Model metrics ({len(run['data']['metrics'])})"
+    page = (f"{server}/#/experiments/{experiment['experiment_id']}/runs/{run['info']['run_id']}/model-metrics"
+            "?workflowType=machine_learning")
+    text = _dom_text(page, tmp_path / "profile", [charts])
+    assert charts in text, text[-3000:]

@@ -101,10 +101,14 @@ def training_formats(config: Config, categories: list[str]) -> dict[str, tuple[s
             continue
         sizes, modes = set(), set()
         for sample in samples[:8]:
-            with Image.open(sample.image) as img:
-                sizes.add(img.size)
-                modes.add(img.mode)
-        out[category] = (sizes, modes)
+            try:
+                with Image.open(sample.image) as img:
+                    sizes.add(img.size)
+                    modes.add(img.mode)
+            except (OSError, SyntaxError, ValueError):  # the run's copy changed since; check against what reads
+                continue
+        if sizes:
+            out[category] = (sizes, modes)
     return out
 
 
