@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -58,8 +57,7 @@ def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -
     try:
         ensure_writable_dir(config["features"]["cache_dir"], "features.cache_dir")
     except MoleflowError:
-        if fresh:
-            shutil.rmtree(out, ignore_errors=True)
+        _drop_if_refused(out, fresh)
         raise
     write_status(out, "running")
     try:
@@ -67,11 +65,9 @@ def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -
     except KeyboardInterrupt:
         write_status(out, "interrupted", "stopped by the user or the scheduler; a rerun resumes after the last finished task")
         raise
-    except MoleflowError:
-        if fresh and not (out / "checkpoints" / "progress.json").exists():  # refused: nothing of it stays
-            shutil.rmtree(out, ignore_errors=True)
-        else:
-            write_status(out, "failed", _first_line(sys.exc_info()[1]))
+    except MoleflowError as exc:
+        if not _drop_if_refused(out, fresh):
+            write_status(out, "failed", _first_line(exc))
         raise
     except BaseException as exc:
         write_status(out, "failed", _first_line(exc))
@@ -89,7 +85,15 @@ def dataset_record(config: Config, tasks: list[TaskData]) -> dict[str, Any]:
             "categories": [t.category for t in tasks], "fingerprints": prints, "digest": digest}
 
 
-def _first_line(exc: BaseException | None) -> str:
+def _drop_if_refused(out: Path, fresh: bool) -> bool:
+    """Remove the directory of a new run refused for its input before it finished a task; say whether it did."""
+    if fresh and not (out / "checkpoints" / "progress.json").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        return True
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
