@@ -196,3 +196,30 @@ def test_cli_extract_then_hit(tree: Path, tmp_path: Path, capsys) -> None:
     assert "screw/train: 4 images" in out and "extracted" in out and "img/s" in out
     assert main(argv) == 0
     assert "cache: 2 hits, 0 misses" in capsys.readouterr().out
+
+
+def test_extract_also_other_feature_settings_in_one_call(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """What the workflow's feature job does for a study at another resolution: both entries in one process."""
+    import json
+
+    from moleflow.cli import main
+    from moleflow.config import load_config, load_profile
+    from moleflow.data.synth import SynthCounts, generate
+
+    root = tmp_path / "data"
+    generate(root, seed=0, size=64, categories=["cap"], counts=SynthCounts(train=2, test_good=1, test_per_defect=1))
+    cache = tmp_path / "cache"
+    sets = [f"dataset.root={root}", f"features.cache_dir={cache}", "features.resize=64", "features.input_size=64",
+            "features.embed_dim=16", "device=cpu"]
+    other = load_config(None, [*sets, "features.resize=32", "features.input_size=32"], base=load_profile("cpu"))["features"]
+    args = ["features", "extract", "--profile", "cpu", "--quiet", *[a for s in sets for a in ("--set", s)],
+            "--also-features", json.dumps([other]), "--record", str(tmp_path / "record.json")]
+    assert main(args) == 0
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert len(record["entries"]) == 4 and record["stats"]["misses"] == 4  # 2 settings x train/test
+    assert len([p for p in cache.iterdir() if not p.name.startswith(".")]) >= 4
+    capsys.readouterr()
+    assert main([*args[:-2]]) == 0 and "cache: 4 hits, 0 misses" in capsys.readouterr().out
+    assert main(["features", "extract", "--profile", "cpu", "--also-features", "{bad"]) == 2
+    assert capsys.readouterr().err.startswith("moleflow: error: --also-features is not valid JSON")
+

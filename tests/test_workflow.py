@@ -97,6 +97,18 @@ def test_plan_cuts_each_studys_runs_into_training_jobs() -> None:
     assert priorities["ablation_tiny_00"] > priorities["main_tiny_01"]  # four runs' work before one run's
 
 
+def test_feature_jobs_cover_every_resolution_the_runs_read() -> None:
+    from moleflow.planning import WorkflowPlan
+
+    wf = copy.deepcopy(TINY)
+    wf["studies"]["small"] = {"set": {"features.resize": 48, "features.input_size": 48, "dataset.categories": ["cap"]},
+                              "variants": [{"name": "MoLE-Flow"}]}
+    plan = WorkflowPlan.from_config(_validated(wf))
+    cap, tile = plan.feature_settings("tiny", "cap"), plan.feature_settings("tiny", "tile")
+    assert [(f["resize"], f["input_size"]) for f in cap] == [(48, 48)] and tile == []  # the small study reads cap only
+    assert plan.feature_settings("tiny", "cap")[0]["cache_dir"] == TINY["cache"]
+
+
 def test_plan_crosses_seeds_and_orders() -> None:
     wf = copy.deepcopy(TINY)
     wf["seeds"] = [0, 1, 2]
@@ -153,6 +165,7 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
     for run in runs:
         summary = json.loads((run / "summary.json").read_text())
         assert summary["status"] == "ok" and summary["tasks"] == ["cap", "tile"]
+        assert summary["timings"]["feature_cache"]["misses"] == 0  # the feature jobs extracted; runs only read
     logged = {p.parent.name: json.loads(p.read_text())["runs"] for p in (tmp_path / "results" / "mlflow" / "logged").glob("*/tiny.json")}
     assert sorted(logged) == ["ablation", "main"] and len(logged["ablation"]) == 2 and len(logged["main"]) == 1
     assert (tmp_path / "data" / "tiny" / "synth.json").is_file()

@@ -197,6 +197,21 @@ class WorkflowPlan:
             self._categories[dataset] = dataset_categories(self.workflow, dataset)
         return self._categories[dataset]
 
+    def feature_settings(self, dataset: str, category: str) -> list[dict[str, Any]]:
+        """The ``features`` blocks, other than the dataset's own, of the runs that read ``category`` of ``dataset``
+        (e.g. a study at another resolution): its feature job extracts them too, so training jobs only read the cache."""
+        import json
+
+        own = json.dumps(dataset_config(self.workflow, dataset)["features"], sort_keys=True)
+        found: dict[str, dict[str, Any]] = {}
+        for run in self.runs.values():
+            if run.dataset != dataset or category not in (run.config["dataset"]["categories"] or self.categories(dataset)):
+                continue
+            key = json.dumps(run.config["features"], sort_keys=True)
+            if key != own:
+                found.setdefault(key, run.config["features"])
+        return list(found.values())
+
     def feature_records(self, results: str, dataset: str) -> list[str]:
         """The feature jobs' records a run of ``dataset`` needs."""
         return [f"{results}/features/{dataset}/{c}.json" for c in self.categories(dataset)]

@@ -1,4 +1,8 @@
-# Feature extraction: one job per (dataset, category), so training jobs only read the cache.
+# Feature extraction: one job per (dataset, category), for every feature setting the runs
+# reading that category use (a study may run at another resolution), so training jobs only
+# read the cache.
+import json
+
 from moleflow.planning import dataset_config
 
 
@@ -24,7 +28,9 @@ rule features:
         f"{RESULTS}/logs/features/{{dataset}}/{{category}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/features/{{dataset}}/{{category}}.tsv"
+    params:
+        also=lambda w: json.dumps(PLAN.feature_settings(w.dataset, w.category), sort_keys=True),
     threads: config["threads"]
     shell:
         "moleflow features extract --config {input.cfg} --categories {wildcards.category} --quiet --threads {threads} "
-        "--record {output} > {log} 2>&1"
+        "--also-features {params.also:q} --record {output} > {log} 2>&1"
