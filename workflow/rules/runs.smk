@@ -1,8 +1,8 @@
 # Training jobs: each trains its runs (results/runs/<run id>/, the id being the hash of the
 # resolved configuration) one after the other in one `moleflow run-many` process, so that the
 # process start-up is paid once per job (`runs_per_job`, set per study). The longest jobs
-# start first (priority: rank by estimated work). A rerun of a job skips its finished runs
-# and resumes the others after their last finished task.
+# start first (priority: rank by estimated work). A rerun of a job resumes each of its runs
+# after its last finished task (a finished run only rebuilds its summary).
 import json
 import re
 
