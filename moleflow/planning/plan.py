@@ -177,14 +177,19 @@ class WorkflowPlan:
                 jobs[_identifier(f"{study}_{dataset}_{k // size:02d}")] = ids[k : k + size]
         return jobs
 
-    def job_priority(self, job: str) -> int:
-        """Snakemake priority of a training job: its rank by estimated work, so the longest start first."""
+    @cached_property
+    def _job_ranks(self) -> dict[str, int]:
         def tasks(run: PlannedRun) -> int:
             return len(run.config["dataset"]["categories"] or self.categories(run.dataset))
 
         work = {name: sum(estimated_work(self.runs[r].config, tasks(self.runs[r])) for r in ids)
                 for name, ids in self.jobs.items()}
-        return sorted(work.values()).index(work[job])
+        order = sorted(work.values())
+        return {name: order.index(value) for name, value in work.items()}
+
+    def job_priority(self, job: str) -> int:
+        """Snakemake priority of a training job: its rank by estimated work, so the longest start first."""
+        return self._job_ranks[job]
 
     @property
     def experiments(self) -> list[str]:
