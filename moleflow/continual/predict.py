@@ -34,7 +34,7 @@ from moleflow.continual.checkpoint import restore
 from moleflow.continual.evaluate import score_batch
 from moleflow.continual.learner import Learner
 from moleflow.continual.settings import ScoreSettings
-from moleflow.data.layouts import IMAGE_EXTENSIONS, load_category
+from moleflow.data.layouts import IMAGE_EXTENSIONS, images_in, load_category
 from moleflow.data.transforms import load_image
 from moleflow.device import resolve_device
 from moleflow.errors import DatasetError, MoleflowError
@@ -78,8 +78,7 @@ def list_images(inputs: list[str]) -> list[Path]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-                           and not p.name.startswith("."))
+            found = images_in(path)
             if not found:
                 raise DatasetError(f"no image ({'/'.join(IMAGE_EXTENSIONS)}) in {path}")
             out += found

@@ -67,7 +67,8 @@ class CategoryData:
         return self.train if name == "train" else self.test
 
 
-def _images_in(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
+def images_in(folder: Path, extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> list[Path]:
+    """The image files directly in ``folder``, sorted (hidden and in-flight temporary files skipped)."""
     if not folder.is_dir():
         return []
     return sorted(
@@ -138,7 +139,7 @@ def _load_mvtec_like(
     if not base.is_dir():
         raise DatasetError(f"category not found: {base}")
     train_dir = base / "train" / "good"
-    train = [Sample(p, None, 0, "good") for p in _images_in(train_dir, extensions)]
+    train = [Sample(p, None, 0, "good") for p in images_in(train_dir, extensions)]
     if not train:
         raise DatasetError(_empty_train_message(train_dir, extensions))
     test_dir = base / "test"
@@ -147,11 +148,11 @@ def _load_mvtec_like(
     gt_dir = base / "ground_truth"
     test: list[Sample] = []
     for defect_dir in sorted(p for p in test_dir.iterdir() if p.is_dir()):
-        images = _images_in(defect_dir, extensions)
+        images = images_in(defect_dir, extensions)
         if defect_dir.name == "good":
             test.extend(Sample(p, None, 0, "good") for p in images)
             continue
-        masks = {_mask_stem(m, mask_suffixes): m for m in _images_in(gt_dir / defect_dir.name, extensions)}
+        masks = {_mask_stem(m, mask_suffixes): m for m in images_in(gt_dir / defect_dir.name, extensions)}
         stems = {p.stem for p in images}
         for image in images:
             mask = masks.get(image.stem)
@@ -165,8 +166,8 @@ def _load_mvtec_like(
                 raise DatasetError(f"mask without its image: {mask} (no {defect_dir / stem}.* found)")
     if gt_dir.is_dir():
         for gt_defect in sorted(p for p in gt_dir.iterdir() if p.is_dir()):
-            if not (test_dir / gt_defect.name).is_dir() and _images_in(gt_defect, extensions):
-                orphan = _images_in(gt_defect, extensions)[0]
+            if not (test_dir / gt_defect.name).is_dir() and images_in(gt_defect, extensions):
+                orphan = images_in(gt_defect, extensions)[0]
                 raise DatasetError(f"mask without its image: {orphan} (no folder {test_dir / gt_defect.name})")
     return CategoryData(category, train, test)
 
@@ -232,7 +233,7 @@ def _load_visa(root: Path, category: str) -> CategoryData:
     if not data.train:
         raise DatasetError(f"empty train set for {category!r} in {root / VISA_SPLIT_CSV}")
     image_stems = {s.image.stem for s in data.test if s.label == 1}
-    for mask in _images_in(base / "Data" / "Masks" / "Anomaly", IMAGE_EXTENSIONS):
+    for mask in images_in(base / "Data" / "Masks" / "Anomaly", IMAGE_EXTENSIONS):
         if mask.resolve() not in referenced_masks and mask.stem not in image_stems:
             raise DatasetError(f"mask without its image: {mask}")
     return data
