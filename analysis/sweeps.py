@@ -37,19 +37,32 @@ def split_variants(variants: list[str]) -> dict[str, list[tuple[str, str]]]:
 
 def _default_label(frame: pd.DataFrame, members: list[tuple[str, str]]) -> str:
     """The default's value of the config key that spells the sweep's labels (``default`` if none does)."""
-    default = frame[frame["variant"] == DEFAULT]
-    if default.empty:
+    if not (frame["variant"] == DEFAULT).any():
         return DEFAULT
+    columns = [c for c in frame.columns if c.startswith("cfg.")]
+    firsts = frame.groupby("variant", sort=False)[columns].first()  # per variant and key: its first value present
+
+    def value(variant: str, column: str) -> object:
+        found = firsts.at[variant, column] if variant in firsts.index else None
+        return None if _missing(found) else found
+
     best, score = None, 0
-    for column in (c for c in frame.columns if c.startswith("cfg.")):
-        reference = default[column].dropna()
-        hits = sum(_same(frame[frame["variant"] == v][column].dropna(), label) and not _same(reference, label)
-                   for label, v in members)
+    for column in columns:
+        reference = value(DEFAULT, column)
+        hits = sum(_matches(value(v, column), label) and not _matches(reference, label) for label, v in members)
         if hits > score:
             best, score = column, hits
-    if best is None or default[best].dropna().empty:
+    if best is None or value(DEFAULT, best) is None:
         return DEFAULT
-    return _text(default[best].dropna().iloc[0])
+    return _text(value(DEFAULT, best))
+
+
+def _missing(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and bool(np.isnan(value)))
+
+
+def _matches(value: object, label: str) -> bool:
+    return value is not None and _text(value) == _text(label)
 
 
 def _text(value: object) -> str:
@@ -61,10 +74,6 @@ def _text(value: object) -> str:
     if isinstance(value, (bool, np.bool_)):
         return str(value)
     return f"{float(value):g}" if isinstance(value, (int, float, np.integer, np.floating)) else str(value)
-
-
-def _same(values: pd.Series, label: str) -> bool:
-    return not values.empty and _text(values.iloc[0]) == _text(label)
 
 
 def _key(label: str) -> tuple[int, float, str]:

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -195,17 +196,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=30.0, help="largest training time per task (s, one thread)")
     parser.add_argument("--work", help="working folder (default: a temporary one)")
     args = parser.parse_args(argv)
+    start = time.perf_counter()
+    write_selection(args.out, args.work, lambda work: report(*select(work, args.workers, args.budget), args.budget,
+                                                             time.perf_counter() - start))
+    return 0
+
+
+def write_selection(out: str, work: str | None, produce: Callable[[Path], str]) -> None:
+    """Run ``produce(work folder)`` with one OpenMP thread per process in ``work`` (default: a
+    temporary folder), then write its Markdown to ``out`` atomically and print it."""
     from moleflow.io import write_text_atomic
 
-    start = time.perf_counter()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.work or tmp)
-        results, chosen, knn = select(work, args.workers, args.budget)
-        text = report(results, chosen, knn, args.budget, time.perf_counter() - start)
-    write_text_atomic(args.out, text)
+        text = produce(Path(work or tmp))
+    write_text_atomic(out, text)
     print(text)
-    return 0
 
 
 if __name__ == "__main__":

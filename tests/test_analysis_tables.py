@@ -206,7 +206,7 @@ def test_figures_draw_the_runs_numbers(results: Path) -> None:
     for ax, (metric, label) in zip(fig.axes, {"image_auroc": "I-AUROC", "pixel_auroc": "P-AUROC", "pixel_ap": "P-AP",
                                               "aupro": "AUPRO"}.items()):
         assert ax.get_title() == label
-        drawn = np.ma.filled(ax.collections[0].get_array(), np.nan).reshape(2, 2)
+        drawn = np.ma.filled(ax.images[0].get_array(), np.nan).reshape(2, 2)
         expected = np.mean([[[np.nan if v is None else v for v in row] for row in s["accuracy_matrix"][metric]]
                             for s in main], axis=0)
         assert np.allclose(drawn, expected, equal_nan=True), metric

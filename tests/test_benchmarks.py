@@ -68,3 +68,13 @@ def test_flop_count_of_a_depthwise_convolution_backward_is_per_group() -> None:
     forward = count_flops(lambda: conv(x))
     assert forward == 2 * 2 * 5 * 5 * 8 * 9  # batch x positions x channels x taps, a multiply-add = 2
     assert count_flops(lambda: conv(x).sum().backward()) == 3 * forward  # forward + input and weight gradients
+
+
+def test_reduced_schedule_rule_keeps_the_shortest_level_within_tolerance_of_the_reference() -> None:
+    from benchmarks.select_reduced import choose
+
+    # a longer level than the reference never becomes the reference, however high it scores
+    assert choose({3: 0.790, 4: 0.8170, 6: 0.8225, 8: 0.841}) == (6, 6)  # 4 is more than 0.005 below: kept at 6
+    assert choose({3: 0.790, 4: 0.8180, 6: 0.8225, 8: 0.841}) == (6, 4)  # 4 within 0.005
+    assert choose({3: 0.830, 4: 0.8180, 6: 0.8225}) == (6, 3)  # a shorter level scoring higher qualifies
+    assert choose({3: 0.80, 4: 0.81}, reference_epochs=6) == (4, 4)  # the reference level failed: the longest left

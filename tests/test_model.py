@@ -61,6 +61,50 @@ def test_each_coupling_block_inverts_with_exact_logdet(scale_context: bool) -> N
         assert _jacobian_logdet(lambda v: flow(v)[0], x) == pytest.approx(float(logdet.detach().sum()), abs=1e-9)
 
 
+def test_gather_permutation_equals_freia_permutation_matrix_bitwise() -> None:
+    """The column gather gives FrEIA's ``F.linear(x, P)`` bit for bit: outputs, inverse and gradients."""
+    from FrEIA.modules import AllInOneBlock
+
+    from moleflow.model.coupling import GatherPermutationBlock, MoLEContextSubnet
+
+    grid = GridShape(batch=2, height=4, width=4)
+    cfg = SubnetConfig(rank=4, context_kernel=3)
+    blocks = []
+    for cls in (AllInOneBlock, GatherPermutationBlock):
+        torch.manual_seed(3)
+        np.random.seed(3)
+        block = cls([(16,)], subnet_constructor=lambda c_in, c_out: MoLEContextSubnet(c_in, c_out, grid, cfg),
+                    affine_clamping=1.9, global_affine_type="SOFTPLUS", permute_soft=False)
+        _perturb(block.subnet, seed=4)
+        with torch.no_grad():
+            block.global_offset.add_(0.1)
+        blocks.append(block)
+    plain, gather = blocks
+    assert plain.state_dict().keys() == gather.state_dict().keys()  # checkpoints and fingerprints unchanged
+    x = torch.randn(32, 16, generator=torch.Generator().manual_seed(5))
+    outs = []
+    for block in blocks:
+        xin = x.clone().requires_grad_(True)
+        (z,), logdet = block([xin])
+        ((back,), inv_logdet) = block([z], rev=True)
+        (z * torch.linspace(-1, 1, 16)).sum().add(logdet.sum()).backward()
+        outs.append((z, logdet, back, inv_logdet, xin.grad, *[p.grad for p in block.parameters() if p.requires_grad]))
+    assert len(outs[0]) == len(outs[1])
+    for a, b in zip(*outs):
+        assert a is not None and torch.equal(a, b)
+    # a checkpoint with another permutation: the gather follows the loaded matrix
+    np.random.seed(11)
+    other = AllInOneBlock([(16,)], subnet_constructor=lambda c_in, c_out: MoLEContextSubnet(c_in, c_out, grid, cfg),
+                          affine_clamping=1.9, global_affine_type="SOFTPLUS", permute_soft=False)
+    assert not torch.equal(other.w_perm, plain.w_perm)
+    gather.load_state_dict(other.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(gather([x])[0][0], other([x])[0][0], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="hard permutation"):
+        GatherPermutationBlock([(16,)], subnet_constructor=lambda c_in, c_out: MoLEContextSubnet(c_in, c_out, grid, cfg),
+                               permute_soft=True)
+
+
 def test_dia_block_inverts_with_exact_logdet() -> None:
     torch.manual_seed(1)
     for flip in (False, True):

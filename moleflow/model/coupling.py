@@ -7,7 +7,10 @@ needs the grid to compute its spatial context, so the flow shares a
 
 Each block: split ``D/2 + D/2``; ``[s, t] = subnet(x1)``; ``x2 <- x2 exp(1.9 tanh(0.1 s)) + t``
 (FrEIA scales the subnet output by 0.1 and soft-clamps), then a global affine
-(SOFTPLUS) and a hard channel permutation drawn from ``permutation_seed + block``.
+(SOFTPLUS) and a hard channel permutation drawn from ``permutation_seed + block``,
+applied as a column gather (:class:`GatherPermutationBlock`) rather than FrEIA's
+product with the ``D x D`` permutation matrix: the same numbers without a dense
+product forward and backward.
 The log-determinant per patch is the sum of the clamped scales plus the global
 affine's; the coupling is block-triangular over the whole grid (the context reads
 only ``x1``, which the block leaves unchanged), so the sum over patches is the
@@ -102,6 +105,48 @@ class MoLEContextSubnet(nn.Module):
         return torch.cat([s, t], dim=1)
 
 
+class GatherPermutationBlock(AllInOneBlock):
+    """FrEIA's ``AllInOneBlock`` with its hard permutation as a column gather.
+
+    FrEIA applies the permutation ``P`` as ``F.linear(x, P)``: a dense ``(N, D) x (D, D)``
+    product in the forward pass and another in the backward pass. With a hard
+    permutation (``permute_soft=False``) each output column is one input column, so
+    ``x[:, index]`` with ``index[i] = argmax_j P[i, j]`` gives the same values (a sum of
+    one product by 1 and products by 0 is exact), and so does its gradient. ``P`` stays
+    in the state dict (checkpoints and fingerprints unchanged); the indices are
+    non-persistent buffers derived from it.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        hard = (not self.householder and self.w_perm.dim() == 2
+                and bool(((self.w_perm == 0) | (self.w_perm == 1)).all()) and bool((self.w_perm.sum(0) == 1).all()))
+        if not hard or self.GIN or self.input_rank != 0:
+            raise ValueError("GatherPermutationBlock needs vector inputs, a hard permutation (permute_soft=False, "
+                             "no Householder) and no GIN")
+        self.register_buffer("perm_index", torch.empty(0, dtype=torch.long), persistent=False)
+        self.register_buffer("perm_index_inv", torch.empty(0, dtype=torch.long), persistent=False)
+        self._index_permutation()
+        # a loaded checkpoint brings its own matrix: the indices follow it
+        self.register_load_state_dict_post_hook(lambda module, _: module._index_permutation())
+
+    def _index_permutation(self) -> None:
+        """Column indices ``(D,)`` of the permutation matrix and of its inverse."""
+        self.perm_index = self.w_perm.detach().argmax(dim=1)
+        self.perm_index_inv = self.w_perm_inv.detach().argmax(dim=1)
+
+    def _permute(self, x: torch.Tensor, rev: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N, D)`` -> permuted (and globally scaled) ``(N, D)`` and the scaling's log-det per patch."""
+        scale = self.global_scale_activation(self.global_scale)
+        log_jac = torch.sum(torch.log(scale))
+        if rev:
+            return (x.index_select(1, self.perm_index_inv) - self.global_offset) / scale, log_jac
+        return (x * scale + self.global_offset).index_select(1, self.perm_index), log_jac
+
+    def _pre_permute(self, x: torch.Tensor, rev: bool = False) -> torch.Tensor:
+        return x.index_select(1, self.perm_index if rev else self.perm_index_inv)
+
+
 def build_coupling_flow(dim: int, blocks: int, grid: GridShape, cfg: SubnetConfig,
                         clamp: float = 1.9, permutation_seed: int = 0) -> SequenceINN:
     """``blocks`` FrEIA ``AllInOneBlock``s on ``dim``-vectors with :class:`MoLEContextSubnet`s.
@@ -115,7 +160,7 @@ def build_coupling_flow(dim: int, blocks: int, grid: GridShape, cfg: SubnetConfi
         for k in range(blocks):
             np.random.seed(permutation_seed + k)
             flow.append(
-                AllInOneBlock,
+                GatherPermutationBlock,
                 subnet_constructor=lambda c_in, c_out: MoLEContextSubnet(c_in, c_out, grid, cfg),
                 affine_clamping=clamp,
                 global_affine_type="SOFTPLUS",
