@@ -83,12 +83,12 @@ def _run_candidate(job: tuple[str, dict[str, Any], str]) -> dict[str, Any]:
     }
 
 
-def _generate(root: Path) -> None:
-    """Validation copies for every training-set size (the generator is a pure function of
-    (seed, category, split, index), so the test sets of all copies are identical)."""
+def _generate(root: Path, trains: list[int] = LEVELS["train"]) -> None:
+    """Validation copies ``root/train<N>`` for each training-set size ``N`` (the generator is a pure
+    function of (seed, category, split, index), so the test sets of all copies are identical)."""
     from moleflow.data.synth import SynthCounts, generate
 
-    for train in LEVELS["train"]:
+    for train in trains:
         generate(root / f"train{train}", seed=VALIDATION_SEED, size=128, categories=None,
                  counts=SynthCounts(train=train, test_good=10, test_per_defect=6))
 

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.select_profile import MIN_GAIN, START, VALIDATION_SEED, _stage, write_selection
+from benchmarks.select_profile import MIN_GAIN, START, VALIDATION_SEED, _generate, _stage, write_selection
 
 EPOCHS = [3, 4, 6, 8]
 REFERENCE = 6  # the schedule the reduced studies ran before this selection
@@ -37,19 +37,10 @@ SETTINGS = {
 DEFAULT_OUT = Path(__file__).resolve().parent / "REDUCED_SCHEDULE.md"
 
 
-def _generate(root: Path) -> None:
-    """The validation copy with the default's 40 training images (select_profile's folder layout)."""
-    from moleflow.data.synth import SynthCounts, generate
-
-    if not (root / "train40").exists():
-        generate(root / "train40", seed=VALIDATION_SEED, size=128, categories=None,
-                 counts=SynthCounts(train=40, test_good=10, test_per_defect=6))
-
-
 def select(work: Path, workers: int) -> dict[str, dict[str, Any]]:
     """Train every level of every setting; return per setting its results, reference and choice."""
     root, cache = work / "data", work / "cache"
-    _generate(root)
+    _generate(root, [START["train"]])  # the default's 40 training images
     out: dict[str, dict[str, Any]] = {}
     for setting, categories in SETTINGS.items():
         candidates = {f"{setting}, epochs={e}": {**START, "input_size": 128, "epochs": e} for e in EPOCHS}
