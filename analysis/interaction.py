@@ -1,6 +1,7 @@
 """Table 8, the interaction analysis: is a component's benefit tied to the frozen base?
 
-Variants of the ``interaction`` study are named ``COMPONENT|BASE|LEVEL`` (``WA|frozen|on``);
+Variants of the ``interaction`` study (and of ``interaction_<name>`` studies, another design of the same
+analysis: ``interaction_authors`` is the authors' one) are named ``COMPONENT|BASE|LEVEL`` (``WA|frozen|on``);
 per component and response a two-way ANOVA (:mod:`analysis.stats`), the simple effects in
 each base arm, and the verdict on the Holm-adjusted interaction p in the paper's direction.
 """
@@ -17,12 +18,12 @@ from analysis.stats import FROZEN, holm, two_way_anova
 from moleflow.errors import MoleflowError
 
 
-def interaction_table(runs: pd.DataFrame, dataset: str, alpha: float = 0.05) -> TableSpec:
-    """Table 8: two-way ANOVA per component and response (variants named ``COMPONENT|BASE|on/off``)."""
-    sub = runs[(runs["study"] == "interaction") & (runs["dataset"] == dataset)].copy()
+def interaction_table(runs: pd.DataFrame, dataset: str, alpha: float = 0.05, study: str = "interaction") -> TableSpec:
+    """Table 8 of ``study``: two-way ANOVA per component and response (variants named ``COMPONENT|BASE|on/off``)."""
+    sub = runs[(runs["study"] == study) & (runs["dataset"] == dataset)].copy()
     malformed = [v for v in ordered(sub["variant"]) if len(str(v).split("|")) != 3]
     if malformed:
-        raise MoleflowError(f"studies.interaction: variant {malformed[0]!r} is not named COMPONENT|BASE|LEVEL (e.g. WA|frozen|on)")
+        raise MoleflowError(f"studies.{study}: variant {malformed[0]!r} is not named COMPONENT|BASE|LEVEL (e.g. WA|frozen|on)")
     parts = sub["variant"].str.split("|", expand=True)
     sub["component_name"], sub["base"], sub["component"] = parts[0], parts[1], parts[2]
     # final routed metrics, and each task right after its own training (the trainable arm's effect before forgetting)
@@ -48,7 +49,8 @@ def interaction_table(runs: pd.DataFrame, dataset: str, alpha: float = 0.05) -> 
     effects = [c for arm in arms for c in (f"Δ comp. {arm}", f"95% CI {arm}")]
     columns = numbers + effects + ["verdict", "note"]
     rows = [f"{name} / {label}" for name, label, _ in results]
-    spec = TableSpec(f"T8_interaction_{dataset}", "8", f"Interaction analysis ({dataset})",
+    design = "" if study == "interaction" else f", {study.removeprefix('interaction_')}'s design"
+    spec = TableSpec(f"T8_{study}_{dataset}", "8", f"Interaction analysis ({dataset}{design})",
                      "Two-way ANOVA (statsmodels OLS, y ~ C(base) * C(component), type II sums of squares) per component "
                      "and response, replicates = seeds (residual df per row); partial eta squared of the interaction; "
                      "Holm-adjusted interaction p across components, per response. Δ comp.: the component's simple effect "

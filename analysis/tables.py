@@ -294,8 +294,8 @@ def build_all(frame: pd.DataFrame, plan: dict[str, Any] | None = None,
                                        {"image_auroc_routed": "I-AUROC", "pixel_ap_routed": "P-AP",
                                         "forgetting_fm_image_auroc": "FM I-AUROC"}))
             specs[-1].caption += f" {CHAUDHRY}"
-        if "interaction" in present:
-            specs.append(interaction_table(runs, dataset))
+        for study in sorted(s for s in present if s == "interaction" or s.startswith("interaction_")):
+            specs.append(interaction_table(runs, dataset, study=study))
     if "main" in studies:
         specs.append(dataset_summary(runs))
     return specs

@@ -125,7 +125,7 @@ def _cmd_features_extract(args: argparse.Namespace) -> int:
                 n = features.patches.shape[0]
                 how = "cache hit" if store.last_hit else "extracted"
                 rate = features.meta["images_per_second"]
-                print(f"{category}/{split}: {n} images, patches {tuple(features.patches.shape[1:])} float16, "
+                print(f"{category}/{split}: {n} images, patches {tuple(features.patches.shape[1:])} {features.patches.dtype}, "
                       f"{how} ({rate:.1f} img/s at extraction) -> {features.path}")
     stats = {key: sum(store.stats[key] for store in stores) for key in stores[0].stats}
     print(f"cache: {stats['hits']} hits, {stats['misses']} misses, "
@@ -287,7 +287,32 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         datasets = sorted({r.dataset for r in runs.values() if study in r.studies})
         print(f"{study}: {count} runs ({', '.join(datasets)})")
     print(f"total: {len(runs)} distinct runs")
-    return 0
+    if not args.smoke:
+        return 0
+    return _smoke(args)
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    from moleflow.config import read_yaml
+    from moleflow.io import write_json_atomic
+    from moleflow.planning import WorkflowPlan
+    from moleflow.planning.smoke import smoke
+
+    _set_threads(args)
+    report = smoke(WorkflowPlan.from_config(read_yaml(args.configfile)), device=args.device, studies=args.studies)
+    est, failed = report["estimate"], [g for g in report["groups"] if g["status"] != "ok"]
+    missing = f"; {est['runs_without_estimate']} run(s) without one (dataset sizes unknown or check failed)" \
+        if est["runs_without_estimate"] else ""
+    print(f"smoke: {len(report['groups']) - len(failed)} of {len(report['groups'])} groups ok in {report['seconds']:.0f} s on "
+          f"{report['device']}; the grid on this device: about {_hours(est['train_eval_hours'])} of training and "
+          f"evaluation (an upper estimate) and {_hours(est['extraction_hours'])} of feature extraction{missing}")
+    if args.json:
+        write_json_atomic(args.json, report)
+    return 1 if failed else 0
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
@@ -402,8 +427,15 @@ def build_parser() -> argparse.ArgumentParser:
         tracker.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite under --results)")
         tracker.add_argument("--record", help="write a JSON record here")
 
-    plan = sub.add_parser("plan", help="count the runs a workflow configuration plans, per study")
+    plan = sub.add_parser("plan", help="count the runs a workflow configuration plans, per study (--smoke: check each kind)")
     plan.add_argument("configfile", help="workflow configuration (config/config.yaml, config/paper.yaml)")
+    plan.add_argument("--smoke", action="store_true", help="run one step of each task kind and one evaluation of every "
+                      "distinct kind of run at its real shapes on a stand-in dataset; print parameters, peak memory, "
+                      "step times and the grid's estimated cost on this device (exit 1 if any check fails)")
+    plan.add_argument("--device", default="auto", help="(--smoke) device of the checks: auto, cpu, cuda, cuda:1 (default auto)")
+    plan.add_argument("--json", help="(--smoke) also write the full report as JSON here")
+    plan.add_argument("--studies", nargs="+", metavar="STUDY", help="(--smoke) check only the runs of these studies")
+    plan.add_argument("--threads", type=int, help="(--smoke) torch threads (default: torch's, one per core)")
     plan.set_defaults(func=_cmd_plan)
 
     config = sub.add_parser("config", help="configuration tools").add_subparsers(dest="config_command", required=True)

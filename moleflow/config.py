@@ -175,6 +175,39 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return validate(config)
 
 
+#: What a key did before it existed: a run folder's saved (resolved) configuration that lacks one of
+#: these keys was made by code that behaved as this value says. :func:`load_saved_config` fills them in,
+#: so an older run folder is read as what it is, not as the current defaults.
+BEFORE_KEY_EXISTED: dict[str, Any] = {
+    "features.resize_mode": "square",
+    "features.cache_dtype": "float16",
+    "strategy.sequential_linears": "trained",
+    "strategy.separated_mixer": "own",
+    "model.whitening_fallback": "identity",
+    "model.mixer_bias": False,
+    "model.global_affine": "trained",
+    "model.subnet": "split",
+    "training.optimizer": "adamw",
+    "training.lr_schedule": "step",
+    "training.drop_last": False,
+    "training.nonfinite": "stop",
+    "training.loss_ceiling": 1e8,
+    "training.max_skipped_share": 0.05,
+    "training.tail_k_rounding": "ceil",
+}
+
+
+def load_saved_config(path: str | Path) -> Config:
+    """A run folder's saved configuration, with every key it predates set to :data:`BEFORE_KEY_EXISTED`."""
+    saved = read_yaml(path)
+    present = flat(saved)
+    for key, value in BEFORE_KEY_EXISTED.items():
+        section = key.split(".")[0]
+        if key not in present and isinstance(saved.get(section), dict):
+            merge(saved, nested(key, value))
+    return validate(merge(defaults(), saved))
+
+
 #: Keys that cannot change a run's result: where the feature cache lives, the device it runs on,
 #: the number of image-decoding workers. They are left out of a run's identity (:func:`config_hash`).
 NOT_IDENTITY = ("features.cache_dir", "device", "features.num_workers")

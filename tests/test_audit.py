@@ -197,6 +197,11 @@ def test_the_paper_is_recomputed_from_its_own_numbers() -> None:
     wa = next(c for w, c in found.items() if w.startswith("Table 8, Whitening Adapter"))
     assert "df = 22.5" in wa.computed and not wa.consistent
     assert "3.3 of the abstract's SDs" in found["Pixel AP: abstract (5 runs) vs Tables 4, 7, 9, 16"].computed
+    # the authors' main script runs Table 2; their method outline lists other values "as implemented"
+    assert found["Configuration: Tables 2 and 12 vs the authors' main script"].consistent
+    outline = found["Configuration: Tables 2 and 12 vs the authors' method outline (v1.6)"]
+    assert not outline.consistent and outline.computed == ("MoLE Blocks 8 vs 6; Learning Rate 0.0002 vs 0.0003; Tail Weight "
+                                                           "0.3 vs 0.7; LogDet Weight 3e-05 vs 0.0001; Tail Top-K Ratio 0.05 vs 0.02")
     counts = overhead_at_table2([16, 32, 64, 128])
     assert counts["affine"] and counts["overhead_pct"] > 8.5  # the paper's 8% does not follow from its Table 2
     per = counts["by_rank"]

@@ -19,7 +19,7 @@ from moleflow.continual.tasks import load_tasks
 from moleflow.continual.train import train_task
 from moleflow.data.synth import SynthCounts, generate
 from moleflow.features import FeatureStore
-from tests_helpers import interrupted_then_resumed, per_task_by_formula
+from tests_helpers import interrupted_then_resumed, per_task_by_formula, scores_of_task0_after_each_task
 
 CATEGORIES = ["cap", "tile", "screw"]
 
@@ -55,24 +55,10 @@ def _comparable(summary: dict) -> dict:
     return out
 
 
-def _scores_after_each_task(config: dict) -> list[np.ndarray]:
-    """Task 0's test image scores after training each task, in one process."""
-    tasks = load_tasks(config, FeatureStore(config, progress=False))
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
-    rows = np.arange(len(tasks[0].test.labels))
-    out = []
-    for task, data in enumerate(tasks):
-        learner.add_task(np.asarray(data.train.router))
-        assert train_task(learner, task, data.train.patches, TrainSettings.from_config(config), torch.device("cpu")).status == "ok"
-        scored = score_rows(learner, 0, tasks[0].test.patches, rows, ScoreSettings.from_config(config), torch.device("cpu"))
-        out.append(np.concatenate([scored.image, scored.maps.ravel()]))
-    return out
-
-
 def test_frozen_base_forgets_nothing_bitwise_and_sequential_does(dataset: Path, cache: Path) -> None:
-    frozen = _scores_after_each_task(tiny(dataset, cache))
+    frozen = scores_of_task0_after_each_task(tiny(dataset, cache))[0]
     assert all(np.array_equal(frozen[0], later) for later in frozen[1:])
-    sequential = _scores_after_each_task(tiny(dataset, cache, "strategy.name=sequential"))
+    sequential = scores_of_task0_after_each_task(tiny(dataset, cache, "strategy.name=sequential"))[0]
     assert np.array_equal(sequential[0], frozen[0])  # same data, same first task
     assert not np.array_equal(sequential[0], sequential[-1])
 
@@ -339,7 +325,9 @@ def test_misrouted_images_are_scored_by_the_task_they_were_routed_to(twins: Path
         assert set(ev.routed_to[wrong]) <= {0, 1}  # the twins are confused with each other only
         routed = metrics_of(np.asarray(data.test.labels), np.asarray(data.test.masks),
                             type(ev.routed_scores)(image, maps), config["scoring"]["aupro_fpr_limit"])
-        assert routed == pytest.approx(ev.routed, abs=1e-6)
+        # maps agree to 1e-4 (one image's float sums against a batch's); pixel AP ranks 4,096 pixels per image,
+        # among them near-ties that such a difference can reorder: 1e-5 is still far below any reported digit
+        assert routed == pytest.approx(ev.routed, abs=1e-5)
         if not wrong.any():
             assert ev.routed == ev.oracle
         expected[data.category] = routed

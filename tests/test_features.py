@@ -69,12 +69,13 @@ def tree(tmp_path: Path) -> Path:
     return make_mvtec(tmp_path / "data", {"bottle": False, "screw": True}, size=40)
 
 
-def test_cache_hit_returns_identical_float16_memmap(tree: Path, tmp_path: Path) -> None:
-    config = _config(tree, tmp_path / "cache")
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_cache_hit_returns_identical_memmap_of_the_configured_precision(tree: Path, tmp_path: Path, dtype: str) -> None:
+    config = _config(tree, tmp_path / "cache", f"features.cache_dtype={dtype}")
     first = FeatureStore(config, progress=False)
     test = first.get("bottle", "test")
     assert first.stats["misses"] == 1 and first.stats["images_extracted"] == 6
-    assert test.patches.dtype == np.float16 and isinstance(test.patches, np.memmap)
+    assert test.patches.dtype == np.dtype(dtype) and isinstance(test.patches, np.memmap)
     assert test.patches.shape == (6, 4, 4, 32) and test.masks.shape == (6, 32, 32)
     assert test.labels.tolist() == [1, 1, 0, 0, 1, 1]  # crack, good, hole (sorted folders)
     assert test.masks[test.labels == 1].any(axis=(1, 2)).all() and not test.masks[test.labels == 0].any()

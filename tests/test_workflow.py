@@ -140,7 +140,7 @@ def test_default_and_paper_configs_plan() -> None:
         runs = plan_runs(_validated(yaml.safe_load((ROOT / "config" / name).read_text())))
         assert all(len(r.run_id) == 12 for r in runs.values())
         counts[name] = len(runs)
-    assert counts == {"config.yaml": 69, "paper.yaml": 350}
+    assert counts == {"config.yaml": 69, "paper.yaml": 430}
 
 
 def _rule_counts(text: str) -> dict[str, int]:
@@ -258,7 +258,7 @@ def test_paper_grid_plans_on_stand_in_trees(tmp_path: Path) -> None:
     text = result.stdout + result.stderr
     assert result.returncode == 0, text[-2000:]
     counts = _rule_counts(text)
-    assert counts["train"] == 350 and counts["features"] == 4 and counts["track"] == 11, counts
+    assert counts["train"] == 430 and counts["features"] == 4 and counts["track"] == 12, counts
 
 
 @pytest.mark.parametrize("target", ["all_runs", "study_main", "study_ablation"])

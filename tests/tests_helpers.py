@@ -57,3 +57,28 @@ def per_task_by_formula(dim: int, blocks: int, rank: int, dia: int) -> int:
     linears = [(dim, dim), (dim, half), (half, dim), (dim, half)]
     lora = blocks * sum(rank * (i + o) + o for i, o in linears)
     return lora + 2 * dim + dia * 2 * 3 * (half * half + half)
+
+
+def scores_of_task0_after_each_task(config: dict) -> tuple[list, object]:
+    """Task 0's test image scores and maps after training each task of ``config`` in one process, and the learner."""
+    import numpy as np
+    import torch
+
+    from moleflow.continual import Learner
+    from moleflow.continual.evaluate import score_rows
+    from moleflow.continual.settings import ScoreSettings, TrainSettings
+    from moleflow.continual.tasks import load_tasks
+    from moleflow.continual.train import train_task
+    from moleflow.features import FeatureStore
+
+    cpu = torch.device("cpu")
+    tasks = load_tasks(config, FeatureStore(config, progress=False))
+    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    rows = np.arange(len(tasks[0].test.labels))
+    out = []
+    for task, data in enumerate(tasks):
+        learner.add_task(np.asarray(data.train.router))
+        assert train_task(learner, task, data.train.patches, TrainSettings.from_config(config), cpu).status == "ok"
+        scored = score_rows(learner, 0, tasks[0].test.patches, rows, ScoreSettings.from_config(config), cpu)
+        out.append(np.concatenate([scored.image, scored.maps.ravel()]))
+    return out, learner

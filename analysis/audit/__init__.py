@@ -24,8 +24,8 @@ from analysis.render import Cell, TableSpec
 from analysis.tables import run_level
 from moleflow.errors import ConfigError
 
-KEYS = {"id", "family", "claim", "where", "paper", "needs", "check", "rule", "changed"}
-REQUIRED = KEYS - {"changed"}
+KEYS = {"id", "family", "claim", "where", "paper", "needs", "check", "rule", "changed", "definition"}
+REQUIRED = KEYS - {"changed", "definition"}
 KINDS = {"mvtec", "visa", "any", "none"}
 RUN_COLUMNS = ["study", "variant", "dataset", "run_id", "seed", "order", "status", "strategy"]
 
@@ -130,6 +130,7 @@ def claims_table(outcomes: list[Outcome], reg: dict[str, Any]) -> TableSpec:
         if o.note:
             harness += f" ({o.note})"
         rule = entry["rule"] + (f" [changed from the proposal: {entry['changed']}]" if entry.get("changed") else "")
+        rule += f" [runs: {entry['definition']}]" if entry.get("definition") else ""
         for column, text in (("Family", o.family), ("Claim", entry["claim"]), ("Paper", f"{entry['paper']} ({entry['where']})"),
                              ("Harness", harness), ("Rule", rule), ("Verdict", o.verdict), ("Why", o.why)):
             cells[(row, column)] = Cell(text=str(text))

@@ -1,7 +1,8 @@
 """The paper against itself: its printed values checked against each other, computed here.
 
 ``analysis/paper_tables.csv`` holds the values of the paper's Tables 1, 2 and 7-16 and
-its abstract (each row citing its table); ``analysis/literature.csv`` those of Tables
+its abstract (each row citing its table), and the hyper-parameters of the authors' main
+script and of their method outline; ``analysis/literature.csv`` those of Tables
 3-6. Each check recomputes a printed quantity from the paper's own numbers (an average
 from its categories, a Δ from its two rows, the degrees of freedom an F and p imply,
 the per-task overhead Table 2's configuration implies on the model this harness
@@ -99,6 +100,14 @@ def _averages(table: str) -> list[str]:
     return out
 
 
+def _reference_row(pv: pd.DataFrame, table: str) -> str:
+    """The row of a sweep table that the others' Δ columns are taken against (the one without a Δ)."""
+    rows = pv[pv["paper_table"] == table]
+    with_delta = set(rows[rows["column"].str.startswith("Δ")]["row"])
+    (reference,) = sorted(set(rows["row"]) - with_delta)
+    return reference
+
+
 def _df_for(f_value: float, p_value: float) -> float:
     """The denominator df that makes ``P(F(1, df) > f_value) = p_value``."""
     try:
@@ -132,6 +141,15 @@ def checks() -> list[SelfCheck]:
     i11 = pv[(pv["paper_table"] == "11") & (pv["column"] == "I-AUC")]["value"].to_numpy()
     out.append(SelfCheck("\"Improves monotonically with the tail weight\": image AUROC", "11", "monotone",
                          " -> ".join(f"{v:g}" for v in i11), bool(np.all(np.diff(i11) >= 0))))
+    # 2b. the configuration: Table 2 (Table 12's reference for the tail's top-k), the authors' main script, their outline
+    printed = {"MoLE Blocks": value(pv, "2", "MoLE Blocks", "Value"), "Learning Rate": value(pv, "2", "Learning Rate", "Value"),
+               "Tail Weight": value(pv, "2", "Tail Weight", "Value"), "LogDet Weight": value(pv, "2", "LogDet Weight", "Value"),
+               "Tail Top-K Ratio": float(_reference_row(pv, "12"))}
+    for source, label in (("script", "the authors' main script"), ("outline", "the authors' method outline (v1.6)")):
+        differ = [f"{name} {value(pv, source, name, 'Value'):g} vs {paper:g}" for name, paper in printed.items()
+                  if value(pv, source, name, "Value") != paper]
+        out.append(SelfCheck(f"Configuration: Tables 2 and 12 vs {label}", f"2; 12; {source}", "Table 2, Table 12's reference",
+                             "; ".join(differ) if differ else "all equal", not differ))
     # 3. the reference row
     refs = {"7": value(pv, "7", "Full Model (MoLE6+DIA2)", "I-AUC"), "9": value(pv, "9", "M6 N2", "I-AUC"),
             "11": value(pv, "11", "1.0", "I-AUC"), "12": value(pv, "12", "0.02", "I-AUC"), "13": value(pv, "13", "3", "I-AUC"),

@@ -33,9 +33,9 @@ def pick_samples(labels: np.ndarray, defects: list[str], count: int) -> list[int
 
 
 def save_sample(path: Path, image_path: Path, resize: int, crop: int, amap: np.ndarray, mask: np.ndarray,
-                score: float, title: str) -> None:
+                score: float, title: str, resize_mode: str = "square") -> None:
     """Write one 3-panel PNG (image, overlay, ground truth) atomically."""
-    image = load_display_image(image_path, resize, crop)
+    image = load_display_image(image_path, resize, crop, resize_mode)
     fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.7))
     axes[0].imshow(image)
     axes[0].set_title(title, fontsize=8)

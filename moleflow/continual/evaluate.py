@@ -20,6 +20,7 @@ from moleflow.continual.tasks import TaskData
 from moleflow.metrics import aupro, image_auroc, pixel_ap, pixel_auroc
 
 from moleflow.metrics.continual import METRICS  # re-exported for the run summary
+from moleflow.features.cache import float32_rows
 
 
 @dataclass
@@ -56,7 +57,7 @@ def score_rows(learner: Learner, task: int, patches: np.ndarray, rows: np.ndarra
     step = scoring.batch_size
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
-        x = torch.from_numpy(np.asarray(patches[chunk], dtype=np.float32)).to(device)
+        x = torch.from_numpy(float32_rows(patches[chunk])).to(device)
         image, amap, extra = score_batch(learner, task, x, scoring, rescore)
         images.append(image.cpu().numpy())
         maps.append(amap.cpu().numpy().astype(np.float32))

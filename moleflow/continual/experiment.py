@@ -182,7 +182,7 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
             state.timings["evaluation"] += time.perf_counter() - eval_start
             failure = _non_finite(evaluations, tasks, task)
         state.tasks.append({"task": task, "category": data.category, "status": "diverged" if failure else "ok",
-                            "epoch_losses": result.epoch_losses})
+                            "epoch_losses": result.epoch_losses, "skipped_batches": result.skipped})
         if failure:  # the finished tasks' metrics stay; this task is not committed
             status, message = "diverged", failure
             log(f"task {task} ({data.category}): {message}")
@@ -232,5 +232,5 @@ def _write_outputs(out: Path, summary: dict[str, Any], state: RunState, tasks: l
         for k in pick_samples(np.asarray(test.labels), test.defects, count):
             save_sample(out / "samples" / f"{tasks[i].category}_{k:03d}.png", root / test.images[k], feats["resize"],
                         feats["input_size"], ev.routed_scores.maps[k], np.asarray(test.masks[k]),
-                        float(ev.routed_scores.image[k]), f"{tasks[i].category}: {test.defects[k]}")
+                        float(ev.routed_scores.image[k]), f"{tasks[i].category}: {test.defects[k]}", feats["resize_mode"])
     write_json_atomic(out / "summary.json", summary)

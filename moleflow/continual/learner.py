@@ -4,13 +4,17 @@ Strategies (the paper's baselines), all with the same features, flow and router:
 
 * ``frozen_base`` (MoLE-Flow): task 0 trains the base and task 0's adapters; task
   ``t >= 1`` trains only its own adapters (LoRA, task biases, whitening, DIA);
-* ``sequential``: the base is trained in every task, with the task's adapters;
+* ``sequential``: the base is trained in every task, with the task's adapters
+  (``strategy.sequential_linears: frozen``: all of it but the subnets' base linears,
+  the authors' reading);
 * ``ewc``: sequential plus ``lambda / 2 * sum_i F_i (theta_i - theta*_i)^2`` on the base:
   online EWC without decay (the per-sample diagonal empirical Fisher summed over earlier
   tasks, anchored at the base after the last task);
 * ``replay``: sequential plus a buffer of earlier tasks' feature maps replayed
   through their own adapters;
-* ``separated``: an independent full model per task, each trained as a task 0;
+* ``separated``: an independent full model per task, each trained as a task 0
+  (``strategy.separated_mixer: shared``: tasks >= 1 use task 0's mixer, frozen, as the
+  authors' complete-separation mode does);
 * ``knn``: no flow and no training: a PatchCore-style memory bank of each task's
   training patches (nearest-neighbour distance as the patch score), the same router,
   maps and metrics: the no-training reference.
@@ -41,14 +45,16 @@ def model_config(config: Config, dim: int) -> ModelConfig:
         rank=m["lora_rank"], alpha=alpha, use_lora=m["lora"], task_bias=m["task_bias"],
         task0_adapters=m["task0_adapters"],
         scale_context=m["scale_context"], context_kernel=m["context_kernel"],
-        context_alpha_max=m["context_alpha_max"], hidden_ratio=m["hidden_ratio"],
+        context_alpha_max=m["context_alpha_max"], hidden_ratio=m["hidden_ratio"], joint=m["subnet"] == "joint",
     )
     return ModelConfig(
         dim=dim, positional_encoding=m["positional_encoding"],
         positional_encoding_scale=m["positional_encoding_scale"], whitening=m["whitening"],
+        whitening_fallback=m["whitening_fallback"],
         gamma_init_first=m["gamma_init_first"], gamma_init_later=m["gamma_init_later"],
         spatial_mixer=m["spatial_mixer"], mixer_kernel=m["mixer_kernel"], mixer_gate_init=m["mixer_gate_init"],
-        coupling_blocks=m["coupling_blocks"], affine_clamp=m["affine_clamp"], permutation_seed=m["permutation_seed"],
+        mixer_bias=m["mixer_bias"], coupling_blocks=m["coupling_blocks"], affine_clamp=m["affine_clamp"],
+        global_affine=m["global_affine"], permutation_seed=m["permutation_seed"],
         subnet=subnet, dia_blocks=m["dia_blocks"], dia_clamp=m["dia_clamp"],
     )
 
@@ -63,6 +69,8 @@ class Learner(nn.Module):
     def __init__(self, config: Config, dim: int) -> None:
         super().__init__()
         self.strategy = config["strategy"]["name"]
+        self.sequential_linears = config["strategy"]["sequential_linears"]
+        self.separated_mixer = config["strategy"]["separated_mixer"]
         self.seed = config["seed"]
         self.mcfg = model_config(config, dim)
         self.models = nn.ModuleList()
@@ -89,6 +97,8 @@ class Learner(nn.Module):
             if self.strategy == "separated":
                 model = self._new_model(task)
                 model.add_task()  # task 0's own adapters of this model: drawn from (seed, task) too
+                if task > 0 and self.separated_mixer == "shared" and model.mixer is not None:
+                    model.mixer = self.models[0].mixer  # task 0's mixer, one module: never trained again
                 self.models.append(model)
             elif self.strategy != "knn":  # knn's bank is stored by fit_memory, its "training"
                 self.models[0].add_task()
@@ -124,6 +134,15 @@ class Learner(nn.Module):
             return []
         model, local = self.model_for(task)
         own = model.task_parameters(local)
+        if task > 0 and self.strategy == "separated" and self.separated_mixer == "shared" and model.mixer is not None:
+            shared = {id(p) for p in model.mixer.parameters()}
+            return [p for p in model.base_parameters() if id(p) not in shared] + own
+        if task > 0 and self.strategy == "sequential" and self.sequential_linears == "frozen":
+            linears = {id(p) for p in model.base_linear_parameters()}
+            # the authors' model never freezes the blocks' global affine, so their Sequential trains it
+            shared = [p for n, p in model.named_parameters()
+                      if task_of_parameter(n) is None and id(p) not in linears and not is_fixed_parameter(n)]
+            return shared + own
         if self.strategy == "separated" or task == 0 or self.strategy != "frozen_base":
             return model.base_parameters() + own
         return own
@@ -235,7 +254,7 @@ def memory_per_task(config: Config, dim: int, patches_per_image: int, train_imag
         with torch.random.fork_rng(devices=[]):
             whole = MoLEFlow(model_config(config, dim))
             whole.add_task()
-        params = sum(p.numel() for n, p in whole.named_parameters() if not is_fixed_parameter(n))
+        params = sum(p.numel() for n, p in whole.named_parameters() if not whole.is_fixed(n))
     else:
         params = counts["per_task"]
     extra = 2.0 * config["strategy"]["replay_images"] * patches_per_image * dim if strategy == "replay" else 0.0

@@ -3,7 +3,7 @@
 ``moleflow predict --run RUN_DIR IMAGES... --out DIR`` uses what the run directory
 holds: its resolved configuration (``config.yaml``) and its committed checkpoints
 (every finished task's adapters and router prototype). Each image goes through the
-backbone once; its patch embedding is rounded to float16 as the feature cache stores
+backbone once; its patch embedding is rounded to the cache's precision (features.cache_dtype) as the cache stores
 it, so an image the run evaluated gets the score the run's own evaluation gave it.
 
 Routing confidence: with ``d1 <= d2`` the squared Mahalanobis distances of the image to
@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from moleflow.config import Config, load_config
+from moleflow.config import Config, load_saved_config
 from moleflow.continual.checkpoint import restore
 from moleflow.continual.evaluate import score_batch
 from moleflow.continual.learner import Learner
@@ -59,7 +59,7 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     progress = run / "checkpoints" / "progress.json"
     if not (run / "config.yaml").is_file() or not progress.is_file():
         raise MoleflowError(f"--run: {run} holds no finished task (expected config.yaml and checkpoints/progress.json)")
-    config = load_config(run / "config.yaml")
+    config = load_saved_config(run / "config.yaml")
     state = json.loads(progress.read_text())
     categories = [t["category"] for t in state["tasks"][: state["completed"]]]
     if not categories:
@@ -132,14 +132,15 @@ def check_images(paths: list[Path], formats: dict[str, tuple[set[tuple[int, int]
 
 @torch.no_grad()
 def features_of(paths: list[Path], config: Config, extractor: FeatureExtractor) -> tuple[np.ndarray, np.ndarray]:
-    """``(N, H, W, D)`` float32 patches (rounded through float16, as the cache stores them) and ``(N, D)`` router features."""
+    """``(N, H, W, D)`` float32 patches (rounded through ``features.cache_dtype``, as the cache stores them) and ``(N, D)`` router features."""
     feats = config["features"]
     norm = normalization(feats["backbone"])
     patches, routers = [], []
     for start in range(0, len(paths), feats["batch_size"]):
-        batch = [load_image(p, feats["resize"], feats["input_size"], *norm) for p in paths[start : start + feats["batch_size"]]]
+        batch = [load_image(p, feats["resize"], feats["input_size"], *norm, feats["resize_mode"])
+                 for p in paths[start : start + feats["batch_size"]]]
         p, r = extractor(torch.from_numpy(np.stack(batch)))
-        patches.append(p.numpy().astype(np.float16).astype(np.float32))
+        patches.append(p.numpy().astype(feats["cache_dtype"]).astype(np.float32))
         routers.append(r.numpy().astype(np.float32))
     return np.concatenate(patches), np.concatenate(routers)
 

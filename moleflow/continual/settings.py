@@ -6,6 +6,7 @@ what each step reads is visible in its signature (the schema documents every fie
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from moleflow.config import Config
@@ -29,6 +30,13 @@ class TrainSettings:
     nll_reduction: str
     seed: int
     knn_coreset_ratio: float
+    optimizer: str = "adamw"
+    lr_schedule: str = "step"
+    drop_last: bool = False
+    nonfinite: str = "stop"
+    loss_ceiling: float = 1e8
+    max_skipped_share: float = 0.05
+    tail_k_rounding: str = "ceil"
 
     @classmethod
     def from_config(cls, config: Config) -> "TrainSettings":
@@ -37,11 +45,19 @@ class TrainSettings:
                    warmup_epochs=tr["warmup_epochs"], lr_min_ratio=tr["lr_min_ratio"],
                    clip_grad_norm=tr["clip_grad_norm"], tail_weight=tr["tail_weight"], top_k_ratio=tr["top_k_ratio"],
                    logdet_reg=tr["logdet_reg"], nll_reduction=tr["nll_reduction"], seed=config["seed"],
-                   knn_coreset_ratio=config["strategy"]["knn_coreset_ratio"])
+                   knn_coreset_ratio=config["strategy"]["knn_coreset_ratio"], optimizer=tr["optimizer"],
+                   lr_schedule=tr["lr_schedule"], drop_last=tr["drop_last"], nonfinite=tr["nonfinite"],
+                   loss_ceiling=tr["loss_ceiling"], max_skipped_share=tr["max_skipped_share"],
+                   tail_k_rounding=tr["tail_k_rounding"])
 
     def loss(self) -> TailAwareLoss:
         """The training objective these settings describe."""
-        return TailAwareLoss(self.tail_weight, self.top_k_ratio, self.logdet_reg, self.nll_reduction)
+        return TailAwareLoss(self.tail_weight, self.top_k_ratio, self.logdet_reg, self.nll_reduction,
+                             self.tail_k_rounding)
+
+    def steps_per_epoch(self, n: int) -> int:
+        """Optimiser steps per epoch over ``n`` training images (``drop_last``: full batches only, at least one)."""
+        return max(1, n // self.batch_size) if self.drop_last else math.ceil(n / self.batch_size)
 
     def batch_seed(self, task: int) -> int:
         """Seed of task ``task``'s batch order (and of the kNN reference's coreset)."""

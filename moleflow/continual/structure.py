@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from moleflow.continual.learner import Learner
+from moleflow.features.cache import float32_rows
 
 JACOBIAN_DIMS = 256  # crop cells x D of the log-det check (one cell at least): a Jacobian of at most 256 x 256 for D <= 256
 ROUND_TRIP_IMAGES = 4  # test images per task in the round-trip check
@@ -103,7 +104,7 @@ def invertibility(learner: Learner, trained: int, patches: list[np.ndarray], dev
     per_task = []
     for task in range(trained):
         model, local = learner.model_for(task)
-        x = torch.from_numpy(np.asarray(patches[task][:ROUND_TRIP_IMAGES], dtype=np.float32)).to(device)
+        x = torch.from_numpy(float32_rows(patches[task][:ROUND_TRIP_IMAGES])).to(device)
         with torch.no_grad():
             u = model.preprocess(x, local)
         recon, scale, inverse_ld = _round_trip(model, local, u)

@@ -1,16 +1,20 @@
 """Training one task from cached features (no backbone pass per epoch).
 
-AdamW on the parameters the strategy lets this task change, cosine decay to
-``lr * lr_min_ratio`` with a linear warm-up for tasks >= 1, gradient-norm
-clipping, the Tail-Aware Loss with the log-det regulariser, fixed epochs. Batches
-are drawn from a generator seeded by ``(seed, task)``. A non-finite loss stops
-training and reports ``diverged``.
+AdamP (or AdamW, Adam: ``training.optimizer``) on the parameters the strategy lets this
+task change, cosine decay to ``lr * lr_min_ratio`` with a linear warm-up for tasks >= 1,
+stepped per epoch or per optimiser step (``training.lr_schedule``), gradient-norm
+clipping, the Tail-Aware Loss with the log-det regulariser, fixed epochs. Batches are
+drawn from a generator seeded by ``(seed, task)``. A batch whose loss is not finite (or
+above ``training.loss_ceiling``) is skipped and counted, as the authors' trainer does
+(``training.nonfinite: skip``), or ends the run as ``diverged`` (``stop``); a task that
+skips more than ``training.max_skipped_share`` of its batches is ``diverged`` too.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +24,7 @@ import torch
 from moleflow.continual.learner import Learner
 from moleflow.continual.settings import TrainSettings
 from moleflow.model import TailAwareLoss, greedy_coreset
+from moleflow.features.cache import float32_rows
 
 
 @dataclass
@@ -27,23 +32,56 @@ class TrainResult:
     """Outcome of training one task."""
 
     status: str  # "ok" or "diverged"
-    epoch_losses: list[float] = field(default_factory=list)
+    epoch_losses: list[float | None] = field(default_factory=list)  # None: every batch of the epoch skipped
     seconds: float = 0.0
     message: str = ""
     steps: int = 0  # optimiser steps taken
+    skipped: int = 0  # batches skipped for a non-finite or too large loss (nonfinite: skip)
 
 
 def _batch(patches: np.ndarray, index: np.ndarray, device: torch.device) -> torch.Tensor:
     """Rows ``index`` of a float16 ``(N, H, W, D)`` memmap as float32 on ``device``."""
-    return torch.from_numpy(np.asarray(patches[np.sort(index)], dtype=np.float32)).to(device)
+    return torch.from_numpy(float32_rows(patches[np.sort(index)])).to(device)
+
+
+def _cosine(progress: float, min_ratio: float) -> float:
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """Learning-rate multiplier: linear warm-up over ``warmup`` steps, then cosine to ``min_ratio``."""
+    """Per-step multiplier (``lr_schedule: step``): linear warm-up over ``warmup`` steps, then cosine to ``min_ratio``."""
     if warmup > 0 and step < warmup:
         return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return _cosine((step - warmup) / max(1, total - warmup), min_ratio)
+
+
+def epoch_lr_factor(epoch: int, epochs: int, warmup: int, min_ratio: float) -> float:
+    """Per-epoch multiplier (``lr_schedule: epoch``, the authors' trainer).
+
+    Warm-up epochs ``e < warmup`` use ``(e + 1) / warmup``; later epochs follow
+    ``CosineAnnealingLR(T_max=epochs)`` started after the warm-up, i.e. the cosine at
+    ``(e - warmup) / epochs``: without a warm-up it reaches ``min_ratio`` only after the
+    last epoch, with one it ends ``warmup`` epochs short of it.
+    """
+    if warmup > 0 and epoch < warmup:
+        return (epoch + 1) / warmup
+    return _cosine((epoch - warmup) / epochs, min_ratio)
+
+
+def make_optimizer(params: list[torch.nn.Parameter], settings: TrainSettings) -> torch.optim.Optimizer:
+    """The optimiser ``settings.optimizer`` names over ``params``.
+
+    ``adamp``: AdamP (the ``adamp`` package) with the authors' settings, betas (0.9, 0.999),
+    delta 0.1, wd_ratio 0.1, no Nesterov; ``adamw``/``adam``: torch's, with ``foreach`` (one
+    fused update over the many small adapter tensors; the per-tensor loop is the CPU default).
+    """
+    if settings.optimizer == "adamp":
+        from adamp import AdamP
+
+        return AdamP(params, lr=settings.lr, betas=(0.9, 0.999), weight_decay=settings.weight_decay,
+                     delta=0.1, wd_ratio=0.1, nesterov=False)
+    kind = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[settings.optimizer]
+    return kind(params, lr=settings.lr, weight_decay=settings.weight_decay, foreach=True)
 
 
 class ReplayBuffer:
@@ -81,7 +119,7 @@ def _objective(learner: Learner, task: int, x: torch.Tensor, loss_fn: TailAwareL
 def fit_memory(learner: Learner, task: int, patches: np.ndarray, settings: TrainSettings, device: torch.device) -> TrainResult:
     """(knn) Store task ``task``'s training patches ``(N, H, W, D)`` (or their coreset) as its memory bank."""
     start = time.perf_counter()
-    vectors = torch.from_numpy(np.asarray(patches, dtype=np.float32).reshape(-1, patches.shape[-1])).to(device)
+    vectors = torch.from_numpy(float32_rows(patches).reshape(-1, patches.shape[-1])).to(device)
     ratio = settings.knn_coreset_ratio
     if ratio < 1.0:
         vectors = vectors[greedy_coreset(vectors, ratio, seed=settings.batch_seed(task)).to(device)]
@@ -112,22 +150,25 @@ def train_task(
     wanted = {id(p) for p in params}
     for p in learner.parameters():
         p.requires_grad_(id(p) in wanted)
-    # foreach: one fused update over the many small adapter tensors (the per-tensor loop is the CPU default)
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay, foreach=True)
+    optimizer = make_optimizer(params, settings)
     loss_fn = settings.loss()
     generator = torch.Generator().manual_seed(settings.batch_seed(task))
     n = len(patches)
-    steps_per_epoch = math.ceil(n / settings.batch_size)
-    total = steps_per_epoch * settings.epochs
-    warmup = steps_per_epoch * settings.warmup_epochs if task > 0 and learner.strategy != "separated" else 0
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: lr_factor(step, total, warmup, settings.lr_min_ratio)
-    )
+    steps_per_epoch = settings.steps_per_epoch(n)
+    warmup_epochs = settings.warmup_epochs if task > 0 and learner.strategy != "separated" else 0
+    per_epoch = settings.lr_schedule == "epoch"
+    if per_epoch:
+        schedule = lambda e: epoch_lr_factor(e, settings.epochs, warmup_epochs, settings.lr_min_ratio)  # noqa: E731
+    else:
+        total, warmup = steps_per_epoch * settings.epochs, steps_per_epoch * warmup_epochs
+        schedule = lambda step: lr_factor(step, total, warmup, settings.lr_min_ratio)  # noqa: E731
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    skip = settings.nonfinite == "skip"
     learner.train()
     result = TrainResult("ok")
     for epoch in range(settings.epochs):
         order = torch.randperm(n, generator=generator).numpy()
-        running = 0.0
+        running, seen = 0.0, 0
         for b in range(steps_per_epoch):
             index = order[b * settings.batch_size : (b + 1) * settings.batch_size]
             x = _batch(patches, index, device)
@@ -141,28 +182,43 @@ def train_task(
             penalty = learner.ewc_penalty(task)
             if penalty is not None:
                 loss = loss + penalty
-            if not torch.isfinite(loss):
-                result.status = "diverged"
-                result.message = f"non-finite loss at task {task}, epoch {epoch}, step {b}"
-                result.seconds = time.perf_counter() - start
-                return result
+            value = float(loss.detach())
+            if not math.isfinite(value) or (skip and value > settings.loss_ceiling):
+                if not skip:
+                    result.status = "diverged"
+                    result.message = f"non-finite loss at task {task}, epoch {epoch}, step {b}"
+                    result.seconds = time.perf_counter() - start
+                    return result
+                result.skipped += 1  # the authors' trainer: no update from this batch
+                continue
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if settings.clip_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_(params, settings.clip_grad_norm)
             optimizer.step()
-            scheduler.step()
+            if not per_epoch:
+                scheduler.step()
             result.steps += 1
-            running += float(loss.detach()) * len(index)
-        result.epoch_losses.append(running / n)
+            running += value * len(index)
+            seen += len(index)
+        if per_epoch:
+            with warnings.catch_warnings():  # an epoch whose every batch was skipped made no optimiser step
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
+                scheduler.step()
+        result.epoch_losses.append(running / seen if seen else None)
         if log is not None and settings.epochs >= 10 and (epoch + 1) % (settings.epochs // 5) == 0 and epoch + 1 < settings.epochs:
             elapsed = time.perf_counter() - start
             log(f"{label}epoch {epoch + 1}/{settings.epochs}, {elapsed:.1f} s, "
-                f"{(epoch + 1) * steps_per_epoch / elapsed:.1f} steps/s, loss {running / n:.1f}")
+                f"{(epoch + 1) * steps_per_epoch / elapsed:.1f} steps/s, loss {running / max(seen, 1):.1f}")
     learner.eval()
     for p in learner.parameters():
         p.requires_grad_(False)
     result.seconds = time.perf_counter() - start
+    batches = steps_per_epoch * settings.epochs
+    if result.skipped > settings.max_skipped_share * batches:
+        result.status = "diverged"
+        result.message = (f"task {task} skipped {result.skipped} of its {batches} batches for a non-finite or too large "
+                          f"loss (more than training.max_skipped_share = {settings.max_skipped_share})")
     return result
 
 

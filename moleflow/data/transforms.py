@@ -1,7 +1,8 @@
 """Image and mask loading with the paper's preprocessing.
 
-Images: resize to ``resize x resize`` (Lanczos), centre
-crop ``crop x crop``, RGB (grayscale PNGs are replicated to three channels),
+Images: resize (Lanczos) the shorter side to ``resize`` keeping the aspect ratio
+(``mode="short_side"``, the authors' loaders) or the whole image to ``resize x resize``
+(``mode="square"``), then centre crop ``crop x crop``, RGB (grayscale PNGs are replicated to three channels),
 normalised with the backbone's own mean and standard deviation (default: ImageNet's). Masks follow the same geometry with nearest-neighbour
 resampling and are binarised with ``> 0`` (VisA masks hold class ids, not 255).
 """
@@ -29,6 +30,22 @@ def open_image(path: str | Path) -> Image.Image:
         raise DatasetError(f"unreadable or truncated image: {path} ({exc})") from None
 
 
+def resized_size(width: int, height: int, resize: int, mode: str) -> tuple[int, int]:
+    """``(width, height)`` after resizing: ``square`` gives ``(resize, resize)``; ``short_side``
+    scales the shorter side to ``resize`` and the other by the same factor (rounded)."""
+    if mode == "square" or width == height:
+        return resize, resize
+    if mode != "short_side":
+        raise ValueError(f"resize mode must be 'short_side' or 'square', got {mode!r}")
+    if width < height:
+        return resize, max(resize, round(height * resize / width))
+    return max(resize, round(width * resize / height)), resize
+
+
+def _resize(img: Image.Image, resize: int, mode: str, resample: Image.Resampling) -> Image.Image:
+    return img.resize(resized_size(*img.size, resize, mode), resample)
+
+
 def _center_crop(img: Image.Image, crop: int) -> Image.Image:
     width, height = img.size
     left = (width - crop) // 2
@@ -39,26 +56,27 @@ def _center_crop(img: Image.Image, crop: int) -> Image.Image:
 def load_image(
     path: str | Path, resize: int, crop: int,
     mean: tuple[float, ...] | np.ndarray = IMAGENET_MEAN, std: tuple[float, ...] | np.ndarray = IMAGENET_STD,
+    mode: str = "square",
 ) -> np.ndarray:
     """Load an image as a float32 array ``(3, crop, crop)``, normalised per channel as ``(x - mean) / std``."""
-    img = open_image(path).convert("RGB").resize((resize, resize), Image.Resampling.LANCZOS)
+    img = _resize(open_image(path).convert("RGB"), resize, mode, Image.Resampling.LANCZOS)
     arr = np.asarray(_center_crop(img, crop), dtype=np.float32) / 255.0
     arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
-def load_display_image(path: str | Path, resize: int, crop: int) -> np.ndarray:
+def load_display_image(path: str | Path, resize: int, crop: int, mode: str = "square") -> np.ndarray:
     """Load an image for plots: uint8 ``(crop, crop, 3)``, same geometry as ``load_image``."""
-    img = open_image(path).convert("RGB").resize((resize, resize), Image.Resampling.LANCZOS)
+    img = _resize(open_image(path).convert("RGB"), resize, mode, Image.Resampling.LANCZOS)
     return np.asarray(_center_crop(img, crop), dtype=np.uint8)
 
 
-def load_mask(path: str | Path | None, resize: int, crop: int) -> np.ndarray:
+def load_mask(path: str | Path | None, resize: int, crop: int, mode: str = "square") -> np.ndarray:
     """Load a ground-truth mask as bool ``(crop, crop)``; ``None`` gives an all-false mask."""
     if path is None:
         return np.zeros((crop, crop), dtype=bool)
     img = open_image(path)
     if img.mode not in ("L", "1", "P", "I", "I;16"):
         img = img.convert("L")
-    img = img.resize((resize, resize), Image.Resampling.NEAREST)
+    img = _resize(img, resize, mode, Image.Resampling.NEAREST)
     return np.asarray(_center_crop(img, crop)) > 0

@@ -4,7 +4,7 @@ One entry per (dataset content fingerprint, category, split, backbone, weights,
 input size, embedding settings). An entry is a folder::
 
     <cache_dir>/<category>-<split>-<key>/
-        patches.npy   float16 (N, H, W, D)  patch embeddings (read memory-mapped)
+        patches.npy   float32 or float16 (features.cache_dtype) (N, H, W, D)  patch embeddings (read memory-mapped)
         router.npy    float32 (N, D)        router features (global mean of the float32 embedding)
         labels.npy    int8    (N,)          0 normal, 1 anomalous
         masks.npy     bool    (N, S, S)     ground truth at input size (test split only)
@@ -40,7 +40,7 @@ class FeatureSet:
     """Cached features of one (category, split).
 
     Attributes:
-        patches: ``(N, H, W, D)`` float16, memory-mapped.
+        patches: ``(N, H, W, D)`` float32 or float16 (``features.cache_dtype``), memory-mapped.
         router: ``(N, D)`` float32 router features.
         labels: ``(N,)`` int8 image labels.
         masks: ``(N, S, S)`` bool ground truth, or ``None`` for the train split.
@@ -116,7 +116,17 @@ def cache_fields(config: dict[str, Any], fingerprint: str, category: str, split:
         "embed_dim": feats["embed_dim"],
         "fusion": feats["fusion"],
         "grid": feats["grid"],
+        # keyed only where they differ from what every earlier entry was (square resize, float16), so those stay valid
+        **({"resize_mode": feats["resize_mode"]} if feats["resize_mode"] != "square" else {}),
+        **({"dtype": feats["cache_dtype"]} if feats["cache_dtype"] != "float16" else {}),
     }
+
+
+def float32_rows(rows: np.ndarray) -> np.ndarray:
+    """``rows`` of a cache entry as a writable float32 array (a copy where they are a read-only float32 view),
+    ready for ``torch.from_numpy``."""
+    out = np.asarray(rows, dtype=np.float32)
+    return out if out.flags.writeable else out.copy()
 
 
 def entry_key(fields: dict[str, Any]) -> str:
@@ -158,11 +168,13 @@ class EntryWriter:
         ...     w.meta = {...}
     """
 
-    def __init__(self, final: Path, n: int, shape: tuple[int, int, int], mask_size: int | None) -> None:
+    def __init__(self, final: Path, n: int, shape: tuple[int, int, int], mask_size: int | None,
+                 dtype: str = "float16") -> None:
         self.final = Path(final)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.tmp-", dir=self.final.parent))
-        self.patches = np.lib.format.open_memmap(self.tmp / "patches.npy", mode="w+", dtype=np.float16, shape=(n, *shape))
+        self.dtype = np.dtype(dtype)
+        self.patches = np.lib.format.open_memmap(self.tmp / "patches.npy", mode="w+", dtype=self.dtype, shape=(n, *shape))
         self.router = np.zeros((n, shape[-1]), dtype=np.float32)
         self.labels = np.zeros((n,), dtype=np.int8)
         self.masks = (
@@ -175,7 +187,7 @@ class EntryWriter:
     def write(self, start: int, patches: np.ndarray, router: np.ndarray, labels: np.ndarray, masks: np.ndarray | None) -> None:
         """Store a batch of ``B`` rows starting at ``start``."""
         end = start + len(patches)
-        self.patches[start:end] = patches.astype(np.float16)
+        self.patches[start:end] = patches.astype(self.dtype)
         self.router[start:end] = router
         self.labels[start:end] = labels
         if self.masks is not None and masks is not None:

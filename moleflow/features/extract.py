@@ -41,9 +41,10 @@ from moleflow.features.embedding import PatchEmbedder
 
 class _ImageDataset(Dataset):
     def __init__(self, samples: list[Sample], resize: int, crop: int, with_masks: bool,
-                 norm: tuple[tuple[float, ...], tuple[float, ...]]) -> None:
+                 norm: tuple[tuple[float, ...], tuple[float, ...]], mode: str = "square") -> None:
         self.samples, self.resize, self.crop, self.with_masks = samples, resize, crop, with_masks
         self.mean, self.std = norm
+        self.mode = mode
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -52,8 +53,8 @@ class _ImageDataset(Dataset):
         sample = self.samples[index]
         if self.with_masks and sample.mask is not None:  # never evaluate against a silently resized mask
             require_same_size(sample.mask, header_size(sample.mask), header_size(sample.image))
-        image = load_image(sample.image, self.resize, self.crop, self.mean, self.std)
-        mask = load_mask(sample.mask, self.resize, self.crop) if self.with_masks else np.zeros((0,), dtype=bool)
+        image = load_image(sample.image, self.resize, self.crop, self.mean, self.std, self.mode)
+        mask = load_mask(sample.mask, self.resize, self.crop, self.mode) if self.with_masks else np.zeros((0,), dtype=bool)
         return image, sample.label, mask
 
 
@@ -160,7 +161,8 @@ class FeatureStore:
         feats = self.config["features"]
         with_masks = fields["split"] == "test"
         loader = DataLoader(
-            _ImageDataset(samples, feats["resize"], feats["input_size"], with_masks, normalization(feats["backbone"])),
+            _ImageDataset(samples, feats["resize"], feats["input_size"], with_masks, normalization(feats["backbone"]),
+                          feats["resize_mode"]),
             batch_size=feats["batch_size"],
             num_workers=feats["num_workers"],
             shuffle=False,
@@ -175,7 +177,8 @@ class FeatureStore:
         batches = self._batches(loader)
         first = next(batches)
         shape = tuple(first[0].shape[1:])
-        with bar, EntryWriter(path, len(samples), shape, feats["input_size"] if with_masks else None) as writer:
+        with bar, EntryWriter(path, len(samples), shape, feats["input_size"] if with_masks else None,
+                              feats["cache_dtype"]) as writer:
             row = 0
             for patches, router, labels, masks in itertools.chain([first], batches):
                 writer.write(row, patches, router, labels, masks if with_masks else None)

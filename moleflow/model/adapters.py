@@ -1,6 +1,6 @@
-"""Input-side modules: the Whitening Adapter (eqs. 8-11) and the Spatial Context Mixer (eqs. 13-15).
+"""Input-side modules: the Whitening Adapter (eqs. 8-11), its authors' fallback and the Spatial Context Mixer (eqs. 13-15).
 
-Both are preprocessing in front of the flow: their Jacobians are not part of the
+All are preprocessing in front of the flow: their Jacobians are not part of the
 density. The likelihood is that of the flow's input.
 """
 
@@ -58,16 +58,20 @@ class WhiteningAdapter(nn.Module):
 class SpatialContextMixer(nn.Module):
     """Gated depthwise aggregation: ``(1 - a) x + a DWConv_K(x)``, ``a = sigmoid(theta)`` (eqs. 13-15).
 
-    The ``K x K`` depthwise kernel starts as a box filter (zero padding, no bias) and
-    ``theta`` at ``gate_init``. Shared by all tasks: trained in task 0, frozen after.
+    The ``K x K`` depthwise kernel starts as a box filter (zero padding) and ``theta`` at
+    ``gate_init``; with ``bias`` the convolution has a per-channel bias starting at zero
+    (the authors' mixer; eq. 13 has none). Shared by all tasks: trained in task 0,
+    frozen after.
     """
 
-    def __init__(self, dim: int, kernel: int = 3, gate_init: float = 0.5) -> None:
+    def __init__(self, dim: int, kernel: int = 3, gate_init: float = 0.5, bias: bool = False) -> None:
         super().__init__()
         if kernel % 2 == 0:
             raise ValueError(f"mixer kernel must be odd, got {kernel}")
-        self.conv = nn.Conv2d(dim, dim, kernel, padding=kernel // 2, groups=dim, bias=False)
+        self.conv = nn.Conv2d(dim, dim, kernel, padding=kernel // 2, groups=dim, bias=bias)
         nn.init.constant_(self.conv.weight, 1.0 / (kernel * kernel))
+        if self.conv.bias is not None:
+            nn.init.zeros_(self.conv.bias)
         self.theta = nn.Parameter(torch.tensor(float(gate_init)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -75,3 +79,49 @@ class SpatialContextMixer(nn.Module):
         context = self.conv(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         gate = torch.sigmoid(self.theta)
         return (1.0 - gate) * x + gate * context
+
+
+class FiLMAdapter(nn.Module):
+    """One task's FiLM input adapter: the authors' stand-in for the whitening adapter ("w/o WA" in their code).
+
+    ``y = gamma * LayerNorm(x) + beta``, then ``y + sigmoid(g) MLP(y)`` with a GELU MLP
+    ``D -> h -> h -> D``, ``h = max(D/2, 128)``, whose last layer starts near zero
+    (normal, std 0.01; zero bias) and a gate logit ``g`` starting at 0.5. Task 0's adapter
+    (which has no earlier task to align to) returns ``0.9 x + 0.1 y``.
+    """
+
+    def __init__(self, dim: int, first: bool) -> None:
+        super().__init__()
+        hidden = max(dim // 2, 128)
+        self.first = first
+        self.norm = nn.LayerNorm(dim)
+        self.gamma = nn.Parameter(torch.ones(dim))
+        self.beta = nn.Parameter(torch.zeros(dim))
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
+                                 nn.Linear(hidden, dim))
+        nn.init.normal_(self.mlp[-1].weight, std=0.01)
+        nn.init.zeros_(self.mlp[-1].bias)
+        self.gate = nn.Parameter(torch.tensor(0.5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(..., D)`` -> ``(..., D)``."""
+        y = self.norm(x) * self.gamma + self.beta
+        y = y + torch.sigmoid(self.gate) * self.mlp(y)
+        return 0.9 * x + 0.1 * y if self.first else y
+
+
+class FiLMInputAdapters(nn.Module):
+    """Per-task :class:`FiLMAdapter` s (``tasks.<t>``), the ``whitening_fallback: film`` reading of "w/o WA"."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.tasks = nn.ModuleDict()
+
+    def add_task(self, task: int) -> None:
+        """Create task ``task``'s adapter."""
+        self.tasks[str(task)] = FiLMAdapter(self.dim, first=task == 0)
+
+    def forward(self, x: torch.Tensor, task: int) -> torch.Tensor:
+        """``(..., D)`` -> ``(..., D)`` through task ``task``'s adapter."""
+        return self.tasks[str(task)](x)

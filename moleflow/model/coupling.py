@@ -52,6 +52,12 @@ class SubnetConfig:
     context_kernel: int = 5
     context_alpha_max: float = 0.2
     hidden_ratio: float = 1.0
+    joint: bool = False  # one network for [s, t] (MoLEJointSubnet); needs scale_context False
+
+
+def _lora_kwargs(cfg: SubnetConfig) -> dict:
+    return dict(rank=cfg.rank, alpha=cfg.alpha, use_lora=cfg.use_lora, task_bias=cfg.task_bias,
+                task0_adapters=cfg.task0_adapters)
 
 
 class MoLEContextSubnet(nn.Module):
@@ -75,8 +81,7 @@ class MoLEContextSubnet(nn.Module):
         self.grid = grid
         self.half_out = c_out // 2
         hidden = max(1, int(round(cfg.hidden_ratio * 2 * c_in)))
-        lora = dict(rank=cfg.rank, alpha=cfg.alpha, use_lora=cfg.use_lora, task_bias=cfg.task_bias,
-                    task0_adapters=cfg.task0_adapters)
+        lora = _lora_kwargs(cfg)
         self.context_conv: nn.Conv2d | None = None
         if cfg.scale_context:
             k = cfg.context_kernel
@@ -103,6 +108,24 @@ class MoLEContextSubnet(nn.Module):
         s = self.s2(torch.relu(self.s1(s_in)))
         t = self.t2(torch.relu(self.t1(x1)))
         return torch.cat([s, t], dim=1)
+
+
+class MoLEJointSubnet(nn.Module):
+    """One network for ``[s, t]``: ``Lin(ReLU(Lin(x1)))``, widths ``D/2 -> D -> D`` (FrEIA's usual subnet form).
+
+    What the authors' code uses when the scale context is off (``model.subnet: joint``): two
+    :class:`LoRALinear` per subnet instead of the split form's four, so "w/o Scale Context"
+    read this way also halves the LoRA layers.
+    """
+
+    def __init__(self, c_in: int, c_out: int, cfg: SubnetConfig) -> None:
+        super().__init__()
+        hidden = max(1, int(round(cfg.hidden_ratio * 2 * c_in)))
+        self.l1, self.l2 = LoRALinear(c_in, hidden, **_lora_kwargs(cfg)), LoRALinear(hidden, c_out, **_lora_kwargs(cfg))
+
+    def forward(self, x1: torch.Tensor) -> torch.Tensor:
+        """``(N, D/2)`` -> ``(N, D)`` = ``[s, t]``."""
+        return self.l2(torch.relu(self.l1(x1)))
 
 
 class GatherPermutationBlock(AllInOneBlock):
@@ -152,8 +175,15 @@ def build_coupling_flow(dim: int, blocks: int, grid: GridShape, cfg: SubnetConfi
     """``blocks`` FrEIA ``AllInOneBlock``s on ``dim``-vectors with :class:`MoLEContextSubnet`s.
 
     FrEIA draws each hard permutation from NumPy's global generator; it is seeded
-    with ``permutation_seed + block`` and restored afterwards.
+    with ``permutation_seed + block`` and restored afterwards. ``cfg.joint`` builds
+    :class:`MoLEJointSubnet` s instead of :class:`MoLEContextSubnet` s.
     """
+    if cfg.joint and cfg.scale_context:
+        raise ValueError("the joint subnet has no scale context: set model.scale_context false with model.subnet joint")
+
+    def subnet(c_in: int, c_out: int) -> nn.Module:
+        return MoLEJointSubnet(c_in, c_out, cfg) if cfg.joint else MoLEContextSubnet(c_in, c_out, grid, cfg)
+
     flow = SequenceINN(dim)
     state = np.random.get_state()
     try:
@@ -161,7 +191,7 @@ def build_coupling_flow(dim: int, blocks: int, grid: GridShape, cfg: SubnetConfi
             np.random.seed(permutation_seed + k)
             flow.append(
                 GatherPermutationBlock,
-                subnet_constructor=lambda c_in, c_out: MoLEContextSubnet(c_in, c_out, grid, cfg),
+                subnet_constructor=subnet,
                 affine_clamping=clamp,
                 global_affine_type="SOFTPLUS",
                 permute_soft=False,

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from moleflow.model.adapters import SpatialContextMixer, WhiteningAdapter
+from moleflow.model.adapters import FiLMInputAdapters, SpatialContextMixer, WhiteningAdapter
 from moleflow.model.coupling import GridShape, SubnetConfig, build_coupling_flow, lora_layers
 from moleflow.model.dia import DeepInvertibleAdapter
 from moleflow.model.encoding import PositionalEncoding2D
@@ -29,15 +29,18 @@ _TASK_PARAM = [
     re.compile(r"^whitening\.[gb]\.(\d+)$"),
     re.compile(r"\.(?:lora_A|lora_B|task_bias)\.(\d+)$"),
     re.compile(r"^dia\.tasks\.(\d+)\."),
+    re.compile(r"^film\.tasks\.(\d+)\."),
 ]
 
 
 _FIXED = re.compile(r"\.(?:w_perm|w_perm_inv|w_0)$")  # FrEIA's permutation matrices: constants, never trained
+_GLOBAL_AFFINE = re.compile(r"\.(?:global_scale|global_offset)$")  # FrEIA's global affine of each block
 
 
-def is_fixed_parameter(name: str) -> bool:
-    """Whether ``name`` is a FrEIA permutation matrix (stored as a non-trainable parameter)."""
-    return bool(_FIXED.search(name))
+def is_fixed_parameter(name: str, global_affine: str = "trained") -> bool:
+    """Whether ``name`` is a constant stored as a parameter: a FrEIA permutation matrix, or a
+    block's global affine when ``global_affine`` is ``"frozen"`` (kept at its initialisation)."""
+    return bool(_FIXED.search(name)) or (global_affine == "frozen" and bool(_GLOBAL_AFFINE.search(name)))
 
 
 def task_of_parameter(name: str) -> int | None:
@@ -57,13 +60,16 @@ class ModelConfig:
     positional_encoding: bool = True
     positional_encoding_scale: float = 1.0
     whitening: bool = True
+    whitening_fallback: str = "identity"  # without whitening: "identity" or "film" (FiLMInputAdapters)
     gamma_init_first: float = 1.0
     gamma_init_later: float = 1.25
     spatial_mixer: bool = True
     mixer_kernel: int = 3
     mixer_gate_init: float = 0.5
+    mixer_bias: bool = False
     coupling_blocks: int = 6
     affine_clamp: float = 1.9
+    global_affine: str = "trained"  # "trained" with the base, or "frozen" at its initialisation
     permutation_seed: int = 0
     subnet: SubnetConfig = field(default_factory=SubnetConfig)
     dia_blocks: int = 2
@@ -97,7 +103,9 @@ class MoLEFlow(nn.Module):
         self.grid = GridShape()
         self.pe = PositionalEncoding2D(cfg.dim, cfg.positional_encoding_scale) if cfg.positional_encoding else None
         self.whitening = WhiteningAdapter(cfg.dim) if cfg.whitening else None
-        self.mixer = SpatialContextMixer(cfg.dim, cfg.mixer_kernel, cfg.mixer_gate_init) if cfg.spatial_mixer else None
+        self.film = FiLMInputAdapters(cfg.dim) if not cfg.whitening and cfg.whitening_fallback == "film" else None
+        self.mixer = (SpatialContextMixer(cfg.dim, cfg.mixer_kernel, cfg.mixer_gate_init, cfg.mixer_bias)
+                      if cfg.spatial_mixer else None)
         self.flow = (
             build_coupling_flow(cfg.dim, cfg.coupling_blocks, self.grid, cfg.subnet, cfg.affine_clamp, cfg.permutation_seed)
             if cfg.coupling_blocks > 0
@@ -112,6 +120,8 @@ class MoLEFlow(nn.Module):
         task = self.n_tasks
         if self.whitening is not None:
             self.whitening.add_task(task, self.cfg.gamma_init_first if task == 0 else self.cfg.gamma_init_later)
+        if self.film is not None:
+            self.film.add_task(task)
         if self.flow is not None:
             for layer in lora_layers(self.flow):
                 layer.add_task(task)
@@ -128,21 +138,32 @@ class MoLEFlow(nn.Module):
             for layer in lora_layers(self.flow):
                 layer.set_task(task)
 
+    def is_fixed(self, name: str) -> bool:
+        """Whether parameter ``name`` is a constant of this model (:func:`is_fixed_parameter`)."""
+        return is_fixed_parameter(name, self.cfg.global_affine)
+
     def base_parameters(self) -> list[nn.Parameter]:
-        """Trainable parameters shared by all tasks (flow, context convs and gates, mixer)."""
-        return [p for n, p in self.named_parameters() if task_of_parameter(n) is None and not is_fixed_parameter(n)]
+        """Trainable parameters shared by all tasks (flow, context convs and gates, mixer; the
+        coupling blocks' global affine unless ``global_affine`` is ``"frozen"``)."""
+        return [p for n, p in self.named_parameters() if task_of_parameter(n) is None and not self.is_fixed(n)]
+
+    def base_linear_parameters(self) -> list[nn.Parameter]:
+        """The subnets' base linears (weights and biases): what the authors' Sequential keeps frozen."""
+        return [p for n, p in self.named_parameters() if re.search(r"\.base\.(?:weight|bias)$", n)]
 
     def task_parameters(self, task: int) -> list[nn.Parameter]:
-        """Task ``task``'s own parameters (whitening, LoRA, task biases, DIA)."""
+        """Task ``task``'s own parameters (whitening or its FiLM fallback, LoRA, task biases, DIA)."""
         return [p for n, p in self.named_parameters() if task_of_parameter(n) == task]
 
     # ------------------------------------------------------------------ passes
     def preprocess(self, x: torch.Tensor, task: int) -> torch.Tensor:
-        """PE, whitening and mixer: ``(B, H, W, D)`` -> ``u`` ``(B, H, W, D)``."""
+        """PE, whitening (or its FiLM fallback) and mixer: ``(B, H, W, D)`` -> ``u`` ``(B, H, W, D)``."""
         if self.pe is not None:
             x = self.pe(x)
         if self.whitening is not None:
             x = self.whitening(x, task)
+        elif self.film is not None:
+            x = self.film(x, task)
         if self.mixer is not None:
             x = self.mixer(x)
         return x

@@ -136,6 +136,8 @@ def _metrics(summary: dict[str, Any]) -> list[tuple[str, float, int]]:
     for task in summary["per_task"]:
         if task["epoch_losses"]:
             out.append(("final_train_loss", float(task["epoch_losses"][-1]), task["task"]))
+        if "skipped_batches" in task:  # batches skipped for a non-finite or too large loss (training.nonfinite: skip)
+            out.append(("skipped_batches", float(task["skipped_batches"]), task["task"]))
     return out
 
 
