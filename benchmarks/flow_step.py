@@ -46,7 +46,7 @@ def _plain_freia(dim: int, blocks: int, block: type[nn.Module] = Fm.AllInOneBloc
 
 
 def _freia_step(flow: nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    optimizer = torch.optim.AdamW(flow.parameters(), lr=3e-4, foreach=True)  # as the training loop
+    optimizer = torch.optim.AdamW(flow.parameters(), lr=3e-4, foreach=True)  # as the CPU profile trains (the same for every model)
     rows = x.reshape(-1, x.shape[-1])
 
     def step() -> None:
@@ -72,7 +72,7 @@ def mole_step(overrides: list[str], dim: int, x: torch.Tensor, task: int) -> Cal
         p.requires_grad_(True)
     tr = config["training"]
     loss_fn = TailAwareLoss(tr["tail_weight"], tr["top_k_ratio"], tr["logdet_reg"])
-    optimizer = torch.optim.AdamW(params, lr=tr["lr"], foreach=True)  # as the training loop
+    optimizer = torch.optim.AdamW(params, lr=tr["lr"], foreach=True)  # as the CPU profile trains (the same for every model)
 
     def step() -> None:
         out = model(x, task)

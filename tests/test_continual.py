@@ -337,7 +337,7 @@ def test_misrouted_images_are_scored_by_the_task_they_were_routed_to(twins: Path
     confusion = np.array(summary["routing_confusion"])
     assert confusion[0, 1] + confusion[1, 0] == misrouted and confusion[2, 2] == confusion[2].sum()
     for category, metrics in expected.items():
-        assert summary["final"][category]["routed"] == pytest.approx(metrics, abs=1e-6), category
+        assert summary["final"][category]["routed"] == pytest.approx(metrics, abs=1e-5), category  # as above
     assert any(summary["final"][c]["routed"] != summary["final"][c]["oracle"] for c in ("cap", "cap_twin"))
 
 

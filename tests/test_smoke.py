@@ -31,14 +31,14 @@ def _workflow(tmp_path: Path, variants: list[dict]) -> dict:
 def test_runs_differing_only_in_values_share_a_check_and_shapes_or_code_paths_do_not(tmp_path: Path) -> None:
     plan = WorkflowPlan.from_config(_workflow(tmp_path, [
         {"name": "a"}, {"name": "lr", "set": {"training.lr": 0.01, "training.epochs": 9}},
-        {"name": "tail 0.3", "set": {"training.tail_weight": 0.3}},  # a value of a term that stays
-        {"name": "tail 0", "set": {"training.tail_weight": 0.0}},  # the term gone: another code path
-        {"name": "deeper", "set": {"model.coupling_blocks": 3}},
-        {"name": "seq", "set": {"strategy.name": "sequential"}},
+        {"name": "tail 0", "set": {"training.tail_weight": 0.0, "training.nll_reduction": "image_sum"}},  # same tensors
+        {"name": "deeper", "set": {"model.coupling_blocks": 3}},  # other shapes
+        {"name": "seq", "set": {"strategy.name": "sequential"}},  # another code path over the same shapes
+        {"name": "adamp", "set": {"training.optimizer": "adamp"}},  # another package's optimiser
     ]))
     groups = smoke_groups(plan)
     labels = [sorted({v for r in g.runs for _, v in r.memberships}) for g in groups]
-    assert labels == [["a", "lr", "tail 0.3"], ["tail 0"], ["deeper"], ["seq"]]
+    assert labels == [["a", "lr", "tail 0"], ["deeper"], ["seq"], ["adamp"]]
     assert [len(g.runs) for g in groups] == [6, 2, 2, 2]  # two seeds each
     first = groups[0].config
     other_kind = {**first, "dataset": {**first["dataset"], "kind": "visa", "root": "/elsewhere"}}

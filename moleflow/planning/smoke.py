@@ -42,7 +42,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from moleflow.config import Config, apply_overrides, flat
 from moleflow.planning.plan import PlannedRun, WorkflowPlan
 
