@@ -31,6 +31,7 @@ class Cell:
     text: str | None = None
     planned: int = 0  # runs planned for a cell drawn from runs (0: not such a cell); printed as n or "n of planned"
     interval: tuple[float, float] | None = None  # a 95% interval, printed after the mean
+    show_n: bool = False  # print n after the value (a paired difference's number of pairs)
 
     @classmethod
     def from_runs(cls, values: pd.Series, statuses: pd.Series, planned: int | None = None) -> "Cell":
@@ -117,6 +118,8 @@ class TableSpec:
     def count(self, row: str, column: str) -> str:
         """``n=3``, or ``n=2 of 3`` when runs planned for the cell did not finish; empty for other cells."""
         cell = self.cell(row, column)
+        if cell.show_n and not cell.missing:
+            return f"n={cell.n} pair{'s' if cell.n != 1 else ''}"
         if not cell.planned:
             return ""
         return f"n={cell.n} of {cell.planned}" if cell.short else f"n={cell.n}"

@@ -1,11 +1,13 @@
-"""Two-way ANOVA of the interaction study (Table 8).
+"""Statistics of the tables: Table 8's blocked two-way analysis, Holm, one-way ANOVA, paired differences.
 
-For one component and one response: ``ols("y ~ C(base) * C(component)")`` with
-statsmodels, type II sums of squares, replicates = seeds. Partial eta squared =
-``SS_effect / (SS_effect + SS_residual)``. A design that cannot support the test
-(a missing cell, a diverged run's missing value, fewer than two replicates in a
-cell, zero residual variance) gives a result marked with the reason and a warning,
-never a crash and never a silent NaN.
+Table 8, for one component and one response: the 2 x 2 design (base arm x component
+on/off) analysed with the seeds (and task orders) as blocks, each effect against its own
+effect-by-block error (:mod:`analysis.blocked`, the repeated-measures ANOVA): F = t^2 on
+(1, n - 1) df, partial eta squared with its interval, the component's simple effect in each
+arm with its own variance, and the interaction contrast. A design that cannot support the
+tests (a missing cell, a diverged run's missing value, fewer than two complete blocks,
+no variance) gives a result marked with the reason and a warning, never a crash and never
+a silent NaN.
 """
 
 from __future__ import annotations
@@ -16,22 +18,23 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import statsmodels.formula.api as smf
-from statsmodels.stats.anova import anova_lm
 from scipy import stats as scipy_stats
+from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multitest import multipletests
 
+from analysis.blocked import FROZEN, Contrast, contrasts
 from analysis.render import Cell
 
-FROZEN = "frozen"  # the base level the paper's criterion names (variants COMPONENT|frozen|on ...)
+GENERIC_MARGIN = 0.005  # the interaction contrast that counts as none: the claims registry's margin for Generic
 
 
 @dataclass
 class AnovaResult:
-    """Main effects and interaction of one 2 x 2 design (NaN statistics when ``valid`` is False)."""
+    """Main effects and interaction of one blocked 2 x 2 design (NaN statistics when ``valid`` is False)."""
 
     component: str
     response: str
-    n: int
+    n: int  # complete blocks (seeds x orders with all four cells)
     valid: bool = False
     f_base: float = float("nan")
     p_base: float = float("nan")
@@ -42,105 +45,69 @@ class AnovaResult:
     eta2_base: float = float("nan")
     eta2_component: float = float("nan")
     eta2_interaction: float = float("nan")
+    eta2_interval: tuple[float, float] = (float("nan"), float("nan"))
     df_residual: float = float("nan")
+    interaction: Contrast | None = None
+    p_equivalent: float = float("nan")  # TOST p that the interaction contrast lies within ±GENERIC_MARGIN
     note: str = ""
     cells: dict[str, int] = field(default_factory=dict)
-    simple: dict[str, "SimpleEffect"] = field(default_factory=dict)  # base level -> component effect in that arm
+    simple: dict[str, Contrast] = field(default_factory=dict)  # base arm -> the component's effect in that arm
 
-    def verdict(self, adjusted_p: float, alpha: float = 0.05, frozen: str = FROZEN) -> str:
-        """The paper's criterion, decided on the multiplicity-adjusted interaction p.
+    def verdict(self, adjusted_p: float, alpha: float = 0.05, adjusted_equivalence: float = float("nan"),
+                frozen: str = FROZEN) -> str:
+        """The paper's criterion, decided on multiplicity-adjusted p-values.
 
         ``Integral``: the interaction is significant (``adjusted_p < alpha``) and the component
-        helps more with the frozen base than with the trainable one; ``Opposite``: significant
-        in the other direction (it helps more when the base is trainable); ``Generic``: no
-        significant interaction; ``untested`` when there is no test or no ``frozen`` arm.
+        helps more with the frozen base; ``Opposite``: significant the other way; ``Generic``:
+        the interaction contrast is shown to lie within ``±GENERIC_MARGIN`` (adjusted TOST p
+        below alpha); ``no interaction detected`` otherwise (absence of evidence is not
+        evidence of a generic component); ``untested`` without a test.
         """
-        if not self.valid or not np.isfinite(adjusted_p):
+        if not self.valid or not np.isfinite(adjusted_p) or self.interaction is None:
             return "untested"
-        if adjusted_p >= alpha:
+        if adjusted_p < alpha:
+            return "Integral" if self.interaction.estimate > 0 else "Opposite"
+        if np.isfinite(adjusted_equivalence) and adjusted_equivalence < alpha:
             return "Generic"
-        others = [b for b in self.simple if b != frozen]
-        if frozen not in self.simple or len(others) != 1:
-            return "untested"
-        return "Integral" if self.simple[frozen].effect > self.simple[others[0]].effect else "Opposite"
+        return "no interaction detected"
 
 
-@dataclass
-class SimpleEffect:
-    """The component's effect (``on`` minus ``off``) within one base arm, with its 95% interval.
-
-    The interval uses the two-way model's pooled residual variance and residual df (the
-    standard simple-effects test after a two-way ANOVA).
-    """
-
-    effect: float
-    low: float
-    high: float
-
-
-def _impossible(counts: pd.Series) -> str:
-    if len(counts) < 4:
-        return "a cell of the 2x2 design is empty"
-    if counts.min() < 2:
-        return "a cell has fewer than 2 replicates"
-    return ""
-
-
-def two_way_anova(data: pd.DataFrame, component: str, response: str) -> AnovaResult:
-    """ANOVA of ``response`` on factors ``base`` and ``component`` (columns of ``data``).
-
-    Args:
-        data: one row per replicate with columns ``base`` (e.g. frozen/trainable),
-            ``component`` (on/off) and ``response`` (NaN for a diverged or missing run).
-    """
-    frame = data[["base", "component", response]].rename(columns={response: "y"})
+def blocked_anova(data: pd.DataFrame, component: str, response: str, frozen: str = FROZEN) -> AnovaResult:
+    """Table 8's analysis of ``data`` (columns ``block``, ``base``, ``component`` on/off, ``y``; NaN for a missing run)."""
+    frame = data[["block", "base", "component", "y"]]
     missing = int(frame["y"].isna().sum())
-    frame = frame.dropna()
-    result = AnovaResult(component=component, response=response, n=len(frame))
-    counts = frame.groupby(["base", "component"]).size()
+    present = frame.dropna()
+    result = AnovaResult(component=component, response=response, n=0)
+    counts = present.groupby(["base", "component"]).size()
     result.cells = {f"{b}/{c}": int(n) for (b, c), n in counts.items()}
-    reason = _impossible(counts)
-    if not reason:
-        model = smf.ols("y ~ C(base) * C(component)", data=frame).fit()
-        if model.df_resid <= 0 or model.ssr <= 1e-12 * max(1.0, float((frame["y"] ** 2).sum())):
-            reason = "zero residual variance"
-        else:
-            table = anova_lm(model, typ=2)
-            ss_res = table.loc["Residual", "sum_sq"]
-            rows = {"base": "C(base)", "component": "C(component)", "interaction": "C(base):C(component)"}
-            for key, row in rows.items():
-                ss = table.loc[row, "sum_sq"]
-                setattr(result, f"f_{key}", float(table.loc[row, "F"]))
-                setattr(result, f"p_{key}", float(table.loc[row, "PR(>F)"]))
-                setattr(result, f"eta2_{key}", float(ss / (ss + ss_res)))
-            result.df_residual = float(model.df_resid)
-            result.simple = simple_effects(frame, float(model.mse_resid), float(model.df_resid))
-            result.valid = True
+    found = contrasts(present, frozen)
+    result.simple = {k.split(":", 1)[1]: c for k, c in found.items() if k.startswith("simple:")}
+    reason = ""
+    if len(counts) < 4 or "interaction" not in found:
+        reason = "a cell of the 2x2 design is empty"
+    elif found["interaction"].n < 2:
+        reason = "fewer than 2 blocks (seeds) with all four cells"
+    elif not found["interaction"].testable:
+        reason = "zero variance of the interaction contrast over the blocks"
+    else:
+        result.n = found["interaction"].n
+        for key in ("base", "component", "interaction"):
+            c = found[key]
+            setattr(result, f"f_{key}", c.f)
+            setattr(result, f"p_{key}", c.p_two_sided())
+            setattr(result, f"eta2_{key}", c.eta2_partial)
+        result.interaction = found["interaction"]
+        result.eta2_interval = found["interaction"].eta2_interval()
+        result.p_equivalent = found["interaction"].p_equivalent(GENERIC_MARGIN)
+        result.df_residual = float(found["interaction"].df)
+        result.valid = True
     notes = [reason] if reason else []
     if missing:
-        notes.append(f"{missing} missing value(s): unbalanced")
+        notes.append(f"{missing} missing value(s): blocks without all four cells left out")
     result.note = "; ".join(notes)
     if result.note:
         warnings.warn(f"ANOVA {component} / {response}: {result.note}", stacklevel=2)
     return result
-
-
-def simple_effects(frame: pd.DataFrame, mse: float, df: float, level: float = 0.95) -> dict[str, SimpleEffect]:
-    """Per base level: mean of ``y`` with the component ``on`` minus ``off``, and its interval.
-
-    ``frame`` has columns ``base``, ``component`` (``on``/``off``) and ``y``; ``mse`` and ``df``
-    are the two-way model's residual mean square and degrees of freedom.
-    """
-    out = {}
-    quantile = float(scipy_stats.t.ppf(0.5 + level / 2, df))
-    for base, arm in frame.groupby("base", sort=True):
-        on, off = arm.loc[arm["component"] == "on", "y"], arm.loc[arm["component"] == "off", "y"]
-        if on.empty or off.empty:
-            continue
-        effect = float(on.mean() - off.mean())
-        half = quantile * float(np.sqrt(mse * (1 / len(on) + 1 / len(off))))
-        out[str(base)] = SimpleEffect(effect, effect - half, effect + half)
-    return out
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -212,4 +179,4 @@ def delta_cell(rows: pd.DataFrame, reference: pd.DataFrame, column: str) -> Cell
     if diff.n == 0:
         return Cell()
     interval = (diff.low, diff.high) if diff.n > 1 else None
-    return Cell(mean=diff.mean, n=diff.n, interval=interval)
+    return Cell(mean=diff.mean, n=diff.n, interval=interval, show_n=True)

@@ -1,4 +1,4 @@
-"""Two-way ANOVA against a hand-computed decomposition; degenerate designs are marked, not crashed."""
+"""Table 8's blocked two-way analysis against a hand computation and statsmodels' AnovaRM; degenerate designs marked."""
 
 from __future__ import annotations
 
@@ -6,100 +6,127 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from statsmodels.stats.anova import AnovaRM
 
-from analysis.stats import holm, one_way_anova, two_way_anova
+from analysis.blocked import contrasts
+from analysis.stats import blocked_anova, holm, one_way_anova
+
+CELLS = [("frozen", "on"), ("frozen", "off"), ("trainable", "on"), ("trainable", "off")]
 
 
 def _design(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
-    return pd.DataFrame([{"base": b, "component": c, "y": y} for (b, c), ys in values.items() for y in ys])
+    """One row per (cell, block): the k-th value of every cell belongs to seed k."""
+    return pd.DataFrame([{"block": f"s{k}", "base": b, "component": c, "y": y}
+                         for (b, c), ys in values.items() for k, y in enumerate(ys)])
 
 
-def _hand_anova(values: dict[tuple[str, str], list[float]]) -> dict[str, float]:
-    """Balanced 2x2 decomposition from cell means (type I = II = III when balanced)."""
-    n = len(next(iter(values.values())))
-    all_y = np.concatenate([np.array(v) for v in values.values()])
-    grand = all_y.mean()
-    levels_b = sorted({b for b, _ in values})
-    levels_c = sorted({c for _, c in values})
-    mean_b = {b: np.mean([y for (bb, _), ys in values.items() if bb == b for y in ys]) for b in levels_b}
-    mean_c = {c: np.mean([y for (_, cc), ys in values.items() if cc == c for y in ys]) for c in levels_c}
-    cell = {k: np.mean(v) for k, v in values.items()}
-    ss_b = 2 * n * sum((mean_b[b] - grand) ** 2 for b in levels_b)
-    ss_c = 2 * n * sum((mean_c[c] - grand) ** 2 for c in levels_c)
-    ss_bc = n * sum((cell[(b, c)] - mean_b[b] - mean_c[c] + grand) ** 2 for b in levels_b for c in levels_c)
-    ss_e = sum(((np.array(v) - cell[k]) ** 2).sum() for k, v in values.items())
-    df_e = 4 * (n - 1)
-    ms_e = ss_e / df_e
-    out = {}
-    for name, ss in (("base", ss_b), ("component", ss_c), ("interaction", ss_bc)):
-        out[f"f_{name}"] = ss / ms_e
-        out[f"p_{name}"] = sps.f.sf(ss / ms_e, 1, df_e)
-        out[f"eta2_{name}"] = ss / (ss + ss_e)
-    out["df_residual"] = df_e
-    return out
+def _values(means: dict[tuple[str, str], float], n: int, rng: np.random.Generator, sd: float = 0.01,
+            seed_sd: float = 0.02) -> dict[tuple[str, str], list[float]]:
+    """Cell means plus a per-seed offset shared by the four cells (what blocking removes) plus noise."""
+    offsets = rng.normal(0, seed_sd, n)
+    return {cell: list(means[cell] + offsets + rng.normal(0, sd, n)) for cell in CELLS}
 
 
-def test_anova_matches_hand_computation_on_a_balanced_design() -> None:
+def test_blocked_analysis_matches_a_hand_computation_and_statsmodels_anova_rm() -> None:
     rng = np.random.default_rng(0)
-    values = {
-        ("frozen", "on"): list(0.90 + rng.normal(0, 0.01, 5)),
-        ("frozen", "off"): list(0.80 + rng.normal(0, 0.01, 5)),
-        ("trainable", "on"): list(0.70 + rng.normal(0, 0.01, 5)),
-        ("trainable", "off"): list(0.69 + rng.normal(0, 0.01, 5)),
-    }
-    result = two_way_anova(_design(values), "WA", "y")
-    expected = _hand_anova(values)
-    assert result.valid and result.df_residual == 16 and result.note == ""
-    for key, value in expected.items():
-        assert getattr(result, key) == pytest.approx(value, rel=1e-9), key
-    assert result.verdict(result.p_interaction) == "Integral"  # the component matters only with a frozen base
-    # simple effects by hand: cell mean difference, pooled residual variance, t quantile at the residual df
-    ms_e = sum(((np.array(v) - np.mean(v)) ** 2).sum() for v in values.values()) / 16
+    values = _values({("frozen", "on"): 0.90, ("frozen", "off"): 0.80, ("trainable", "on"): 0.70,
+                      ("trainable", "off"): 0.69}, 5, rng)
+    frame = _design(values)
+    result = blocked_anova(frame, "WA", "y")
+    assert result.valid and result.n == 5 and result.df_residual == 4 and result.note == ""
+    # by hand: the per-seed interaction contrast and its one-sample t
+    a = {cell: np.array(v) for cell, v in values.items()}
+    c = (a[("frozen", "on")] - a[("frozen", "off")]) - (a[("trainable", "on")] - a[("trainable", "off")])
+    t = c.mean() / (c.std(ddof=1) / np.sqrt(5))
+    assert result.interaction.estimate == pytest.approx(c.mean(), rel=1e-12)
+    assert result.f_interaction == pytest.approx(t**2, rel=1e-9)
+    assert result.p_interaction == pytest.approx(2 * sps.t.sf(abs(t), 4), rel=1e-9)
+    assert result.eta2_interaction == pytest.approx(t**2 / (t**2 + 4), rel=1e-9)
+    # the repeated-measures ANOVA (seeds as subjects, each effect against its effect-by-seed error) agrees on every F
+    rm = AnovaRM(frame, "y", "block", within=["base", "component"]).fit().anova_table
+    assert result.f_base == pytest.approx(rm.loc["base", "F Value"], rel=1e-9)
+    assert result.f_component == pytest.approx(rm.loc["component", "F Value"], rel=1e-9)
+    assert result.f_interaction == pytest.approx(rm.loc["base:component", "F Value"], rel=1e-9)
+    assert result.p_interaction == pytest.approx(rm.loc["base:component", "Pr > F"], rel=1e-9)
+    # simple effects: each arm's own per-seed differences, its own variance (no pooling across the arms)
     for arm in ("frozen", "trainable"):
-        diff = np.mean(values[(arm, "on")]) - np.mean(values[(arm, "off")])
-        half = sps.t.ppf(0.975, 16) * np.sqrt(ms_e * (1 / 5 + 1 / 5))
+        d = a[(arm, "on")] - a[(arm, "off")]
+        half = sps.t.ppf(0.975, 4) * d.std(ddof=1) / np.sqrt(5)
         got = result.simple[arm]
-        assert (got.effect, got.low, got.high) == pytest.approx((diff, diff - half, diff + half), rel=1e-9), arm
+        assert (got.estimate, *got.interval()) == pytest.approx((d.mean(), d.mean() - half, d.mean() + half), rel=1e-9)
+    low, high = result.eta2_interval
+    assert 0 <= low < result.eta2_interaction < high <= 1
+    assert result.verdict(result.p_interaction) == "Integral"  # the component matters only with a frozen base
 
 
-def test_verdict_needs_the_adjusted_p_and_the_papers_direction() -> None:
+def test_partial_eta_squared_interval_inverts_the_noncentral_f() -> None:
+    rng = np.random.default_rng(3)
+    result = blocked_anova(_design(_values({("frozen", "on"): 0.9, ("frozen", "off"): 0.85, ("trainable", "on"): 0.8,
+                                            ("trainable", "off"): 0.8}, 6, rng)), "X", "y")
+    low, high = result.eta2_interval
+    f, df = result.f_interaction, result.df_residual
+    to_lambda = lambda e: e / (1 - e) * (1 + df + 1)  # noqa: E731 - eta2 = lambda / (lambda + df1 + df2 + 1)
+    if low > 0:
+        assert sps.ncf.cdf(f, 1, df, to_lambda(low)) == pytest.approx(0.975, abs=1e-6)
+    assert sps.ncf.cdf(f, 1, df, to_lambda(high)) == pytest.approx(0.025, abs=1e-6)
+
+
+def test_arms_with_different_spreads_keep_their_own_variances() -> None:
+    """The review's case: the frozen arm's SD a tenth of the trainable arm's; a pooled variance would mix them."""
+    rng = np.random.default_rng(2)
+    values = {("frozen", "on"): list(0.50 + rng.normal(0, 0.0002, 4)), ("frozen", "off"): list(0.49 + rng.normal(0, 0.0002, 4)),
+              ("trainable", "on"): list(0.40 + rng.normal(0, 0.008, 4)), ("trainable", "off"): list(0.40 + rng.normal(0, 0.008, 4))}
+    found = contrasts(_design(values))
+    frozen, trainable = found["simple:frozen"], found["simple:trainable"]
+    assert trainable.se > 10 * frozen.se
+    d = np.array(values[("frozen", "on")]) - np.array(values[("frozen", "off")])
+    assert frozen.se == pytest.approx(d.std(ddof=1) / 2, rel=1e-12)  # only the frozen arm's own differences
+
+
+def test_verdict_needs_the_adjusted_p_the_papers_direction_and_an_equivalence_for_generic() -> None:
     rng = np.random.default_rng(1)
     helps_frozen = {("frozen", "on"): 0.9, ("frozen", "off"): 0.8, ("trainable", "on"): 0.7, ("trainable", "off"): 0.7}
     helps_trainable = {("frozen", "on"): 0.8, ("frozen", "off"): 0.8, ("trainable", "on"): 0.8, ("trainable", "off"): 0.7}
     verdicts = {}
     for name, means in (("frozen", helps_frozen), ("trainable", helps_trainable)):
-        values = {k: list(m + rng.normal(0, 0.01, 5)) for k, m in means.items()}
-        result = two_way_anova(_design(values), "X", "y")
-        assert result.p_interaction < 1e-6
+        result = blocked_anova(_design(_values(means, 5, rng)), "X", "y")
+        assert result.p_interaction < 0.01
         verdicts[name] = result.verdict(result.p_interaction)
-        assert result.verdict(0.2) == "Generic"  # the same design, once the multiplicity adjustment leaves p >= alpha
-    # the same significant interaction: Integral only when the component helps more with the frozen base
+        # the same design once the multiplicity adjustment leaves p >= alpha: absence of evidence is not "Generic"
+        assert result.verdict(0.2) == "no interaction detected"
     assert verdicts == {"frozen": "Integral", "trainable": "Opposite"}
 
 
-def test_no_interaction_is_generic() -> None:
-    values = {("frozen", "on"): [1.0, 1.2, 0.8], ("frozen", "off"): [0.5, 0.7, 0.3],
-              ("trainable", "on"): [0.9, 1.1, 0.7], ("trainable", "off"): [0.4, 0.6, 0.2]}
-    result = two_way_anova(_design(values), "TAL", "y")
-    assert result.f_interaction == pytest.approx(0.0, abs=1e-9) and result.verdict(result.p_interaction) == "Generic"
+def test_generic_only_when_the_interaction_is_shown_to_be_small() -> None:
+    rng = np.random.default_rng(4)
+    same = {("frozen", "on"): 0.9, ("frozen", "off"): 0.8, ("trainable", "on"): 0.9, ("trainable", "off"): 0.8}
+    tight = blocked_anova(_design(_values(same, 8, rng, sd=0.0005)), "S", "y")  # contrast pinned within ±0.005
+    assert tight.p_equivalent < 0.01 and tight.verdict(tight.p_interaction, 0.05, tight.p_equivalent) == "Generic"
+    loose = blocked_anova(_design(_values(same, 3, rng, sd=0.02)), "S", "y")  # no interaction seen, none shown absent
+    assert loose.p_equivalent > 0.05
+    assert loose.verdict(loose.p_interaction, 0.05, loose.p_equivalent) == "no interaction detected"
 
 
 def test_degenerate_designs_are_marked() -> None:
     values = {("frozen", "on"): [1.0, 1.0], ("frozen", "off"): [0.5, 0.5],
               ("trainable", "on"): [0.9, 0.9], ("trainable", "off"): [0.4, 0.4]}
-    with pytest.warns(UserWarning, match="zero residual variance"):
-        flat = two_way_anova(_design(values), "DIA", "y")
+    with pytest.warns(UserWarning, match="zero variance"):
+        flat = blocked_anova(_design(values), "DIA", "y")
     assert not flat.valid and flat.verdict(0.01) == "untested" and np.isnan(flat.f_interaction)
     frame = _design(values)
     frame = frame[~((frame["base"] == "trainable") & (frame["component"] == "off"))]
     with pytest.warns(UserWarning, match="empty"):
-        empty = two_way_anova(frame, "DIA", "y")
+        empty = blocked_anova(frame, "DIA", "y")
     assert not empty.valid and "empty" in empty.note
     rng = np.random.default_rng(1)
-    noisy = {k: list(np.array(v) + rng.normal(0, 0.01, 2)) + [np.nan if k == ("frozen", "on") else v[0]] for k, v in values.items()}
-    with pytest.warns(UserWarning, match="unbalanced"):
-        unbalanced = two_way_anova(_design(noisy), "DIA", "y")
-    assert unbalanced.valid and "1 missing" in unbalanced.note and unbalanced.n == 11
+    noisy = {k: list(np.array(v + [v[0]]) + rng.normal(0, 0.01, 3)) for k, v in values.items()}
+    noisy[("frozen", "on")][2] = np.nan  # seed 2 lost one cell: it leaves the blocked analysis
+    with pytest.warns(UserWarning, match="missing"):
+        partial = blocked_anova(_design(noisy), "DIA", "y")
+    assert partial.valid and "1 missing" in partial.note and partial.n == 2
+    with pytest.warns(UserWarning, match="fewer than 2 blocks"):
+        single = blocked_anova(_design({k: v[:1] for k, v in values.items()}), "DIA", "y")
+    assert not single.valid
 
 
 def test_holm() -> None:

@@ -12,8 +12,9 @@ import pytest
 from scipy import stats
 
 from analysis.audit import VERDICTS, evaluate, registry
-from analysis.audit.evidence import (contrast_part, equivalence_test, exact, interaction_contrast, kendall_agreement,
-                                     sign_test, slope_test, welch_vs_paper)
+from analysis.audit.evidence import (Part, contrast_part, equivalence_test, exact, kendall_agreement, sign_test,
+                                     slope_test, welch_vs_paper)
+from analysis.blocked import contrasts
 from analysis.audit.paper_check import checks, overhead_at_table2
 from analysis.audit.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Outcome, adjust, decide
 
@@ -62,14 +63,16 @@ def test_equivalence_test_is_two_one_sided_tests() -> None:
                                                                stats.t.sf((mean - 0.005) / se, df))), rel=1e-10)
 
 
-def test_welch_against_the_paper_is_welchs_formula() -> None:
+def test_welch_against_the_paper_is_an_equivalence_test_with_welchs_error() -> None:
     ours = np.array([0.95, 0.96, 0.955])
-    part = welch_vs_paper("I-AUROC", ours, 0.9803, 0.0019, 5)
+    part = welch_vs_paper("I-AUROC", ours, 0.9803, 0.0019, 5, 0.005)
     v1, v2 = ours.var(ddof=1) / 3, 0.0019**2 / 5
-    t = (ours.mean() - 0.9803) / math.sqrt(v1 + v2)
+    se, d = math.sqrt(v1 + v2), ours.mean() - 0.9803
     df = (v1 + v2) ** 2 / (v1**2 / 2 + v2**2 / 4)
-    assert part.p_contradict == pytest.approx(2 * stats.t.sf(abs(t), df), rel=1e-9)
-    assert part.status is None  # outside 2 SDs: undecided until Holm sees p_contradict
+    assert part.estimate == pytest.approx(d)
+    assert part.p_support == pytest.approx(max(stats.t.sf((d + 0.005) / se, df), stats.t.cdf((d - 0.005) / se, df)), rel=1e-9)
+    assert part.p_contradict == pytest.approx(min(1, 2 * stats.t.cdf((d + 0.005) / se, df)), rel=1e-9)
+    assert part.status is None  # no shortcut: both sides go through Holm
 
 
 def test_slope_kendall_and_contrast_against_hand_values() -> None:
@@ -90,13 +93,16 @@ def test_slope_kendall_and_contrast_against_hand_values() -> None:
 
     cells = {("frozen", "on"): [0.60, 0.62, 0.61], ("frozen", "off"): [0.50, 0.52, 0.49],
              ("trainable", "on"): [0.55, 0.56, 0.54], ("trainable", "off"): [0.54, 0.53, 0.55]}
-    frame = pd.DataFrame([{"base": b, "component": c, "y": v} for (b, c), vs in cells.items() for v in vs])
-    contrast = interaction_contrast(frame)
-    mean = {k: np.mean(v) for k, v in cells.items()}
-    hand = (mean[("frozen", "on")] - mean[("frozen", "off")]) - (mean[("trainable", "on")] - mean[("trainable", "off")])
-    mse = sum(((np.array(v) - np.mean(v)) ** 2).sum() for v in cells.values()) / 8
-    assert contrast.estimate == pytest.approx(hand, rel=1e-10)
-    assert contrast.se == pytest.approx(math.sqrt(mse * 4 / 3), rel=1e-10) and contrast.df == 8
+    contrast = contrasts(_frame(cells))["interaction"]
+    a = {k: np.array(v) for k, v in cells.items()}
+    per_seed = (a[("frozen", "on")] - a[("frozen", "off")]) - (a[("trainable", "on")] - a[("trainable", "off")])
+    assert contrast.estimate == pytest.approx(per_seed.mean(), rel=1e-10)  # seed k of every cell is one block
+    assert contrast.se == pytest.approx(per_seed.std(ddof=1) / math.sqrt(3), rel=1e-10) and contrast.df == 2
+
+
+def _frame(cells: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"block": f"s{k}", "base": b, "component": c, "y": v} for (b, c), vs in cells.items()
+                         for k, v in enumerate(vs)])
 
 
 # ------------------------------------------------------------------------------------------ verdicts per kind of test
@@ -119,9 +125,11 @@ def test_equivalence_verdicts() -> None:
 @pytest.mark.slow
 def test_exact_welch_slope_kendall_and_contrast_verdicts() -> None:
     assert _verdict(exact("zero", True)) == SUPPORTED and _verdict(exact("zero", False)) == CONTRADICTED
-    assert _verdict(welch_vs_paper("w", np.array([0.980, 0.981, 0.979]), 0.9803, 0.0019, 5)) == SUPPORTED
-    assert _verdict(welch_vs_paper("w", np.array([0.90, 0.901, 0.899]), 0.9803, 0.0019, 5)) == CONTRADICTED
-    assert _verdict(welch_vs_paper("w", np.array([0.95]), 0.9803, 0.0019, 5)) == INCONCLUSIVE
+    assert _verdict(welch_vs_paper("w", np.array([0.980, 0.981, 0.9805, 0.9802]), 0.9803, 0.0019, 5, 0.005)) == SUPPORTED
+    assert _verdict(welch_vs_paper("w", np.array([0.90, 0.901, 0.899]), 0.9803, 0.0019, 5, 0.005)) == CONTRADICTED
+    assert _verdict(welch_vs_paper("w", np.array([0.95]), 0.9803, 0.0019, 5, 0.005)) == INCONCLUSIVE
+    # a noisy harness that cannot tell: no support from a failure to reject
+    assert _verdict(welch_vs_paper("w", np.array([0.96, 1.0]), 0.9803, 0.0019, 5, 0.005)) == INCONCLUSIVE
 
     level = np.repeat([0.0, 0.5, 1.0], 3)
     block = np.tile(["a", "b", "c"], 3)
@@ -138,19 +146,18 @@ def test_exact_welch_slope_kendall_and_contrast_verdicts() -> None:
     assert _verdict(kendall_agreement("k", paper, [1, 2, 3, 4, 5, 6, 7])) == CONTRADICTED
     assert _verdict(kendall_agreement("k", paper, [3, 7, 1, 6, 2, 5, 4])) == INCONCLUSIVE
 
-    def design(frozen_effect: float, trainable_effect: float, noise: float) -> pd.DataFrame:
+    def design(frozen_effect: float, trainable_effect: float, noise: float):  # type: ignore[no-untyped-def]
         rng = np.random.default_rng(0)
-        rows = []
-        for base, effect in (("frozen", frozen_effect), ("trainable", trainable_effect)):
-            for component, shift in (("on", effect), ("off", 0.0)):
-                rows += [{"base": base, "component": component, "y": 0.5 + shift + noise * rng.standard_normal()} for _ in range(4)]
-        return pd.DataFrame(rows)
+        cells = {(base, component): list(0.5 + shift + noise * rng.standard_normal(4))
+                 for base, effect in (("frozen", frozen_effect), ("trainable", trainable_effect))
+                 for component, shift in (("on", effect), ("off", 0.0))}
+        return contrasts(_frame(cells))["interaction"]
 
-    assert _verdict(contrast_part("i", interaction_contrast(design(0.1, 0.0, 0.002)), "Integral", 0.005)) == SUPPORTED
-    assert _verdict(contrast_part("i", interaction_contrast(design(0.0, 0.1, 0.002)), "Integral", 0.005)) == CONTRADICTED
-    assert _verdict(contrast_part("i", interaction_contrast(design(0.02, 0.0, 0.05)), "Integral", 0.005)) == INCONCLUSIVE
-    assert _verdict(contrast_part("g", interaction_contrast(design(0.05, 0.05, 0.0005)), "Generic", 0.005)) == SUPPORTED
-    assert _verdict(contrast_part("g", interaction_contrast(design(0.1, 0.0, 0.002)), "Generic", 0.005)) == CONTRADICTED
+    assert _verdict(contrast_part("i", design(0.1, 0.0, 0.002), "Integral", 0.005)) == SUPPORTED
+    assert _verdict(contrast_part("i", design(0.0, 0.1, 0.002), "Integral", 0.005)) == CONTRADICTED
+    assert _verdict(contrast_part("i", design(0.02, 0.0, 0.05), "Integral", 0.005)) == INCONCLUSIVE
+    assert _verdict(contrast_part("g", design(0.05, 0.05, 0.0005), "Generic", 0.005)) == SUPPORTED
+    assert _verdict(contrast_part("g", design(0.1, 0.0, 0.002), "Generic", 0.005)) == CONTRADICTED
     assert _verdict(contrast_part("g", None, "Generic", 0.005)) == INCONCLUSIVE
 
 
@@ -164,6 +171,27 @@ def test_holm_adjusts_within_a_family() -> None:
     for outcome in outcomes:
         decide(outcome, ALPHA)
     assert {o.verdict for o in outcomes} == {INCONCLUSIVE}
+
+
+def test_support_is_an_intersection_union_test_with_holm_across_claims() -> None:
+    """A claim's parts are not Holm-adjusted against each other on the support side: all must hold, each at alpha;
+    across the claims of a family, the claims' largest p-values are."""
+    parts = [sign_test(f"d{i}", np.array([-0.01, -0.03, -0.02]), "<") for i in range(4)]
+    p = parts[0].p_support
+    assert p < ALPHA < 4 * p  # Holm over the four parts would lose it
+    assert _verdict(*parts) == SUPPORTED  # one claim needing all four: the largest p (p) against alpha
+    two = [Outcome("C1", "f", "d", parts=parts[:2]), Outcome("C2", "f", "d", parts=parts[2:])]
+    adjust(two, ALPHA)
+    assert [o.support_p for o in two] == pytest.approx([p, p]) and two[0].adjusted[0][0] == pytest.approx(min(1, 2 * p))
+    assert [o.support_step for o in two] == pytest.approx([ALPHA / 2, ALPHA])
+
+
+def test_a_guard_supports_only_when_it_was_tested() -> None:
+    tested = sign_test("guard", np.array([0.001, -0.002, 0.0015]), ">", 0.0, 0.005)
+    tested.p_support, tested.p_contradict, tested.guard = float("nan"), tested.p_support, True
+    untested = Part("guard", guard=True, reason="no pair")
+    assert _verdict(tested) == SUPPORTED
+    assert _verdict(untested) == INCONCLUSIVE
 
 
 def test_a_claim_is_contradicted_by_any_part_and_supported_only_by_all() -> None:
@@ -194,8 +222,13 @@ def test_the_paper_is_recomputed_from_its_own_numbers() -> None:
     assert found["Table 11: printed Δ vs the difference of its rows"].consistent
     assert "0.9806" in found["Table 3: printed averages vs their categories' mean"].computed
     assert found["Table 5: printed averages vs their categories' mean"].consistent
+    # the printed p-values are rounded: WA's F 8.47 with p 0.008 fits df 21-24 (24: 7 runs per cell)
     wa = next(c for w, c in found.items() if w.startswith("Table 8, Whitening Adapter"))
-    assert "df = 22.5" in wa.computed and not wa.consistent
+    assert wa.computed.startswith("df 21-24; balanced: 24 (7 runs per cell)") and wa.consistent
+    tal = next(c for w, c in found.items() if w.startswith("Table 8, Tail-Aware Loss"))
+    assert tal.computed.startswith("df 20-22; balanced: 20 (6 runs per cell)") and tal.consistent
+    assert found["Table 8: one residual df for all five interaction tests (one design, the same runs)"].computed == \
+        "df fitting every row: 21"  # one unbalanced design of 25 runs fits every row; no balanced one does
     assert "3.3 of the abstract's SDs" in found["Pixel AP: abstract (5 runs) vs Tables 4, 7, 9, 16"].computed
     # the authors' main script runs Table 2; their method outline lists other values "as implemented"
     assert found["Configuration: Tables 2 and 12 vs the authors' main script"].consistent
@@ -206,3 +239,75 @@ def test_the_paper_is_recomputed_from_its_own_numbers() -> None:
     assert counts["affine"] and counts["overhead_pct"] > 8.5  # the paper's 8% does not follow from its Table 2
     per = counts["by_rank"]
     assert per[128] - per[64] == 2 * (per[64] - per[32]) == 4 * (per[32] - per[16])
+
+
+# ------------------------------------------------------------------------------------------ rankings by paired tests
+def _ablation_context(drops: dict[str, list[float]]):  # type: ignore[no-untyped-def]
+    """An ablation study whose variants score the reference's 0.5 minus the given per-seed drops."""
+    from analysis.audit.context import Context
+
+    rows = [{"study": "ablation", "variant": "MoLE-Flow", "dataset": "d", "run_id": f"r{s}", "seed": s, "order": "a",
+             "status": "ok", "pixel_ap_routed": 0.5} for s in range(3)]
+    rows += [{"study": "ablation", "variant": v, "dataset": "d", "run_id": f"{v}{s}", "seed": s, "order": "a", "status": "ok",
+              "pixel_ap_routed": 0.5 - d} for v, ds in drops.items() for s, d in enumerate(ds)]
+    return Context(pd.DataFrame(rows), {}, {}, "d")
+
+
+def test_top_two_follows_its_rule_and_decides_by_paired_tests() -> None:
+    from analysis.audit.comparisons import ranking
+
+    order = ["TAL", "WA", "A", "B", "C"]
+    check = {"study": "ablation", "reference": "MoLE-Flow", "metric": "pixel_ap_routed", "order": order, "top": 2}
+
+    def top(means: dict[str, float], seeds: int = 3) -> str:
+        return _verdict(ranking(_ablation_context(_noisy(means, seeds)), check)[1])
+
+    clear = {"TAL": 0.08, "WA": 0.07, "A": 0.01, "B": 0.02, "C": 0.0}
+    assert top(clear) == SUPPORTED
+    # one of the two among the largest, the other not: the rule contradicts only when neither is
+    assert top({**clear, "WA": 0.015, "B": 0.09}) == INCONCLUSIVE
+    assert top({**clear, "TAL": 0.001, "WA": 0.003, "A": 0.08}) == CONTRADICTED
+    assert top(clear, seeds=1) == INCONCLUSIVE  # one seed: no test, no decision
+
+
+def _noisy(means: dict[str, float], seeds: int) -> dict[str, list[float]]:
+    """Per-seed drops around the given means (noise 0.001, independent per variant)."""
+    rng = np.random.default_rng(7)
+    return {v: list(m + 0.001 * rng.standard_normal(seeds)) for v, m in means.items()}
+
+
+def test_the_largest_drop_is_tested_against_every_other_ablation() -> None:
+    from analysis.audit.comparisons import _largest_drop
+
+    drops = {"DIA": 0.06, "X": 0.01, "Y": 0.03}
+    check = {"study": "ablation", "reference": "MoLE-Flow", "largest_of": ["X", "Y"]}
+    spec = {"variant": "DIA", "metric": "pixel_ap_routed"}
+    parts = _largest_drop(_ablation_context(_noisy(drops, 3)), check, spec)
+    assert len(parts) == 2 and _verdict(*parts) == SUPPORTED
+    assert _verdict(*_largest_drop(_ablation_context(_noisy({**drops, "Y": 0.09}, 3)), check, spec)) == CONTRADICTED
+
+
+# ------------------------------------------------------------------------------------------ power
+def test_minimum_detectable_effects_in_sd_units() -> None:
+    """The table of analysis/audit/README.md: one-sided, 80 % power, at alpha and at a twelve-claim family's first step."""
+    from analysis.audit.power import _d
+
+    assert [round(_d(n, 0.05, 0.8), 2) for n in (2, 3, 5, 10)] == [5.79, 2.3, 1.36, 0.85]
+    assert [round(_d(n, 0.05 / 12, 0.8), 1) for n in (2, 3, 5, 10)] == [69.2, 8.0, 2.8, 1.4]
+
+
+def test_part_power_against_the_papers_effect() -> None:
+    from statsmodels.stats.power import TTestPower
+
+    from analysis.audit.power import part_power
+
+    diff = np.array([-0.03, -0.05, -0.02])
+    part = sign_test("Δ < 0", diff, "<", 0.0, 0.005, paper=-0.076)
+    power = part_power(part, 0.01, 0.005)
+    sd = diff.std(ddof=1)
+    d3 = TTestPower().solve_power(nobs=3, alpha=0.01, power=0.8, alternative="larger")
+    assert power.mde == pytest.approx(d3 * sd, rel=1e-6) and power.target == pytest.approx(0.076)
+    n = power.needed
+    assert TTestPower().power(0.076 / sd, n, 0.01, alternative="larger") >= 0.8 > \
+        TTestPower().power(0.076 / sd, n - 1, 0.01, alternative="larger")
+    assert part_power(exact("x", True), 0.05, 0.005) is None  # exact parts have no power to speak of

@@ -9,6 +9,7 @@ tables (``claims``, ``paper_self_check``) and the outcomes (for the figure).
 
 from __future__ import annotations
 
+import hashlib
 from importlib import resources
 from typing import Any
 
@@ -17,7 +18,9 @@ import pandas as pd
 import yaml
 
 from analysis.audit.claims import EVALUATORS, Context, order_note
+from analysis.audit.context import MARGIN
 from analysis.audit.paper_check import checks as self_checks
+from analysis.audit.power import part_power, strictest
 from analysis.audit.verdicts import VERDICTS, Outcome, adjust, decide
 from analysis.collect import Summaries
 from analysis.render import Cell, TableSpec
@@ -31,9 +34,11 @@ RUN_COLUMNS = ["study", "variant", "dataset", "run_id", "seed", "order", "status
 
 
 def registry() -> dict[str, Any]:
-    """The validated registry (45 claims, each with the keys of :data:`KEYS`, a known test and known needs)."""
-    with resources.files("analysis.audit").joinpath("registry.yaml").open(encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
+    """The validated registry (45 claims, each with the keys of :data:`KEYS`, a known test and known needs),
+    with ``sha256``: the first 12 hex digits of the file's digest, printed with every claims table."""
+    text = resources.files("analysis.audit").joinpath("registry.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    data["sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
     seen = set()
     for entry in data["claims"]:
         where = f"analysis/audit/registry.yaml: claim {entry.get('id', '?')}"
@@ -98,16 +103,39 @@ def evaluate(frame: pd.DataFrame, plan: dict[str, Any], summaries: Summaries) ->
             continue
         for dataset in datasets:
             ctx = Context(runs, summaries, plan, dataset)
-            outcome = Outcome(entry["id"], entry["family"], dataset, parts=EVALUATORS[entry["check"]["test"]](ctx, entry["check"]))
+            outcome = Outcome(entry["id"], entry["family"], dataset, parts=EVALUATORS[entry["check"]["test"]](ctx, entry["check"]),
+                              scope=_scope(ctx, entry["check"]))
             if entry["check"]["test"] == "order_robust":
                 outcome.note = order_note(ctx, entry["check"])
             if entry["check"]["test"] == "strategy_order":
                 outcome.note = _memory_note(ctx.rows(entry["check"]["study"]))
             outcomes.append(outcome)
-    adjust(outcomes)
+    adjust(outcomes, reg["alpha"])
     for outcome in outcomes:
         decide(outcome, reg["alpha"])
     return outcomes, reg
+
+
+def _scope(ctx: Context, check: dict[str, Any]) -> str:
+    """``study: categories`` of the runs a check reads (the categories its finished runs trained on)."""
+    study = check.get("study") or ("sensitivity" if "sweep" in check or check.get("test") == "sensitivity_classes" else None)
+    if study is None:
+        return "the paper's numbers"
+    categories: set[str] = set()
+    for run_id in ctx.rows(study)["run_id"]:
+        categories.update((ctx.summaries.get(run_id) or {}).get("tasks") or [])
+    return f"{study}: {', '.join(sorted(categories)) if categories else 'no finished run'}"
+
+
+def _power(outcome: Outcome, family_size: int, alpha: float) -> str:
+    """What each t-tested part of the claim could detect, and the replicates it would need (:mod:`.power`)."""
+    step = outcome.support_step if np.isfinite(outcome.support_step) else strictest(alpha, family_size)
+    texts = []
+    for part in outcome.parts:
+        found = part_power(part, step, MARGIN)
+        if found is not None:
+            texts.append(f"{part.label}: {found.text(part.n)}")
+    return "; ".join(texts) or "--"
 
 
 def _memory_note(rows: pd.DataFrame) -> str:
@@ -122,6 +150,9 @@ def claims_table(outcomes: list[Outcome], reg: dict[str, Any]) -> TableSpec:
     """One row per claim (and dataset): claim, paper, harness, rule, verdict, why."""
     entries = {e["id"]: e for e in reg["claims"]}
     several = len({o.dataset for o in outcomes if o.dataset}) > 1
+    family_sizes: dict[tuple[str, str], int] = {}
+    for o in outcomes:
+        family_sizes[(o.family, o.dataset)] = family_sizes.get((o.family, o.dataset), 0) + 1
     rows, cells = [], {}
     for o in outcomes:
         row = f"{o.claim_id} ({o.dataset})" if several and o.dataset else o.claim_id
@@ -131,19 +162,28 @@ def claims_table(outcomes: list[Outcome], reg: dict[str, Any]) -> TableSpec:
             harness += f" ({o.note})"
         rule = entry["rule"] + (f" [changed from the proposal: {entry['changed']}]" if entry.get("changed") else "")
         rule += f" [runs: {entry['definition']}]" if entry.get("definition") else ""
+        power = _power(o, family_sizes[(o.family, o.dataset)], reg["alpha"]) if not o.not_tested else "--"
         for column, text in (("Family", o.family), ("Claim", entry["claim"]), ("Paper", f"{entry['paper']} ({entry['where']})"),
-                             ("Harness", harness), ("Rule", rule), ("Verdict", o.verdict), ("Why", o.why)):
+                             ("Harness", harness), ("Scope", o.scope or "--"), ("Rule", rule), ("Verdict", o.verdict),
+                             ("Why", o.why), ("Power", power)):
             cells[(row, column)] = Cell(text=str(text))
         rows.append(row)
     counts = {v: sum(o.verdict == v for o in outcomes) for v in VERDICTS}
-    caption = (f"The claims audit (registry version {reg['version']}): each claim of the paper, the harness's evidence "
-               "(estimate [95% interval], n = replicates: seeds, or seeds x task orders; Δ = variant - reference, paired), "
-               f"the pre-registered rule and the verdict. Tests at alpha {reg['alpha']}; Holm's correction within each family "
-               "(column Family), separately for the p-values for and against a claim. Verdicts: "
-               + ", ".join(f"{v} {n}" for v, n in counts.items()) + ".")
+    caption = (f"The claims audit (registry version {reg['version']}, registry.yaml sha256 {reg['sha256']}; its changes: "
+               "analysis/audit/CHANGELOG.md): each claim of the paper, the harness's evidence (estimate [95% interval, "
+               "unadjusted], n = replicates: seeds, or seeds x task orders; Δ = variant - reference, paired), the runs it "
+               "covers (Scope), the pre-registered rule and the verdict. Tests at alpha "
+               f"{reg['alpha']}. A claim is supported when every part is (an intersection-union test: its largest one-sided "
+               "p), with Holm's correction across the claims of a family (column Family); contradicted when a part is, with "
+               "Holm's correction across every part of the family; so within a family the chance of any wrong 'supported', "
+               "and of any wrong 'contradicted', is at most alpha each. The intervals shown are unadjusted 95% intervals; the "
+               "verdicts use the adjusted p-values. Power: for each t-tested part, the smallest effect it detects with 80% "
+               "power at its n and at the level its claim is tested at (its Holm step), the replicates it would need for "
+               "the paper's effect (or the margin), and its detectable effect at the paper grid's 5 seeds, from the observed "
+               "SD. Verdicts: " + ", ".join(f"{v} {n}" for v, n in counts.items()) + ".")
     return TableSpec("claims", "audit", "What the runs say about each claim of the paper", caption, rows,
-                     ["Family", "Claim", "Paper", "Harness", "Rule", "Verdict", "Why"], cells=cells,
-                     latex_format="lp{1.4cm}p{3cm}p{2.6cm}p{3.6cm}p{3.4cm}p{1.6cm}p{3.4cm}")
+                     ["Family", "Claim", "Paper", "Harness", "Scope", "Rule", "Verdict", "Why", "Power"], cells=cells,
+                     latex_format="lp{1.2cm}p{2.6cm}p{2.2cm}p{3cm}p{1.8cm}p{3cm}p{1.4cm}p{3cm}p{3cm}")
 
 
 def self_check_table() -> TableSpec:

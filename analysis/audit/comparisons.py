@@ -10,8 +10,9 @@ import pandas as pd
 
 from analysis.audit.context import MARGIN, Context, label_of, with_shortfall, paired_diff, shortfall, step
 from analysis.audit.designs import sweep_best
-from analysis.audit.evidence import (NAN, Part, contrast_part, equivalence_test, exact, interaction_contrast,
-                                     kendall_agreement, sign_test)
+from analysis.audit.evidence import (NAN, NO_VARIANCE, Part, contrast_part, equivalence_test, exact, kendall_agreement,
+                                     sign_test)
+from analysis.blocked import Contrast, contrasts, design_frame
 
 
 def ratio(ctx: Context, check: dict[str, Any]) -> list[Part]:
@@ -51,20 +52,22 @@ def paired(ctx: Context, check: dict[str, Any]) -> list[Part]:
     if "best" in check:
         parts += sweep_best(ctx, check["best"])
     if "largest_of" in check:
-        parts.append(_largest_drop(ctx, check, check["parts"][0]))
+        parts += _largest_drop(ctx, check, check["parts"][0])
     return parts
 
 
-def _largest_drop(ctx: Context, check: dict[str, Any], spec: dict[str, Any]) -> Part:
-    column = spec["metric"]
-    mine, _ = paired_diff(ctx, check["study"], spec["variant"], check["reference"], column)
-    others = {v: paired_diff(ctx, check["study"], v, check["reference"], column)[0] for v in check["largest_of"]}
-    means = {v: float(np.mean(d)) for v, d in others.items() if len(d)}
-    label = f"mean Δ {label_of(column)} of {spec['variant']} below every other ablation's"
-    if not len(mine) or len(means) < len(others):
-        return Part(label, reason="an ablation has no finished pair")
-    return exact(label, all(float(np.mean(mine)) < m for m in means.values()), float(np.mean(mine)), len(mine),
-                 "largest other drop " + f"{min(means.values()):+.4f} ({min(means, key=means.get)})")
+def _larger_drop(ctx: Context, study: str, column: str, a: str, b: str) -> Part:
+    """``a`` costs more than ``b`` (both ablations of one reference): ``a - b < 0`` per seed, paired.
+
+    Contradicted only when ``b``'s drop is significantly the larger one (no margin: an order, not an effect size).
+    """
+    diff, why = paired_diff(ctx, study, a, b, column)
+    return with_shortfall(sign_test(f"{label_of(column)}: {a} below {b}", diff, "<", 0.0, 0.0), why)
+
+
+def _largest_drop(ctx: Context, check: dict[str, Any], spec: dict[str, Any]) -> list[Part]:
+    """The variant's drop exceeds every other ablation's: one paired test against each (supported only if all are)."""
+    return [_larger_drop(ctx, check["study"], spec["metric"], spec["variant"], other) for other in check["largest_of"]]
 
 
 def forgetting_order(ctx: Context, check: dict[str, Any]) -> list[Part]:
@@ -108,62 +111,74 @@ def ranking(ctx: Context, check: dict[str, Any]) -> list[Part]:
         drops.append(-float(np.mean(diff)) if len(diff) else NAN)
     paper_rank = list(range(len(order), 0, -1))  # the paper's order: first = largest drop
     part = kendall_agreement(f"Kendall tau (paper order vs mean {label_of(column)} drops)", paper_rank, drops)
+    return [part, _top_drops(ctx, check, drops)]
+
+
+def _top_drops(ctx: Context, check: dict[str, Any], drops: list[float]) -> Part:
+    """The paper's first ``top`` ablations are the ``top`` largest drops, decided by paired tests.
+
+    Supported when each of them costs significantly more than each other ablation (an
+    intersection-union test: the largest of those one-sided p-values); contradicted when
+    none of them is among the largest: there are ``top`` other ablations that each cost
+    significantly more than every one of them (the smallest, over such sets, of the largest p).
+    """
+    from itertools import combinations
+
+    study, column, order, k = check["study"], check["metric"], check["order"], check["top"]
+    named, others = order[:k], order[k:]
+    label = f"{' and '.join(named)} the {k} largest drops"
     finite = [(d, v) for d, v in zip(drops, order) if np.isfinite(d)]
-    top = [v for _, v in sorted(finite, reverse=True)[: check["top"]]]
-    top_part = Part(f"{' and '.join(order[: check['top']])} the {check['top']} largest drops", reason="an ablation has no finished pair")
-    if len(finite) == len(order):
-        top_part = exact(top_part.label, set(top) == set(order[: check["top"]]), NAN, len(order),
-                         "largest: " + ", ".join(top))
-    return [part, top_part]
+    if len(finite) < len(order):
+        return Part(label, reason="an ablation has no finished pair")
+    p = {(a, b): _larger_drop(ctx, study, column, a, b).p_support for a in order for b in order if a != b}
+    largest = ", ".join(v for _, v in sorted(finite, reverse=True)[:k])
+    mean = dict(zip(order, drops))
+    # estimate: the smallest named drop minus the largest other one (> 0 when the named ones lead)
+    part = Part(label, n=len(paired_diff(ctx, study, order[0], check["reference"], column)[0]),
+                estimate=min(mean[v] for v in named) - max(mean[v] for v in others))
+    support = [p[(a, b)] for a in named for b in others]
+    against = [max(p[(z, a)] for z in chosen for a in named) for chosen in combinations(others, k)]
+    if not all(np.isfinite(v) for v in support + against):
+        part.reason = f"fewer than 2 seeds or no variance in a pair (largest mean drops: {largest})"
+        return part
+    part.p_support, part.p_contradict = max(support), min(against)
+    return part
 
 
 # ---------------------------------------------------------------------------------------- interaction (Table 8)
-def _design(ctx: Context, study: str, component: str, column: str) -> pd.DataFrame:
+def _contrasts(ctx: Context, study: str, component: str, column: str) -> dict[str, Contrast]:
+    """The component's blocked contrasts (:mod:`analysis.blocked`): the same numbers as Table 8's."""
     rows = ctx.rows(study)
-    rows = rows[rows["variant"].str.startswith(f"{component}|") & (rows["status"] == "ok")]
-    parts = rows["variant"].str.split("|", expand=True)
-    if rows.empty:
-        return pd.DataFrame(columns=["base", "component", "y"])
-    return pd.DataFrame({"base": parts[1].to_numpy(), "component": parts[2].to_numpy(), "y": rows[column].to_numpy(dtype=float)})
+    rows = rows[rows["variant"].str.startswith(f"{component}|")]
+    return contrasts(design_frame(rows, column).dropna()) if not rows.empty else {}
 
 
 def interaction(ctx: Context, check: dict[str, Any]) -> list[Part]:
-    data = _design(ctx, check["study"], check["component"], check["metric"])
     label = (f"{check['component']}: interaction contrast ({label_of(check['metric'])}) "
              + ("> 0" if check["kind"] == "Integral" else f"within ±{check['margin']:g}"))
-    contrast = interaction_contrast(data) if len(data) else None
-    return [contrast_part(label, contrast, check["kind"], check["margin"])]
+    found = _contrasts(ctx, check["study"], check["component"], check["metric"])
+    return [contrast_part(label, found.get("interaction"), check["kind"], check["margin"])]
 
 
 def simple_effects_parts(ctx: Context, check: dict[str, Any]) -> list[Part]:
+    """Each component's effect (on - off) within a base arm, from that arm's own per-seed differences."""
     parts = []
     arms = {name: ["frozen"] for name in check["integral"]} | {name: ["frozen", "trainable"] for name in check["generic"]}
     for component, bases in arms.items():
-        data = _design(ctx, check["study"], component, check["metric"])
+        found = _contrasts(ctx, check["study"], component, check["metric"])
         for base in bases:
             label = f"{component}: effect with the {base} base > 0"
-            arm = data[data["base"] == base]
-            on, off = arm[arm["component"] == "on"]["y"].to_numpy(), arm[arm["component"] == "off"]["y"].to_numpy()
-            if not len(on) or not len(off):
+            effect = found.get(f"simple:{base}")
+            if effect is None or effect.n == 0:
                 parts.append(Part(label, reason="a cell has no finished run"))
                 continue
-            # pooled within-cell variance of the whole 2 x 2 design (the two-way model's residual)
-            groups = [g["y"].to_numpy() for _, g in data.groupby(["base", "component"])]
-            df = sum(len(g) - 1 for g in groups)
-            part = Part(label, estimate=float(on.mean() - off.mean()), n=len(on) + len(off))
-            if df <= 0:
-                part.reason = "no replicate within a cell: no residual variance"
+            part = Part(label, estimate=effect.estimate, n=effect.n, sd=effect.se * np.sqrt(effect.n))
+            if effect.n < 2:
+                part.reason = "n = 1: no interval"
+            elif not effect.testable:
+                part.reason = NO_VARIANCE
             else:
-                from scipy import stats
-
-                mse = sum(((g - g.mean()) ** 2).sum() for g in groups) / df
-                se = float(np.sqrt(mse * (1 / len(on) + 1 / len(off))))
-                if se == 0:
-                    part.reason = "zero residual variance"
-                else:
-                    q = float(stats.t.ppf(0.975, df))
-                    part.low, part.high = part.estimate - q * se, part.estimate + q * se
-                    part.p_support = float(stats.t.sf(part.estimate / se, df))
-                    part.p_contradict = float(stats.t.cdf((part.estimate - MARGIN) / se, df))
+                part.low, part.high = effect.interval()
+                part.p_support, part.p_contradict = effect.p_greater(0.0), effect.p_less(MARGIN)
             parts.append(part)
     return parts

@@ -10,7 +10,10 @@ import pandas as pd
 
 from analysis.audit.context import MARGIN, Context, label_of, run_values, with_shortfall, paired_diff, shortfall, step
 from analysis.audit.evidence import NAN, Part, equivalence_test, exact, sign_test, slope_test
+from analysis.stats import one_way_anova
 from analysis.sweeps import sweep_frames
+
+ALPHA = 0.05
 
 
 def _depths(ctx: Context, study: str) -> dict[tuple[int, int], str]:
@@ -61,6 +64,8 @@ def collapse(ctx: Context, check: dict[str, Any]) -> list[Part]:
     finished = rows[rows["status"].isin(["ok", "diverged"])]
     if finished.empty:
         return [Part(label, reason=shortfall(rows, check["study"], variants[0]))]
+    if len(finished) < 2:  # one run cannot tell a collapse from a bad seed, nor a survivor from a lucky one
+        return [Part(label, n=1, reason=f"n = 1: {variants[0]} {finished['status'].iloc[0]} once; a single run decides nothing")]
     collapsed = [(s == "diverged") or (v < check["below"]) for s, v in zip(finished["status"], finished[check["metric"]])]
     values = finished[check["metric"]].astype(float)
     if all(collapsed):
@@ -169,7 +174,19 @@ def sensitivity_classes(ctx: Context, check: dict[str, Any]) -> list[Part]:
     detail = ", ".join(f"{s} {v:.4f}" for (_, s), v in spreads.items())
     if thin:
         return [Part(label, reason=f"fewer than 2 seeds per value in {', '.join(thin)} ({detail})")]
+    # whether a sweep's spread is more than seed noise: its one-way ANOVA over the values (seeds as replicates)
+    real = {}
+    for (cls, sweep) in spreads:
+        ok = frames[sweep][frames[sweep]["status"] == "ok"]
+        p, _ = one_way_anova(ok, "value", check["metric"])
+        real[sweep] = bool(np.isfinite(p) and p < ALPHA)
     classes = list(check["classes"])
-    holds = all(min(v for (c, _), v in spreads.items() if c == hi) > max(v for (c, _), v in spreads.items() if c == lo)
-                for hi, lo in zip(classes, classes[1:]))
-    return [exact(label, holds, NAN, len(spreads), detail)]
+    reversed_pairs = [(hi_s, lo_s) for hi, lo in zip(classes, classes[1:])
+                      for (c_hi, hi_s), v_hi in spreads.items() if c_hi == hi
+                      for (c_lo, lo_s), v_lo in spreads.items() if c_lo == lo and v_lo >= v_hi]
+    detail += "; spread beyond seed noise (one-way ANOVA p < 0.05): " + (", ".join(s for s, r in real.items() if r) or "none")
+    if not reversed_pairs and all(real[s] for (c, s) in spreads if c == classes[0]):
+        return [exact(label, True, NAN, len(spreads), detail)]
+    if any(real[lo_s] for _, lo_s in reversed_pairs):  # a lower class's sweep varies for real at least as much
+        return [exact(label, False, NAN, len(spreads), detail)]
+    return [Part(label, n=len(spreads), reason=f"the spreads' order is not backed by their tests ({detail})")]

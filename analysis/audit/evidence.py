@@ -19,6 +19,7 @@ import statsmodels.formula.api as smf
 from scipy import stats
 from statsmodels.stats.weightstats import ttost_paired
 
+from analysis.blocked import Contrast
 from analysis.stats import t_interval
 
 NAN = float("nan")
@@ -40,6 +41,11 @@ class Part:
     paper: float = NAN  # the paper's value of the same quantity (the effect figure)
     guard: bool = False  # a statement that only a significant violation decides (supported unless contradicted)
     origin: float = 0.0  # the figure draws estimate - origin (1 for a ratio, so that it sits beside the differences)
+    sd: float = NAN  # SD of the per-replicate values the test used (the power analysis reads it)
+    threshold: float = 0.0  # the value the tested mean is compared with
+    margin: float = NAN  # the smallest effect of interest (an equivalence part: its half-width)
+    kind: str = ""  # "equivalence" for a two-one-sided-tests part
+    units: str = ""  # what n counts when it is not replicates (e.g. "levels x 1 seed")
 
     def shown(self) -> str:
         """What the harness found, for the table: the estimate with its interval and n, or an exact part's detail."""
@@ -47,9 +53,10 @@ class Part:
             return self.reason
         if not np.isfinite(self.estimate):
             return ""
+        n = f"n={self.n}" + (f" {self.units}" if self.units else "")
         if np.isfinite(self.low):
-            return f"{self.estimate:+.4f} [{self.low:+.4f}, {self.high:+.4f}], n={self.n}"
-        return f"{self.estimate:+.4f}, n={self.n}"
+            return f"{self.estimate:+.4f} [{self.low:+.4f}, {self.high:+.4f}], {n}"
+        return f"{self.estimate:+.4f}, {n}"
 
 
 NO_VARIANCE = "the replicates do not vary: a t-test is undefined"
@@ -74,6 +81,8 @@ def _described(label: str, values: np.ndarray, paper: float) -> tuple[Part, np.n
         return part, values
     part.estimate = float(values.mean())
     part.low, part.high = t_interval(values)
+    if len(values) >= 2:
+        part.sd = float(values.std(ddof=1))
     if len(values) < 2:
         part.reason = "n = 1: no interval"
     elif np.ptp(values) == 0:
@@ -91,6 +100,7 @@ def sign_test(label: str, values: np.ndarray, direction: str, threshold: float =
     than ``margin``). ``values`` are per-replicate differences (or values).
     """
     part, values = _described(label, values, paper)
+    part.threshold, part.margin = threshold, margin
     if part.reason:
         return part
     if direction == "<":
@@ -109,6 +119,7 @@ def equivalence_test(label: str, values: np.ndarray, low: float, high: float, pa
     lies below ``low`` or above ``high``, doubled (Bonferroni over the two sides, at most 1).
     """
     part, values = _described(label, values, paper)
+    part.kind, part.threshold, part.margin = "equivalence", (low + high) / 2, (high - low) / 2
     if part.reason:
         return part
     part.p_support = float(ttost_paired(values, np.zeros_like(values), low, high)[0])
@@ -123,29 +134,39 @@ def exact(label: str, holds: bool, estimate: float = NAN, n: int = 0, detail: st
     return Part(label, estimate=estimate, n=n, status="supported" if holds else "contradicted", reason=detail, paper=paper)
 
 
-def welch_vs_paper(label: str, values: np.ndarray, mean: float, sd: float, n: int, sds: float = 2.0) -> Part:
-    """The harness's runs against the paper's reported mean, SD and n (Welch's t-test, scipy).
+def welch_vs_paper(label: str, values: np.ndarray, mean: float, sd: float, n: int, margin: float) -> Part:
+    """The harness's runs against the paper's reported mean, SD and n: an equivalence test within ``±margin``.
 
-    Supported: the harness mean within ``sds`` paper SDs and Welch's p >= 0.05; contradicted:
-    Welch's p < 0.05 and the mean outside; otherwise undecided. Support is a non-rejection,
-    so no multiplicity adjustment applies to it; ``p_contradict`` is Welch's two-sided p.
+    Welch's standard error and degrees of freedom (from both samples' SDs and sizes); ``p_support``:
+    the two one-sided tests that the difference of the means lies within ``±margin``;
+    ``p_contradict``: the smaller one-sided p that it lies beyond ``-margin`` or ``+margin``,
+    doubled. Both go through Holm's correction with the family's other parts: a failure to
+    reject a difference is never support.
     """
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
-    part = Part(label, n=len(values), paper=mean)
+    part = Part(label, n=len(values), paper=mean, kind="equivalence", margin=margin)
     if len(values) < 2:
         part.reason = "fewer than 2 runs" if len(values) else "no finished run"
         if len(values):
             part.estimate = float(values.mean())
         return part
-    part.estimate = float(values.mean())
-    part.low, part.high = t_interval(values)
-    result = stats.ttest_ind_from_stats(part.estimate, float(np.std(values, ddof=1)), len(values), mean, sd, n, equal_var=False)
-    p = float(result.pvalue)
-    inside = abs(part.estimate - mean) <= sds * sd
-    part.p_contradict = p if not inside else 1.0
-    if inside and p >= 0.05:
-        part.status = "supported"
+    ours, s_ours = float(values.mean()), float(np.std(values, ddof=1))
+    part.estimate, part.sd = ours - mean, s_ours
+    v1, v2 = s_ours**2 / len(values), sd**2 / n
+    se = float(np.sqrt(v1 + v2))
+    if se == 0:
+        part.reason = NO_VARIANCE
+        return part
+    df = (v1 + v2) ** 2 / (v1**2 / (len(values) - 1) + (v2**2 / (n - 1) if n > 1 else 0.0))
+    q = float(stats.t.ppf(0.975, df))
+    part.low, part.high = part.estimate - q * se, part.estimate + q * se
+    below = float(stats.t.sf((part.estimate + margin) / se, df))  # p that the difference is below -margin: reject it
+    above = float(stats.t.cdf((part.estimate - margin) / se, df))
+    part.p_support = max(below, above)
+    outside_low = float(stats.t.cdf((part.estimate + margin) / se, df))
+    outside_high = float(stats.t.sf((part.estimate - margin) / se, df))
+    part.p_contradict = min(1.0, 2.0 * min(outside_low, outside_high))
     return part
 
 
@@ -160,6 +181,7 @@ def slope_test(label: str, frame: pd.DataFrame, direction: str = ">") -> Part:
     if data["level"].nunique() < 3 or len(data) <= data["block"].nunique() + 1:
         part.reason = f"{data['level'].nunique()} value(s), {len(data)} run(s): too few for a slope"
         return part
+    part.units = f"runs ({data['level'].nunique()} values x {data['block'].nunique()} seed block(s))"
     formula = "y ~ level + C(block)" if data["block"].nunique() > 1 else "y ~ level"
     fit = smf.ols(formula, data=data).fit()
     slope, se, df = float(fit.params["level"]), float(fit.bse["level"]), float(fit.df_resid)
@@ -188,52 +210,23 @@ def kendall_agreement(label: str, paper_order: list[float], ours: list[float]) -
     return part
 
 
-@dataclass
-class Contrast:
-    """The 2 x 2 interaction contrast (on - off with the frozen base) - (on - off with the trainable base)."""
-
-    estimate: float
-    se: float
-    df: float
-    n: int
-
-
-def interaction_contrast(frame: pd.DataFrame, frozen: str = "frozen") -> Contrast | None:
-    """The contrast from a two-way OLS model (statsmodels), ``frame``: columns ``base``, ``component``, ``y``.
-
-    With treatment coding (reference levels: the other base arm, ``off``) the interaction
-    coefficient is exactly the contrast; its standard error uses the pooled residual.
-    """
-    data = frame[["base", "component", "y"]].dropna()
-    counts = data.groupby(["base", "component"]).size()
-    if len(counts) < 4 or counts.min() < 1 or frozen not in set(data["base"]):
-        return None
-    other = sorted(set(data["base"]) - {frozen})[0]
-    formula = (f"y ~ C(base, Treatment(reference='{other}')) * C(component, Treatment(reference='off'))")
-    fit = smf.ols(formula, data=data).fit()
-    name = [p for p in fit.params.index if ":" in p][0]
-    return Contrast(float(fit.params[name]), float(fit.bse[name]), float(fit.df_resid), len(data))
-
-
 def contrast_part(label: str, contrast: Contrast | None, kind: str, margin: float, paper: float = NAN) -> Part:
-    """Integral: contrast > 0 (contradicted: contrast < margin). Generic: |contrast| < margin (contradicted: two-sided significance)."""
-    part = Part(label, paper=paper)
-    if contrast is None:
+    """A blocked interaction contrast (:mod:`analysis.blocked`) as a part.
+
+    Integral: contrast > 0 (contradicted: contrast < margin, one-sided). Generic: |contrast| <
+    margin (TOST; contradicted: two-sided significance of the contrast).
+    """
+    part = Part(label, paper=paper, margin=margin, kind="equivalence" if kind != "Integral" else "")
+    if contrast is None or contrast.n == 0:
         part.reason = "a cell of the 2 x 2 design has no finished run"
         return part
-    part.estimate, part.n = contrast.estimate, contrast.n
-    if contrast.df <= 0 or not np.isfinite(contrast.se) or contrast.se == 0:
-        part.reason = "no replicate within a cell: no residual variance"
+    part.estimate, part.n, part.sd = contrast.estimate, contrast.n, contrast.se * np.sqrt(contrast.n)
+    if not contrast.testable:
+        part.reason = "fewer than 2 seeds with all four cells" if contrast.n < 2 else NO_VARIANCE
         return part
-    q = float(stats.t.ppf(0.975, contrast.df))
-    part.low, part.high = contrast.estimate - q * contrast.se, contrast.estimate + q * contrast.se
-    t0 = contrast.estimate / contrast.se
+    part.low, part.high = contrast.interval()
     if kind == "Integral":
-        part.p_support = float(stats.t.sf(t0, contrast.df))
-        part.p_contradict = float(stats.t.cdf((contrast.estimate - margin) / contrast.se, contrast.df))
+        part.p_support, part.p_contradict = contrast.p_greater(0.0), contrast.p_less(margin)
     else:
-        lower = float(stats.t.sf((contrast.estimate + margin) / contrast.se, contrast.df))
-        upper = float(stats.t.cdf((contrast.estimate - margin) / contrast.se, contrast.df))
-        part.p_support = max(lower, upper)
-        part.p_contradict = float(2 * stats.t.sf(abs(t0), contrast.df))
+        part.p_support, part.p_contradict = contrast.p_equivalent(margin), contrast.p_two_sided()
     return part

@@ -4,7 +4,7 @@
 its abstract (each row citing its table), and the hyper-parameters of the authors' main
 script and of their method outline; ``analysis/literature.csv`` those of Tables
 3-6. Each check recomputes a printed quantity from the paper's own numbers (an average
-from its categories, a Δ from its two rows, the degrees of freedom an F and p imply,
+from its categories, a Δ from its two rows, the degrees of freedom an F and its rounded p imply,
 the per-task overhead Table 2's configuration implies on the model this harness
 builds) and says whether the two agree within the printed rounding.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import stats
 
 from analysis import literature
 
@@ -108,12 +108,23 @@ def _reference_row(pv: pd.DataFrame, table: str) -> str:
     return reference
 
 
-def _df_for(f_value: float, p_value: float) -> float:
-    """The denominator df that makes ``P(F(1, df) > f_value) = p_value``."""
-    try:
-        return float(optimize.brentq(lambda df: stats.f.sf(f_value, 1, df) - p_value, 1.0, 10_000.0))
-    except ValueError:
-        return float("nan")
+def dfs_for(f_value: float, p_value: float, largest: int = 200) -> list[int]:
+    """Residual df (1 to ``largest``) for which F(1, df) = ``f_value`` has a p that rounds to ``p_value`` as printed
+    (to its number of decimals)."""
+    decimals = len(repr(float(p_value)).split(".")[1].rstrip("0") or "0")
+    half = 0.5 * 10.0**-decimals
+    return [df for df in range(1, largest + 1) if p_value - half <= stats.f.sf(f_value, 1, df) < p_value + half]
+
+
+def _ranges(values: list[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1-3, 7"``."""
+    out: list[str] = []
+    for v in values:
+        if out and v == int(out[-1].split("-")[-1]) + 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{v}"
+        else:
+            out.append(str(v))
+    return ", ".join(out) if out else "none"
 
 
 def checks() -> list[SelfCheck]:
@@ -199,14 +210,20 @@ def checks() -> list[SelfCheck]:
     above = t9[t9["value"] > value(pv, "9", "M6 N2", "I-AUC")]["row"].tolist()
     out.append(SelfCheck("Table 9: the bold 6/2 image AUROC vs the other depths", "9", f"{value(pv, '9', 'M6 N2', 'I-AUC')} (bold)",
                          f"{len(above)} depth(s) higher: {', '.join(above)}", not above))
-    # 12. Table 8's F and p
+    # 12. Table 8's F and p: which residual df they imply, the p-values taken as printed (rounded)
+    fits_all: set[int] | None = None
     for row in pv[(pv["paper_table"] == "8") & (pv["column"] == "interaction F")]["row"]:
         f_value, p_value = value(pv, "8", row, "interaction F"), value(pv, "8", row, "interaction p")
-        df = _df_for(f_value, p_value)
+        dfs = dfs_for(f_value, p_value)
+        fits_all = set(dfs) if fits_all is None else fits_all & set(dfs)
+        balanced = [df for df in dfs if df % 4 == 0]  # a balanced 2 x 2 design with r runs per cell: 4 (r - 1) df
         p16 = float(stats.f.sf(f_value, 1, 16))
-        per_cell = (df + 4) / 4  # a balanced 2 x 2 design with r runs per cell has 4 (r - 1) residual df
-        out.append(SelfCheck(f"Table 8, {row}: residual df its interaction F and p imply (runs per cell not stated)", "8",
-                             f"F {f_value}, p {p_value}",
-                             f"df = {df:.1f}, {per_cell:.1f} runs per cell; 5 per cell (df 16) would give p = {p16:.3f}",
-                             abs(df - 4 * (round(per_cell) - 1)) < 0.5))
+        found = (f"df {_ranges(dfs)}" if dfs else "no df up to 200") + (
+            f"; balanced: {', '.join(f'{d} ({d // 4 + 1} runs per cell)' for d in balanced)}" if balanced else "; none balanced")
+        out.append(SelfCheck(f"Table 8, {row}: residual df its interaction F and rounded p imply (runs per cell not stated)",
+                             "8", f"F {f_value}, p {p_value}", f"{found}; 5 per cell (df 16) would give p = {p16:.3f}",
+                             bool(balanced)))
+    out.append(SelfCheck("Table 8: one residual df for all five interaction tests (one design, the same runs)", "8",
+                         "F and p per component", f"df fitting every row: {_ranges(sorted(fits_all or []))}" if fits_all
+                         else "no df fits every row", bool(fits_all)))
     return out

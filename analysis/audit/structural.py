@@ -110,22 +110,35 @@ def parameter_overhead(ctx: Context, check: dict[str, Any]) -> list[Part]:
 # ---------------------------------------------------------------------------------------- headline numbers
 def welch_paper(ctx: Context, check: dict[str, Any]) -> list[Part]:
     values, why = run_values(ctx, check, check["metric"])
-    part = welch_vs_paper(f"{label_of(check['metric'])} vs {check['mean']} ± {check['sd']} (n={check['n']})", values,
-                          check["mean"], check["sd"], check["n"])
+    m = check["margin"]
+    part = welch_vs_paper(f"|{label_of(check['metric'])} - {check['mean']}| < {m:g} (paper: ± {check['sd']}, n={check['n']})",
+                          values, check["mean"], check["sd"], check["n"], m)
     return [with_shortfall(part, why)]
 
 
 def interval_contains(ctx: Context, check: dict[str, Any]) -> list[Part]:
+    """The harness's 95% interval against the paper's value ± tolerance.
+
+    Supported when the interval lies inside ``[paper - tol, paper + tol]`` (the harness pins the
+    value to the paper's within the tolerance); contradicted when the two do not overlap; undecided
+    otherwise, so that fewer or noisier runs (a wider interval) can never add support.
+    """
     parts = []
     for column, paper in check["values"].items():
         values, why = run_values(ctx, check, column)
         tol = check["tolerance"][column]
-        part = Part(f"{label_of(column)} interval ± {tol:g} contains {paper}", n=len(values), paper=paper)
+        label = f"{label_of(column)} interval within {paper} ± {tol:g}"
+        part = Part(label, n=len(values), paper=paper)
         if len(values) >= 2:
-            part = sign_test(part.label, values, ">", paper - tol, paper=paper)  # for the interval only
-            lo, hi = part.low - tol, part.high + tol
+            part = sign_test(label, values, ">", paper - tol, paper=paper)  # for the interval only
             part.p_support = part.p_contradict = NAN
-            part.status = "supported" if lo <= paper <= hi else "contradicted"
+            lo, hi = paper - tol, paper + tol
+            if lo <= part.low and part.high <= hi:
+                part.status = "supported"
+            elif part.high < lo or part.low > hi:
+                part.status = "contradicted"
+            else:
+                part.reason = f"the interval [{part.low:.4f}, {part.high:.4f}] overlaps [{lo:.4f}, {hi:.4f}] without lying inside it"
         else:
             part.reason = "n < 2: no interval"
         parts.append(with_shortfall(part, why))
