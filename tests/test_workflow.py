@@ -140,7 +140,7 @@ def test_default_and_paper_configs_plan() -> None:
         runs = plan_runs(_validated(yaml.safe_load((ROOT / "config" / name).read_text())))
         assert all(len(r.run_id) == 12 for r in runs.values())
         counts[name] = len(runs)
-    assert counts == {"config.yaml": 69, "paper.yaml": 430}
+    assert counts == {"config.yaml": 117, "paper.yaml": 430}
 
 
 def _rule_counts(text: str) -> dict[str, int]:
