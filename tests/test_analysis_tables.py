@@ -149,6 +149,13 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     assert forgetting.loc["run", "FM I-AUROC mean"] == 0 and forgetting.loc["run", "FM I-AUROC n"] == 3
     summary16 = pd.read_csv(tables / "T16_summary.csv").set_index("dataset")
     assert summary16.loc["synth", "I-AUROC n"] == 3 and summary16.loc["synth", "I-AUROC mean"] > 0.8
+    # categories as a random effect: the same mean, an interval wider than the seeds' spread
+    mixed = pd.read_csv(tables / "T16b_category_model.csv").set_index("dataset metric").loc["synth I-AUROC"]
+    assert mixed["mean mean"] == pytest.approx(summary16.loc["synth", "I-AUROC mean"], abs=1e-9)
+    assert mixed["categories mean"] == 2 and mixed["seeds mean"] == 3
+    assert (mixed["SD categories mean"] > 0) != ("boundary" in str(mixed["note"]))
+    low, high = (float(x) for x in mixed["95% CI"].strip("[]").split(","))
+    assert high - low > 2 * summary16.loc["synth", "I-AUROC std"]
     latex = (tables / "T7_ablation_synth.tex").read_text()
     assert "\\toprule" in latex and "\\bottomrule" in latex and "\\textbf{" in latex
 

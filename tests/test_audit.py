@@ -311,3 +311,23 @@ def test_part_power_against_the_papers_effect() -> None:
     assert TTestPower().power(0.076 / sd, n, 0.01, alternative="larger") >= 0.8 > \
         TTestPower().power(0.076 / sd, n - 1, 0.01, alternative="larger")
     assert part_power(exact("x", True), 0.05, 0.005) is None  # exact parts have no power to speak of
+
+
+# ------------------------------------------------------------------------------------------ margins and the metric's resolution
+def test_a_margin_below_the_metrics_resolution_is_raised_to_it() -> None:
+    """Two categories of 2 normal and 3 anomalous test images: one swapped pair moves the mean I-AUROC by 1/12."""
+    from analysis.audit.comparisons import paired
+
+    ctx = _ablation_context(_noisy({"X": 0.001}, 3))
+    ctx.runs["image_auroc_routed"] = ctx.runs["pixel_ap_routed"]
+    counts = {"test_counts": {"a": {"normal": 2, "anomalous": 3}, "b": {"normal": 4, "anomalous": 5}}}
+    ctx.summaries.update({rid: {"dataset": counts} for rid in ctx.runs["run_id"]})
+    assert ctx.resolution("ablation", "image_auroc_routed") == pytest.approx(1 / 12)
+    assert ctx.resolution("ablation", "pixel_ap_routed") == 0.0  # pixel metrics rank thousands of pixels
+    check = {"study": "ablation", "reference": "MoLE-Flow",
+             "parts": [{"variant": "X", "metric": "image_auroc_routed", "equivalence": 0.005}]}
+    (part,) = paired(ctx, check)
+    assert part.margin == pytest.approx(1 / 12) and "raised from 0.005 to the metric's resolution 0.0833" in part.label
+    ctx.summaries.clear()  # summaries written before runs recorded their test counts: the margin as registered
+    (part,) = paired(ctx, check)
+    assert part.margin == 0.005

@@ -505,6 +505,10 @@ def test_runs_record_what_the_claims_audit_reads(dataset: Path, cache: Path, tmp
     assert (learner.router.nearest_mean(feats).numpy() == by_hand).all()
     truth = np.concatenate([np.full(len(t.test.labels), i) for i, t in enumerate(tasks)])
     assert frozen["routing_accuracy_euclidean"] == pytest.approx(float((by_hand == truth).mean()))
+    # the test images per category, for the resolution of an image-level metric (the audit's margins)
+    assert frozen["dataset"]["test_counts"] == {t.category: {"normal": int((np.asarray(t.test.labels) == 0).sum()),
+                                                             "anomalous": int((np.asarray(t.test.labels) == 1).sum())}
+                                                for t in tasks}
 
     assert config["scoring"]["image_top_k"] == 3
     for category, final in frozen["final"].items():  # k = 3 re-scored is the run's own image AUROC

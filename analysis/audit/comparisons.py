@@ -39,15 +39,16 @@ def paired(ctx: Context, check: dict[str, Any]) -> list[Part]:
             diff, why = paired_diff(ctx, study, variant, reference, column)
             name = f"Δ {label_of(column)} ({variant} - {reference})"
             if "equivalence" in spec:
-                m = spec["equivalence"]
-                part = equivalence_test(f"|{name}| < {m:g}", diff, -m, m, paper=spec.get("paper", NAN))
+                m, note = ctx.margin(study, column, spec["equivalence"])
+                part = equivalence_test(f"|{name}| < {m:g}{note}", diff, -m, m, paper=spec.get("paper", NAN))
             elif "region" in spec:
                 lo, hi = spec["region"]
                 part = equivalence_test(f"{name} in [{lo:g}, {hi:g}]", diff, lo, hi, paper=spec.get("paper", NAN))
             else:
                 threshold = spec.get("threshold", 0.0)
-                part = sign_test(f"{name} {spec['direction']} {threshold:g}", diff, spec["direction"], threshold,
-                                 spec.get("margin", 0.0 if threshold else MARGIN), paper=spec.get("paper", NAN))
+                margin, note = ctx.margin(study, column, spec.get("margin", 0.0 if threshold else MARGIN))
+                part = sign_test(f"{name} {spec['direction']} {threshold:g}{note}", diff, spec["direction"], threshold,
+                                 margin, paper=spec.get("paper", NAN))
         parts.append(with_shortfall(part, why))
     if "best" in check:
         parts += sweep_best(ctx, check["best"])
@@ -95,7 +96,7 @@ def forgetting_order(ctx: Context, check: dict[str, Any]) -> list[Part]:
 def strategy_order(ctx: Context, check: dict[str, Any]) -> list[Part]:
     study, column = check["study"], check["metric"]
     diff, why = paired_diff(ctx, study, check["reference"], check["equivalent"], column)
-    m = check["margin"]
+    m, _ = ctx.margin(study, column, check["margin"])
     parts = [with_shortfall(equivalence_test(f"|Δ {label_of(column)} ({check['reference']} - {check['equivalent']})| < {m:g}",
                                               diff, -m, m), why)]
     order = check["order"]

@@ -39,6 +39,28 @@ class Context:
         sub = mine[mine["study"] == study]
         return sub if variant is None else sub[sub["variant"] == variant]
 
+    def resolution(self, study: str, column: str) -> float:
+        """The smallest change an image-level AUROC mean can show in ``study``'s runs: one swapped pair of a
+        normal and an anomalous test image in the category with the fewest pairs, over the categories averaged
+        (``1 / (C x normal x anomalous)``); 0 for pixel metrics (thousands of pixels) or when the runs do not
+        record their test counts (summaries written before they did)."""
+        if not column.startswith("image_auroc"):
+            return 0.0
+        worst = 0.0
+        for run_id in self.rows(study)["run_id"]:
+            counts = ((self.summaries.get(run_id) or {}).get("dataset") or {}).get("test_counts") or {}
+            steps = [1.0 / (len(counts) * c["normal"] * c["anomalous"]) for c in counts.values()
+                     if c["normal"] and c["anomalous"]]
+            worst = max([worst] + steps)
+        return worst
+
+    def margin(self, study: str, column: str, margin: float) -> tuple[float, str]:
+        """``margin``, raised to the metric's :meth:`resolution` when that is coarser; and a note saying so."""
+        step = self.resolution(study, column)
+        if step > margin:
+            return step, f" (margin raised from {margin:g} to the metric's resolution {step:.4f})"
+        return margin, ""
+
     def values(self, study: str, variant: str, column: str) -> tuple[pd.Series, str]:
         """Per replicate ``(seed, order)``, ``column`` of the finished runs; and what is missing or diverged."""
         rows = self.rows(study, variant)

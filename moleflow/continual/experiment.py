@@ -77,12 +77,16 @@ def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -
 
 
 def dataset_record(config: Config, tasks: list[TaskData]) -> dict[str, Any]:
-    """What the run read: layout, root, categories in task order, and the content fingerprint of each split
-    (the feature cache's), with one digest of them all."""
+    """What the run read: layout, root, categories in task order, the content fingerprint of each split
+    (the feature cache's) with one digest of them all, and the test images per category."""
     prints = {t.category: {"train": t.train.meta["key"]["dataset"], "test": t.test.meta["key"]["dataset"]} for t in tasks}
     digest = hashlib.sha256(json.dumps(prints, sort_keys=True).encode()).hexdigest()[:16]
+    # test images per category: the resolution of an image-level metric (one swapped pair moves an AUROC by
+    # 1 / (normal x anomalous)), which the claims audit's margins must exceed
+    counts = {t.category: {"normal": int((np.asarray(t.test.labels) == 0).sum()),
+                           "anomalous": int((np.asarray(t.test.labels) == 1).sum())} for t in tasks}
     return {"kind": config["dataset"]["kind"], "root": str(config["dataset"]["root"]),
-            "categories": [t.category for t in tasks], "fingerprints": prints, "digest": digest}
+            "categories": [t.category for t in tasks], "fingerprints": prints, "digest": digest, "test_counts": counts}
 
 
 def _drop_if_refused(out: Path, fresh: bool) -> bool:
