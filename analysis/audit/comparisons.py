@@ -3,6 +3,7 @@ ablations, and the 2 x 2 interaction designs (Table 8)."""
 
 from __future__ import annotations
 
+from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -123,8 +124,6 @@ def _top_drops(ctx: Context, check: dict[str, Any], drops: list[float]) -> Part:
     none of them is among the largest: there are ``top`` other ablations that each cost
     significantly more than every one of them (the smallest, over such sets, of the largest p).
     """
-    from itertools import combinations
-
     study, column, order, k = check["study"], check["metric"], check["order"], check["top"]
     named, others = order[:k], order[k:]
     label = f"{' and '.join(named)} the {k} largest drops"

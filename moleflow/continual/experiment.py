@@ -83,8 +83,8 @@ def dataset_record(config: Config, tasks: list[TaskData]) -> dict[str, Any]:
     digest = hashlib.sha256(json.dumps(prints, sort_keys=True).encode()).hexdigest()[:16]
     # test images per category: the resolution of an image-level metric (one swapped pair moves an AUROC by
     # 1 / (normal x anomalous)), which the claims audit's margins must exceed
-    counts = {t.category: {"normal": int((np.asarray(t.test.labels) == 0).sum()),
-                           "anomalous": int((np.asarray(t.test.labels) == 1).sum())} for t in tasks}
+    labels = {t.category: np.asarray(t.test.labels) for t in tasks}
+    counts = {c: {"normal": int((y == 0).sum()), "anomalous": int((y == 1).sum())} for c, y in labels.items()}
     return {"kind": config["dataset"]["kind"], "root": str(config["dataset"]["root"]),
             "categories": [t.category for t in tasks], "fingerprints": prints, "digest": digest, "test_counts": counts}
 

@@ -40,7 +40,7 @@ class TrainResult:
 
 
 def _batch(patches: np.ndarray, index: np.ndarray, device: torch.device) -> torch.Tensor:
-    """Rows ``index`` of a float16 ``(N, H, W, D)`` memmap as float32 on ``device``."""
+    """Rows ``index`` of a cache entry's ``(N, H, W, D)`` memmap (float16 or float32) as float32 on ``device``."""
     return torch.from_numpy(float32_rows(patches[np.sort(index)])).to(device)
 
 

@@ -53,22 +53,25 @@ def _center_crop(img: Image.Image, crop: int) -> Image.Image:
     return img.crop((left, top, left + crop, top + crop))
 
 
+def _rgb_cropped(path: str | Path, resize: int, crop: int, mode: str) -> Image.Image:
+    """The image at ``path`` as RGB, resized (Lanczos, ``mode``) and centre-cropped to ``crop x crop``."""
+    return _center_crop(_resize(open_image(path).convert("RGB"), resize, mode, Image.Resampling.LANCZOS), crop)
+
+
 def load_image(
     path: str | Path, resize: int, crop: int,
     mean: tuple[float, ...] | np.ndarray = IMAGENET_MEAN, std: tuple[float, ...] | np.ndarray = IMAGENET_STD,
     mode: str = "square",
 ) -> np.ndarray:
     """Load an image as a float32 array ``(3, crop, crop)``, normalised per channel as ``(x - mean) / std``."""
-    img = _resize(open_image(path).convert("RGB"), resize, mode, Image.Resampling.LANCZOS)
-    arr = np.asarray(_center_crop(img, crop), dtype=np.float32) / 255.0
+    arr = np.asarray(_rgb_cropped(path, resize, crop, mode), dtype=np.float32) / 255.0
     arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
 def load_display_image(path: str | Path, resize: int, crop: int, mode: str = "square") -> np.ndarray:
     """Load an image for plots: uint8 ``(crop, crop, 3)``, same geometry as ``load_image``."""
-    img = _resize(open_image(path).convert("RGB"), resize, mode, Image.Resampling.LANCZOS)
-    return np.asarray(_center_crop(img, crop), dtype=np.uint8)
+    return np.asarray(_rgb_cropped(path, resize, crop, mode), dtype=np.uint8)
 
 
 def load_mask(path: str | Path | None, resize: int, crop: int, mode: str = "square") -> np.ndarray:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import ctypes
 import gc
 import json
-import math
 import tempfile
 import threading
 import time
@@ -320,14 +319,16 @@ def dataset_categories(plan: WorkflowPlan, dataset: str) -> list[str]:
 
 def run_cost(run: PlannedRun, check: GroupCheck, sizes: dict[str, tuple[int, int]]) -> float:
     """Seconds one planned run takes on the checked device: its steps at the measured step times plus its evaluations."""
+    from moleflow.continual.settings import TrainSettings
+
     config = run.config
     categories = config["dataset"]["categories"] or sorted(sizes)
-    batch, epochs = config["training"]["batch_size"], config["training"]["epochs"]
-    drop = config["training"]["drop_last"]
+    settings = TrainSettings.from_config(config)
+    batch = settings.batch_size
     seconds = 0.0
     for t, category in enumerate(categories):
         train, _ = sizes[category]
-        steps = epochs * (max(1, train // batch) if drop else math.ceil(train / batch))
+        steps = settings.epochs * settings.steps_per_epoch(train)
         step = check.task0_step_s if t == 0 else check.later_step_s
         seconds += steps * step if config["strategy"]["name"] != "knn" else step * train / batch
         seconds += check.eval_image_s * sum(sizes[c][1] for c in categories[: t + 1])
@@ -338,10 +339,13 @@ def estimate(plan: WorkflowPlan, groups: list[SmokeGroup], checks: list[GroupChe
              extractions: list[ExtractionCheck]) -> dict[str, Any]:
     """The grid's training-and-evaluation hours on the checked device, and the datasets' extraction hours."""
     total, unknown = 0.0, []
+    known: dict[tuple[str, tuple[str, ...]], dict[str, tuple[int, int]] | None] = {}  # read each dataset's splits once
     for group, check in zip(groups, checks):
         for run in group.runs:
-            cats = run.config["dataset"]["categories"] or dataset_categories(plan, run.dataset)
-            sizes = split_sizes(plan, run.dataset, cats)
+            cats = tuple(run.config["dataset"]["categories"] or dataset_categories(plan, run.dataset))
+            if (run.dataset, cats) not in known:
+                known[(run.dataset, cats)] = split_sizes(plan, run.dataset, list(cats))
+            sizes = known[(run.dataset, cats)]
             if sizes is None or check.status != "ok":
                 unknown.append(run.run_id)
                 continue
@@ -381,11 +385,9 @@ def smoke(plan: WorkflowPlan, device: str = "auto", workdir: Path | None = None,
         layouts = {json.dumps([r.config["dataset"]["kind"], r.config["features"], r.config["training"]["batch_size"]],
                               sort_keys=True): r.config for g in groups for r in g.runs}
         for key, config in layouts.items():
-            if key not in extractions:
-                extractions[key] = check_extraction(config, work, resolved)
-                e = extractions[key]
-                weights = " (random backbone weights: the real ones are not on this machine)" if e.random_weights else ""
-                log(f"features: {e.features}{weights}: {e.image_s * 1000:.0f} ms/image, peak {e.peak_mib:,.0f} MiB")
+            e = extractions[key] = check_extraction(config, work, resolved)
+            weights = " (random backbone weights: the real ones are not on this machine)" if e.random_weights else ""
+            log(f"features: {e.features}{weights}: {e.image_s * 1000:.0f} ms/image, peak {e.peak_mib:,.0f} MiB")
         for k, group in enumerate(groups, 1):
             check = check_group(group, work, resolved)
             checks.append(check)
