@@ -1,7 +1,9 @@
 # MoLE-Flow workflow: datasets x studies x variants x task orders x seeds -> runs -> tables.
 # Rules stay thin; the logic is in moleflow/ (planning, training) and analysis/.
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from moleflow.errors import MoleflowError
 from moleflow.planning import WorkflowPlan
 
 
@@ -17,7 +19,10 @@ validate(config, "workflow/schemas/config.schema.yaml")
 report: "workflow/report/workflow.rst"  # snakemake all_tables --report results/report.html
 
 RESULTS = config["results"]
-PLAN = WorkflowPlan.from_config(config)  # every list the rules use (tested in Python)
+try:
+    PLAN = WorkflowPlan.from_config(config)  # every list the rules use (tested in Python)
+except MoleflowError as exc:  # a bad key or category: one line, before any job starts
+    raise WorkflowError(f"workflow configuration: {exc}") from None
 RUNS = PLAN.runs
 
 

@@ -20,7 +20,7 @@ from analysis.collect import collect, load_summaries, run_configs
 from analysis.figures import _save, build_all as build_figures
 from analysis.render import to_html, write
 from analysis.tables import build_all
-from moleflow.config import read_yaml
+from moleflow.config import read_workflow_config
 from moleflow.errors import MoleflowError
 from moleflow.io import write_json_atomic, write_text_atomic
 
@@ -52,17 +52,44 @@ def read_json(path: str | Path, what: str) -> dict:
         raise MoleflowError(f"{what}: cannot read {path} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
 
 
+PLAN_KEYS = ("results", "datasets", "studies", "runs")
+
+
+def _checked_plan(record: object, path: str | Path) -> dict:
+    """A plan record as the workflow writes it; one line naming the file when it is not one."""
+    if not isinstance(record, dict) or any(key not in record for key in PLAN_KEYS):
+        raise MoleflowError(f"{path}: not a plan record (it needs {', '.join(PLAN_KEYS)}; the workflow writes "
+                            "results/plan.json)")
+    return record
+
+
 def _plan_record(args: argparse.Namespace) -> dict:
     """The plan the tables are drawn from: ``--plan``, else planned now from ``--config``, else the results
     folder's ``plan.json`` (the workflow writes it), else planned from ``config/config.yaml``."""
     if args.plan:
-        return read_json(args.plan, "--plan")
+        return _checked_plan(read_json(args.plan, "--plan"), args.plan)
     default = Path(args.results or "results") / "plan.json"
     if not args.config and default.is_file():
-        return read_json(default, "plan record")
+        return _checked_plan(read_json(default, "plan record"), default)
     from moleflow.planning import WorkflowPlan  # only to plan a folder that has no record of its plan
 
-    return WorkflowPlan.from_config(read_yaml(args.config or "config/config.yaml")).record()
+    config = Path(args.config or "config/config.yaml")
+    if not args.config and not config.is_file():
+        raise MoleflowError(f"{default.parent} holds no plan.json (the record the workflow writes) and there is no "
+                            f"{config} to plan from; give --plan FILE or --config FILE")
+    return WorkflowPlan.from_config(read_workflow_config(config)).record()
+
+
+def _warn_foreign_runs(plan: dict, results: str | Path) -> None:
+    """Say so when the results folder holds run folders and none of them belongs to the plan (a plan of another config)."""
+    from analysis.collect import recorded_runs
+
+    runs = Path(results) / "runs"
+    present = {p.name for p in runs.iterdir() if p.is_dir()} if runs.is_dir() else set()
+    planned = set(recorded_runs(plan))
+    if present and not present & planned:
+        print(f"analysis: warning: none of the {len(present)} run folder(s) under {runs} belongs to this plan "
+              f"({len(planned)} planned runs): is the plan from another configuration?", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         plan = _plan_record(args)
         results = args.results or plan["results"]
+        _warn_foreign_runs(plan, results)
         summaries = load_summaries(plan, results)  # each summary.json is read once
         frame = collect(plan, results, summaries)
         write_text_atomic(f"{results}/runs.csv", frame.to_csv(index=False, float_format="%.12g"))  # exact enough for any count or statistic

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from moleflow.metrics.continual import METRICS
 from moleflow.config import flat_strings
+from moleflow.continual.summary import read_summary
+from moleflow.metrics.continual import METRICS
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,9 @@ def load_summaries(plan: dict[str, Any], results: str | Path) -> Summaries:
     out: Summaries = {}
     for run_id in recorded_runs(plan):
         path = Path(results) / "runs" / run_id / "summary.json"
-        out[run_id] = json.loads(path.read_text()) if path.is_file() else None
+        out[run_id] = read_summary(path) if path.is_file() else None
     return out
+
 
 
 def run_configs(plan: dict[str, Any], results: str | Path, summaries: Summaries | None = None) -> dict[str, dict[str, Any]]:

@@ -21,7 +21,6 @@ Files are written atomically and carry no timestamps, so regenerating gives the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +34,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from analysis import sweeps  # noqa: E402
+from analysis.collect import read_summary  # noqa: E402
 from analysis.literature import reported  # noqa: E402
 from analysis.tables import METRIC_LABELS, literature_kinds, main_method, run_level  # noqa: E402
 from moleflow.heatmaps import accuracy_heatmaps, as_matrix  # noqa: E402
@@ -191,7 +191,7 @@ def _summaries(results: Path, run_ids: list[str]) -> Summaries:
     for run_id in run_ids:
         path = results / "runs" / run_id / "summary.json"
         if path.is_file():
-            out[run_id] = json.loads(path.read_text())
+            out[run_id] = read_summary(path)
     return out
 
 

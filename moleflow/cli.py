@@ -137,6 +137,17 @@ def _cmd_features_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _set_threads(args: argparse.Namespace) -> None:
     """``--threads N``: torch's intra-op threads (the workflow passes what Snakemake gives the job)."""
     if getattr(args, "threads", None):
@@ -173,12 +184,26 @@ def _runs_json(text: str) -> dict[str, dict]:
             text = Path(text[1:]).read_text()
         except OSError as exc:
             raise MoleflowError(f"--runs-json: cannot read {text[1:]} ({exc.strerror})") from None
+    def unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        keys = [k for k, _ in pairs]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise MoleflowError(f"--runs-json: {', '.join(twice)} given twice in one object (one of them would be "
+                                "dropped silently)")
+        return dict(pairs)
+
     try:
-        runs = json.loads(text)
+        runs = json.loads(text, object_pairs_hook=unique)
     except json.JSONDecodeError as exc:
         raise MoleflowError(f"--runs-json is not valid JSON ({exc})") from None
     if not isinstance(runs, dict) or not all(isinstance(c, dict) for c in runs.values()):
         raise MoleflowError('--runs-json must be one JSON object {"RUN_DIR": {config}, ...}')
+    same: dict[Path, str] = {}
+    for out in runs:
+        where = Path(out).expanduser().resolve()
+        if where in same:
+            raise MoleflowError(f"--runs-json: {same[where]!r} and {out!r} are the same folder ({where})")
+        same[where] = out
     return runs
 
 
@@ -231,10 +256,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from moleflow.continual.predict import predict_images
 
     _set_threads(args)
-    done = predict_images(args.run, args.images, args.out, args.task, args.threshold, args.normal, args.quantile)
-    decided = "" if done["anomalous"] is None else f"; {done['anomalous']} above their threshold ({done['how']})"
+    done = predict_images(args.run, args.images, args.out, args.task, args.threshold, args.normal, args.quantile,
+                          args.allow_training_normal)
+    for note in done["notes"]:
+        print(note, file=sys.stderr)
+    if done["decided"] is None:
+        decided = ""
+    elif done["decided"] == 0:
+        decided = "; no image was routed to a task with a threshold: no decision"
+    else:
+        decided = f"; {done['anomalous']} of {done['decided']} decided images above their threshold ({done['how']})"
     print(f"scored {done['images']} images ({done['backbone_images']} backbone passes) -> {args.out}/scores.csv, "
-          f"{args.out}/maps/{decided}")
+          f"{args.out}/maps/, {args.out}/overlays/{decided}")
     return 0
 
 
@@ -263,8 +296,11 @@ def _cmd_track_log(args: argparse.Namespace) -> int:
 def _cmd_track_study(args: argparse.Namespace) -> int:
     from moleflow.io import write_json_atomic
     from moleflow.tracking import default_tracking_uri, log_memberships
+    from moleflow.tracking.mlflow_log import run_summary
 
     uri = default_tracking_uri(args.results, args.uri)
+    for spec in args.run:  # every folder checked before the first is logged: a bad one does not leave half a study
+        run_summary(spec.partition("=")[0])
     logged = {}
     for spec in args.run:
         run_dir, _, variant = spec.partition("=")
@@ -278,10 +314,16 @@ def _cmd_track_study(args: argparse.Namespace) -> int:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from moleflow.config import read_yaml
+    from moleflow.config import read_workflow_config
     from moleflow.planning import plan_runs
 
-    runs = plan_runs(read_yaml(args.configfile))
+    from moleflow.errors import ConfigError
+
+    try:
+        runs = plan_runs(read_workflow_config(args.configfile))
+    except ConfigError as exc:
+        message = str(exc)
+        raise ConfigError(message if message.startswith(str(args.configfile)) else f"{args.configfile}: {message}") from None
     per_study = Counter(study for run in runs.values() for study in run.studies)
     for study, count in per_study.items():
         datasets = sorted({r.dataset for r in runs.values() if study in r.studies})
@@ -297,13 +339,14 @@ def _hours(hours: float) -> str:
 
 
 def _smoke(args: argparse.Namespace) -> int:
-    from moleflow.config import read_yaml
+    from moleflow.config import read_workflow_config
     from moleflow.io import write_json_atomic
     from moleflow.planning import WorkflowPlan
     from moleflow.planning.smoke import smoke
 
     _set_threads(args)
-    report = smoke(WorkflowPlan.from_config(read_yaml(args.configfile)), device=args.device, studies=args.studies)
+    report = smoke(WorkflowPlan.from_config(read_workflow_config(args.configfile)), device=args.device,
+                   studies=args.studies)
     est, failed = report["estimate"], [g for g in report["groups"] if g["status"] != "ok"]
     missing = f"; {est['runs_without_estimate']} run(s) without one (dataset sizes unknown or check failed)" \
         if est["runs_without_estimate"] else ""
@@ -372,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--splits", nargs="+", default=["train", "test"], choices=["train", "test"],
                          help="which splits to extract (default both)")
     extract.add_argument("--quiet", action="store_true", help="no progress bar")
-    extract.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core); the workflow passes the job's Snakemake threads")
+    extract.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's, one per core); the workflow passes the job's Snakemake threads")
     extract.add_argument("--record", help="write a JSON record of the cache entries here (the workflow's output)")
     extract.add_argument("--also-features", metavar="JSON", help="a JSON list of other whole `features` blocks to "
                          "extract too (the workflow passes the other resolutions its runs read)")
@@ -385,26 +428,29 @@ def build_parser() -> argparse.ArgumentParser:
     runp.add_argument("--config-json", help="the whole configuration as one JSON object (what the workflow passes)")
     runp.add_argument("--out", required=True, help="run directory (a rerun resumes after its last finished task)")
     runp.add_argument("--quiet", action="store_true", help="no progress bars (one line per task and the resume line stay)")
-    runp.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core); the workflow passes the job's Snakemake threads")
+    runp.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's, one per core); the workflow passes the job's Snakemake threads")
     runp.set_defaults(func=_cmd_run)
 
     many = sub.add_parser("run-many", help="several runs one after the other in one process (what the workflow's training jobs call)")
     many.add_argument("--runs-json", required=True, metavar="JSON",
                       help='{"RUN_DIR": {the whole configuration}, ...} (or @FILE holding it); finished runs are skipped')
     many.add_argument("--quiet", action="store_true", help="no progress bars (one line per task stays)")
-    many.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core); the workflow passes the job's Snakemake threads")
+    many.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's, one per core); the workflow passes the job's Snakemake threads")
     many.set_defaults(func=_cmd_run_many)
 
     pred = sub.add_parser("predict", help="score new images with a trained run: routed task, score, anomaly map (and a decision)")
     pred.add_argument("--run", required=True, help="a run directory (its config.yaml and checkpoints are read)")
     pred.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files, or folders of images (not recursive)")
-    pred.add_argument("--out", required=True, help="writes scores.csv, maps/<n>_<stem>.png, maps/scale.json, threshold.json")
+    pred.add_argument("--out", required=True, help="writes scores.csv, maps/<n>_<stem>.png, maps/scale.json, "
+                      "overlays/<n>_<stem>.png, threshold.json (replacing an earlier predict's)")
     pred.add_argument("--task", help="score every image with this task (category name or index) instead of routing it")
     pred.add_argument("--threshold", type=float, help="decide 'anomalous' where the image score exceeds this value")
     pred.add_argument("--normal", metavar="FOLDER", help="held-out normal images: per task, the threshold is the "
                       "--quantile of their image scores (never anomalous images, never the run's test set)")
     pred.add_argument("--quantile", type=float, default=0.99, help="quantile of the normal images' scores (default 0.99)")
-    pred.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
+    pred.add_argument("--allow-training-normal", action="store_true", help="accept --normal images that are the run's "
+                      "own training images (refused by default: their scores are low by construction)")
+    pred.add_argument("--threads", type=_positive_int, help="torch threads (default: torch's, one per core)")
     pred.set_defaults(func=_cmd_predict)
 
     track = sub.add_parser("track", help="MLflow mirror of run directories").add_subparsers(dest="track_command", required=True)
@@ -435,7 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--device", default="auto", help="(--smoke) device of the checks: auto, cpu, cuda, cuda:1 (default auto)")
     plan.add_argument("--json", help="(--smoke) also write the full report as JSON here")
     plan.add_argument("--studies", nargs="+", metavar="STUDY", help="(--smoke) check only the runs of these studies")
-    plan.add_argument("--threads", type=int, help="(--smoke) torch threads (default: torch's, one per core)")
+    plan.add_argument("--threads", type=_positive_int, help="(--smoke) torch threads (default: torch's, one per core)")
     plan.set_defaults(func=_cmd_plan)
 
     config = sub.add_parser("config", help="configuration tools").add_subparsers(dest="config_command", required=True)

@@ -27,9 +27,10 @@ Config = dict[str, Any]
 
 
 @lru_cache(maxsize=1)
-def schema() -> dict[str, Any]:
-    """The configuration schema (JSON Schema as a dict)."""
-    text = resources.files("moleflow").joinpath("schemas/config.schema.yaml").read_text(encoding="utf-8")
+def schema(name: str = "config") -> dict[str, Any]:
+    """A shipped schema (JSON Schema as a dict): ``config`` (a run) or ``workflow`` (the workflow's configuration,
+    which the Snakefile validates with the same file, ``workflow/schemas/config.schema.yaml`` linking to it)."""
+    text = resources.files("moleflow").joinpath(f"schemas/{name}.schema.yaml").read_text(encoding="utf-8")
     return yaml.safe_load(text)
 
 
@@ -129,20 +130,47 @@ def validate(config: Config) -> Config:
     bad = _non_finite(config)
     if bad:
         raise ConfigError(f"config key {bad[0]}: must be a finite number, got {bad[1]}")
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        error = errors[0]
-        where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
-        if error.validator == "additionalProperties":
-            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-            key = f"{where}.{extra[0]}" if where != "<top level>" else extra[0]
-            raise ConfigError(f"unknown config key {key!r}")
-        hint = ""
-        if error.validator == "type" and "array" in str(error.validator_value) and isinstance(error.instance, str):
-            hint = f"; write a list in brackets: {where}=[{error.instance}]"
-        raise ConfigError(f"config key {where}: {error.message}{hint}")
+    problem = schema_problem(config, schema())
+    if problem:
+        raise ConfigError(problem)
     return config
+
+
+def schema_problem(document: Any, against: dict[str, Any], what: str = "config key") -> str | None:
+    """The first way ``document`` breaks the JSON schema ``against``, as one line (``None`` when it is valid)."""
+    validator = jsonschema.Draft202012Validator(against)
+    errors = sorted(validator.iter_errors(document), key=lambda e: [str(p) for p in e.absolute_path])
+    if not errors:
+        return None
+    error = errors[0]
+    where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        key = f"{where}.{extra[0]}" if where != "<top level>" else extra[0]
+        return f"unknown {what} {key!r}"
+    hint = ""
+    if error.validator == "type" and "array" in str(error.validator_value) and isinstance(error.instance, str):
+        hint = f"; write a list in brackets: {where}=[{error.instance}]"
+    return f"{what} {where}: {error.message}{hint}"
+
+
+def read_workflow_config(path: str | Path) -> dict[str, Any]:
+    """A workflow configuration file (``config/config.yaml``), validated as the Snakefile validates it.
+
+    Raises:
+        ConfigError: one line naming the file and the key at fault (an empty file, a JSON record
+            such as ``plan.json`` given by mistake, an unknown key).
+    """
+    workflow = read_yaml(path)
+    if not workflow:
+        raise ConfigError(f"{path}: empty; a workflow configuration needs at least datasets and studies")
+    if {"runs", "jobs"} <= set(workflow):
+        raise ConfigError(f"{path}: a plan record (the workflow's plan.json), not a workflow configuration such as "
+                          "config/config.yaml")
+    problem = schema_problem(workflow, schema("workflow"), what="workflow key")
+    if problem:
+        raise ConfigError(f"{path}: {problem}")
+    return workflow
 
 
 def profiles() -> list[str]:

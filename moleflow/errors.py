@@ -22,3 +22,18 @@ class ConfigError(MoleflowError):
 
 class WeightsError(MoleflowError):
     """Pretrained weights were requested but are not available offline."""
+
+
+class DiskFullError(MoleflowError, OSError):
+    """A write failed for want of space (``ENOSPC``, ``EDQUOT``): the message names the path; nothing half-written stays."""
+
+
+#: The ``errno`` values of a full device or an exhausted quota.
+DISK_FULL_ERRNOS = (28, 122)  # ENOSPC, EDQUOT (Linux)
+
+
+def disk_full(exc: BaseException, path: object) -> DiskFullError | None:
+    """``exc`` as a :class:`DiskFullError` naming ``path`` when it is a full disk's error, else ``None``."""
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return DiskFullError(f"no space left on the device of {path} (writing it failed; nothing half-written was kept)")
+    return None

@@ -9,6 +9,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
+from moleflow.errors import disk_full
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 @contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path]:
@@ -16,18 +21,26 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
 
     The temporary file lives in the same directory so that the final ``os.replace``
     is atomic. On any exception the temporary file is removed and ``path`` is
-    left untouched.
+    left untouched; a full disk or quota is raised as a
+    :class:`~moleflow.errors.DiskFullError` naming ``path`` (one line for the user).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    except OSError as exc:
+        raise disk_full(exc, target) or exc from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp makes it private; an output gets the usual permissions
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as exc:
         tmp_path.unlink(missing_ok=True)
+        full = disk_full(exc, target)
+        if full is not None:
+            raise full from None
         raise
 
 

@@ -103,10 +103,14 @@ def test_where_the_cache_lives_is_not_part_of_a_run_and_a_refusal_names_the_keys
     first = json.loads((out / "summary.json").read_text())
     assert json.loads((out / "status.json").read_text())["status"] == "ok"
     # the same run with the cache elsewhere (and another device spelling) is the same run: accepted
-    assert main(_args(out, dataset, tmp_path / "cache_b", "device=auto")) == 0
-    again = json.loads((out / "summary.json").read_text())
-    assert again["accuracy_matrix"] == first["accuracy_matrix"] and again["config_hash"] == first["config_hash"]
     capsys.readouterr()
+    assert main(_args(out, dataset, tmp_path / "cache_b", "device=auto")) == 0
+    said = capsys.readouterr().out
+    # accepted as the run already there: resumed after its last task, nothing trained again
+    assert "resuming after task 1 (tile)" in said and "trained in" not in said
+    again = json.loads((out / "summary.json").read_text())
+    assert again["config_hash"] == first["config_hash"] and again["config"]["features"]["cache_dir"] == str(tmp_path / "cache_b")
+    assert again["accuracy_matrix"] == first["accuracy_matrix"]
     cache_c = tmp_path / "cache_c"
     err = _one_line_error(capsys, main(_args(out, dataset, cache_c, "training.epochs=2", "model.lora_rank=3")))
     assert "holds a run of another configuration (differing in model.lora_rank, training.epochs)" in err

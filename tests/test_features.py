@@ -182,10 +182,17 @@ def test_local_weights_file_is_used(tree: Path, tmp_path: Path) -> None:
     assert with_weights.path != random_init.path
     assert with_weights.meta["key"]["weights"] is not None
     reference = timm.create_model("resnet18", pretrained=False, features_only=True, out_indices=(2, 3)).eval()
-    reference.load_state_dict({k: v for k, v in torch.load(weights).items() if not k.startswith("fc.")}, strict=False)
+    loaded = reference.load_state_dict({k: v for k, v in torch.load(weights).items() if not k.startswith("fc.")},
+                                       strict=False)
+    # the feature extractor stops at layer3: only layer4's tensors are left over, none is missing
+    assert not loaded.missing_keys and {k.split(".")[0] for k in loaded.unexpected_keys} == {"layer4"}
     extractor = FeatureExtractor.from_config(config)
-    for (name, p), (_, q) in zip(extractor.backbone.state_dict().items(), reference.state_dict().items()):
-        assert torch.equal(p, q), name
+    ours, theirs = extractor.backbone.state_dict(), reference.state_dict()
+    assert list(ours) == list(theirs) and len(ours) > 20
+    for name in ours:
+        assert torch.equal(ours[name], theirs[name]), name
+    fresh = timm.create_model("resnet18", pretrained=False, features_only=True, out_indices=(2, 3)).state_dict()
+    assert not torch.equal(fresh["conv1.weight"], ours["conv1.weight"])  # the file's weights, not a random init
 
 
 def test_cli_extract_then_hit(tree: Path, tmp_path: Path, capsys) -> None:

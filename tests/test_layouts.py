@@ -52,7 +52,13 @@ def test_folder_layout_any_names_and_extensions(tmp_path: Path) -> None:
 
 def test_check_cli_table_and_json(capsys: pytest.CaptureFixture[str], mvtec_root: Path) -> None:
     code, out, _ = run_cli(capsys, "data", "check", "--dataset", "mvtec", "--root", str(mvtec_root))
-    assert code == 0 and "bottle" in out and "test_anomalous" in out
+    table = [line.split() for line in out.strip().splitlines()]
+    code_json, out_json, _ = run_cli(capsys, "data", "check", "--dataset", "mvtec", "--root", str(mvtec_root), "--json")
+    counts = json.loads(out_json)
+    # the table says what the JSON says: one row per category, its counts in the header's order
+    assert code == 0 == code_json and table[0] == ["category", "train", "test_normal", "test_anomalous", "masks"]
+    assert {row[0]: dict(zip(table[0][1:], map(int, row[1:]))) for row in table[1:]} == counts
+    assert sorted(counts) == ["bottle", "screw"]
     code, out, _ = run_cli(capsys, "data", "check", "--dataset", "mvtec", "--root", str(mvtec_root), "--json", "--categories", "screw")
     assert code == 0 and json.loads(out) == {"screw": {"train": 4, "test_normal": 2, "test_anomalous": 4, "masks": 4}}
 

@@ -102,10 +102,17 @@ def test_normal_images_vary_so_no_per_pixel_threshold_solves_it(tmp_path: Path) 
 
 def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["synth", str(tmp_path / "d"), "--size", "48", "--categories", "cap", "pcb", "--train", "3", "--test-good", "1", "--test-defect", "1"])
-    assert code == 0 and "wrote" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    images = [p for p in (tmp_path / "d").rglob("*.png") if p.parts[-3] != "ground_truth"]  # masks are not images
+    assert code == 0 and out.startswith(f"wrote {len(images)} images in 2 categories")
     assert sorted(p.name for p in (tmp_path / "d").iterdir() if p.is_dir()) == ["cap", "pcb"]
+    assert len(list((tmp_path / "d" / "cap" / "train" / "good").glob("*.png"))) == 3
+    assert len(list((tmp_path / "d" / "pcb" / "test" / "good").glob("*.png"))) == 1
     assert json.loads((tmp_path / "d" / "synth.json").read_text())["categories"]["cap"]["train"] == 3
     code = main(["data", "baseline", "--dataset", "mvtec", "--root", str(tmp_path / "d")])
-    assert code == 0 and "per-pixel z-score detector image AUROC" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    values = [float(line.rsplit(" ", 1)[1]) for line in lines]
+    assert code == 0 and [line.split(":")[0] for line in lines] == ["cap", "pcb", "mean"]
+    assert all(0.0 <= v <= 1.0 for v in values) and values[2] == pytest.approx(np.mean(values[:2]), abs=1e-3)
     code = main(["synth", str(tmp_path / "e"), "--categories", "bottle"])
     assert code == 2 and "unknown synthetic category 'bottle'" in capsys.readouterr().err

@@ -9,6 +9,7 @@ after it with exactly the parameters an uninterrupted run had.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,10 @@ class RunState:
 
 
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    buffer = io.BytesIO()  # serialised in memory, so that a full disk is an OSError naming the file, not torch's own
+    torch.save({k: v.cpu() for k, v in tensors.items()}, buffer)
     with atomic_path(path, suffix=".pt") as tmp:
-        torch.save({k: v.cpu() for k, v in tensors.items()}, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def save_checkpoint(learner: Learner, ckpt: Path, task: int) -> None:
@@ -116,5 +119,18 @@ def check_run_dir(out: Path, config: Config) -> None:
 
 
 def write_status(out: Path, status: str, message: str = "") -> None:
-    """``RUN_DIR/status.json``: ``running``, ``ok``, ``diverged``, ``failed`` or ``interrupted`` and why."""
-    write_json_atomic(out / "status.json", {"status": status, "message": message})
+    """``RUN_DIR/status.json``: ``running``, ``ok``, ``diverged``, ``failed`` or ``interrupted`` and why.
+
+    On a full disk the atomic write (a new file) can fail where rewriting the existing
+    file in place still fits in its blocks: then the status is rewritten in place, so a
+    run stopped by a full disk does not go on saying ``running``.
+    """
+    record = {"status": status, "message": message}
+    try:
+        write_json_atomic(out / "status.json", record)
+    except OSError:
+        if status == "running" or not (out / "status.json").is_file():
+            raise
+        with open(out / "status.json", "r+", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.truncate()

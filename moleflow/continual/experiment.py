@@ -38,6 +38,7 @@ from moleflow.errors import MoleflowError
 from moleflow.features import FeatureStore
 from moleflow.features.extract import backbone_passes_per_image
 from moleflow.io import ensure_writable_dir, write_json_atomic, write_text_atomic
+from moleflow.lock import folder_lock
 from moleflow.metrics import routing_accuracy, routing_confusion
 
 
@@ -49,16 +50,24 @@ def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -
     ``running`` while it works, ``failed`` or ``interrupted`` with the reason when it
     stops early, and the summary's status (``ok``, ``diverged``) at the end. A new run
     refused for its input (a dataset or cache problem, :class:`MoleflowError`) before it
-    finished a task leaves no directory behind.
+    finished a task leaves no directory behind. The folder is locked for the run's life
+    (:func:`moleflow.lock.folder_lock`): a second process on it is refused, naming the first.
     """
     out = Path(out_dir)
     fresh = not out.exists() or (out.is_dir() and not any(out.iterdir()))
+    ensure_writable_dir(out, "--out")
+    with folder_lock(out, "run folder"):  # held until this process ends: a second run on this folder is refused
+        try:
+            return _locked_run(config, out, fresh, progress, log)
+        except MoleflowError:
+            _drop_if_refused(out, fresh)
+            raise
+
+
+def _locked_run(config: Config, out: Path, fresh: bool, progress: bool, log) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """:func:`run` once the folder's lock is held."""
     check_run_dir(out, config)
-    try:
-        ensure_writable_dir(config["features"]["cache_dir"], "features.cache_dir")
-    except MoleflowError:
-        _drop_if_refused(out, fresh)
-        raise
+    ensure_writable_dir(config["features"]["cache_dir"], "features.cache_dir")
     write_status(out, "running")
     try:
         summary = _run(config, out, progress, log)
@@ -66,7 +75,7 @@ def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -
         write_status(out, "interrupted", "stopped by the user or the scheduler; a rerun resumes after the last finished task")
         raise
     except MoleflowError as exc:
-        if not _drop_if_refused(out, fresh):
+        if not _refused_before_work(out, fresh):
             write_status(out, "failed", _first_line(exc))
         raise
     except BaseException as exc:
@@ -89,12 +98,15 @@ def dataset_record(config: Config, tasks: list[TaskData]) -> dict[str, Any]:
             "categories": [t.category for t in tasks], "fingerprints": prints, "digest": digest, "test_counts": counts}
 
 
-def _drop_if_refused(out: Path, fresh: bool) -> bool:
-    """Remove the directory of a new run refused for its input before it finished a task; say whether it did."""
-    if fresh and not (out / "checkpoints" / "progress.json").exists():
+def _refused_before_work(out: Path, fresh: bool) -> bool:
+    """Whether ``out`` is a new run's folder that has not finished a task (to be removed when it stops)."""
+    return fresh and not (out / "checkpoints" / "progress.json").exists()
+
+
+def _drop_if_refused(out: Path, fresh: bool) -> None:
+    """Remove the folder of a new run refused for its input before it finished a task."""
+    if _refused_before_work(out, fresh):
         shutil.rmtree(out, ignore_errors=True)
-        return True
-    return False
 
 
 def _first_line(exc: BaseException) -> str:

@@ -14,62 +14,47 @@ A decision needs a threshold, which is never taken from anomalous images: either
 number (``--threshold``), or per task the ``--quantile`` of the image scores of normal
 images the user supplies (``--normal DIR``, routed like the others; held-out normal
 images, not the run's test set). Tasks that no normal image was routed to get no
-threshold, and their images no decision.
+threshold, and their images no decision. Normal images that are the run's own training
+images (same bytes) are refused: their scores are low by construction, so their
+quantile flags normal images (``allow_training_normal`` proceeds with a note).
+
+The run folder is checked against itself first (:mod:`moleflow.continual.runfolder`).
+Every output is written into a temporary folder beside ``--out`` and moved into place
+at the end, so a failure (a full disk) leaves the previous outputs as they were, and a
+rerun with fewer images leaves no map of the earlier run behind.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
-from dataclasses import dataclass
+import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from moleflow.config import Config, load_saved_config
-from moleflow.continual.checkpoint import restore
+from moleflow.config import Config
 from moleflow.continual.evaluate import score_batch
 from moleflow.continual.learner import Learner
+from moleflow.continual.overlays import grey_png, overlay_png
+from moleflow.continual.runfolder import TrainedRun, load_run
 from moleflow.continual.settings import ScoreSettings
 from moleflow.data.layouts import IMAGE_EXTENSIONS, images_in, load_category
-from moleflow.data.transforms import load_image
-from moleflow.device import resolve_device
-from moleflow.errors import DatasetError, MoleflowError
+from moleflow.data.transforms import load_display_image, load_image
+from moleflow.errors import DatasetError, MoleflowError, disk_full
 from moleflow.features.backbone import normalization
 from moleflow.features.extract import FeatureExtractor
-from moleflow.io import atomic_path, write_json_atomic, write_text_atomic
+from moleflow.io import ensure_writable_dir
+from moleflow.lock import folder_lock
 
-
-@dataclass
-class TrainedRun:
-    """A run directory's configuration, its restored learner and the categories of its finished tasks."""
-
-    config: Config
-    learner: Learner
-    categories: list[str]
-    device: torch.device
-
-
-def load_run(run_dir: str | Path) -> TrainedRun:
-    """Restore the learner as it was after the run's last finished task."""
-    run = Path(run_dir)
-    progress = run / "checkpoints" / "progress.json"
-    if not (run / "config.yaml").is_file() or not progress.is_file():
-        raise MoleflowError(f"--run: {run} holds no finished task (expected config.yaml and checkpoints/progress.json)")
-    config = load_saved_config(run / "config.yaml")
-    state = json.loads(progress.read_text())
-    categories = [t["category"] for t in state["tasks"][: state["completed"]]]
-    if not categories:
-        raise MoleflowError(f"--run: {run} holds no finished task")
-    device = resolve_device(config["device"])
-    learner = Learner(config, int(config["features"]["embed_dim"]))
-    for _ in categories:
-        learner.add_task(None)  # the prototypes come from the checkpoint
-    restore(learner, run / "checkpoints", len(categories))
-    return TrainedRun(config, learner.to(device).eval(), categories, device)
+__all__ = ["TrainedRun", "load_run", "predict_images"]
 
 
 def list_images(inputs: list[str]) -> list[Path]:
@@ -89,19 +74,26 @@ def list_images(inputs: list[str]) -> list[Path]:
     return out
 
 
-def training_formats(config: Config, categories: list[str]) -> dict[str, tuple[set[tuple[int, int]], set[str]]]:
-    """Per category, the ``(sizes, modes)`` of its training images, when the run's dataset is still where it was."""
+def training_images(config: Config, categories: list[str]) -> dict[str, list[Path]] | None:
+    """Per category, the run's training image files, or ``None`` when its dataset is no longer where it was."""
     ds = config["dataset"]
-    out: dict[str, tuple[set[tuple[int, int]], set[str]]] = {}
+    out: dict[str, list[Path]] = {}
     for category in categories:
         try:
-            samples = load_category(ds["kind"], Path(ds["root"]), category).train
+            out[category] = [sample.image for sample in load_category(ds["kind"], Path(ds["root"]), category).train]
         except MoleflowError:
-            continue
+            return None
+    return out
+
+
+def training_formats(train: dict[str, list[Path]]) -> dict[str, tuple[set[tuple[int, int]], set[str]]]:
+    """Per category, the ``(sizes, modes)`` of (up to eight of) its training images."""
+    out: dict[str, tuple[set[tuple[int, int]], set[str]]] = {}
+    for category, files in train.items():
         sizes, modes = set(), set()
-        for sample in samples[:8]:
+        for file in files[:8]:
             try:
-                with Image.open(sample.image) as img:
+                with Image.open(file) as img:
                     sizes.add(img.size)
                     modes.add(img.mode)
             except (OSError, SyntaxError, ValueError):  # the run's copy changed since; check against what reads
@@ -109,6 +101,37 @@ def training_formats(config: Config, categories: list[str]) -> dict[str, tuple[s
         if sizes:
             out[category] = (sizes, modes)
     return out
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def training_duplicates(normal: list[Path], train: dict[str, list[Path]]) -> list[tuple[Path, str]]:
+    """The ``--normal`` images whose bytes equal one of the run's training images, with its category.
+
+    Only training files of the same byte size are hashed, so the check costs little.
+    """
+    by_size: dict[int, list[tuple[Path, str]]] = {}
+    for category, files in train.items():
+        for file in files:
+            try:
+                by_size.setdefault(file.stat().st_size, []).append((file, category))
+            except OSError:
+                continue
+    found, known = [], {}
+    for path in normal:
+        candidates = by_size.get(path.stat().st_size, [])
+        if not candidates:
+            continue
+        digest = _digest(path)
+        for file, category in candidates:
+            if file not in known:
+                known[file] = _digest(file)
+            if known[file] == digest:
+                found.append((path, category))
+                break
+    return found
 
 
 def check_images(paths: list[Path], formats: dict[str, tuple[set[tuple[int, int]], set[str]]]) -> None:
@@ -174,23 +197,9 @@ def thresholds_from_normal(tasks: np.ndarray, images: np.ndarray, quantile: floa
     return {int(t): float(np.quantile(images[tasks == t], quantile)) for t in np.unique(tasks)}
 
 
-def write_map_png(path: Path, amap: np.ndarray, low: float, high: float) -> None:
-    """An anomaly map as an 8-bit grayscale PNG, ``low -> 0`` and ``high -> 255`` (the same scale for every map)."""
-    scaled = np.clip((amap - low) / max(high - low, 1e-12), 0.0, 1.0)
-    buffer = io.BytesIO()
-    Image.fromarray(np.round(255 * scaled).astype(np.uint8), mode="L").save(buffer, format="PNG")
-    with atomic_path(path, suffix=".png") as tmp:
-        tmp.write_bytes(buffer.getvalue())
-
-
-def write_outputs(out: Path, paths: list[Path], categories: list[str], tasks: np.ndarray, confidence: np.ndarray | None,
-                  images: np.ndarray, maps: np.ndarray, thresholds: dict[int, float] | None, how: str) -> None:
-    """``OUT/scores.csv``, ``OUT/maps/<n>_<stem>.png`` and ``OUT/maps/scale.json``."""
-    low, high = float(maps.min()), float(maps.max())
-    for k, (path, amap) in enumerate(zip(paths, maps)):
-        write_map_png(out / "maps" / f"{k:04d}_{path.stem}.png", amap, low, high)
-    write_json_atomic(out / "maps" / "scale.json", {"black": low, "white": high, "unit": "patch negative log-likelihood "
-                      "(or the kNN distance), upsampled and smoothed as in evaluation"})
+def scores_csv(paths: list[Path], categories: list[str], tasks: np.ndarray, confidence: np.ndarray | None,
+               images: np.ndarray, thresholds: dict[int, float] | None) -> str:
+    """``scores.csv``: one row per image (image, task, category, routing_confidence, score, threshold, anomalous)."""
     fields = ["image", "task", "category", "routing_confidence", "score", "threshold", "anomalous"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
@@ -202,8 +211,43 @@ def write_outputs(out: Path, paths: list[Path], categories: list[str], tasks: np
                          "routing_confidence": "" if confidence is None else f"{confidence[k]:.6f}",
                          "score": f"{images[k]:.6f}", "threshold": "" if limit is None else f"{limit:.6f}",
                          "anomalous": "" if limit is None else str(bool(images[k] > limit)).lower()})
-    write_text_atomic(out / "scores.csv", buffer.getvalue())
-    write_json_atomic(out / "threshold.json", {"how": how, "per_task": {categories[t]: v for t, v in (thresholds or {}).items()}})
+    return buffer.getvalue()
+
+
+def write_outputs(out: Path, paths: list[Path], categories: list[str], tasks: np.ndarray, confidence: np.ndarray | None,
+                  images: np.ndarray, maps: np.ndarray, thresholds: dict[int, float] | None, how: str,
+                  config: Config) -> None:
+    """``OUT/scores.csv``, ``OUT/threshold.json``, ``OUT/maps/<n>_<stem>.png`` with ``maps/scale.json`` and
+    ``OUT/overlays/<n>_<stem>.png``: written into a temporary folder, then moved into place."""
+    feats = config["features"]
+    low, high = float(maps.min()), float(maps.max())
+    stage = Path(tempfile.mkdtemp(prefix=".predict-", dir=out))
+    try:
+        (stage / "maps").mkdir()
+        (stage / "overlays").mkdir()
+        for k, (path, amap) in enumerate(zip(paths, maps)):
+            name = f"{k:04d}_{path.stem}.png"
+            (stage / "maps" / name).write_bytes(grey_png(amap, low, high))
+            limit = None if thresholds is None else thresholds.get(int(tasks[k]))
+            verdict = "" if limit is None else (" ANOMALOUS" if images[k] > limit else " normal")
+            label = f"{int(tasks[k])} {categories[int(tasks[k])]}  score {images[k]:.2f}{verdict}"
+            picture = load_display_image(path, feats["resize"], feats["input_size"], feats["resize_mode"])
+            (stage / "overlays" / name).write_bytes(overlay_png(picture, amap, low, high, label, limit))
+        (stage / "maps" / "scale.json").write_text(json.dumps(
+            {"black": low, "white": high, "unit": "patch negative log-likelihood (or the kNN distance), upsampled and "
+             "smoothed as in evaluation; the overlays' colour map spans the same range"}, indent=2) + "\n")
+        (stage / "scores.csv").write_text(scores_csv(paths, categories, tasks, confidence, images, thresholds))
+        (stage / "threshold.json").write_text(json.dumps(
+            {"how": how, "per_task": {categories[t]: v for t, v in (thresholds or {}).items()}}, indent=2) + "\n")
+    except BaseException as exc:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise disk_full(exc, out) or exc from None
+    for name in ("maps", "overlays", "scores.csv", "threshold.json"):  # each rename is atomic; folders replace folders
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(stage / name, target)
+    shutil.rmtree(stage, ignore_errors=True)
 
 
 def task_index(categories: list[str], task: str) -> int:
@@ -215,18 +259,60 @@ def task_index(categories: list[str], task: str) -> int:
     raise MoleflowError(f"--task {task}: the run's tasks are {', '.join(f'{i} {c}' for i, c in enumerate(categories))}")
 
 
-def predict_images(run_dir: str | Path, inputs: list[str], out: str | Path, task: str | None = None,
-                   threshold: float | None = None, normal: str | None = None, quantile: float = 0.99) -> dict:
-    """Everything ``moleflow predict`` does; returns a short record of it."""
+def _check_arguments(threshold: float | None, normal: str | None, quantile: float) -> None:
     if threshold is not None and normal:
         raise MoleflowError("give --threshold or --normal, not both")
+    if threshold is not None and not math.isfinite(threshold):
+        raise MoleflowError(f"--threshold must be a finite number, got {threshold}")
     if not 0.0 < quantile <= 1.0:
         raise MoleflowError(f"--quantile must lie in (0, 1], got {quantile}")
+
+
+def _refuse_training_normal(normal: list[Path], train: dict[str, list[Path]], allow: bool, notes: list[str]) -> None:
+    """Refuse (or, with ``allow``, note) ``--normal`` images that are the run's own training images."""
+    same = training_duplicates(normal, train)
+    if not same:
+        return
+    first, category = same[0]
+    text = (f"{len(same)} of the {len(normal)} --normal images are the run's own training images (e.g. {first}, "
+            f"a {category} training image): their scores are low by construction, so a threshold from them flags "
+            "normal images")
+    if not allow:
+        raise MoleflowError(f"{text}; give held-out normal images, or --allow-training-normal to proceed")
+    notes.append(f"note: {text} (proceeding: --allow-training-normal)")
+
+
+def predict_images(run_dir: str | Path, inputs: list[str], out: str | Path, task: str | None = None,
+                   threshold: float | None = None, normal: str | None = None, quantile: float = 0.99,
+                   allow_training_normal: bool = False) -> dict:
+    """Everything ``moleflow predict`` does; returns a short record of it (``notes``: lines for the user)."""
+    _check_arguments(threshold, normal, quantile)
+    created = not Path(out).exists()
+    out = ensure_writable_dir(out, "--out")
+    with folder_lock(out, "--out"):
+        try:
+            return _predict(run_dir, inputs, out, task, threshold, normal, quantile, allow_training_normal)
+        except BaseException:
+            if created:  # a refused or failed predict leaves no folder it made
+                shutil.rmtree(out, ignore_errors=True)
+            raise
+
+
+def _predict(run_dir: str | Path, inputs: list[str], out: Path, task: str | None, threshold: float | None,
+             normal: str | None, quantile: float, allow_training_normal: bool) -> dict:
+    """:func:`predict_images` once ``out`` is locked."""
     trained = load_run(run_dir)
-    config, learner = trained.config, trained.learner
+    config, learner, notes = trained.config, trained.learner, list(trained.notes)
     paths = list_images(inputs)
     normal_paths = list_images([normal]) if normal else []
-    check_images(paths + normal_paths, training_formats(config, trained.categories))
+    train = training_images(config, trained.categories)
+    if train is None:
+        notes.append(f"note: the run's dataset is no longer at {config['dataset']['root']}: the images' size and "
+                     "mode could not be checked against its training images" +
+                     (", nor --normal against them" if normal_paths else ""))
+    else:
+        check_images(paths + normal_paths, training_formats(train))
+        _refuse_training_normal(normal_paths, train, allow_training_normal, notes)
     extractor = FeatureExtractor.from_config(config)
     scoring = ScoreSettings.from_config(config)
     fixed = None if task is None else task_index(trained.categories, task)
@@ -250,8 +336,13 @@ def predict_images(run_dir: str | Path, inputs: list[str], out: str | Path, task
         thresholds = thresholds_from_normal(normal_tasks, normal_images, quantile)
         how = (f"per task, the {quantile} quantile of the image scores of the {len(normal_paths)} normal images in {normal} "
                "routed to it (tasks no normal image was routed to have no threshold)")
-    out = Path(out)
-    write_outputs(out, paths, trained.categories, tasks, confidence, images, maps, thresholds, how)
-    return {"images": len(paths), "backbone_images": extractor.images_passed, "how": how,
+    write_outputs(out, paths, trained.categories, tasks, confidence, images, maps, thresholds, how, config)
+    decided = None if thresholds is None else np.array([int(t) in thresholds for t in tasks])
+    if decided is not None and not decided.all():
+        left = sorted({trained.categories[int(t)] for t in tasks[~decided]})
+        notes.append(f"note: {int((~decided).sum())} of {len(paths)} images were routed to a task no --normal image "
+                     f"was routed to ({', '.join(left)}): no threshold, no decision for them")
+    return {"images": len(paths), "backbone_images": extractor.images_passed, "how": how, "notes": notes,
+            "decided": None if decided is None else int(decided.sum()),
             "anomalous": None if thresholds is None else int(sum(images[k] > thresholds.get(int(t), np.inf)
                                                                  for k, t in enumerate(tasks)))}

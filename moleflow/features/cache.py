@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from moleflow.data.layouts import Sample
+from moleflow.errors import disk_full
 from moleflow.io import write_text_atomic
 
 CACHE_FORMAT = 1
@@ -159,6 +160,19 @@ def is_complete(path: Path) -> bool:
     return (path / "meta.json").is_file()
 
 
+def _reserved_memmap(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.memmap:
+    """A writable ``.npy`` memmap whose blocks are allocated now (``posix_fallocate``).
+
+    A sparse memmap on a full disk kills the process with SIGBUS at the first page it
+    cannot back; reserving the space first turns that into an ``OSError`` here.
+    """
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
+    if hasattr(os, "posix_fallocate"):
+        with open(path, "r+b") as handle:
+            os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+    return array
+
+
 class EntryWriter:
     """Write an entry into a temporary folder, then commit it with one rename.
 
@@ -172,16 +186,20 @@ class EntryWriter:
                  dtype: str = "float16") -> None:
         self.final = Path(final)
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.tmp-", dir=self.final.parent))
+        try:
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.final.name}.tmp-", dir=self.final.parent))
+        except OSError as exc:
+            raise disk_full(exc, self.final) or exc from None
         self.dtype = np.dtype(dtype)
-        self.patches = np.lib.format.open_memmap(self.tmp / "patches.npy", mode="w+", dtype=self.dtype, shape=(n, *shape))
+        try:
+            self.patches = _reserved_memmap(self.tmp / "patches.npy", self.dtype, (n, *shape))
+            self.masks = _reserved_memmap(self.tmp / "masks.npy", np.dtype(bool), (n, mask_size, mask_size)) \
+                if mask_size else None
+        except BaseException as exc:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise disk_full(exc, self.final) or exc from None
         self.router = np.zeros((n, shape[-1]), dtype=np.float32)
         self.labels = np.zeros((n,), dtype=np.int8)
-        self.masks = (
-            np.lib.format.open_memmap(self.tmp / "masks.npy", mode="w+", dtype=bool, shape=(n, mask_size, mask_size))
-            if mask_size
-            else None
-        )
         self.meta: dict[str, Any] = {}
 
     def write(self, start: int, patches: np.ndarray, router: np.ndarray, labels: np.ndarray, masks: np.ndarray | None) -> None:
@@ -193,13 +211,8 @@ class EntryWriter:
         if self.masks is not None and masks is not None:
             self.masks[start:end] = masks
 
-    def __enter__(self) -> "EntryWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
+    def _finish_files(self) -> None:
+        """Flush the memmaps and write the small arrays and ``meta.json`` into the temporary folder."""
         self.patches.flush()
         del self.patches
         if self.masks is not None:
@@ -208,6 +221,19 @@ class EntryWriter:
         np.save(self.tmp / "router.npy", self.router)
         np.save(self.tmp / "labels.npy", self.labels)
         (self.tmp / "meta.json").write_text(json.dumps(self.meta, indent=1))
+
+    def __enter__(self) -> "EntryWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        try:
+            self._finish_files()
+        except BaseException as failure:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise disk_full(failure, self.final) or failure from None
         os.chmod(self.tmp, 0o755)  # mkdtemp makes it private; a shared cache must be readable
         if self.final.exists() and not is_complete(self.final):
             shutil.rmtree(self.final, ignore_errors=True)  # debris that was never a committed entry

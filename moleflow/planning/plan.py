@@ -15,7 +15,7 @@ from functools import cached_property
 from typing import Any
 
 from moleflow.config import Config, apply_overrides, config_hash, load_config, load_profile
-from moleflow.errors import ConfigError
+from moleflow.errors import ConfigError, MoleflowError
 
 
 @dataclass
@@ -78,6 +78,7 @@ def dataset_config(workflow: dict[str, Any], name: str) -> Config:
 def plan_runs(workflow: dict[str, Any], studies: list[str] | None = None) -> dict[str, PlannedRun]:
     """Every run of the selected studies (all when ``None``), keyed by run id."""
     runs: dict[str, PlannedRun] = {}
+    available: dict[str, list[str] | None] = {}
     for study_name, study in workflow["studies"].items():
         if studies is not None and study_name not in studies:
             continue
@@ -93,6 +94,8 @@ def plan_runs(workflow: dict[str, Any], studies: list[str] | None = None) -> dic
                         where = f"studies.{study_name}.variants.{variant['name']}"
                         sets = {**study.get("set", {}), **variant.get("set", {}), **order_set, "seed": seed}
                         config = _apply(base, sets, where)
+                        _check_categories(config, available.setdefault(dataset, known_categories(workflow, dataset)),
+                                          where, dataset)
                         run_id = config_hash(config)
                         run = runs.setdefault(run_id, PlannedRun(run_id, config, dataset, seed, order_label))
                         run.memberships.append((study_name, variant["name"]))
@@ -110,6 +113,34 @@ def dataset_categories(workflow: dict[str, Any], name: str) -> list[str]:
     if ds.get("generate"):
         return list(DEFAULT_CATEGORIES)
     return list_categories(ds["kind"], ds["root"])
+
+
+def known_categories(workflow: dict[str, Any], name: str) -> list[str] | None:
+    """The categories dataset ``name`` can give: the generator's, or those on its root; ``None`` when its root is not there yet."""
+    from pathlib import Path
+
+    from moleflow.data.layouts import list_categories
+    from moleflow.data.synth import DEFAULT_CATEGORIES
+
+    ds = workflow["datasets"][name]
+    if ds.get("generate"):
+        return list(DEFAULT_CATEGORIES)
+    if not Path(ds["root"]).is_dir():
+        return None
+    try:
+        return list_categories(ds["kind"], ds["root"])
+    except MoleflowError:
+        return None
+
+
+def _check_categories(config: Config, available: list[str] | None, where: str, dataset: str) -> None:
+    """Refuse, at planning, a category the dataset does not have (a typo would fail only inside a training job)."""
+    if available is None:
+        return
+    wrong = [c for c in config["dataset"]["categories"] or [] if c not in available]
+    if wrong:
+        raise ConfigError(f"{where}: category {wrong[0]!r} is not in dataset {dataset} ({config['dataset']['root']}); "
+                          f"it has {', '.join(available) or 'no category'}")
 
 
 def estimated_work(config: Config, tasks: int) -> float:

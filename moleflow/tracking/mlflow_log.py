@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from moleflow.config import flat_strings
+from moleflow.errors import MoleflowError
 from moleflow.metrics.continual import METRICS as METRIC_KEYS
 
 
@@ -141,16 +142,29 @@ def _metrics(summary: dict[str, Any]) -> list[tuple[str, float, int]]:
     return out
 
 
+def run_summary(run_dir: str | Path) -> dict[str, Any]:
+    """The summary of a finished run folder; one line naming the folder or file when there is none to log."""
+    from moleflow.continual.summary import read_summary
+
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise MoleflowError(f"--run-dir: no such run folder: {folder}")
+    if not (folder / "summary.json").is_file():
+        raise MoleflowError(f"--run-dir: {folder} holds no summary.json: the run has not finished (see its status.json)")
+    return read_summary(folder / "summary.json")
+
+
 def log_run(uri: str, run_dir: str | Path, experiment: str, tags: dict[str, str]) -> str:
     """Log one run directory into ``experiment``; return the MLflow run id."""
     from mlflow.entities import Metric, Param
 
     run_dir = Path(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = run_summary(run_dir)
     client = _client(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise RuntimeError(f"MLflow experiment {experiment!r} does not exist in {uri}; run the workflow's mlflow_init first")
+        raise MoleflowError(f"MLflow experiment {experiment!r} does not exist in {uri}; create it first "
+                            f"(moleflow track init --experiments {experiment}, the workflow's mlflow_init)")
     old = client.search_runs([found.experiment_id], filter_string=f"tags.config_hash = '{summary['config_hash']}'")
     for run in old:
         client.delete_run(run.info.run_id)
