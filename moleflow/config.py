@@ -224,6 +224,10 @@ BEFORE_KEY_EXISTED: dict[str, Any] = {
     "training.tail_k_rounding": "ceil",
 }
 
+#: Keys left out of a run's identity while they hold the value every run had before the key
+#: existed: adding such a key never renames the runs (and results folders) made before it.
+IDENTITY_ONLY_WHEN_SET: dict[str, Any] = {"strategy.knn_bank": "per_task"}
+
 
 def load_saved_config(path: str | Path) -> Config:
     """A run folder's saved configuration, with every key it predates set to :data:`BEFORE_KEY_EXISTED`."""
@@ -242,14 +246,15 @@ NOT_IDENTITY = ("features.cache_dir", "device", "features.num_workers")
 
 
 def run_identity(config: Config) -> Config:
-    """``config`` without the keys of :data:`NOT_IDENTITY`."""
+    """``config`` without the keys of :data:`NOT_IDENTITY`, nor those of :data:`IDENTITY_ONLY_WHEN_SET` at their old value."""
     out = copy.deepcopy(config)
-    for key in NOT_IDENTITY:
+    for key in (*NOT_IDENTITY, *IDENTITY_ONLY_WHEN_SET):
         node = out
         *parents, last = key.split(".")
         for part in parents:
             node = node.get(part, {})
-        node.pop(last, None)
+        if key not in IDENTITY_ONLY_WHEN_SET or node.get(last) == IDENTITY_ONLY_WHEN_SET[key]:
+            node.pop(last, None)
     return out
 
 

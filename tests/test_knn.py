@@ -85,3 +85,62 @@ def test_knn_coreset_keeps_the_stated_share(dataset: Path, tmp_path: Path) -> No
     state = torch.load(tmp_path / "coreset" / "checkpoints" / "task_0.pt")
     assert state["knn.bank_0"].shape == (int(np.ceil(0.25 * 6 * 64)), 16)
     assert summary["memory"]["bytes_per_task"] == 4 * int(np.ceil(0.25 * 6 * 64)) * 16
+
+
+def _learner_with_banks(mode: str, banks: list[torch.Tensor]):  # type: ignore[no-untyped-def]
+    from moleflow.continual import Learner
+
+    config = load_config(overrides=["strategy.name=knn", f"strategy.knn_bank={mode}"], base=load_profile("cpu"))
+    learner = Learner(config, banks[0].shape[1])
+    for bank in banks:
+        learner.add_task(None)
+        learner.fit_memory(bank)
+    return learner
+
+
+def test_joint_patchcore_scores_the_nearest_patch_of_any_task() -> None:
+    """``knn_bank: joint``: one bank of every task's patches and no router: the score equals, computed here by hand,
+    the distance to the nearest vector of the union, whatever task the image is routed to."""
+    generator = torch.Generator().manual_seed(1)
+    banks = [torch.randn(40, 6, generator=generator) + 3 * t for t in range(3)]
+    x = torch.randn(2, 3, 3, 6, generator=generator) + 3
+    learner = _learner_with_banks("joint", banks)
+    union = torch.cat(banks).double()
+    expected = torch.cdist(x.reshape(-1, 6).double(), union).min(dim=1).values.reshape(2, 3, 3)
+    for task in range(3):
+        torch.testing.assert_close(learner.patch_scores(task, x).double(), expected, rtol=0, atol=1e-4)
+    own = _learner_with_banks("per_task", banks)  # Joint_PatchCore(R): the routed task's bank only
+    assert torch.all(own.patch_scores(0, x) >= learner.patch_scores(0, x))
+    assert not torch.allclose(own.patch_scores(0, x), learner.patch_scores(0, x))
+
+
+def test_ft_patchcore_forgets_task_0_after_task_1() -> None:
+    """``knn_bank: replaced``: each task's bank replaces the one before, so task 0's own training patches, at
+    distance 0 while its bank is the newest, are measured against task 1's bank once task 1 is learned."""
+    generator = torch.Generator().manual_seed(2)
+    task0, task1 = torch.randn(30, 5, generator=generator), torch.randn(30, 5, generator=generator) + 4
+    patches = task0[:8].reshape(2, 2, 2, 5)
+    after_task0 = _learner_with_banks("replaced", [task0])
+    assert torch.equal(after_task0.patch_scores(0, patches), torch.zeros(2, 2, 2))
+    after_task1 = _learner_with_banks("replaced", [task0, task1])
+    expected = torch.cdist(patches.reshape(-1, 5).double(), task1.double()).min(dim=1).values.reshape(2, 2, 2)
+    torch.testing.assert_close(after_task1.patch_scores(0, patches).double(), expected, rtol=0, atol=1e-4)
+    assert after_task1.patch_scores(0, patches).min() > 1.0
+
+
+def test_the_patchcore_bounds_in_a_continual_run(dataset: Path, tmp_path: Path) -> None:
+    """Through the whole run: FT_PatchCore's task-0 cells change after task 1 (it forgets), Joint_PatchCore's routed
+    and oracle rows are equal (no router), and a per-task bank's run keeps its identity (the key's old value)."""
+    from moleflow.config import config_hash
+
+    ft = run(_config(dataset, tmp_path / "cache", "strategy.knn_bank=replaced"), tmp_path / "ft", progress=False,
+             log=lambda *a: None)
+    joint = run(_config(dataset, tmp_path / "cache", "strategy.knn_bank=joint"), tmp_path / "joint", progress=False,
+                log=lambda *a: None)
+    matrix = ft["accuracy_matrix_oracle"]["pixel_auroc"]
+    assert matrix[1][0] != matrix[0][0] and ft["memory"]["bytes_per_task"] == 0 and ft["memory"]["fixed_bytes"] > 0
+    assert joint["accuracy_matrix"] == joint["accuracy_matrix_oracle"]
+    per_task = _config(dataset, tmp_path / "cache")
+    without_key = {**per_task, "strategy": {k: v for k, v in per_task["strategy"].items() if k != "knn_bank"}}
+    assert config_hash(per_task) == config_hash(without_key) != config_hash(_config(dataset, tmp_path / "c",
+                                                                                   "strategy.knn_bank=joint"))

@@ -17,7 +17,10 @@ Strategies (the paper's baselines), all with the same features, flow and router:
   authors' complete-separation mode does);
 * ``knn``: no flow and no training: a PatchCore-style memory bank of each task's
   training patches (nearest-neighbour distance as the patch score), the same router,
-  maps and metrics: the no-training reference.
+  maps and metrics: the no-training reference. ``strategy.knn_bank`` says which memory
+  a patch is measured against: its routed task's bank (``per_task``: Joint_PatchCore(R)),
+  every bank at once with no router (``joint``: Joint_PatchCore), or the newest task's
+  bank only (``replaced``: FT_PatchCore, the fine-tuned lower bound).
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ class Learner(nn.Module):
         self.mcfg = model_config(config, dim)
         self.models = nn.ModuleList()
         self.knn = NearestNeighbourScorer() if self.strategy == "knn" else None
+        self.knn_bank = config["strategy"]["knn_bank"]
         if self.strategy not in ("separated", "knn"):
             self.models.append(self._new_model(0))
         self.router = MahalanobisRouter(config["router"]["covariance"], config["router"]["ridge"])
@@ -124,9 +128,25 @@ class Learner(nn.Module):
         The flow's score is the negative log-likelihood; knn's the nearest-neighbour distance.
         """
         if self.knn is not None:
-            return self.knn(x, task)
+            return self.memory_scores(x, task)
         model, local = self.model_for(task)
         return -model(x, local).log_prob
+
+    def memory_scores(self, x: torch.Tensor, task: int) -> torch.Tensor:
+        """(knn) Nearest-neighbour distances ``(B, H, W)`` of ``x`` ``(B, H, W, D)`` to the memory ``knn_bank`` names.
+
+        ``per_task``: task ``task``'s bank; ``joint``: the nearest over every bank stored so far (one bank of all
+        tasks' patches; ``task`` is not used); ``replaced``: the newest bank only (``task`` is not used).
+        """
+        assert self.knn is not None
+        if self.knn_bank == "per_task":
+            return self.knn(x, task)
+        if self.knn_bank == "replaced":
+            return self.knn(x, self.knn.n_tasks - 1)
+        nearest = self.knn(x, 0)
+        for bank in range(1, self.knn.n_tasks):
+            nearest = torch.minimum(nearest, self.knn(x, bank))
+        return nearest
 
     def trainable_parameters(self, task: int) -> list[nn.Parameter]:
         """What training task ``task`` may change."""
@@ -242,13 +262,19 @@ def memory_per_task(config: Config, dim: int, patches_per_image: int, train_imag
     ``router_bytes_per_task``. Parameters are float32; ``pct_of_base`` is
     ``100 * bytes_per_task / base bytes``. ``knn`` keeps its memory bank
     (``ceil(knn_coreset_ratio * train_images * patches_per_image)`` float32 vectors per
-    task, counted for ``train_images``) and has no base, so ``pct_of_base`` is NaN.
+    task, counted for ``train_images``) and has no base, so ``pct_of_base`` is NaN; with
+    ``knn_bank: replaced`` it holds one bank at a time (``fixed_bytes``; the learner keeps
+    the earlier ones only for its checkpoints and never reads them), and with ``joint`` or
+    ``replaced`` it needs no router prototype.
     """
     strategy = config["strategy"]["name"]
     if strategy == "knn":
-        vectors = math.ceil(config["strategy"]["knn_coreset_ratio"] * train_images * patches_per_image)
-        return {"params_per_task": 0.0, "bytes_per_task": 4.0 * vectors * dim, "pct_of_base": float("nan"),
-                "fixed_bytes": 0.0, "router_bytes_per_task": 8.0 * (dim + dim * dim)}
+        bank = 4.0 * math.ceil(config["strategy"]["knn_coreset_ratio"] * train_images * patches_per_image) * dim
+        mode = config["strategy"]["knn_bank"]
+        # replaced: one bank at a time, whatever the tasks; joint and replaced measure without the router
+        return {"params_per_task": 0.0, "bytes_per_task": 0.0 if mode == "replaced" else bank,
+                "pct_of_base": float("nan"), "fixed_bytes": bank if mode == "replaced" else 0.0,
+                "router_bytes_per_task": 8.0 * (dim + dim * dim) if mode == "per_task" else 0.0}
     counts = parameter_counts(config, dim)
     if strategy == "separated":
         with torch.random.fork_rng(devices=[]):
