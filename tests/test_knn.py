@@ -29,6 +29,21 @@ def test_patch_scores_are_the_distance_to_the_nearest_bank_vector() -> None:
         scorer(x, task=2)
 
 
+def test_distances_are_computed_once_per_query_and_bank_and_are_the_same_bits() -> None:
+    generator = torch.Generator().manual_seed(3)
+    scorer = NearestNeighbourScorer(chunk=5)
+    scorer.add_task(torch.randn(50, 4, generator=generator))
+    scorer.add_task(torch.randn(50, 4, generator=generator))
+    x = torch.randn(2, 3, 3, 4, generator=generator)
+    first = scorer(x, task=0)
+    assert torch.equal(first, scorer._distances(x, scorer.bank(0)))  # what an uncached call computes
+    first += 1.0  # a caller changing its result does not change the memo
+    assert torch.equal(scorer(x, task=0), scorer._distances(x, scorer.bank(0)))
+    assert len(scorer._memo) == 1
+    assert not torch.equal(scorer(x, task=1), scorer(x, task=0)) and len(scorer._memo) == 2  # another bank
+    assert not torch.equal(scorer(x + 1e-3, task=0), scorer(x, task=0)) and len(scorer._memo) == 3  # another query
+
+
 def test_greedy_coreset_takes_the_farthest_points() -> None:
     points = torch.tensor([[0.0], [1.0], [2.0], [10.0], [10.5], [20.0]])
 
