@@ -33,7 +33,7 @@ def _verdict(*parts) -> str:  # type: ignore[no-untyped-def]
 def test_registry_lists_every_claim_once_with_a_known_test() -> None:
     reg = registry()
     ids = [c["id"] for c in reg["claims"]]
-    assert ids == [f"C{i}" for i in range(1, 46)]
+    assert ids == [*(f"C{i}" for i in range(1, 19)), "C18g", *(f"C{i}" for i in range(19, 46))]
     assert {c["family"] for c in reg["claims"]} >= {"forgetting", "headline", "strategies", "ablation", "interaction",
                                                     "depth", "sensitivity", "structure", "routing", "literature"}
     # the claims that only real benchmark numbers can test say so
@@ -205,7 +205,7 @@ def test_a_claim_is_contradicted_by_any_part_and_supported_only_by_all() -> None
 def test_audit_without_runs_gives_every_claim_a_verdict_and_says_what_data_are_missing() -> None:
     plan = {"datasets": {"synth": {"kind": "mvtec", "generate": True}}, "studies": {}, "runs": []}
     outcomes, _ = evaluate(pd.DataFrame(), plan, {})
-    assert [o.claim_id for o in outcomes] == [f"C{i}" for i in range(1, 46)]
+    assert [o.claim_id for o in outcomes] == [*(f"C{i}" for i in range(1, 19)), "C18g", *(f"C{i}" for i in range(19, 46))]
     assert all(o.verdict in VERDICTS and o.why for o in outcomes)
     by_id = {o.claim_id: o for o in outcomes}
     assert by_id["C5"].verdict == NOT_TESTED and "generated" in by_id["C5"].why
@@ -335,3 +335,47 @@ def test_a_margin_below_the_metrics_resolution_is_raised_to_it() -> None:
     ctx.summaries.clear()  # summaries written before runs recorded their test counts: the margin as registered
     (part,) = paired(ctx, check)
     assert part.margin == 0.005
+
+
+# ------------------------------------------------------------------------------------------ C18g: against a run bound
+def _bound_context(moleflow: list[float], joint: dict[int, float], ratio: float = 1.0):  # type: ignore[no-untyped-def]
+    from analysis.audit.context import Context
+
+    rows, summaries = [], {}
+    for seed, value in enumerate(moleflow):
+        rows.append({"study": "main", "variant": "MoLE-Flow", "dataset": "d", "run_id": f"m{seed}", "seed": seed,
+                     "order": "alphabetical", "status": "ok", "strategy": "frozen_base", "image_auroc_routed": value})
+    for seed, value in joint.items():
+        rows.append({"study": "main", "variant": "Joint_PatchCore", "dataset": "d", "run_id": f"j{seed}", "seed": seed,
+                     "order": "alphabetical", "status": "ok", "strategy": "knn", "image_auroc_routed": value})
+        summaries[f"j{seed}"] = {"config": {"strategy": {"name": "knn", "knn_coreset_ratio": ratio}}}
+    return Context(pd.DataFrame(rows), summaries, {}, "d")
+
+
+CHECK = {"study": "main", "variant": "MoLE-Flow", "reference": "Joint_PatchCore", "metric": "image_auroc_routed",
+         "margin": 0.006}
+
+
+def test_a_bound_without_random_choice_is_compared_with_every_seed_one_sample() -> None:
+    from analysis.audit.comparisons import against_bound
+
+    moleflow = [0.90, 0.91, 0.89]
+    [part] = against_bound(_bound_context(moleflow, {0: 0.976}), CHECK)
+    diff = np.array(moleflow) - 0.976  # by hand: one-sided t-test of mean(diff) < -0.006
+    t = (diff.mean() + 0.006) / (diff.std(ddof=1) / math.sqrt(3))
+    assert part.n == 3 and part.estimate == pytest.approx(diff.mean())
+    assert part.p_contradict == pytest.approx(stats.t.cdf(t, df=2), rel=1e-9)
+    assert part.p_support == pytest.approx(stats.t.sf(t, df=2), rel=1e-9)
+    assert "one-sample" in part.label and _verdict(part) == CONTRADICTED
+    [close] = against_bound(_bound_context([0.977, 0.978, 0.979], {0: 0.976}), CHECK)
+    assert _verdict(close) == SUPPORTED
+
+
+def test_a_bound_run_on_every_seed_is_paired_and_a_random_single_run_decides_nothing() -> None:
+    from analysis.audit.comparisons import against_bound
+
+    [paired_part] = against_bound(_bound_context([0.90, 0.95, 0.97], {0: 0.91, 1: 0.94, 2: 0.975}), CHECK)
+    assert paired_part.n == 3 and paired_part.estimate == pytest.approx(np.mean([-0.01, 0.01, -0.005]))
+    assert "one-sample" not in paired_part.label
+    [undecided] = against_bound(_bound_context([0.90, 0.91, 0.89], {0: 0.976}, ratio=0.1), CHECK)
+    assert "makes random choices" in undecided.reason and _verdict(undecided) == INCONCLUSIVE

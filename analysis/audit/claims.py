@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from analysis.audit.comparisons import (forgetting_order, interaction, paired, ranking, ratio, simple_effects_parts,
-                                        strategy_order)
+from analysis.audit.comparisons import (against_bound, forgetting_order, interaction, paired, ranking, ratio,
+                                        simple_effects_parts, strategy_order)
 from analysis.audit.context import Context
 from analysis.audit.designs import (collapse, depth_best, rescored_equivalent, sensitivity_classes, sweep_best,
                                     sweep_equivalent, sweep_order, sweep_trend)
@@ -29,6 +29,6 @@ EVALUATORS: dict[str, Callable[[Context, dict[str, Any]], list[Part]]] = {
     "interaction": interaction, "simple_effects": simple_effects_parts, "depth_best": depth_best, "collapse": collapse,
     "sweep_best": sweep_best, "sweep_trend": sweep_trend, "sweep_order": sweep_order, "sweep_equivalent": sweep_equivalent,
     "rescored_equivalent": rescored_equivalent, "sensitivity_classes": sensitivity_classes, "order_robust": order_robust,
-    "paper_best": paper_best,
+    "paper_best": paper_best, "against_bound": against_bound,
 }
 

@@ -16,6 +16,42 @@ from analysis.audit.evidence import (NAN, NO_VARIANCE, Part, contrast_part, equi
 from analysis.blocked import Contrast, contrasts, design_frame
 
 
+def _without_random_choice(ctx: Context, run_ids: list[str]) -> bool:
+    """Whether these runs make no random choice, so one run stands for every seed: a memory-bank reference
+    (``knn``) that keeps its whole bank (no coreset drawn)."""
+    configs = [(ctx.summaries.get(r) or {}).get("config") or {} for r in run_ids]
+    return bool(configs) and all(c.get("strategy", {}).get("name") == "knn"
+                                 and c.get("strategy", {}).get("knn_coreset_ratio", 1.0) >= 1.0 for c in configs)
+
+
+def against_bound(ctx: Context, check: dict[str, Any]) -> list[Part]:
+    """``variant - reference > -margin`` on ``metric``: the variant matches (or beats) a reference upper bound.
+
+    Paired by replicate when the reference ran every seed the variant ran; otherwise, when the
+    reference makes no random choice (its single value holds for every seed), each of the
+    variant's replicates against that value (one-sample). Supported when the mean difference
+    is significantly above ``-margin``; contradicted when significantly below it.
+    """
+    study, variant, reference, column = check["study"], check["variant"], check["reference"], check["metric"]
+    margin, note = ctx.margin(study, column, check["margin"])
+    label = f"Δ {label_of(column)} ({variant} - {reference}) > -{margin:g}{note}"
+    values, why = ctx.values(study, variant, column)
+    bound, why_ref = ctx.values(study, reference, column)
+    if bound.empty:
+        return [with_shortfall(Part(label, reason=f"no finished {reference} run"), why_ref)]
+    if set(values.index) <= set(bound.index):
+        diff, why = paired_diff(ctx, study, variant, reference, column)
+    else:
+        ids = list(ctx.rows(study, reference)["run_id"])
+        if bound.nunique() != 1 or not _without_random_choice(ctx, ids):
+            return [with_shortfall(Part(label, reason=f"{reference} did not run every seed of {variant} and makes "
+                                                      "random choices: no value to compare each seed with"), why)]
+        diff = values.to_numpy(dtype=float) - float(bound.iloc[0])
+        label += f" (one-sample: {reference} makes no random choice, one run)"
+    part = sign_test(label, diff, ">", -margin, 0.0, paper=check.get("paper", NAN))
+    return [with_shortfall(part, why, why_ref)]
+
+
 def ratio(ctx: Context, check: dict[str, Any]) -> list[Part]:
     a, why_a = ctx.values(check["study"], check["numerator"], check["metric"])
     b, why_b = ctx.values(check["study"], check["denominator"], check["metric"])
