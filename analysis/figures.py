@@ -34,9 +34,9 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from analysis import sweeps  # noqa: E402
-from analysis.collect import read_summary  # noqa: E402
 from analysis.literature import reported  # noqa: E402
 from analysis.tables import METRIC_LABELS, literature_kinds, main_method, run_level  # noqa: E402
+from moleflow.continual.summary import read_summary  # noqa: E402
 from moleflow.heatmaps import accuracy_heatmaps, as_matrix  # noqa: E402
 from moleflow.io import atomic_path  # noqa: E402
 from moleflow.metrics.continual import forgetting_max  # noqa: E402

@@ -319,11 +319,11 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
     from moleflow.errors import ConfigError
 
+    workflow = read_workflow_config(args.configfile)  # its errors name the file already
     try:
-        runs = plan_runs(read_workflow_config(args.configfile))
+        runs = plan_runs(workflow)
     except ConfigError as exc:
-        message = str(exc)
-        raise ConfigError(message if message.startswith(str(args.configfile)) else f"{args.configfile}: {message}") from None
+        raise ConfigError(f"{args.configfile}: {exc}") from None
     per_study = Counter(study for run in runs.values() for study in run.studies)
     for study, count in per_study.items():
         datasets = sorted({r.dataset for r in runs.values() if study in r.studies})

@@ -7,6 +7,8 @@ message as one line and exits with status 2; it never shows a traceback for them
 
 from __future__ import annotations
 
+import errno
+
 
 class MoleflowError(Exception):
     """An error whose message alone tells the user what is wrong and where."""
@@ -29,7 +31,7 @@ class DiskFullError(MoleflowError, OSError):
 
 
 #: The ``errno`` values of a full device or an exhausted quota.
-DISK_FULL_ERRNOS = (28, 122)  # ENOSPC, EDQUOT (Linux)
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 def disk_full(exc: BaseException, path: object) -> DiskFullError | None:

@@ -76,15 +76,22 @@ def save_checkpoint(learner: Learner, ckpt: Path, task: int) -> None:
         _save_tensors(ckpt / f"learner_{task}.pt", state)
 
 
+def committed_files(strategy: str, completed: int) -> list[str]:
+    """The checkpoint files (under ``checkpoints/``) that the state committed after ``completed`` tasks is read from."""
+    if strategy in PER_TASK_CHECKPOINTS:
+        return ["base.pt", *(f"task_{t}.pt" for t in range(completed))]
+    return [f"learner_{completed - 1}.pt"]
+
+
 def restore(learner: Learner, ckpt: Path, completed: int) -> None:
     """Load the state committed after ``completed`` tasks into ``learner`` (which has their tasks added)."""
     full = learner.state_dict()
+    files = committed_files(learner.strategy, completed)
     if learner.strategy in PER_TASK_CHECKPOINTS:
-        full.update(torch.load(ckpt / "base.pt"))
-        for task in range(completed):
-            full.update(torch.load(ckpt / f"task_{task}.pt"))
+        for name in files:  # the base, then each task's own tensors
+            full.update(torch.load(ckpt / name))
     else:
-        saved = torch.load(ckpt / f"learner_{completed - 1}.pt")
+        saved = torch.load(ckpt / files[0])
         learner.load_ewc_state({k[4:]: v for k, v in saved.items() if k.startswith("ewc.")})
         full.update({k: v for k, v in saved.items() if not k.startswith("ewc.")})
     learner.load_state_dict(full)

@@ -21,8 +21,8 @@ from typing import Any
 import torch
 
 from moleflow.config import Config, config_hash, differing_keys, load_saved_config, read_yaml
-from moleflow.continual.checkpoint import restore
-from moleflow.continual.learner import PER_TASK_CHECKPOINTS, Learner
+from moleflow.continual.checkpoint import committed_files, restore
+from moleflow.continual.learner import Learner
 from moleflow.device import resolve_device
 from moleflow.errors import MoleflowError
 
@@ -47,13 +47,6 @@ def _json(path: Path, what: str) -> Any:
     except (OSError, ValueError) as exc:
         raise MoleflowError(f"--run: {path} is damaged ({what}: {str(exc).splitlines()[0]}); the run folder cannot "
                             "be used as it is") from None
-
-
-def committed_files(strategy: str, completed: int) -> list[str]:
-    """The checkpoint files (under ``checkpoints/``) a run of ``strategy`` holds after ``completed`` tasks."""
-    if strategy in PER_TASK_CHECKPOINTS:
-        return ["base.pt", *(f"task_{t}.pt" for t in range(completed))]
-    return [f"learner_{completed - 1}.pt"]
 
 
 def _check_config(run: Path, state: dict[str, Any]) -> Config:

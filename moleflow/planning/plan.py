@@ -78,7 +78,7 @@ def dataset_config(workflow: dict[str, Any], name: str) -> Config:
 def plan_runs(workflow: dict[str, Any], studies: list[str] | None = None) -> dict[str, PlannedRun]:
     """Every run of the selected studies (all when ``None``), keyed by run id."""
     runs: dict[str, PlannedRun] = {}
-    available: dict[str, list[str] | None] = {}
+    available = {name: known_categories(workflow, name) for name in workflow["datasets"]}  # each root read once
     for study_name, study in workflow["studies"].items():
         if studies is not None and study_name not in studies:
             continue
@@ -94,8 +94,7 @@ def plan_runs(workflow: dict[str, Any], studies: list[str] | None = None) -> dic
                         where = f"studies.{study_name}.variants.{variant['name']}"
                         sets = {**study.get("set", {}), **variant.get("set", {}), **order_set, "seed": seed}
                         config = _apply(base, sets, where)
-                        _check_categories(config, available.setdefault(dataset, known_categories(workflow, dataset)),
-                                          where, dataset)
+                        _check_categories(config, available[dataset], where, dataset)
                         run_id = config_hash(config)
                         run = runs.setdefault(run_id, PlannedRun(run_id, config, dataset, seed, order_label))
                         run.memberships.append((study_name, variant["name"]))
@@ -103,16 +102,15 @@ def plan_runs(workflow: dict[str, Any], studies: list[str] | None = None) -> dic
 
 
 def dataset_categories(workflow: dict[str, Any], name: str) -> list[str]:
-    """The categories of workflow dataset ``name``: listed, generated (known before they exist), or on disk."""
+    """The categories of workflow dataset ``name``: listed, generated (known before they exist), or on disk
+    (a root that is not there is refused, naming it)."""
     from moleflow.data.layouts import list_categories
-    from moleflow.data.synth import DEFAULT_CATEGORIES
 
     ds = workflow["datasets"][name]
     if ds.get("categories"):
         return list(ds["categories"])
-    if ds.get("generate"):
-        return list(DEFAULT_CATEGORIES)
-    return list_categories(ds["kind"], ds["root"])
+    known = known_categories(workflow, name)
+    return known if known is not None else list_categories(ds["kind"], ds["root"])
 
 
 def known_categories(workflow: dict[str, Any], name: str) -> list[str] | None:
