@@ -19,6 +19,9 @@ import pandas as pd
 from moleflow.io import write_text_atomic
 
 MISSING = "--"
+#: A cell whose runs all finished without the number: the method does not make it (DNE has no anomaly map, the
+#: joint flow no forgetting, a memory bank no base).
+NOT_APPLICABLE = "n/a"
 
 
 @dataclass
@@ -41,7 +44,10 @@ class Cell:
         missing runs included).
         """
         planned = int(len(statuses)) if planned is None else int(planned)
-        ok = values[(statuses == "ok") & values.notna()]
+        finished = values[statuses == "ok"]
+        ok = finished[finished.notna()]
+        if ok.empty and len(finished) and len(finished) >= planned:  # every run finished without it: not made
+            return cls(text=NOT_APPLICABLE, planned=planned, n=int(len(finished)))
         if ok.empty:
             return cls(text="diverged", planned=planned) if (statuses == "diverged").any() else cls(planned=planned)
         return cls(mean=float(ok.mean()), std=float(ok.std(ddof=1)) if len(ok) > 1 else None, n=int(len(ok)),
@@ -131,7 +137,10 @@ class TableSpec:
             return self.caption
         return (self.caption + " n: finished runs behind a cell; \"n=2 of 3\" marks a cell some of whose planned runs "
                 "diverged, failed or are missing (its mean covers the finished ones only). Bold: the best cell of a "
-                "column among cells with every planned run finished, on test data: descriptive, not a selection.")
+                "column among cells with every planned run finished, on test data: descriptive, not a selection." +
+                (" n/a: every run finished and the method makes no such number (DNE has no anomaly map, the joint "
+                 "flow is trained once and has nothing to forget, a memory bank has no base)."
+                 if any(c.text == NOT_APPLICABLE for c in self.cells.values()) else ""))
 
 
 def ordered(values: pd.Series) -> list[str]:

@@ -16,7 +16,7 @@ from analysis import sweeps
 from analysis.literature import load, reported
 from analysis.mixed import category_model, category_values
 from analysis.interaction import interaction_table
-from analysis.render import Cell, TableSpec, ordered
+from analysis.render import NOT_APPLICABLE, Cell, TableSpec, ordered
 from analysis.stats import delta_cell
 
 PAPER_FM = "FM (paper)"  # R[i,i] - R[T-1,i]: the only definition compared with the paper's reported FM
@@ -150,14 +150,20 @@ def dilemma_table(runs: pd.DataFrame, dataset: str, study: str = "strategies") -
                          column_digits={"memory/task (% base)": 1})
     spec.caption += (" Memory per task: what each new task adds to what the strategy keeps (float32 parameters; Full-Copy a "
                      "whole model, the others the task's adapters, Replay also its buffer of float16 feature maps; EWC keeps "
-                     "its Fisher and anchor once; the kNN reference its memory bank of float32 patch vectors and no base). Zero FM = forgetting exactly 0 for every metric in every finished run. "
+                     "its Fisher and anchor once; the kNN reference its memory bank of float32 patch vectors and no base; DNE its Gaussian of the image embeddings, "
+                     "float64, and no base; the joint flow every task's training feature maps, float16, since it trains on all of "
+                     "them at once, its one model counted as the base). Zero FM = forgetting exactly 0 for every metric in every finished run. "
                      f"{CHAUDHRY}; FM (paper): mean over earlier tasks of R[i,i] - R[T-1,i].")
     spec.columns.append("zero FM")
     forgetting = [c for c in sub.columns if c.startswith("forgetting_fm_")]
     for row in spec.rows:
         values = sub[(sub["variant"] == row) & (sub["status"] == "ok")][forgetting].to_numpy(dtype=float)
-        if values.size == 0 or np.isnan(values).all():
+        if values.size == 0:
             continue
+        if np.isnan(values).all():  # finished runs without forgetting: the joint flow, trained once
+            spec.cells[(row, "zero FM")] = Cell(text=NOT_APPLICABLE)
+            continue
+        values = values[:, ~np.isnan(values).all(axis=0)]  # a metric no run of the variant makes (DNE's pixel ones)
         if np.isnan(values).any():  # a finished run without a forgetting value: not evidence of zero
             spec.cells[(row, "zero FM")] = Cell(text="incomplete")
         else:

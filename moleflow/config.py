@@ -226,7 +226,7 @@ BEFORE_KEY_EXISTED: dict[str, Any] = {
 
 #: Keys left out of a run's identity while they hold the value every run had before the key
 #: existed: adding such a key never renames the runs (and results folders) made before it.
-IDENTITY_ONLY_WHEN_SET: dict[str, Any] = {"strategy.knn_bank": "per_task"}
+IDENTITY_ONLY_WHEN_SET: dict[str, Any] = {"strategy.knn_bank": "per_task", "strategy.dne_density": "pooled"}
 
 
 def load_saved_config(path: str | Path) -> Config:

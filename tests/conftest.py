@@ -19,3 +19,11 @@ def mvtec_root(tmp_path: Path) -> Path:
 @pytest.fixture
 def visa_root(tmp_path: Path) -> Path:
     return make_visa(tmp_path / "visa", ["candle", "pcb1"])
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """cap, tile and screw generated at 64 px (6 training, 3 good and 2 per defect test images each), once per module."""
+    from tests_helpers import three_category_synth
+
+    return three_category_synth(tmp_path_factory.mktemp("synth"))

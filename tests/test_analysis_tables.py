@@ -351,3 +351,19 @@ def test_latex_and_markdown_cells_hold_the_csv_values(results: Path) -> None:
 
 def _decimals(number: str) -> int:
     return len(number.split(".", 1)[1]) if "." in number else 0
+
+
+def test_a_number_no_finished_run_makes_is_not_applicable_and_a_missing_run_is_missing() -> None:
+    """DNE's pixel metrics, the joint flow's forgetting: every run finished without the number ("n/a"), which is not
+    a run that is missing or failed ("--", with how many of the planned runs finished)."""
+    from analysis.render import NOT_APPLICABLE, Cell, TableSpec
+
+    none = pd.Series([np.nan, np.nan, np.nan])
+    spec = TableSpec("T", "0", "t", "c", ["dne", "lost", "half"], ["P-AP"])
+    spec.cells[("dne", "P-AP")] = Cell.from_runs(none, pd.Series(["ok", "ok", "ok"]))
+    spec.cells[("lost", "P-AP")] = Cell.from_runs(none[:2], pd.Series(["ok", "ok"]), planned=3)
+    spec.cells[("half", "P-AP")] = Cell.from_runs(pd.Series([0.5, np.nan]), pd.Series(["ok", "failed"]))
+    assert spec.text("dne", "P-AP", markdown=True) == (NOT_APPLICABLE, False) and spec.count("dne", "P-AP") == "n=3"
+    assert spec.text("lost", "P-AP", markdown=True) == ("--", False) and spec.count("lost", "P-AP") == "n=0 of 3"
+    assert spec.text("half", "P-AP", markdown=True) == ("0.500", False) and spec.count("half", "P-AP") == "n=1 of 2"
+    assert "n/a: every run finished" in spec.full_caption

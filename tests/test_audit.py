@@ -33,7 +33,7 @@ def _verdict(*parts) -> str:  # type: ignore[no-untyped-def]
 def test_registry_lists_every_claim_once_with_a_known_test() -> None:
     reg = registry()
     ids = [c["id"] for c in reg["claims"]]
-    assert ids == [*(f"C{i}" for i in range(1, 19)), "C18g", *(f"C{i}" for i in range(19, 46))]
+    assert ids == [*(f"C{i}" for i in range(1, 19)), "C18g", "C18d", *(f"C{i}" for i in range(19, 46))]
     assert {c["family"] for c in reg["claims"]} >= {"forgetting", "headline", "strategies", "ablation", "interaction",
                                                     "depth", "sensitivity", "structure", "routing", "literature"}
     # the claims that only real benchmark numbers can test say so
@@ -205,7 +205,7 @@ def test_a_claim_is_contradicted_by_any_part_and_supported_only_by_all() -> None
 def test_audit_without_runs_gives_every_claim_a_verdict_and_says_what_data_are_missing() -> None:
     plan = {"datasets": {"synth": {"kind": "mvtec", "generate": True}}, "studies": {}, "runs": []}
     outcomes, _ = evaluate(pd.DataFrame(), plan, {})
-    assert [o.claim_id for o in outcomes] == [*(f"C{i}" for i in range(1, 19)), "C18g", *(f"C{i}" for i in range(19, 46))]
+    assert [o.claim_id for o in outcomes] == [*(f"C{i}" for i in range(1, 19)), "C18g", "C18d", *(f"C{i}" for i in range(19, 46))]
     assert all(o.verdict in VERDICTS and o.why for o in outcomes)
     by_id = {o.claim_id: o for o in outcomes}
     assert by_id["C5"].verdict == NOT_TESTED and "generated" in by_id["C5"].why

@@ -10,9 +10,8 @@ import torch
 
 from moleflow.config import load_config, load_profile
 from moleflow.continual import run
-from moleflow.data.synth import SynthCounts, generate
 from moleflow.model import NearestNeighbourScorer, greedy_coreset
-from tests_helpers import interrupted_then_resumed
+from tests_helpers import interrupted_then_resumed, tiny_config
 
 
 def test_patch_scores_are_the_distance_to_the_nearest_bank_vector() -> None:
@@ -63,18 +62,8 @@ def test_greedy_coreset_takes_the_farthest_points() -> None:
     assert torch.equal(greedy_coreset(points, ratio=1.0, seed=0), torch.arange(6))
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("synth")
-    generate(root, seed=0, size=64, categories=["cap", "tile", "screw"], counts=SynthCounts(train=6, test_good=3, test_per_defect=2))
-    return root
-
-
 def _config(dataset: Path, cache: Path, *extra: str) -> dict:
-    return load_config(overrides=[f"dataset.root={dataset}", f"features.cache_dir={cache}", "features.resize=64",
-                                  "features.input_size=64", "features.embed_dim=16", "strategy.name=knn",
-                                  "evaluation.sample_images=0", "scoring.map_sigma=1.0", "device=cpu", *extra],
-                       base=load_profile("cpu"))
+    return tiny_config(dataset, cache, "strategy.name=knn", "evaluation.sample_images=0", *extra)
 
 
 def test_knn_strategy_needs_no_training_forgets_nothing_and_resumes(dataset: Path, tmp_path: Path,

@@ -141,7 +141,7 @@ def test_default_and_paper_configs_plan() -> None:
         runs = plan_runs(_validated(yaml.safe_load((ROOT / "config" / name).read_text())))
         assert all(len(r.run_id) == 12 for r in runs.values())
         counts[name] = len(runs)
-    assert counts == {"config.yaml": 121, "paper.yaml": 450}
+    assert counts == {"config.yaml": 131, "paper.yaml": 470}
 
 
 def _rule_counts(text: str) -> dict[str, int]:
@@ -179,7 +179,7 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
     # the claims audit: one row per claim, each with a verdict; its pages and the figures go into the Snakemake report
     assert "claims" in index and "paper_self_check" in index
     claims = pd.read_csv(tmp_path / "results" / "tables" / "claims.csv")
-    assert list(claims["row"]) == [*(f"C{i}" for i in range(1, 19)), "C18g", *(f"C{i}" for i in range(19, 46))]
+    assert list(claims["row"]) == [*(f"C{i}" for i in range(1, 19)), "C18g", "C18d", *(f"C{i}" for i in range(19, 46))]
     assert set(claims["Verdict"]) <= {"supported", "contradicted", "inconclusive", "not tested here"}
     assert claims.set_index("row").loc["C1", "Verdict"] == "supported"  # zero forgetting, checked bit for bit
     assert claims.set_index("row").loc["C5", "Verdict"] == "not tested here"  # generated data
@@ -275,7 +275,7 @@ def test_paper_grid_plans_on_stand_in_trees(tmp_path: Path) -> None:
     assert result.returncode == 0, text[-2000:]
     counts = _rule_counts(text)
     features = len(MVTEC_CATEGORIES) + len(VISA_CATEGORIES)  # one feature job per category
-    assert counts["train"] == 450 and counts["features"] == features and counts["track"] == 12, counts
+    assert counts["train"] == 470 and counts["features"] == features and counts["track"] == 12, counts
 
 
 @pytest.mark.parametrize("target", ["all_runs", "study_main", "study_ablation"])

@@ -82,3 +82,20 @@ def scores_of_task0_after_each_task(config: dict) -> tuple[list, object]:
         scored = score_rows(learner, 0, tasks[0].test.patches, rows, ScoreSettings.from_config(config), cpu)
         out.append(np.concatenate([scored.image, scored.maps.ravel()]))
     return out, learner
+
+
+def three_category_synth(root):  # type: ignore[no-untyped-def]
+    """A generated dataset of cap, tile and screw at 64 px (6 training, 3 good and 2 per defect test images each)."""
+    from moleflow.data.synth import SynthCounts, generate
+
+    generate(root, seed=0, size=64, categories=["cap", "tile", "screw"], counts=SynthCounts(train=6, test_good=3, test_per_defect=2))
+    return root
+
+
+def tiny_config(dataset, cache, *extra: str) -> dict:  # type: ignore[no-untyped-def]
+    """The CPU profile at 64 px with 16-d patches on ``dataset``, on the CPU, and ``extra`` overrides."""
+    from moleflow.config import load_config, load_profile
+
+    return load_config(overrides=[f"dataset.root={dataset}", f"features.cache_dir={cache}", "features.resize=64",
+                                  "features.input_size=64", "features.embed_dim=16", "scoring.map_sigma=1.0",
+                                  "device=cpu", *extra], base=load_profile("cpu"))

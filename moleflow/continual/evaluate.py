@@ -28,7 +28,7 @@ class TaskScores:
     """Scores of one task's test set under one assignment of adapters."""
 
     image: np.ndarray  # (N,) image scores
-    maps: np.ndarray  # (N, S, S) float32 anomaly maps
+    maps: np.ndarray | None  # (N, S, S) float32 anomaly maps; None for a strategy without maps (DNE)
     by_top_k: dict[int, np.ndarray] = field(default_factory=dict)  # k -> (N,) image scores re-aggregated with top-k = k
 
 
@@ -68,8 +68,11 @@ def score_rows(learner: Learner, task: int, patches: np.ndarray, rows: np.ndarra
     return TaskScores(np.concatenate(images), np.concatenate(maps), {k: np.concatenate(v) for k, v in by_k.items()})
 
 
-def metrics_of(labels: np.ndarray, masks: np.ndarray, scores: TaskScores, fpr_limit: float) -> dict[str, float]:
-    """The four metrics of one task's test set."""
+def metrics_of(labels: np.ndarray, masks: np.ndarray, scores: TaskScores, fpr_limit: float) -> dict[str, float | None]:
+    """The four metrics of one task's test set (without maps: the pixel metrics are ``None``, not measured)."""
+    if scores.maps is None:
+        image = image_auroc(labels, scores.image) if np.all(np.isfinite(scores.image)) else float("nan")
+        return {m: image if m == "image_auroc" else None for m in METRICS}
     finite = np.all(np.isfinite(scores.image)) and np.all(np.isfinite(scores.maps))
     if not finite:
         return {m: float("nan") for m in METRICS}
@@ -85,8 +88,8 @@ def metrics_of(labels: np.ndarray, masks: np.ndarray, scores: TaskScores, fpr_li
 class TaskEvaluation:
     """One seen task after some training step."""
 
-    oracle: dict[str, float]
-    routed: dict[str, float]
+    oracle: dict[str, float | None]
+    routed: dict[str, float | None]
     routed_to: np.ndarray  # (N,) task id chosen by the router per test image
     routed_scores: TaskScores
     routed_to_euclidean: np.ndarray  # (N,) task id of the nearest prototype mean (the router ablation)
@@ -98,6 +101,8 @@ RESCORE_TOP_K = (1, 3, 5, 10)  # image top-k values re-scored from the same patc
 
 def evaluate_task(learner: Learner, task: int, data: TaskData, scoring: ScoreSettings, device: torch.device) -> TaskEvaluation:
     """Evaluate one seen task, oracle and routed (and the Euclidean router and re-scored top-k beside them)."""
+    if not learner.has_maps:
+        return evaluate_images(learner, task, data)
     test = data.test
     labels = np.asarray(test.labels)
     masks = np.asarray(test.masks)
@@ -120,4 +125,26 @@ def evaluate_task(learner: Learner, task: int, data: TaskData, scoring: ScoreSet
         routed_to_euclidean=learner.router.nearest_mean(router_features).cpu().numpy(),
         image_auroc_by_top_k={k: image_auroc(labels, v) if np.all(np.isfinite(v)) else float("nan")
                               for k, v in oracle.by_top_k.items()},
+    )
+
+
+@torch.no_grad()
+def evaluate_images(learner: Learner, task: int, data: TaskData) -> TaskEvaluation:
+    """:func:`evaluate_task` for a strategy that scores whole images from their router features (DNE): no maps,
+    the pixel metrics ``None``, no re-scored top-k."""
+    test = data.test
+    labels = np.asarray(test.labels)
+    features = torch.from_numpy(np.asarray(test.router))
+    routed_to = learner.router(features).cpu().numpy()
+    oracle = TaskScores(learner.image_scores(task, features).cpu().numpy(), None)
+    routed = TaskScores(oracle.image.copy(), None)
+    for other in np.unique(routed_to[routed_to != task]):
+        wrong = np.flatnonzero(routed_to == other)
+        routed.image[wrong] = learner.image_scores(int(other), features[wrong]).cpu().numpy()
+    oracle_metrics = metrics_of(labels, np.zeros(0), oracle, 0.0)
+    return TaskEvaluation(
+        oracle=oracle_metrics,
+        routed=dict(oracle_metrics) if np.array_equal(routed.image, oracle.image) else metrics_of(labels, np.zeros(0), routed, 0.0),
+        routed_to=routed_to, routed_scores=routed,
+        routed_to_euclidean=learner.router.nearest_mean(features).cpu().numpy(), image_auroc_by_top_k={},
     )

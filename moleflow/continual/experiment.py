@@ -31,7 +31,7 @@ from moleflow.continual.learner import Learner
 from moleflow.continual.settings import ScoreSettings, TrainSettings
 from moleflow.continual.structure import fingerprints, invertibility
 from moleflow.continual.summary import MODES, build_summary, rescored_top_k, tasks_csv
-from moleflow.continual.tasks import TaskData, load_tasks
+from moleflow.continual.tasks import TaskData, joint_patches, load_tasks
 from moleflow.continual.train import ReplayBuffer, empirical_fisher, train_task
 from moleflow.device import resolve_device
 from moleflow.errors import MoleflowError
@@ -143,12 +143,23 @@ def _record_evaluation(state: RunState, task: int, evaluations: list[TaskEvaluat
                           "accuracy_euclidean": routing_accuracy(true_ids, euclidean)})
 
 
+def _commit_waiting(learner: Learner, state: RunState, ckpt: Path, task: int, category: str) -> None:
+    """(joint) Commit task ``task`` without training or measuring it: its row of the matrices stays ``None``."""
+    state.tasks.append({"task": task, "category": category, "status": "ok", "epoch_losses": [], "skipped_batches": 0,
+                        "note": "not trained or measured: the joint flow trains once, after the last task"})
+    state.timings["training_per_task"].append(0.0)
+    save_checkpoint(learner, ckpt, task)
+    state.completed = task + 1
+    state.timings["task_finished_at"].append(time.time())
+    state.commit(ckpt)
+
+
 def _non_finite(evaluations: list[TaskEvaluation], tasks: list[TaskData], task: int) -> str:
     """Why the evaluations after training ``task`` cannot stand (non-finite scores on a seen task), or ``""``.
 
     A numerically broken model is a diverged run: a mean over the other categories would hide it.
     """
-    failed = [i for i, ev in enumerate(evaluations) if not all(np.isfinite(v) for v in ev.oracle.values())]
+    failed = [i for i, ev in enumerate(evaluations) if not all(v is None or np.isfinite(v) for v in ev.oracle.values())]
     if not failed:
         return ""
     return f"non-finite scores on task {failed[0]} ({tasks[failed[0]].category}) after training task {task} ({tasks[task].category})"
@@ -183,7 +194,12 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
     for task in range(state.completed, len(tasks)):
         data = tasks[task]
         learner.add_task(np.asarray(data.train.router))
-        result = train_task(learner, task, data.train.patches, training, device, replay, log=log,
+        if learner.strategy == "joint" and task < len(tasks) - 1:  # the joint flow waits for every task
+            _commit_waiting(learner, state, ckpt, task, data.category)
+            log(f"task {task} ({data.category}): kept for the joint flow (trained after the last task)")
+            continue
+        train = joint_patches(tasks) if learner.strategy == "joint" else data.train.patches
+        result = train_task(learner, task, train, training, device, replay, log=log,
                             label=f"task {task} ({data.category}): ")
         state.timings["training"] += result.seconds
         state.timings["training_per_task"].append(result.seconds)
@@ -214,8 +230,9 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
         cur = last_eval[-1].oracle
         loss = f"loss {result.epoch_losses[-1]:.1f}" if result.epoch_losses else "no training"
         rate = f" ({result.steps / result.seconds:.1f} steps/s)" if result.steps and result.seconds > 0 else ""
+        pixel = "--" if cur["pixel_auroc"] is None else f"{cur['pixel_auroc']:.3f}"
         log(f"task {task} ({data.category}): trained in {result.seconds:.1f} s{rate}, {loss}; "
-            f"I-AUROC {cur['image_auroc']:.3f} P-AUROC {cur['pixel_auroc']:.3f}; routing {state.routing[-1]['accuracy']:.3f}")
+            f"I-AUROC {cur['image_auroc']:.3f} P-AUROC {pixel}; routing {state.routing[-1]['accuracy']:.3f}")
     if state.completed == len(tasks) and not last_eval:  # finished earlier: evaluate the restored learner for the samples
         last_eval = [evaluate_task(learner, i, tasks[i], scoring, device) for i in range(len(tasks))]
     timings = {"features": features_seconds, "training": state.timings["training"],
@@ -244,6 +261,8 @@ def _write_outputs(out: Path, summary: dict[str, Any], state: RunState, tasks: l
     root = Path(config["dataset"]["root"])
     feats = config["features"]
     for i, ev in enumerate(last_eval):
+        if ev.routed_scores.maps is None:  # a strategy without maps (DNE) has no picture to draw
+            break
         test = tasks[i].test
         for k in pick_samples(np.asarray(test.labels), test.defects, count):
             save_sample(out / "samples" / f"{tasks[i].category}_{k:03d}.png", root / test.images[k], feats["resize"],

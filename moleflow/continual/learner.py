@@ -20,7 +20,13 @@ Strategies (the paper's baselines), all with the same features, flow and router:
   maps and metrics: the no-training reference. ``strategy.knn_bank`` says which memory
   a patch is measured against: its routed task's bank (``per_task``: Joint_PatchCore(R)),
   every bank at once with no router (``joint``: Joint_PatchCore), or the newest task's
-  bank only (``replaced``: FT_PatchCore, the fine-tuned lower bound).
+  bank only (``replaced``: FT_PatchCore, the fine-tuned lower bound);
+* ``dne``: DNE (Li et al. 2022): no flow, no training and no map: a Gaussian of each
+  task's image embeddings (the router features), image score = Mahalanobis distance to
+  the density ``strategy.dne_density`` names (:class:`moleflow.model.GaussianMemory`);
+* ``joint``: the joint flow, the flow's upper bound without continual learning: one model
+  (base and task 0's adapters) trained once, after the last task has arrived, on every
+  task's training patches at once; nothing is trained or measured before that.
 """
 
 from __future__ import annotations
@@ -32,12 +38,14 @@ import torch
 from torch import nn
 
 from moleflow.config import Config
-from moleflow.model import MahalanobisRouter, ModelConfig, MoLEFlow, NearestNeighbourScorer, SubnetConfig
+from moleflow.model import GaussianMemory, MahalanobisRouter, ModelConfig, MoLEFlow, NearestNeighbourScorer, SubnetConfig
 from moleflow.model.mole_flow import is_fixed_parameter, task_of_parameter
 
-STRATEGIES = ("frozen_base", "sequential", "separated", "ewc", "replay", "knn")
+STRATEGIES = ("frozen_base", "sequential", "separated", "ewc", "replay", "knn", "dne", "joint")
 #: Strategies whose checkpoint is the base once plus each task's own tensors (nothing shared changes later).
-PER_TASK_CHECKPOINTS = ("frozen_base", "knn")
+PER_TASK_CHECKPOINTS = ("frozen_base", "knn", "dne")
+#: Strategies without a flow (nothing to train).
+WITHOUT_FLOW = ("knn", "dne")
 
 
 def model_config(config: Config, dim: int) -> ModelConfig:
@@ -79,7 +87,8 @@ class Learner(nn.Module):
         self.models = nn.ModuleList()
         self.knn = NearestNeighbourScorer() if self.strategy == "knn" else None
         self.knn_bank = config["strategy"]["knn_bank"]
-        if self.strategy not in ("separated", "knn"):
+        self.gaussians = GaussianMemory(config["strategy"]["dne_density"], self.seed) if self.strategy == "dne" else None
+        if self.strategy not in ("separated", *WITHOUT_FLOW):
             self.models.append(self._new_model(0))
         self.router = MahalanobisRouter(config["router"]["covariance"], config["router"]["ridge"])
         self.n_tasks = 0
@@ -104,18 +113,36 @@ class Learner(nn.Module):
                 if task > 0 and self.separated_mixer == "shared" and model.mixer is not None:
                     model.mixer = self.models[0].mixer  # task 0's mixer, one module: never trained again
                 self.models.append(model)
-            elif self.strategy != "knn":  # knn's bank is stored by fit_memory, its "training"
+            elif self.strategy == "joint":
+                if task == 0:  # one set of adapters serves every task
+                    self.models[0].add_task()
+            elif self.strategy not in WITHOUT_FLOW:  # knn's bank is stored by fit_memory, its "training"
                 self.models[0].add_task()
         if router_features is not None:
             self.router.add_task(router_features)
+            if self.gaussians is not None:  # DNE's "training": the Gaussian of the task's image embeddings
+                self.gaussians.add_task(router_features)
         self.n_tasks += 1
         return task
 
     def model_for(self, task: int) -> tuple[MoLEFlow, int]:
         """The model that serves ``task`` and the task id inside it."""
-        if self.knn is not None:
-            raise ValueError("the knn strategy has no flow model")
+        if self.strategy in WITHOUT_FLOW:
+            raise ValueError(f"the {self.strategy} strategy has no flow model")
+        if self.strategy == "joint":
+            return self.models[0], 0
         return (self.models[task], 0) if self.strategy == "separated" else (self.models[0], task)
+
+    @property
+    def has_maps(self) -> bool:
+        """Whether the strategy scores patches (anomaly maps); DNE scores whole images only."""
+        return self.gaussians is None
+
+    def image_scores(self, task: int, router_features: torch.Tensor) -> torch.Tensor:
+        """(dne) Image scores ``(B,)`` of router features ``(B, D_r)`` under task ``task``'s density."""
+        if self.gaussians is None:
+            raise ValueError(f"the {self.strategy} strategy scores patches, not image embeddings")
+        return self.gaussians(router_features, task)
 
     def fit_memory(self, bank: torch.Tensor) -> None:
         """(knn) Store the next task's memory bank ``(M, D)``."""
@@ -129,6 +156,8 @@ class Learner(nn.Module):
         """
         if self.knn is not None:
             return self.memory_scores(x, task)
+        if self.gaussians is not None:
+            raise ValueError("the dne strategy has no patch scores (no anomaly map)")
         model, local = self.model_for(task)
         return -model(x, local).log_prob
 
@@ -150,7 +179,7 @@ class Learner(nn.Module):
 
     def trainable_parameters(self, task: int) -> list[nn.Parameter]:
         """What training task ``task`` may change."""
-        if self.knn is not None:
+        if self.strategy in WITHOUT_FLOW:
             return []
         model, local = self.model_for(task)
         own = model.task_parameters(local)
@@ -198,6 +227,8 @@ class Learner(nn.Module):
             state = {f"models.{task}.{k}": v for k, v in self.models[task].state_dict().items()}
         elif self.knn is not None:
             state = {f"knn.bank_{task}": self.knn.bank(task)}
+        elif self.gaussians is not None:
+            state = {f"gaussians.{k}": v for k, v in self.gaussians.task_state(task).items()}
         else:
             state = {f"models.0.{k}": v for k, v in self.models[0].state_dict().items() if task_of_parameter(k) == task}
         state[f"router.mean_{task}"] = getattr(self.router, f"mean_{task}")
@@ -225,9 +256,10 @@ def parameter_counts(config: Config, dim: int) -> dict[str, float]:
 
     ``per_task`` counts a task ``t >= 1``'s adapters (LoRA, task biases, whitening, DIA);
     ``per_task_without_dia`` leaves DIA out; ``overhead_pct = 100 * per_task / base``.
-    The ``knn`` reference has no parameters (its memory is counted by :func:`memory_per_task`).
+    The ``knn`` reference and DNE have no parameters (their memory is counted by :func:`memory_per_task`);
+    the joint flow has the base and one set of adapters, task 0's, serving every task: ``per_task`` is 0.
     """
-    if config["strategy"]["name"] == "knn":
+    if config["strategy"]["name"] in WITHOUT_FLOW:
         nan = float("nan")
         return {"base": 0, "per_task": 0, "per_task_without_dia": 0, "overhead_pct": nan, "overhead_without_dia_pct": nan}
     with torch.random.fork_rng(devices=[]):  # counting must not move the global RNG
@@ -239,6 +271,9 @@ def parameter_counts(config: Config, dim: int) -> dict[str, float]:
     own = {n: p.numel() for n, p in named.items() if task_of_parameter(n) == 1}
     per_task = sum(own.values())
     without_dia = sum(v for n, v in own.items() if not n.startswith("dia."))
+    if config["strategy"]["name"] == "joint":  # task 0's adapters serve every task: counted with the base
+        base += sum(p.numel() for n, p in named.items() if task_of_parameter(n) == 0)
+        per_task = without_dia = 0
     return {
         "base": base,
         "per_task": per_task,
@@ -265,9 +300,18 @@ def memory_per_task(config: Config, dim: int, patches_per_image: int, train_imag
     task, counted for ``train_images``) and has no base, so ``pct_of_base`` is NaN; with
     ``knn_bank: replaced`` it holds one bank at a time (``fixed_bytes``; the learner keeps
     the earlier ones only for its checkpoints and never reads them), and with ``joint`` or
-    ``replaced`` it needs no router prototype.
+    ``replaced`` it needs no router prototype. DNE keeps per task its Gaussian (count, mean
+    and covariance of ``D_r``-vectors, float64, with the density fitted after it: mean and
+    precision), and a router prototype only with ``dne_density: routed``. The joint flow
+    keeps every task's training feature maps (float16, like Replay's buffer: it must train
+    on all of them at once) and no router prototype; its model is counted as the base.
     """
     strategy = config["strategy"]["name"]
+    if strategy == "dne":
+        gaussian = 8.0 * (1 + 2 * (dim + dim * dim))  # count; mean, covariance; the density's mean and precision
+        routed = config["strategy"]["dne_density"] == "routed"
+        return {"params_per_task": 0.0, "bytes_per_task": gaussian, "pct_of_base": float("nan"), "fixed_bytes": 0.0,
+                "router_bytes_per_task": 8.0 * (dim + dim * dim) if routed else 0.0}
     if strategy == "knn":
         bank = 4.0 * math.ceil(config["strategy"]["knn_coreset_ratio"] * train_images * patches_per_image) * dim
         mode = config["strategy"]["knn_bank"]
@@ -284,6 +328,8 @@ def memory_per_task(config: Config, dim: int, patches_per_image: int, train_imag
     else:
         params = counts["per_task"]
     extra = 2.0 * config["strategy"]["replay_images"] * patches_per_image * dim if strategy == "replay" else 0.0
+    if strategy == "joint":
+        extra = 2.0 * train_images * patches_per_image * dim
     per_task = 4.0 * params + extra
     base_bytes = 4.0 * counts["base"]
     return {
@@ -291,5 +337,5 @@ def memory_per_task(config: Config, dim: int, patches_per_image: int, train_imag
         "bytes_per_task": per_task,
         "pct_of_base": 100.0 * per_task / base_bytes if base_bytes else float("nan"),
         "fixed_bytes": 2.0 * base_bytes if strategy == "ewc" else 0.0,
-        "router_bytes_per_task": 8.0 * (dim + dim * dim),
+        "router_bytes_per_task": 0.0 if strategy == "joint" else 8.0 * (dim + dim * dim),
     }

@@ -303,6 +303,9 @@ def _predict(run_dir: str | Path, inputs: list[str], out: Path, task: str | None
     """:func:`predict_images` once ``out`` is locked."""
     trained = load_run(run_dir)
     config, learner, notes = trained.config, trained.learner, list(trained.notes)
+    if not learner.has_maps:
+        raise MoleflowError(f"{run_dir}: a {learner.strategy} run scores whole images and makes no anomaly map; "
+                            "predict serves runs that make maps (every strategy but dne)")
     paths = list_images(inputs)
     normal_paths = list_images([normal]) if normal else []
     train = training_images(config, trained.categories)

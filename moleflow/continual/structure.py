@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from moleflow.continual.learner import Learner
+from moleflow.continual.learner import WITHOUT_FLOW, Learner
 from moleflow.features.cache import float32_rows
 
 JACOBIAN_DIMS = 256  # crop cells x D of the log-det check (one cell at least): a Jacobian of at most 256 x 256 for D <= 256
@@ -99,7 +99,7 @@ def invertibility(learner: Learner, trained: int, patches: list[np.ndarray], dev
         ``logdet_autograd`` (|coded - autograd| on a float64 crop, with the coded value's
         size in ``logdet_scale``; None for the earlier tasks, checked after their own task).
     """
-    if learner.knn is not None:
+    if learner.strategy in WITHOUT_FLOW:
         return None
     per_task = []
     for task in range(trained):

@@ -43,6 +43,11 @@ def forgetting_of(matrix: list[list[float | None]], upto: int) -> dict[str, floa
     return {"fm": forgetting_max(R), "paper": forgetting_diag(R), "bwt": backward_transfer(R)}
 
 
+def _mean(values: list[float | None]) -> float | None:
+    """The mean of one metric over the categories; ``None`` when there is none or it was not measured (no maps)."""
+    return None if not values or any(v is None for v in values) else float(np.mean(values))
+
+
 def build_summary(config: Config, cfg_hash: str, names: list[str], state: "RunState", status: str, message: str, dim: int,
                   patches_per_image: int, train_images: int, timings: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """The summary of a run whose committed state is ``state``."""
@@ -62,7 +67,7 @@ def build_summary(config: Config, cfg_hash: str, names: list[str], state: "RunSt
         "tasks": names,
         "tasks_completed": done,
         "final": final,
-        "mean": {mode: {m: float(np.mean([final[c][mode][m] for c in final])) if final else None for m in METRICS} for mode in MODES},
+        "mean": {mode: {m: _mean([final[c][mode][m] for c in final]) for m in METRICS} for mode in MODES},
         "accuracy_matrix": state.matrices["routed"],
         "accuracy_matrix_oracle": state.matrices["oracle"],
         # forgetting is a property of the whole sequence: NaN for a run that stopped early, whose forgetting

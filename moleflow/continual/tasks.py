@@ -41,3 +41,36 @@ class TaskData:
 def load_tasks(config: Config, store: FeatureStore) -> list[TaskData]:
     """Features of every task, in order (extracted on a cache miss)."""
     return [TaskData(name, store.get(name, "train"), store.get(name, "test")) for name in task_order(config)]
+
+
+class StackedRows:
+    """Several ``(N_i, ...)`` arrays read as one ``(sum N_i, ...)`` array along the first axis, without a copy.
+
+    What the joint flow trains on: every task's training feature maps (memory-mapped
+    cache entries) at once. Supports ``len``, ``shape`` and indexing by an array of rows.
+    """
+
+    def __init__(self, parts: list[np.ndarray]) -> None:
+        if not parts or any(p.shape[1:] != parts[0].shape[1:] for p in parts):
+            raise ValueError("StackedRows needs at least one array, all with the same trailing shape")
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+        self.shape = (int(self.offsets[-1]), *parts[0].shape[1:])
+        self.dtype = parts[0].dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        """Rows ``rows`` (an integer array, in the order given) as one array."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= len(self))):
+            raise IndexError(f"rows must be a 1-d array of indices below {len(self)}")
+        part = np.searchsorted(self.offsets, rows, side="right") - 1
+        return np.stack([self.parts[p][r - self.offsets[p]] for p, r in zip(part, rows)]) if rows.size else \
+            np.zeros((0, *self.shape[1:]), dtype=self.dtype)
+
+
+def joint_patches(tasks: list[TaskData]) -> StackedRows:
+    """Every task's training feature maps ``(sum N_t, H, W, D)``, in task order (the joint flow's training set)."""
+    return StackedRows([t.train.patches for t in tasks])

@@ -145,6 +145,8 @@ def train_task(
     """
     if learner.knn is not None:
         return fit_memory(learner, task, patches, settings, device)
+    if not learner.has_maps:  # DNE: its Gaussian was fitted when the task was added; nothing to train
+        return TrainResult("ok", seconds=0.0)
     start = time.perf_counter()
     params = learner.trainable_parameters(task)
     wanted = {id(p) for p in params}
@@ -155,7 +157,8 @@ def train_task(
     generator = torch.Generator().manual_seed(settings.batch_seed(task))
     n = len(patches)
     steps_per_epoch = settings.steps_per_epoch(n)
-    warmup_epochs = settings.warmup_epochs if task > 0 and learner.strategy != "separated" else 0
+    # a model trained from scratch (task 0, each separated model, the joint flow) has no warm-up
+    warmup_epochs = settings.warmup_epochs if task > 0 and learner.strategy not in ("separated", "joint") else 0
     per_epoch = settings.lr_schedule == "epoch"
     if per_epoch:
         schedule = lambda e: epoch_lr_factor(e, settings.epochs, warmup_epochs, settings.lr_min_ratio)  # noqa: E731

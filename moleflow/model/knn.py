@@ -61,7 +61,7 @@ class NearestNeighbourScorer(nn.Module):
         torch.Size([2, 4, 4])
     """
 
-    def __init__(self, chunk: int = 4096) -> None:
+    def __init__(self, chunk: int = 256) -> None:
         super().__init__()
         self.chunk = chunk
         self.n_tasks = 0
@@ -100,7 +100,7 @@ class NearestNeighbourScorer(nn.Module):
             q = rows[start : start + self.chunk]
             # the nearest vector by ||q||^2 - 2 q.b + ||b||^2 (one matrix product), then its distance computed
             # directly: the expansion loses precision near 0 (a training patch would not score exactly 0)
-            nearest = (bank_sq - 2.0 * q @ bank.T).argmin(dim=1)
+            nearest = torch.addmm(bank_sq, q, bank.T, alpha=-2.0).argmin(dim=1)  # one fused product, no temporaries
             out.append(torch.linalg.vector_norm(q - bank[nearest], dim=1))
         return torch.cat(out).reshape(x.shape[:-1])
 

@@ -143,9 +143,13 @@ def _check_categories(config: Config, available: list[str] | None, where: str, d
 
 def estimated_work(config: Config, tasks: int) -> float:
     """A run's training work in arbitrary units (tasks x epochs x input pixels x flow blocks), for scheduling only."""
-    if config["strategy"]["name"] == "knn":  # no training; its evaluation (every seen task after each task) is the work
+    strategy = config["strategy"]["name"]
+    if strategy == "knn":  # no training; its evaluation (every seen task after each task) is the work
         return float(8 * tasks * tasks * config["features"]["input_size"] ** 2)
+    if strategy == "dne":  # a Gaussian per task of one vector per image: next to nothing
+        return float(tasks)
     blocks = max(1, config["model"]["coupling_blocks"] + config["model"]["dia_blocks"])
+    # the joint flow trains once, on every task's images: as many steps as training each task in turn
     return float(tasks * config["training"]["epochs"] * config["features"]["input_size"] ** 2 * blocks)
 
 

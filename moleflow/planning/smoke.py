@@ -326,11 +326,18 @@ def run_cost(run: PlannedRun, check: GroupCheck, sizes: dict[str, tuple[int, int
     settings = TrainSettings.from_config(config)
     batch = settings.batch_size
     seconds = 0.0
+    strategy = config["strategy"]["name"]
+    if strategy == "joint":  # one training from scratch on every task's images, one evaluation of every task
+        images = sum(sizes[c][0] for c in categories)
+        return (settings.epochs * settings.steps_per_epoch(images) * check.task0_step_s
+                + check.eval_image_s * sum(sizes[c][1] for c in categories))
     for t, category in enumerate(categories):
         train, _ = sizes[category]
         steps = settings.epochs * settings.steps_per_epoch(train)
         step = check.task0_step_s if t == 0 else check.later_step_s
-        seconds += steps * step if config["strategy"]["name"] != "knn" else step * train / batch
+        if strategy == "dne":  # no flow: a Gaussian per task; its evaluation reads one vector per image
+            continue
+        seconds += steps * step if strategy != "knn" else step * train / batch
         seconds += check.eval_image_s * sum(sizes[c][1] for c in categories[: t + 1])
     return seconds
 
