@@ -139,5 +139,11 @@ def design_frame(rows: pd.DataFrame, column: str) -> pd.DataFrame:
     parts = rows["variant"].str.split("|", expand=True)
     blocks = rows["seed"].astype(str) + "/" + rows["order"].astype(str)
     values = rows[column].astype(float).where(rows["status"] == "ok")
-    return pd.DataFrame({"block": blocks.to_numpy(), "base": parts[1].to_numpy(), "component": parts[2].to_numpy(),
-                         "y": values.to_numpy()})
+    return pd.DataFrame(
+        {
+            "block": blocks.to_numpy(),
+            "base": parts[1].to_numpy(),
+            "component": parts[2].to_numpy(),
+            "y": values.to_numpy(),
+        }
+    )

@@ -10,7 +10,6 @@ status ``missing`` (never silently dropped).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,36 +36,66 @@ class RecordedRun:
 
 def recorded_runs(plan: dict[str, Any]) -> dict[str, RecordedRun]:
     """The runs of a plan record (``WorkflowPlan.record()``), by run id, in planning order."""
-    return {r["run_id"]: RecordedRun(r["run_id"], r["dataset"], int(r["seed"]), r["order"],
-                                     [(s, v) for s, v in r["memberships"]], r["config"]) for r in plan["runs"]}
+    return {
+        r["run_id"]: RecordedRun(
+            r["run_id"], r["dataset"], int(r["seed"]), r["order"], [(s, v) for s, v in r["memberships"]], r["config"]
+        )
+        for r in plan["runs"]
+    }
 
 
-def _base_row(run, study: str, variant: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    return {"run_id": run.run_id, "study": study, "variant": variant, "dataset": run.dataset,
-            "strategy": run.config["strategy"]["name"], "seed": run.seed, "order": run.order}
+def _base_row(run, study: str, variant: str) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "study": study,
+        "variant": variant,
+        "dataset": run.dataset,
+        "strategy": run.config["strategy"]["name"],
+        "seed": run.seed,
+        "order": run.order,
+    }
 
 
 def _columns() -> list[str]:
     """Every column a run with a summary gives its rows: a folder where no planned run has finished
     yet (every run ``missing``) still gets them all, empty."""
-    cols = ["status", "tasks_completed", "n_tasks", "routing_accuracy", "params_base", "params_per_task",
-            "params_per_task_without_dia", "overhead_pct", "routing_accuracy_euclidean", "category", "task_index"]
-    cols += [f"memory_{k}" for k in ("params_per_task", "bytes_per_task", "pct_of_base", "fixed_bytes", "router_bytes_per_task")]
+    cols = [
+        "status",
+        "tasks_completed",
+        "n_tasks",
+        "routing_accuracy",
+        "params_base",
+        "params_per_task",
+        "params_per_task_without_dia",
+        "overhead_pct",
+        "routing_accuracy_euclidean",
+        "category",
+        "task_index",
+    ]
+    cols += [
+        f"memory_{k}"
+        for k in ("params_per_task", "bytes_per_task", "pct_of_base", "fixed_bytes", "router_bytes_per_task")
+    ]
     for metric in METRICS:
         cols += [f"forgetting_{kind}_{metric}" for kind in ("fm", "paper", "bwt")]
         cols += [f"{metric}_just_trained", f"{metric}_routed", f"{metric}_oracle"]
     return cols
 
 
-def _rows_of(run, summary: dict[str, Any] | None, study: str, variant: str) -> list[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def _rows_of(run, summary: dict[str, Any] | None, study: str, variant: str) -> list[dict[str, Any]]:
     base = _base_row(run, study, variant)
     if summary is None:
         return [{**base, "status": "missing", "category": None}]
-    run_level = {"status": summary["status"], "tasks_completed": summary["tasks_completed"],
-                 "n_tasks": len(summary["tasks"]), "routing_accuracy": summary["routing_accuracy"],
-                 "params_base": summary["params"]["base"], "params_per_task": summary["params"]["per_task"],
-                 "params_per_task_without_dia": summary["params"]["per_task_without_dia"],
-                 "overhead_pct": summary["params"]["overhead_pct"]}
+    run_level = {
+        "status": summary["status"],
+        "tasks_completed": summary["tasks_completed"],
+        "n_tasks": len(summary["tasks"]),
+        "routing_accuracy": summary["routing_accuracy"],
+        "params_base": summary["params"]["base"],
+        "params_per_task": summary["params"]["per_task"],
+        "params_per_task_without_dia": summary["params"]["per_task_without_dia"],
+        "overhead_pct": summary["params"]["overhead_pct"],
+    }
     run_level["routing_accuracy_euclidean"] = summary.get("routing_accuracy_euclidean")
     rescored = (summary.get("rescored") or {}).get("mean") or {}  # image top-k re-aggregated from the same scores
     for k, value in rescored.items():
@@ -80,7 +109,9 @@ def _rows_of(run, summary: dict[str, Any] | None, study: str, variant: str) -> l
         # each task right after its own training (the diagonal R[i, i]), before anything later could change it
         diagonal = [row[i] for i, row in enumerate(summary["accuracy_matrix"][metric][: summary["tasks_completed"]])]
         finite = [v for v in diagonal if v is not None and np.isfinite(v)]
-        run_level[f"{metric}_just_trained"] = float(np.mean(finite)) if finite and len(finite) == len(diagonal) else None
+        run_level[f"{metric}_just_trained"] = (
+            float(np.mean(finite)) if finite and len(finite) == len(diagonal) else None
+        )
     rows = []
     for index, category in enumerate(summary["tasks"]):
         row = {**base, **run_level, "category": category, "task_index": index}
@@ -104,12 +135,15 @@ def load_summaries(plan: dict[str, Any], results: str | Path) -> Summaries:
     return out
 
 
-
-def run_configs(plan: dict[str, Any], results: str | Path, summaries: Summaries | None = None) -> dict[str, dict[str, Any]]:
+def run_configs(
+    plan: dict[str, Any], results: str | Path, summaries: Summaries | None = None
+) -> dict[str, dict[str, Any]]:
     """Resolved configuration of every planned run: its summary's, else the planned one."""
     summaries = load_summaries(plan, results) if summaries is None else summaries
-    return {run.run_id: summaries[run.run_id]["config"] if summaries.get(run.run_id) else run.config
-            for run in recorded_runs(plan).values()}
+    return {
+        run.run_id: (summaries.get(run.run_id) or {}).get("config") or run.config
+        for run in recorded_runs(plan).values()
+    }
 
 
 def collect(plan: dict[str, Any], results: str | Path, summaries: Summaries | None = None) -> pd.DataFrame:

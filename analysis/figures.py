@@ -21,8 +21,10 @@ Files are written atomically and carry no timestamps, so regenerating gives the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import matplotlib
 import matplotlib.ticker
@@ -35,7 +37,8 @@ import seaborn as sns  # noqa: E402
 
 from analysis import sweeps  # noqa: E402
 from analysis.literature import reported  # noqa: E402
-from analysis.tables import METRIC_LABELS, literature_kinds, main_method, run_level  # noqa: E402
+from analysis.table_frames import METRIC_LABELS, main_method, run_level  # noqa: E402
+from analysis.tables import literature_kinds  # noqa: E402
 from moleflow.continual.summary import read_summary  # noqa: E402
 from moleflow.heatmaps import accuracy_heatmaps, as_matrix  # noqa: E402
 from moleflow.io import atomic_path  # noqa: E402
@@ -46,8 +49,10 @@ Summaries = dict[str, dict[str, Any]]
 
 def _save(fig: plt.Figure, folder: Path, stem: str) -> list[str]:
     files = []
-    for suffix, extra in ((".png", {"dpi": 120, "metadata": {"Software": None}}),
-                          (".pdf", {"metadata": {"CreationDate": None, "Creator": None, "Producer": None}})):
+    for suffix, extra in (
+        (".png", {"dpi": 120, "metadata": {"Software": None}}),
+        (".pdf", {"metadata": {"CreationDate": None, "Creator": None, "Producer": None}}),
+    ):
         with atomic_path(folder / f"{stem}{suffix}", suffix=suffix) as tmp:
             fig.savefig(tmp, format=suffix[1:], bbox_inches="tight", **extra)
         files.append(f"{stem}{suffix}")
@@ -75,9 +80,13 @@ def accuracy_matrices(runs: pd.DataFrame, summaries: Summaries, dataset: str) ->
         return None
     tasks = loaded[0]["tasks"]
     same = [s for s in loaded if s["tasks"] == tasks]
-    means = {label: np.mean([as_matrix(s["accuracy_matrix"][metric]) for s in same], axis=0)
-             for metric, label in METRIC_LABELS.items()}
-    return accuracy_heatmaps(means, tasks, f"Accuracy matrices, routed, MoLE-Flow ({dataset}; mean over {len(same)} seed(s))")
+    means = {
+        label: np.mean([as_matrix(s["accuracy_matrix"][metric]) for s in same], axis=0)
+        for metric, label in METRIC_LABELS.items()
+    }
+    return accuracy_heatmaps(
+        means, tasks, f"Accuracy matrices, routed, MoLE-Flow ({dataset}; mean over {len(same)} seed(s))"
+    )
 
 
 def sensitivity_curves(runs: pd.DataFrame, dataset: str) -> plt.Figure | None:
@@ -139,7 +148,7 @@ def qualitative_grid(runs: pd.DataFrame, results: Path, dataset: str) -> plt.Fig
     if not firsts:
         return None
     fig, axes = plt.subplots(len(firsts), 1, figsize=(7.5, 2.6 * len(firsts)), squeeze=False)
-    for ax, (category, path) in zip(axes[:, 0], firsts.items()):
+    for ax, path in zip(axes[:, 0], firsts.values()):
         ax.imshow(plt.imread(path))
         ax.set_axis_off()
     fig.suptitle(f"Anomaly maps ({dataset}, seed {int(chosen['seed'].iloc[0])}): image, map, ground truth", fontsize=9)
@@ -158,9 +167,25 @@ def routing_confusion(runs: pd.DataFrame, summaries: Summaries, dataset: str) ->
     shares = total / np.maximum(total.sum(axis=1, keepdims=True), 1)
     with sns.axes_style("white"):
         fig, ax = plt.subplots(figsize=(0.5 * len(tasks) + 2.5, 0.5 * len(tasks) + 2))
-    sns.heatmap(shares, vmin=0, vmax=1, cmap="Blues", annot=len(tasks) <= 12, fmt=".2f", square=True, ax=ax,
-                xticklabels=tasks, yticklabels=tasks, annot_kws={"fontsize": 6})
-    _label(ax, f"Routing confusion ({dataset}; {int(total.sum())} test images, {len(same)} seed(s))", "routed to", "true task")
+    sns.heatmap(
+        shares,
+        vmin=0,
+        vmax=1,
+        cmap="Blues",
+        annot=len(tasks) <= 12,
+        fmt=".2f",
+        square=True,
+        ax=ax,
+        xticklabels=tasks,
+        yticklabels=tasks,
+        annot_kws={"fontsize": 6},
+    )
+    _label(
+        ax,
+        f"Routing confusion ({dataset}; {int(total.sum())} test images, {len(same)} seed(s))",
+        "routed to",
+        "true task",
+    )
     fig.tight_layout()
     return fig
 
@@ -174,11 +199,15 @@ def forgetting_over_tasks(runs: pd.DataFrame, summaries: Summaries, dataset: str
             continue
         R = as_matrix(summary["accuracy_matrix"]["image_auroc"])
         for j in range(1, R.shape[0]):
-            records.append({"strategy": row["variant"], "tasks learned": j + 1, "FM I-AUROC": forgetting_max(R[: j + 1, : j + 1])})
+            records.append(
+                {"strategy": row["variant"], "tasks learned": j + 1, "FM I-AUROC": forgetting_max(R[: j + 1, : j + 1])}
+            )
     if not records:
         return None
     fig, ax = plt.subplots(figsize=(4.8, 3.2))
-    sns.lineplot(pd.DataFrame(records), x="tasks learned", y="FM I-AUROC", hue="strategy", marker="o", errorbar="sd", ax=ax)
+    sns.lineplot(
+        pd.DataFrame(records), x="tasks learned", y="FM I-AUROC", hue="strategy", marker="o", errorbar="sd", ax=ax
+    )
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_title(f"Forgetting over tasks ({dataset}; FM of Chaudhry et al., mean +- std over seeds)", fontsize=9)
     ax.legend(fontsize=7)
@@ -195,8 +224,9 @@ def _summaries(results: Path, run_ids: list[str]) -> Summaries:
     return out
 
 
-def build_all(frame: pd.DataFrame, results: str | Path, plan: dict[str, Any] | None = None,
-              loaded: dict[str, Any] | None = None) -> list[dict[str, str]]:
+def build_all(
+    frame: pd.DataFrame, results: str | Path, plan: dict[str, Any] | None = None, loaded: dict[str, Any] | None = None
+) -> list[dict[str, str]]:
     """Draw every figure the runs support; return index rows ``id``, ``title``, ``files``.
 
     ``loaded``: the summaries already read (run id -> summary or None); read from ``results`` if not given.
@@ -211,12 +241,27 @@ def build_all(frame: pd.DataFrame, results: str | Path, plan: dict[str, Any] | N
     index = []
     for dataset in dict.fromkeys(runs["dataset"]):
         makers: dict[str, tuple[str, Callable[[], plt.Figure | None]]] = {
-            "accuracy_matrix": ("Accuracy matrices", lambda: accuracy_matrices(runs, summaries, dataset)),
-            "sensitivity": ("Sensitivity curves", lambda: sensitivity_curves(runs, dataset)),
-            "per_category": ("Per-category I-AUROC", lambda: per_category_bars(frame, dataset, kinds.get(dataset))),
-            "qualitative": ("Qualitative anomaly maps", lambda: qualitative_grid(runs, results, dataset)),
-            "routing_confusion": ("Routing confusion", lambda: routing_confusion(runs, summaries, dataset)),
-            "forgetting_over_tasks": ("Forgetting over tasks", lambda: forgetting_over_tasks(runs, summaries, dataset)),
+            "accuracy_matrix": (
+                "Accuracy matrices",
+                partial(accuracy_matrices, runs, summaries, dataset),
+            ),
+            "sensitivity": ("Sensitivity curves", partial(sensitivity_curves, runs, dataset)),
+            "per_category": (
+                "Per-category I-AUROC",
+                partial(per_category_bars, frame, dataset, kinds.get(dataset)),
+            ),
+            "qualitative": (
+                "Qualitative anomaly maps",
+                partial(qualitative_grid, runs, results, dataset),
+            ),
+            "routing_confusion": (
+                "Routing confusion",
+                partial(routing_confusion, runs, summaries, dataset),
+            ),
+            "forgetting_over_tasks": (
+                "Forgetting over tasks",
+                partial(forgetting_over_tasks, runs, summaries, dataset),
+            ),
         }
         for name, (title, make) in makers.items():
             fig = make()

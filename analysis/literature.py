@@ -20,7 +20,9 @@ GROUP_ORDER = ("ours", "continual", "joint", "fine-tuning")
 def load() -> pd.DataFrame:
     """Every reported value: ``paper_table, dataset, metric, group, method, category, value, note, source``."""
     with resources.files("analysis").joinpath("literature.csv").open(encoding="utf-8") as handle:
-        frame = pd.read_csv(handle, dtype={"paper_table": str, "note": str}, keep_default_na=False, na_values={"value": [""]})
+        frame = pd.read_csv(
+            handle, dtype={"paper_table": str, "note": str}, keep_default_na=False, na_values={"value": [""]}
+        )
     return frame
 
 
@@ -30,7 +32,9 @@ def reported(kind: str, metric: str) -> pd.DataFrame:
     sub = frame[(frame["dataset"] == kind) & (frame["metric"] == metric) & (frame["note"] == "")]
     if sub.empty:
         return pd.DataFrame()
-    order = sorted(dict.fromkeys(sub["method"]), key=lambda m: (GROUP_ORDER.index(sub[sub["method"] == m]["group"].iloc[0]),
-                                                               list(sub["method"]).index(m)))
+    order = sorted(
+        dict.fromkeys(sub["method"]),
+        key=lambda m: (GROUP_ORDER.index(sub[sub["method"] == m]["group"].iloc[0]), list(sub["method"]).index(m)),
+    )
     table = sub.pivot_table(index="method", columns="category", values="value", aggfunc="first", sort=False)
     return table.reindex(order)

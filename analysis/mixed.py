@@ -55,8 +55,9 @@ def category_model(data: pd.DataFrame, level: float = 0.95) -> MixedResult:
     seed variances cannot be told apart): otherwise the result is unfitted with the reason.
     """
     present = data.dropna(subset=["y"])
-    result = MixedResult(categories=int(present["category"].nunique()), seeds=int(present["seed"].nunique()),
-                         values=int(len(present)))
+    result = MixedResult(
+        categories=int(present["category"].nunique()), seeds=int(present["seed"].nunique()), values=int(len(present))
+    )
     per_category = present.groupby("category")["y"].size()
     if result.categories < 2:
         result.note = "fewer than two categories"
@@ -112,12 +113,22 @@ def _mixedlm_reml(present: pd.DataFrame) -> tuple[float, float, float, float, bo
         fit = model.fit(reml=True, method="bfgs", gtol=1e-12)  # tight: the defaults stop ~1e-3 short of the optimum
         if not fit.converged:
             fit = model.fit(reml=True)
-    return (float(fit.fe_params["Intercept"]), float(fit.bse_fe["Intercept"]), max(float(fit.cov_re.iloc[0, 0]), 0.0),
-            float(fit.scale), bool(fit.converged))
+    return (
+        float(fit.fe_params["Intercept"]),
+        float(fit.bse_fe["Intercept"]),
+        max(float(fit.cov_re.iloc[0, 0]), 0.0),
+        float(fit.scale),
+        bool(fit.converged),
+    )
 
 
 def category_values(frame: pd.DataFrame, dataset: str, column: str) -> pd.DataFrame:
     """``category, seed, y`` of one dataset's finished main-study MoLE-Flow runs (``frame``: per-category rows)."""
     sub = frame[(frame["dataset"] == dataset) & frame["category"].notna() & (frame["status"] == "ok")]
-    return pd.DataFrame({"category": sub["category"].to_numpy(), "seed": sub["seed"].to_numpy(),
-                         "y": pd.to_numeric(sub[column], errors="coerce").to_numpy()})
+    return pd.DataFrame(
+        {
+            "category": sub["category"].to_numpy(),
+            "seed": sub["seed"].to_numpy(),
+            "y": pd.to_numeric(sub[column], errors="coerce").to_numpy(),
+        }
+    )

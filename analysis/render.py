@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -37,7 +37,7 @@ class Cell:
     show_n: bool = False  # print n after the value (a paired difference's number of pairs)
 
     @classmethod
-    def from_runs(cls, values: pd.Series, statuses: pd.Series, planned: int | None = None) -> "Cell":
+    def from_runs(cls, values: pd.Series, statuses: pd.Series, planned: int | None = None) -> Cell:
         """Mean +- std (ddof 1) of the finished runs' values; ``diverged`` if none finished but one diverged.
 
         ``planned``: how many runs the plan has for this cell (default: one per status given,
@@ -50,8 +50,9 @@ class Cell:
             return cls(text=NOT_APPLICABLE, planned=planned, n=int(len(finished)))
         if ok.empty:
             return cls(text="diverged", planned=planned) if (statuses == "diverged").any() else cls(planned=planned)
-        return cls(mean=float(ok.mean()), std=float(ok.std(ddof=1)) if len(ok) > 1 else None, n=int(len(ok)),
-                   planned=planned)
+        return cls(
+            mean=float(ok.mean()), std=float(ok.std(ddof=1)) if len(ok) > 1 else None, n=int(len(ok)), planned=planned
+        )
 
     @property
     def short(self) -> bool:
@@ -98,7 +99,11 @@ class TableSpec:
     def best(self, column: str) -> float | None:
         """The column's best mean among cells with every planned run finished (descriptive: test metrics)."""
         direction = self.better.get(column)
-        values = [c.mean for r in self.rows if not (c := self.cell(r, column)).missing and c.text is None and not c.short]
+        values = [
+            c.mean
+            for r in self.rows
+            if not (c := self.cell(r, column)).missing and c.text is None and not c.short and c.mean is not None
+        ]
         if not direction or not values:
             return None
         return max(values) if direction == "max" else min(values)
@@ -119,7 +124,7 @@ class TableSpec:
         if cell.interval is not None:
             body += f" [{cell.interval[0]:+.{digits}f}, {cell.interval[1]:+.{digits}f}]"
         best = self.best(column)
-        return body, best is not None and not cell.short and abs(cell.mean - best) < 0.5 * 10 ** (-digits)
+        return body, best is not None and not cell.short and abs(cell.mean - best) < 0.5 * 10 ** (-digits)  # type: ignore[operator]  # a cell that is not missing has a mean
 
     def count(self, row: str, column: str) -> str:
         """``n=3``, or ``n=2 of 3`` when runs planned for the cell did not finish; empty for other cells."""
@@ -135,12 +140,17 @@ class TableSpec:
         """The caption, and what n and bold mean when the table has cells drawn from runs."""
         if not any(c.planned for c in self.cells.values()):
             return self.caption
-        return (self.caption + " n: finished runs behind a cell; \"n=2 of 3\" marks a cell some of whose planned runs "
-                "diverged, failed or are missing (its mean covers the finished ones only). Bold: the best cell of a "
-                "column among cells with every planned run finished, on test data: descriptive, not a selection." +
-                (" n/a: every run finished and the method makes no such number (DNE has no anomaly map, the joint "
-                 "flow is trained once and has nothing to forget, a memory bank has no base)."
-                 if any(c.text == NOT_APPLICABLE for c in self.cells.values()) else ""))
+        return (
+            self.caption + ' n: finished runs behind a cell; "n=2 of 3" marks a cell some of whose planned runs '
+            "diverged, failed or are missing (its mean covers the finished ones only). Bold: the best cell of a "
+            "column among cells with every planned run finished, on test data: descriptive, not a selection."
+            + (
+                " n/a: every run finished and the method makes no such number (DNE has no anomaly map, the joint "
+                "flow is trained once and has nothing to forget, a memory bank has no base)."
+                if any(c.text == NOT_APPLICABLE for c in self.cells.values())
+                else ""
+            )
+        )
 
 
 def ordered(values: pd.Series) -> list[str]:
@@ -149,11 +159,28 @@ def ordered(values: pd.Series) -> list[str]:
 
 
 def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
-                 ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\textasciicircum{}")):
+    for a, b in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("$", r"\$"),
+        ("#", r"\#"),
+        ("_", r"\_"),
+        ("{", r"\{"),
+        ("}", r"\}"),
+        ("~", r"\textasciitilde{}"),
+        ("^", r"\textasciicircum{}"),
+    ):
         text = text.replace(a, b)
-    for a, b in (("η²p", r"$\eta^2_p$"), ("Δ", r"$\Delta$"), ("±", r"$\pm$"), ("§", r"\S{}"), ("≤", r"$\le$"),
-                 ("≥", r"$\ge$"), ("×", r"$\times$")):
+    for a, b in (
+        ("η²p", r"$\eta^2_p$"),
+        ("Δ", r"$\Delta$"),
+        ("±", r"$\pm$"),
+        ("§", r"\S{}"),
+        ("≤", r"$\le$"),
+        ("≥", r"$\ge$"),
+        ("×", r"$\times$"),
+    ):
         text = text.replace(a, b)
     return text
 
@@ -178,8 +205,11 @@ def to_latex(spec: TableSpec) -> str:
     frame.index.name = _latex_escape(spec.row_header) if spec.row_header else None
     styler = frame.style
     latex = styler.to_latex(
-        hrules=True, column_format=spec.latex_format or "l" + "c" * len(spec.columns),
-        caption=_latex_escape(spec.full_caption), label=f"tab:{spec.table_id}", position="t",
+        hrules=True,
+        column_format=spec.latex_format or "l" + "c" * len(spec.columns),
+        caption=_latex_escape(spec.full_caption),
+        label=f"tab:{spec.table_id}",
+        position="t",
     )
     return latex.replace("\\begin{table}[t]", "\\begin{table}[t]\n\\centering")
 
@@ -195,8 +225,12 @@ def _display(spec: TableSpec, row: str, column: str, quote: Callable[[str], str]
 def to_markdown(spec: TableSpec) -> str:
     """A Markdown table with the caption as a paragraph above it."""
     header = [spec.row_header or ""] + spec.columns
-    lines = [f"**Table {spec.paper_table}: {spec.title}.** {spec.full_caption}", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [
+        f"**Table {spec.paper_table}: {spec.title}.** {spec.full_caption}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
     for row in spec.rows:
         cells = [_display(spec, row, column, str, lambda t: f"**{t}**") for column in spec.columns]
         lines.append("| " + " | ".join([row] + cells) + " |")
@@ -232,14 +266,26 @@ def to_csv(spec: TableSpec) -> str:
 
 def to_html(spec: TableSpec) -> str:
     """An HTML table (pandas Styler) with the caption, for the Snakemake report."""
-    data = {column: [_display(spec, row, column, html.escape, lambda t: f"<b>{t}</b>") for row in spec.rows]
-            for column in spec.columns}
+    data = {
+        column: [_display(spec, row, column, html.escape, lambda t: f"<b>{t}</b>") for row in spec.rows]
+        for column in spec.columns
+    }
     frame = pd.DataFrame(data, index=spec.rows)
     frame.index.name = spec.row_header or None
-    table = frame.style.set_caption(html.escape(f"Table {spec.paper_table}: {spec.title}. {spec.full_caption}")).set_table_styles(
-        [{"selector": "td, th", "props": "border: 1px solid #ccc; padding: 2px 6px; vertical-align: top; font-size: 12px"},
-         {"selector": "caption", "props": "caption-side: top; text-align: left; font-size: 13px; padding: 4px"}]).to_html()
-    return f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(spec.title)}</title></head><body>{table}</body></html>\n"
+    table = (
+        frame.style.set_caption(html.escape(f"Table {spec.paper_table}: {spec.title}. {spec.full_caption}"))
+        .set_table_styles(
+            [
+                {
+                    "selector": "td, th",
+                    "props": "border: 1px solid #ccc; padding: 2px 6px; vertical-align: top; font-size: 12px",
+                },
+                {"selector": "caption", "props": "caption-side: top; text-align: left; font-size: 13px; padding: 4px"},
+            ]
+        )
+        .to_html()
+    )
+    return f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{html.escape(spec.title)}</title></head><body>{table}</body></html>\n'
 
 
 def write(spec: TableSpec, folder: str | Path) -> list[str]:

@@ -53,8 +53,9 @@ class AnovaResult:
     cells: dict[str, int] = field(default_factory=dict)
     simple: dict[str, Contrast] = field(default_factory=dict)  # base arm -> the component's effect in that arm
 
-    def verdict(self, adjusted_p: float, alpha: float = 0.05, adjusted_equivalence: float = float("nan"),
-                frozen: str = FROZEN) -> str:
+    def verdict(
+        self, adjusted_p: float, alpha: float = 0.05, adjusted_equivalence: float = float("nan"), frozen: str = FROZEN
+    ) -> str:
         """The paper's criterion, decided on multiplicity-adjusted p-values.
 
         ``Integral``: the interaction is significant (``adjusted_p < alpha``) and the component
@@ -171,6 +172,7 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
 
 def delta_cell(rows: pd.DataFrame, reference: pd.DataFrame, column: str) -> Cell:
     """The mean per-seed difference of ``column`` (finished runs of both) and its 95% interval."""
+
     def by_seed(frame: pd.DataFrame) -> pd.Series:
         ok = frame[frame["status"] == "ok"]
         return ok.set_index(["seed", "order"])[column].astype(float)

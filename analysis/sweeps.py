@@ -70,7 +70,7 @@ def _text(value: object) -> str:
         try:
             value = float(value)
         except ValueError:
-            return value
+            return str(value)
     if isinstance(value, (bool, np.bool_)):
         return str(value)
     return f"{float(value):g}" if isinstance(value, (int, float, np.integer, np.floating)) else str(value)
@@ -106,12 +106,18 @@ def sweep_table(rows: pd.DataFrame, sweep: str, dataset: str) -> TableSpec:
     paper = PAPER_TABLES.get(sweep, "10")
     slug = sweep.replace(" ", "_")
     seeds = sorted({int(s) for s in rows["seed"].dropna()})
-    spec = TableSpec(f"T{paper}_sweep_{slug}_{dataset}" if paper != "10" else f"T10_sweep_{slug}_{dataset}", paper,
-                     f"Sensitivity to {sweep} ({dataset})",
-                     f"Sweep of {sweep}; mean and standard deviation over seeds {seeds} (n per cell = finished runs) of "
-                     "each run's mean over its categories, routed; Δ P-AP: paired by seed against the default over the "
-                     "seeds both finished (n = pairs), with a 95% t interval; -- = missing.",
-                     values, ["I-AUROC", "P-AP", "Δ P-AP"], better={"I-AUROC": "max", "P-AP": "max"}, row_header=sweep)
+    spec = TableSpec(
+        f"T{paper}_sweep_{slug}_{dataset}" if paper != "10" else f"T10_sweep_{slug}_{dataset}",
+        paper,
+        f"Sensitivity to {sweep} ({dataset})",
+        f"Sweep of {sweep}; mean and standard deviation over seeds {seeds} (n per cell = finished runs) of "
+        "each run's mean over its categories, routed; Δ P-AP: paired by seed against the default over the "
+        "seeds both finished (n = pairs), with a 95% t interval; -- = missing.",
+        values,
+        ["I-AUROC", "P-AP", "Δ P-AP"],
+        better={"I-AUROC": "max", "P-AP": "max"},
+        row_header=sweep,
+    )
     for value in values:
         group = rows[rows["value"] == value]
         spec.cells[(value, "I-AUROC")] = Cell.from_runs(group["image_auroc_routed"], group["status"])
@@ -120,7 +126,9 @@ def sweep_table(rows: pd.DataFrame, sweep: str, dataset: str) -> TableSpec:
     if default is not None:
         for value in values:
             if value != default:
-                spec.cells[(value, "Δ P-AP")] = delta_cell(rows[rows["value"] == value], rows[rows["value"] == default], RESPONSE)
+                spec.cells[(value, "Δ P-AP")] = delta_cell(
+                    rows[rows["value"] == value], rows[rows["value"] == default], RESPONSE
+                )
     return spec
 
 
@@ -136,18 +144,32 @@ def summary_table(sweeps: dict[str, pd.DataFrame], dataset: str, alpha: float = 
     spread of means choose High, Medium or Low. Without the gate, noise alone makes
     most null sweeps look Medium.
     """
-    columns = ["values", "best (P-AP)", "spread P-AP (pp)", "spread I-AUROC (pp)", "ANOVA p (P-AP)", "Holm p (P-AP)",
-               "sensitivity"]
+    columns = [
+        "values",
+        "best (P-AP)",
+        "spread P-AP (pp)",
+        "spread I-AUROC (pp)",
+        "ANOVA p (P-AP)",
+        "Holm p (P-AP)",
+        "sensitivity",
+    ]
     rows = list(sweeps)
     limits = ", ".join(f"{name} >= {limit:g}" for limit, name in CLASSES[:-1])
-    spec = TableSpec(f"T10_sensitivity_{dataset}", "10", f"Hyper-parameter sensitivity summary ({dataset})",
-                     "Per sweep (the default and its variants): the value with the highest mean P-AP over seeds (descriptive, "
-                     "on test data); the spread (max - min over the values) of mean P-AP and mean I-AUROC in percentage "
-                     "points; the p-value of a one-way ANOVA of P-AP on the value (statsmodels OLS, seeds as replicates) and "
-                     f"its Holm adjustment across the sweeps. Sensitivity: none detected unless the Holm p < {alpha}; then by the "
-                     f"P-AP spread ({limits} pp, else Negligible). Finished runs only.",
-                     rows, columns, row_header="hyper-parameter", column_digits={"spread P-AP (pp)": 1, "spread I-AUROC (pp)": 1},
-                     p_columns=("ANOVA p (P-AP)", "Holm p (P-AP)"))
+    spec = TableSpec(
+        f"T10_sensitivity_{dataset}",
+        "10",
+        f"Hyper-parameter sensitivity summary ({dataset})",
+        "Per sweep (the default and its variants): the value with the highest mean P-AP over seeds (descriptive, "
+        "on test data); the spread (max - min over the values) of mean P-AP and mean I-AUROC in percentage "
+        "points; the p-value of a one-way ANOVA of P-AP on the value (statsmodels OLS, seeds as replicates) and "
+        f"its Holm adjustment across the sweeps. Sensitivity: none detected unless the Holm p < {alpha}; then by the "
+        f"P-AP spread ({limits} pp, else Negligible). Finished runs only.",
+        rows,
+        columns,
+        row_header="hyper-parameter",
+        column_digits={"spread P-AP (pp)": 1, "spread I-AUROC (pp)": 1},
+        p_columns=("ANOVA p (P-AP)", "Holm p (P-AP)"),
+    )
     tests: dict[str, tuple[float, float, str]] = {}  # sweep -> (spread, p, note)
     for sweep, frame in sweeps.items():
         ok = frame[(frame["status"] == "ok") & frame[RESPONSE].notna()]
@@ -161,7 +183,8 @@ def summary_table(sweeps: dict[str, pd.DataFrame], dataset: str, alpha: float = 
         spec.cells[(sweep, "best (P-AP)")] = Cell(text=str(means[RESPONSE].idxmax()).replace(" (default)", "*"))
         spec.cells[(sweep, "spread P-AP (pp)")] = Cell(mean=float(spread), n=len(ok))
         spec.cells[(sweep, "spread I-AUROC (pp)")] = Cell(
-            mean=float(100 * (means["image_auroc_routed"].max() - means["image_auroc_routed"].min())), n=len(ok))
+            mean=float(100 * (means["image_auroc_routed"].max() - means["image_auroc_routed"].min())), n=len(ok)
+        )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             p_value, note = one_way_anova(ok, "value", RESPONSE)

@@ -37,10 +37,16 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(markdown(result))
         print(f"[benchmarks] {name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     env = environment()
-    head = ["# Benchmarks", "",
-            "Produced by `python -m benchmarks" + (f" --scale {args.scale}" if args.scale != "full" else "") + "`"
-            f" in {time.perf_counter() - started:.0f} s. Every ratio compares runs in the same process; nothing here is "
-            "a test assert.", "", "| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in env.items()]
+    head = [
+        "# Benchmarks",
+        "",
+        "Produced by `python -m benchmarks" + (f" --scale {args.scale}" if args.scale != "full" else "") + "`"
+        f" in {time.perf_counter() - started:.0f} s. Every ratio compares runs in the same process; nothing here is "
+        "a test assert.",
+        "",
+        "| | |",
+        "|---|---|",
+    ] + [f"| {k} | {v} |" for k, v in env.items()]
     from benchmarks.breakdown import records
 
     text = "\n".join(head) + "\n\n" + "\n".join(sections + ([records()] if out is not None and records() else []))

@@ -22,8 +22,14 @@ from pathlib import Path
 
 import pandas as pd
 
-KINDS = {"synth": "dataset generation", "features": "feature extraction", "run": "run jobs",
-         "mlflow_init": "MLflow store", "track": "MLflow logging", "all_tables": "analysis (tables, figures, audit)"}
+KINDS = {
+    "synth": "dataset generation",
+    "features": "feature extraction",
+    "run": "run jobs",
+    "mlflow_init": "MLflow store",
+    "track": "MLflow logging",
+    "all_tables": "analysis (tables, figures, audit)",
+}
 
 
 def job_walls(results: Path) -> pd.DataFrame:
@@ -32,7 +38,9 @@ def job_walls(results: Path) -> pd.DataFrame:
     folder = results / "benchmarks"
     for path in sorted(folder.glob("**/*.tsv")):
         frame = pd.read_csv(path, sep="\t")
-        rows.append({"kind": path.relative_to(folder).parts[0], "job": path.stem, "seconds": float(frame["s"].iloc[-1])})
+        rows.append(
+            {"kind": path.relative_to(folder).parts[0], "job": path.stem, "seconds": float(frame["s"].iloc[-1])}
+        )
     return pd.DataFrame(rows, columns=["kind", "job", "seconds"])
 
 
@@ -47,7 +55,12 @@ def _job_runs(results: Path) -> dict[str, list[str]]:
 
 def run_split(results: Path, walls: pd.DataFrame) -> dict[str, float]:
     """Summed seconds of the run jobs: training, evaluation, other timed work, and the process around it."""
-    out = {"training": 0.0, "evaluation": 0.0, "features loaded, checks, records": 0.0, "process start-up and outputs": 0.0}
+    out = {
+        "training": 0.0,
+        "evaluation": 0.0,
+        "features loaded, checks, records": 0.0,
+        "process start-up and outputs": 0.0,
+    }
     jobs = _job_runs(results)
     for job, wall in zip(walls["job"], walls["seconds"]):
         timed = 0.0
@@ -71,13 +84,17 @@ def table(results: Path, elapsed: float, cores: int) -> str:
     lane = elapsed * cores
     lines = ["| job kind | jobs | wall time summed (s) | share of lane time |", "|---|---|---|---|"]
     for kind, group in walls.groupby("kind", sort=False):
-        lines.append(f"| {KINDS.get(kind, kind)} | {len(group)} | {group['seconds'].sum():,.0f} | "
-                     f"{100 * group['seconds'].sum() / lane:.1f} % |")
+        lines.append(
+            f"| {KINDS.get(kind, kind)} | {len(group)} | {group['seconds'].sum():,.0f} | "
+            f"{100 * group['seconds'].sum() / lane:.1f} % |"
+        )
         if kind == "run":
             for part, seconds in run_split(results, group).items():
                 lines.append(f"| - of which {part} | | {seconds:,.0f} | {100 * seconds / lane:.1f} % |")
     rest = lane - walls["seconds"].sum()
-    lines.append(f"| Snakemake's own and idle cores (lane time no job used) | | {rest:,.0f} | {100 * rest / lane:.1f} % |")
+    lines.append(
+        f"| Snakemake's own and idle cores (lane time no job used) | | {rest:,.0f} | {100 * rest / lane:.1f} % |"
+    )
     lines.append(f"| lane time: {elapsed:,.0f} s elapsed x {cores} cores | {len(walls)} | {lane:,.0f} | 100 % |")
     return "\n".join(lines) + "\n"
 

@@ -11,7 +11,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
@@ -110,7 +110,7 @@ def environment() -> dict[str, str]:
             versions[package] = "not installed"
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     return {
-        "date (UTC)": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "date (UTC)": datetime.now(UTC).strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}",
         "python": platform.python_version(),
         "GPU": device,
@@ -127,8 +127,31 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,  # type: ignore[no-untyped-def]
-                        _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+def synced(fn: Callable[[], Any]) -> Callable[[], None]:
+    """``fn`` followed by :func:`sync`: what a timing of GPU work must wait for."""
+
+    def call() -> None:
+        fn()
+        sync()
+
+    return call
+
+
+def _conv_backward_flop(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    _bias,
+    _stride,
+    _padding,
+    _dilation,
+    transposed,
+    _output_padding,
+    _groups,
+    output_mask,
+    out_shape=None,
+    **kwargs,
+) -> int:
     """A convolution's backward: each gradient asked for costs the forward's multiply-adds.
 
     torch's own formula counts the weight gradient of a grouped convolution as if it were
@@ -145,7 +168,8 @@ def count_flops(fn: Callable[[], Any]) -> int:
     convolution's backward counted per group, see :func:`_conv_backward_flop`)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop}) as counter:
+    with FlopCounterMode(
+        display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop}
+    ) as counter:
         fn()
     return int(counter.get_total_flops())
-

@@ -16,15 +16,16 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import yaml
 
 from benchmarks.common import Result, device
-from moleflow.continual.settings import TrainSettings
 from moleflow.config import load_config, load_profile
 from moleflow.continual.learner import Learner
+from moleflow.continual.settings import TrainSettings
 from moleflow.continual.train import train_task
 from moleflow.data import load_category
 from moleflow.data.synth import SynthCounts, generate
@@ -32,7 +33,7 @@ from moleflow.data.transforms import load_image
 from moleflow.features import FeatureExtractor, FeatureStore
 from moleflow.planning import plan_runs
 
-SIZES = {
+SIZES: dict[str, dict[str, Any]] = {
     "smoke": {"categories": ["cap", "tile"], "size": 32, "train": 4, "epochs": 2, "dim": 16},
     "full": {"categories": ["cap", "fabric", "tile"], "size": 128, "train": 40, "epochs": 8, "dim": 128},
 }
@@ -45,7 +46,7 @@ class PassCounter:
         self.images = 0
 
     @contextlib.contextmanager
-    def active(self) -> Iterator["PassCounter"]:
+    def active(self) -> Iterator[PassCounter]:
         original = FeatureExtractor.__call__
         counter = self
 
@@ -53,7 +54,7 @@ class PassCounter:
             counter.images += int(images.shape[0])
             return original(extractor, images)
 
-        FeatureExtractor.__call__ = counted  # type: ignore[method-assign]
+        FeatureExtractor.__call__ = counted  # type: ignore[method-assign,assignment]  # counting passes, restored below
         try:
             yield self
         finally:
@@ -63,14 +64,18 @@ class PassCounter:
 class LiveFeatures:
     """Array-like ``(N, H, W, D)`` whose rows are computed by the backbone on every access."""
 
-    def __init__(self, extractor: FeatureExtractor, paths: list[Path], resize: int, crop: int, shape: tuple[int, ...]) -> None:
+    def __init__(
+        self, extractor: FeatureExtractor, paths: list[Path], resize: int, crop: int, shape: tuple[int, ...]
+    ) -> None:
         self.extractor, self.paths, self.resize, self.crop, self.shape = extractor, paths, resize, crop, shape
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: np.ndarray) -> np.ndarray:
-        images = torch.from_numpy(np.stack([load_image(self.paths[i], self.resize, self.crop) for i in np.atleast_1d(index)]))
+        images = torch.from_numpy(
+            np.stack([load_image(self.paths[i], self.resize, self.crop) for i in np.atleast_1d(index)])
+        )
         patches, _ = self.extractor(images)
         return patches.numpy()
 
@@ -84,7 +89,7 @@ def _train_all(config: dict, store: FeatureStore, live: FeatureExtractor | None)
         train = store.get(category, "train")
         learner = learner or Learner(config, train.patches.shape[-1]).to(device())
         learner.add_task(np.asarray(train.router))
-        patches = train.patches
+        patches: np.ndarray | LiveFeatures = train.patches
         if live is not None:
             paths = [s.image for s in load_category("mvtec", config["dataset"]["root"], category).train]
             patches = LiveFeatures(live, paths, feats["resize"], feats["input_size"], train.patches.shape)
@@ -102,17 +107,34 @@ def _study_passes() -> tuple[int, int]:
 
 def run(scale: str = "full") -> Result:
     size = SIZES[scale]
-    result = Result("feature_cache", "Feature cache against re-extraction every epoch",
-                    ["features", "backbone passes / training image", "training wall time (s)", "relative to cached"],
-                    command=f"python -m benchmarks --only feature_cache --scale {scale}")
+    result = Result(
+        "feature_cache",
+        "Feature cache against re-extraction every epoch",
+        ["features", "backbone passes / training image", "training wall time (s)", "relative to cached"],
+        command=f"python -m benchmarks --only feature_cache --scale {scale}",
+    )
     with tempfile.TemporaryDirectory(prefix="moleflow-bench-") as tmp:
         root = Path(tmp) / "data"
-        generate(root, seed=0, size=size["size"], categories=size["categories"],
-                 counts=SynthCounts(train=size["train"], test_good=1, test_per_defect=1))
-        config = load_config(overrides=[
-            f"dataset.root={root}", f"dataset.categories={size['categories']}", f"features.cache_dir={tmp}/cache",
-            f"features.resize={size['size']}", f"features.input_size={size['size']}", f"features.embed_dim={size['dim']}",
-            f"training.epochs={size['epochs']}", "device=auto"], base=load_profile("cpu"))
+        generate(
+            root,
+            seed=0,
+            size=size["size"],
+            categories=size["categories"],
+            counts=SynthCounts(train=size["train"], test_good=1, test_per_defect=1),
+        )
+        config = load_config(
+            overrides=[
+                f"dataset.root={root}",
+                f"dataset.categories={size['categories']}",
+                f"features.cache_dir={tmp}/cache",
+                f"features.resize={size['size']}",
+                f"features.input_size={size['size']}",
+                f"features.embed_dim={size['dim']}",
+                f"training.epochs={size['epochs']}",
+                "device=auto",
+            ],
+            base=load_profile("cpu"),
+        )
         n_train = size["train"] * len(size["categories"])
         counter = PassCounter()
         with counter.active():
@@ -130,5 +152,6 @@ def run(scale: str = "full") -> Result:
         f"{len(size['categories'])} generated categories x {size['train']} training images at {size['size']} px, "
         f"CPU profile with {size['epochs']} epochs per task, device {device()}. "
         f"Over the whole embedded default workflow (config/config.yaml, every study) a training image goes through the "
-        f"backbone {cached} time with the cache and {per_epoch} times if every run re-extracted every epoch.")
+        f"backbone {cached} time with the cache and {per_epoch} times if every run re-extracted every epoch."
+    )
     return result

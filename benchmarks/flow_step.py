@@ -11,8 +11,8 @@ frozen base, as every task after the first trains).
 from __future__ import annotations
 
 import statistics
-
 from collections.abc import Callable
+from typing import Any
 
 import FrEIA.framework as Ff
 import FrEIA.modules as Fm
@@ -25,7 +25,10 @@ from moleflow.continual.learner import model_config
 from moleflow.model import MoLEFlow, TailAwareLoss
 from moleflow.model.coupling import GatherPermutationBlock
 
-SIZES = {"smoke": {"dim": 32, "grid": 6, "batch": 2, "repeat": 2}, "full": {"dim": 768, "grid": 14, "batch": 4, "repeat": 5}}
+SIZES: dict[str, dict[str, Any]] = {
+    "smoke": {"dim": 32, "grid": 6, "batch": 2, "repeat": 2},
+    "full": {"dim": 768, "grid": 14, "batch": 4, "repeat": 5},
+}
 COMPONENTS = {
     "context convs (scale context)": "model.scale_context=false",
     "spatial context mixer": "model.spatial_mixer=false",
@@ -46,7 +49,9 @@ def _plain_freia(dim: int, blocks: int, block: type[nn.Module] = Fm.AllInOneBloc
 
 
 def _freia_step(flow: nn.Module, x: torch.Tensor) -> Callable[[], None]:
-    optimizer = torch.optim.AdamW(flow.parameters(), lr=3e-4, foreach=True)  # as the CPU profile trains (the same for every model)
+    optimizer = torch.optim.AdamW(
+        flow.parameters(), lr=3e-4, foreach=True
+    )  # as the CPU profile trains (the same for every model)
     rows = x.reshape(-1, x.shape[-1])
 
     def step() -> None:
@@ -72,7 +77,9 @@ def mole_step(overrides: list[str], dim: int, x: torch.Tensor, task: int) -> Cal
         p.requires_grad_(True)
     tr = config["training"]
     loss_fn = TailAwareLoss(tr["tail_weight"], tr["top_k_ratio"], tr["logdet_reg"])
-    optimizer = torch.optim.AdamW(params, lr=tr["lr"], foreach=True)  # as the CPU profile trains (the same for every model)
+    optimizer = torch.optim.AdamW(
+        params, lr=tr["lr"], foreach=True
+    )  # as the CPU profile trains (the same for every model)
 
     def step() -> None:
         out = model(x, task)
@@ -91,31 +98,54 @@ def run(scale: str = "full") -> Result:
     dev = device()
     x = torch.randn(batch, grid, grid, dim, generator=torch.Generator().manual_seed(0)).to(dev)
     vectors = batch * grid * grid
-    result = Result("flow_step", "Flow training step (forward + backward + AdamW)",
-                    ["model", "ms / step", "patch vectors / s", "relative to plain FrEIA x 6",
-                     "relative to plain FrEIA x 8 (same total depth)", "relative to plain x 8 with the gather",
-                     "GFLOP / step",
-                     "FLOPs relative to plain FrEIA x 8"],
-                    command=f"python -m benchmarks --only flow_step --scale {scale}")
+    result = Result(
+        "flow_step",
+        "Flow training step (forward + backward + AdamW)",
+        [
+            "model",
+            "ms / step",
+            "patch vectors / s",
+            "relative to plain FrEIA x 6",
+            "relative to plain FrEIA x 8 (same total depth)",
+            "relative to plain x 8 with the gather",
+            "GFLOP / step",
+            "FLOPs relative to plain FrEIA x 8",
+        ],
+        command=f"python -m benchmarks --only flow_step --scale {scale}",
+    )
     torch.manual_seed(0)
     # every configuration is built first, then timed in interleaved rounds: ratios are paired by round
-    steps = {"plain6": _freia_step(_plain_freia(dim, 6).to(dev), x),
-             "plain8": _freia_step(_plain_freia(dim, 8).to(dev), x),  # as deep as 6 coupling + 2 DIA blocks
-             # the same flow with its permutation as the MoLE flow applies it (a gather, not a D x D product)
-             "plain8gather": _freia_step(_plain_freia(dim, 8, GatherPermutationBlock).to(dev), x),
-             "task0": mole_step([], dim, x, 0), "task1": mole_step([], dim, x, 1)}
+    steps = {
+        "plain6": _freia_step(_plain_freia(dim, 6).to(dev), x),
+        "plain8": _freia_step(_plain_freia(dim, 8).to(dev), x),  # as deep as 6 coupling + 2 DIA blocks
+        # the same flow with its permutation as the MoLE flow applies it (a gather, not a D x D product)
+        "plain8gather": _freia_step(_plain_freia(dim, 8, GatherPermutationBlock).to(dev), x),
+        "task0": mole_step([], dim, x, 0),
+        "task1": mole_step([], dim, x, 1),
+    }
     steps.update({component: mole_step([switch], dim, x, 1) for component, switch in COMPONENTS.items()})
     flops = {name: count_flops(step) for name, step in steps.items()}
     times = interleaved_seconds(steps, repeat=repeat)
-    labels = {"plain6": "plain FrEIA AllInOneBlock x 6, MLP subnet", "plain8": "plain FrEIA AllInOneBlock x 8, MLP subnet",
-              "plain8gather": "plain x 8 with the permutation as a gather (as the MoLE flow)",
-              "task0": "MoLE flow, task 0 (base + task 0's own)", "task1": "MoLE flow, task 1 (adapters only)"}
+    labels = {
+        "plain6": "plain FrEIA AllInOneBlock x 6, MLP subnet",
+        "plain8": "plain FrEIA AllInOneBlock x 8, MLP subnet",
+        "plain8gather": "plain x 8 with the permutation as a gather (as the MoLE flow)",
+        "task0": "MoLE flow, task 0 (base + task 0's own)",
+        "task1": "MoLE flow, task 1 (adapters only)",
+    }
     labels.update({component: f"task 1 without {component}" for component in COMPONENTS})
     for name, label in labels.items():
         seconds = statistics.median(times[name])
-        result.add(label, 1000 * seconds, vectors / seconds, paired_ratio(times[name], times["plain6"]),
-                   paired_ratio(times[name], times["plain8"]), paired_ratio(times[name], times["plain8gather"]),
-                   flops[name] / 1e9, flops[name] / flops["plain8"])
+        result.add(
+            label,
+            1000 * seconds,
+            vectors / seconds,
+            paired_ratio(times[name], times["plain6"]),
+            paired_ratio(times[name], times["plain8"]),
+            paired_ratio(times[name], times["plain8gather"]),
+            flops[name] / 1e9,
+            flops[name] / flops["plain8"],
+        )
     overhead = {component: paired_ratio(times["task1"], times[component]) - 1 for component in COMPONENTS}
     result.notes.append(
         f"D = {dim}, 6 coupling blocks, rank 64, DIA 2 (the schema defaults), a batch of {batch} maps of "
@@ -134,5 +164,6 @@ def run(scale: str = "full") -> Result:
         "permutation matrix (forward and backward); the MoLE flow applies it as a column gather "
         "(moleflow.model.coupling.GatherPermutationBlock: the same values bit for bit, tested), so its FLOPs leave those "
         "products out; the plain flows are FrEIA's as shipped, and the row with the gather is the plain flow with the "
-        "same saving: the ratios against it (their own column) are the stricter comparison.")
+        "same saving: the ratios against it (their own column) are the stricter comparison."
+    )
     return result

@@ -89,16 +89,23 @@ def train_all(wf: dict[str, Any], workers: int) -> Any:
     settings = next(iter(wf["datasets"].values()))
     g = settings["generate"]
     if not (Path(settings["root"]) / "synth.json").is_file():
-        generate(Path(settings["root"]), seed=g["seed"], size=g["size"], categories=None,
-                 counts=SynthCounts(train=g["train"], test_good=g["test_good"], test_per_defect=g["test_defect"]))
+        generate(
+            Path(settings["root"]),
+            seed=g["seed"],
+            size=g["size"],
+            categories=None,
+            counts=SynthCounts(train=g["train"], test_good=g["test_good"], test_per_defect=g["test_defect"]),
+        )
     plan = WorkflowPlan.from_config(wf)
     seen = set()
     for run in plan.runs.values():  # every feature setting extracted in this process; workers only read the cache
         key = str(run.config["features"])
         if key not in seen:
             seen.add(key)
-            load_tasks({**run.config, "dataset": {**run.config["dataset"], "categories": []}},
-                       FeatureStore(run.config, progress=False))
+            load_tasks(
+                {**run.config, "dataset": {**run.config["dataset"], "categories": []}},
+                FeatureStore(run.config, progress=False),
+            )
     jobs = [(str(Path(wf["results"]) / "runs" / rid), run.config) for rid, run in plan.runs.items()]
     with ProcessPoolExecutor(max_workers=workers) as pool:
         for k, (out, status) in enumerate(pool.map(_train, jobs), 1):
@@ -111,7 +118,9 @@ def run_seconds(summaries: dict[str, Any]) -> dict[str, float]:
     return {rid: s["timings"]["training"] + s["timings"]["evaluation"] + PER_RUN_S for rid, s in summaries.items() if s}
 
 
-def decided(frame: Any, record: dict[str, Any], summaries: dict[str, Any], seeds: dict[str, int]) -> tuple[int, list[str]]:
+def decided(
+    frame: Any, record: dict[str, Any], summaries: dict[str, Any], seeds: dict[str, int]
+) -> tuple[int, list[str]]:
     """Claims the audit decides on the validation runs with the first ``seeds[study]`` seeds of each study."""
     from analysis.audit import evaluate
 
@@ -150,64 +159,105 @@ def select(work: Path, workers: int, max_seeds: int, budget: float) -> dict[str,
             _, ids = decided(frame, record, summaries, {**base, name: k})
             gains[(name, k)] = set(ids) - set(base_ids)
             print(f"[allocation] {name} at {k} seeds: +{len(gains[(name, k)])} claims", file=sys.stderr, flush=True)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for combo in itertools.product(*(range(base[name], max_seeds + 1) for name in SEARCHED)):
         seeds = dict(zip(SEARCHED, combo))
         claims = set(base_ids).union(*(gains.get((name, seeds[name]), set()) for name in SEARCHED))
-        rows.append({"seeds": seeds, "decided": len(claims), "claims": sorted(claims, key=lambda c: int(c[1:])),
-                     "cost": added_cost(plan, seconds, base, seeds)})
+        rows.append(
+            {
+                "seeds": seeds,
+                "decided": len(claims),
+                "claims": sorted(claims, key=lambda c: int(c[1:])),
+                "cost": added_cost(plan, seconds, base, seeds),
+            }
+        )
     fits = [r for r in rows if r["cost"] <= budget]
     chosen = max(fits, key=lambda r: (r["decided"], -r["cost"]))
     baseline = next(r for r in rows if r["seeds"] == base)
     count, ids = decided(frame, record, summaries, chosen["seeds"])  # the chosen combination, audited as a whole
     chosen["audited"] = {"decided": count, "claims": ids}
-    return {"rows": rows, "chosen": chosen, "baseline": baseline, "budget": budget, "max_seeds": max_seeds,
-            "runs": len(plan.runs), "train_s": sum(seconds.values()), "gains": gains}
+    return {
+        "rows": rows,
+        "chosen": chosen,
+        "baseline": baseline,
+        "budget": budget,
+        "max_seeds": max_seeds,
+        "runs": len(plan.runs),
+        "train_s": sum(seconds.values()),
+        "gains": gains,
+    }
 
 
 def report(sel: dict[str, Any], seconds: float) -> str:
     """The selection as Markdown."""
     chosen, baseline = sel["chosen"], sel["baseline"]
-    lines = ["# Replicates of the embedded default", "",
-             f"Produced by `python -m benchmarks.select_allocation` on the validation copy of the generator (`moleflow "
-             f"synth --seed {VALIDATION_SEED}`; the embedded default is seed 0): {sel['runs']} runs of the searched studies "
-             f"at up to {sel['max_seeds']} seeds, {sel['train_s']:.0f} s of training and evaluation (one thread per run, "
-             f"two at a time; this invocation took {seconds:.0f} s, reusing finished runs of `--work`).", "",
-             "Rule: " + " ".join(__doc__.split("Rule: ")[1].split("Writes")[0].split()), "",
-             f"Budget: {sel['budget']:.0f} s of wall time. The default's seeds as they were decide {baseline['decided']} "
-             f"claims on the validation runs ({', '.join(baseline['claims']) or 'none'}); the chosen seeds are predicted "
-             f"to decide {chosen['decided']} for +{chosen['cost']:.0f} s ("
-             + ", ".join(f"{name} {k}" for name, k in chosen["seeds"].items()) + " seeds), and audited as a whole they decide "
-             f"{chosen['audited']['decided']} ({', '.join(chosen['audited']['claims']) or 'none'}).", "",
-             "Gains per study (claims decided beyond the default's seeds, the other studies as they are):", "",
-             "| study | seeds | claims gained |", "|---|---|---|"]
-    lines += [f"| {name} | {k} | {', '.join(sorted(ids, key=lambda c: int(c[1:]))) or '--'} |"
-              for (name, k), ids in sel["gains"].items()]
-    lines += ["", f"The 15 combinations that decide the most (of {len(sel['rows'])}), the chosen one and the default's as "
-              "it was:", "",
-             "| " + " | ".join(SEARCHED) + " | claims decided | added wall s | within budget | |",
-             "|---" * (len(SEARCHED) + 4) + "|"]
+    lines = [
+        "# Replicates of the embedded default",
+        "",
+        f"Produced by `python -m benchmarks.select_allocation` on the validation copy of the generator (`moleflow "
+        f"synth --seed {VALIDATION_SEED}`; the embedded default is seed 0): {sel['runs']} runs of the searched studies "
+        f"at up to {sel['max_seeds']} seeds, {sel['train_s']:.0f} s of training and evaluation (one thread per run, "
+        f"two at a time; this invocation took {seconds:.0f} s, reusing finished runs of `--work`).",
+        "",
+        "Rule: " + " ".join(__doc__.split("Rule: ")[1].split("Writes")[0].split()),
+        "",
+        f"Budget: {sel['budget']:.0f} s of wall time. The default's seeds as they were decide {baseline['decided']} "
+        f"claims on the validation runs ({', '.join(baseline['claims']) or 'none'}); the chosen seeds are predicted "
+        f"to decide {chosen['decided']} for +{chosen['cost']:.0f} s ("
+        + ", ".join(f"{name} {k}" for name, k in chosen["seeds"].items())
+        + " seeds), and audited as a whole they decide "
+        f"{chosen['audited']['decided']} ({', '.join(chosen['audited']['claims']) or 'none'}).",
+        "",
+        "Gains per study (claims decided beyond the default's seeds, the other studies as they are):",
+        "",
+        "| study | seeds | claims gained |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {k} | {', '.join(sorted(ids, key=lambda c: int(c[1:]))) or '--'} |"
+        for (name, k), ids in sel["gains"].items()
+    ]
+    lines += [
+        "",
+        f"The 15 combinations that decide the most (of {len(sel['rows'])}), the chosen one and the default's as "
+        "it was:",
+        "",
+        "| " + " | ".join(SEARCHED) + " | claims decided | added wall s | within budget | |",
+        "|---" * (len(SEARCHED) + 4) + "|",
+    ]
     ranked = sorted(sel["rows"], key=lambda r: (-r["decided"], r["cost"]))
     shown = ranked[:15] + [r for r in (chosen, baseline) if r not in ranked[:15]]
     for r in shown:
         mark = "**chosen**" if r is chosen else ("as it was" if r is baseline else "")
-        lines.append("| " + " | ".join(str(r["seeds"][s]) for s in SEARCHED)
-                     + f" | {r['decided']} | {r['cost']:.0f} | {'yes' if r['cost'] <= sel['budget'] else 'no'} | {mark} |")
+        lines.append(
+            "| "
+            + " | ".join(str(r["seeds"][s]) for s in SEARCHED)
+            + f" | {r['decided']} | {r['cost']:.0f} | {'yes' if r['cost'] <= sel['budget'] else 'no'} | {mark} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.select_allocation", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.select_allocation", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", default=str(DEFAULT_OUT), help="Markdown file to write")
     parser.add_argument("--workers", type=int, default=2, help="runs trained at once (one thread each)")
     parser.add_argument("--work", help="working folder (default: a temporary one)")
     parser.add_argument("--max-seeds", type=int, default=4, help="most seeds any searched study may get")
-    parser.add_argument("--budget", type=float, required=True,
-                        help="seconds of wall time the added runs may take (30 %% of the main command's measured time)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        required=True,
+        help="seconds of wall time the added runs may take (30 %% of the main command's measured time)",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    write_selection(args.out, args.work, lambda work: report(select(work, args.workers, args.max_seeds, args.budget),
-                                                             time.perf_counter() - start))
+    write_selection(
+        args.out,
+        args.work,
+        lambda work: report(select(work, args.workers, args.max_seeds, args.budget), time.perf_counter() - start),
+    )
     return 0
 
 

@@ -33,15 +33,20 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 VALIDATION_SEED = 1
-START = {"epochs": 30, "train": 40, "embed_dim": 128, "input_size": 128, "lr": 0.001}
-LEVELS = {"epochs": [10, 20, 30, 60], "train": [40, 120], "embed_dim": [64, 128, 256], "input_size": [128, 160],
-          "lr": [0.0003, 0.001]}
+START: dict[str, Any] = {"epochs": 30, "train": 40, "embed_dim": 128, "input_size": 128, "lr": 0.001}
+LEVELS: dict[str, list[Any]] = {
+    "epochs": [10, 20, 30, 60],
+    "train": [40, 120],
+    "embed_dim": [64, 128, 256],
+    "input_size": [128, 160],
+    "lr": [0.0003, 0.001],
+}
 MIN_GAIN = 0.005
 DEFAULT_OUT = Path(__file__).resolve().parent / "PROFILE_SELECTION.md"
 
@@ -75,22 +80,31 @@ def _run_candidate(job: tuple[str, dict[str, Any], str]) -> dict[str, Any]:
     routed = summary["mean"]["routed"]
     per_task = summary["timings"]["training"] / max(1, summary["tasks_completed"])
     return {
-        "name": name, "status": summary["status"],
-        "image_auroc": routed["image_auroc"], "pixel_auroc": routed["pixel_auroc"], "pixel_ap": routed["pixel_ap"],
+        "name": name,
+        "status": summary["status"],
+        "image_auroc": routed["image_auroc"],
+        "pixel_auroc": routed["pixel_auroc"],
+        "pixel_ap": routed["pixel_ap"],
         "score": (routed["image_auroc"] + routed["pixel_auroc"]) / 2,
         "per_category": {c: v["routed"]["image_auroc"] for c, v in summary["final"].items()},
         "train_s_per_task": per_task,
     }
 
 
-def _generate(root: Path, trains: list[int] = LEVELS["train"]) -> None:
+def _generate(root: Path, trains: list[int] | None = None) -> None:
     """Validation copies ``root/train<N>`` for each training-set size ``N`` (the generator is a pure
     function of (seed, category, split, index), so the test sets of all copies are identical)."""
+    trains = LEVELS["train"] if trains is None else trains
     from moleflow.data.synth import SynthCounts, generate
 
     for train in trains:
-        generate(root / f"train{train}", seed=VALIDATION_SEED, size=128, categories=None,
-                 counts=SynthCounts(train=train, test_good=10, test_per_defect=6))
+        generate(
+            root / f"train{train}",
+            seed=VALIDATION_SEED,
+            size=128,
+            categories=None,
+            counts=SynthCounts(train=train, test_good=10, test_per_defect=6),
+        )
 
 
 def _prefetch(jobs: list[tuple[str, dict[str, Any], str]]) -> None:
@@ -108,16 +122,27 @@ def _prefetch(jobs: list[tuple[str, dict[str, Any], str]]) -> None:
             load_tasks(config, FeatureStore(config, progress=False))
 
 
-def _stage(candidates: dict[str, dict[str, int]], root: Path, cache: Path, work: Path, workers: int,
-           extra: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    jobs = [(name, {**overrides(levels, root, cache), **(extra or {})}, str(work / name.replace(" ", "_")))
-            for name, levels in candidates.items()]
+def _stage(
+    candidates: dict[str, dict[str, Any]],
+    root: Path,
+    cache: Path,
+    work: Path,
+    workers: int,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    jobs = [
+        (name, {**overrides(levels, root, cache), **(extra or {})}, str(work / name.replace(" ", "_")))
+        for name, levels in candidates.items()
+    ]
     _prefetch(jobs)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(_run_candidate, jobs))
     for result in results:
-        print(f"[select] {result['name']}: score {result['score']:.4f} ({result['train_s_per_task']:.1f} s/task)",
-              file=sys.stderr, flush=True)
+        print(
+            f"[select] {result['name']}: score {result['score']:.4f} ({result['train_s_per_task']:.1f} s/task)",
+            file=sys.stderr,
+            flush=True,
+        )
     return {r["name"]: {**r, "levels": candidates[r["name"]]} for r in results}
 
 
@@ -139,8 +164,11 @@ def select(work: Path, workers: int, budget: float) -> tuple[dict[str, dict[str,
     results = _stage(stage1, root, cache, work, workers)
     improving = {}
     for lever in LEVELS:
-        options = [(r["score"], r["levels"][lever]) for r in results.values() if r["status"] == "ok"
-                   and all(r["levels"][k] == START[k] for k in LEVELS if k != lever)]
+        options = [
+            (r["score"], r["levels"][lever])
+            for r in results.values()
+            if r["status"] == "ok" and all(r["levels"][k] == START[k] for k in LEVELS if k != lever)
+        ]
         top_score, top_level = max(options)
         improving[lever] = [START[lever]] + ([top_level] if top_score > results["start"]["score"] + MIN_GAIN else [])
     stage2 = {}
@@ -152,11 +180,18 @@ def select(work: Path, workers: int, budget: float) -> tuple[dict[str, dict[str,
         results.update(_stage(stage2, root, cache, work, workers))
     within = {n: r for n, r in results.items() if r["status"] == "ok" and r["train_s_per_task"] <= budget}
     chosen = max(within, key=lambda n: within[n]["score"])
-    shorter = {_name(c): c for c in ({**results[chosen]["levels"], "epochs": e} for e in LEVELS["epochs"])
-               if c["epochs"] < results[chosen]["levels"]["epochs"]}
+    shorter = {
+        _name(c): c
+        for c in ({**results[chosen]["levels"], "epochs": e} for e in LEVELS["epochs"])
+        if c["epochs"] < results[chosen]["levels"]["epochs"]
+    }
     if shorter:  # stage 3: the stopping rule for the chosen levels
         results.update(_stage({n: c for n, c in shorter.items() if n not in results}, root, cache, work, workers))
-        close = [n for n in shorter if results[n]["status"] == "ok" and results[n]["score"] >= results[chosen]["score"] - MIN_GAIN]
+        close = [
+            n
+            for n in shorter
+            if results[n]["status"] == "ok" and results[n]["score"] >= results[chosen]["score"] - MIN_GAIN
+        ]
         if close:
             chosen = min(close, key=lambda n: results[n]["levels"]["epochs"])
     name = f"knn ({chosen})"  # its own run directory for every chosen candidate
@@ -167,25 +202,43 @@ def select(work: Path, workers: int, budget: float) -> tuple[dict[str, dict[str,
 def report(results: dict[str, dict[str, Any]], chosen: str, knn: dict[str, Any], budget: float, seconds: float) -> str:
     """The selection as Markdown."""
     cats = sorted(results[chosen]["per_category"])
-    head = ["# CPU profile selection", "",
-            f"Produced by `python -m benchmarks.select_profile` on a validation copy of the generator "
-            f"(`moleflow synth --seed {VALIDATION_SEED}`; the embedded default is seed 0); the candidates trained for "
-            f"{sum(r['train_s_per_task'] * 6 for r in results.values()):.0f} s in all (one thread each, two at a time; "
-            f"this invocation took {seconds:.0f} s, reusing finished candidates of `--work`). n = 1 run (seed 0) per "
-            f"candidate. Training seconds per task with one thread; budget {budget:g} s. Start: "
-            + ", ".join(f"{k} {v}" for k, v in START.items()) + ".",
-            "", "Rule: " + __doc__.split("Rule: ")[1].split("Writes")[0].strip().replace("\n", " "), "",
-            "| candidate | " + " | ".join(f"I-AUROC {c}" for c in cats)
-            + " | mean I-AUROC | mean P-AUROC | mean P-AP | score | s/task | chosen |",
-            "|---" * (len(cats) + 7) + "|"]
+    head = [
+        "# CPU profile selection",
+        "",
+        f"Produced by `python -m benchmarks.select_profile` on a validation copy of the generator "
+        f"(`moleflow synth --seed {VALIDATION_SEED}`; the embedded default is seed 0); the candidates trained for "
+        f"{sum(r['train_s_per_task'] * 6 for r in results.values()):.0f} s in all (one thread each, two at a time; "
+        f"this invocation took {seconds:.0f} s, reusing finished candidates of `--work`). n = 1 run (seed 0) per "
+        f"candidate. Training seconds per task with one thread; budget {budget:g} s. Start: "
+        + ", ".join(f"{k} {v}" for k, v in START.items())
+        + ".",
+        "",
+        "Rule: " + __doc__.split("Rule: ")[1].split("Writes")[0].strip().replace("\n", " "),
+        "",
+        "| candidate | "
+        + " | ".join(f"I-AUROC {c}" for c in cats)
+        + " | mean I-AUROC | mean P-AUROC | mean P-AP | score | s/task | chosen |",
+        "|---" * (len(cats) + 7) + "|",
+    ]
     rows = []
     for name, r in list(results.items()) + [("knn reference (same levels, no training)", knn)]:
-        mark = "**yes**" if name == chosen else ("over budget" if r["train_s_per_task"] > budget and name in results else "")
-        rows.append(f"| {name} | " + " | ".join(f"{r['per_category'].get(c, float('nan')):.3f}" for c in cats)
-                    + f" | {r['image_auroc']:.3f} | {r['pixel_auroc']:.3f} | {r['pixel_ap']:.3f} | {r['score']:.4f} "
-                    f"| {r['train_s_per_task']:.1f} | {mark} |")
-    gap = ["", "Gap to the knn reference of the chosen candidate (image AUROC, knn - flow): "
-           + ", ".join(f"{c} {knn['per_category'][c] - results[chosen]['per_category'][c]:+.3f}" for c in cats) + "."]
+        mark = (
+            "**yes**"
+            if name == chosen
+            else ("over budget" if r["train_s_per_task"] > budget and name in results else "")
+        )
+        rows.append(
+            f"| {name} | "
+            + " | ".join(f"{r['per_category'].get(c, float('nan')):.3f}" for c in cats)
+            + f" | {r['image_auroc']:.3f} | {r['pixel_auroc']:.3f} | {r['pixel_ap']:.3f} | {r['score']:.4f} "
+            f"| {r['train_s_per_task']:.1f} | {mark} |"
+        )
+    gap = [
+        "",
+        "Gap to the knn reference of the chosen candidate (image AUROC, knn - flow): "
+        + ", ".join(f"{c} {knn['per_category'][c] - results[chosen]['per_category'][c]:+.3f}" for c in cats)
+        + ".",
+    ]
     return "\n".join(head + rows + gap) + "\n"
 
 
@@ -197,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", help="working folder (default: a temporary one)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    write_selection(args.out, args.work, lambda work: report(*select(work, args.workers, args.budget), args.budget,
-                                                             time.perf_counter() - start))
+    write_selection(
+        args.out,
+        args.work,
+        lambda work: report(*select(work, args.workers, args.budget), args.budget, time.perf_counter() - start),
+    )
     return 0
 
 

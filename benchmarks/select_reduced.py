@@ -40,7 +40,7 @@ DEFAULT_OUT = Path(__file__).resolve().parent / "REDUCED_SCHEDULE.md"
 def select(work: Path, workers: int) -> dict[str, dict[str, Any]]:
     """Train every level of every setting; return per setting its results, reference and choice."""
     root, cache = work / "data", work / "cache"
-    _generate(root, [START["train"]])  # the default's 40 training images
+    _generate(root, [int(START["train"])])  # the default's 40 training images
     out: dict[str, dict[str, Any]] = {}
     for setting, categories in SETTINGS.items():
         candidates = {f"{setting}, epochs={e}": {**START, "input_size": 128, "epochs": e} for e in EPOCHS}
@@ -61,26 +61,41 @@ def choose(scores: dict[int, float], reference_epochs: int = REFERENCE, toleranc
 
 def report(selection: dict[str, dict[str, Any]], seconds: float) -> str:
     """The selection as Markdown."""
-    trained = sum(r["train_s_per_task"] * len(SETTINGS[setting]) for setting, sel in selection.items()
-                  for r in sel["results"].values())
-    lines = ["# Reduced studies' schedule", "",
-             f"Produced by `python -m benchmarks.select_reduced` on the validation copy of the generator "
-             f"(`moleflow synth --seed {VALIDATION_SEED}`; the embedded default is seed 0); the runs trained for {trained:.0f} s "
-             f"in all (one thread per run, two at a time; this invocation took {seconds:.0f} s, reusing finished runs of "
-             "`--work`). n = 1 run (seed 0) per level; CPU profile at 128 px, "
-             "`frozen_base`, routed.", "",
-             "Rule: " + __doc__.split("Rule: ")[1].split("Writes")[0].strip().replace("\n", " "), ""]
+    trained = sum(
+        r["train_s_per_task"] * len(SETTINGS[setting])
+        for setting, sel in selection.items()
+        for r in sel["results"].values()
+    )
+    lines = [
+        "# Reduced studies' schedule",
+        "",
+        f"Produced by `python -m benchmarks.select_reduced` on the validation copy of the generator "
+        f"(`moleflow synth --seed {VALIDATION_SEED}`; the embedded default is seed 0); the runs trained for {trained:.0f} s "
+        f"in all (one thread per run, two at a time; this invocation took {seconds:.0f} s, reusing finished runs of "
+        "`--work`). n = 1 run (seed 0) per level; CPU profile at 128 px, "
+        "`frozen_base`, routed.",
+        "",
+        "Rule: " + __doc__.split("Rule: ")[1].split("Writes")[0].strip().replace("\n", " "),
+        "",
+    ]
     for setting, sel in selection.items():
         cats = sorted(next(iter(sel["results"].values()))["per_category"])
-        lines += [f"## {setting}", "",
-                  "| epochs | " + " | ".join(f"I-AUROC {c}" for c in cats)
-                  + " | mean I-AUROC | mean P-AUROC | score | s/task | |",
-                  "|---" * (len(cats) + 6) + "|"]
+        lines += [
+            f"## {setting}",
+            "",
+            "| epochs | "
+            + " | ".join(f"I-AUROC {c}" for c in cats)
+            + " | mean I-AUROC | mean P-AUROC | score | s/task | |",
+            "|---" * (len(cats) + 6) + "|",
+        ]
         for epochs, r in sorted(sel["results"].items()):
             mark = "**chosen**" if epochs == sel["chosen"] else ("reference" if epochs == sel["reference"] else "")
-            lines.append(f"| {epochs} | " + " | ".join(f"{r['per_category'][c]:.3f}" for c in cats)
-                         + f" | {r['image_auroc']:.3f} | {r['pixel_auroc']:.3f} | {r['score']:.5f} "
-                         f"| {r['train_s_per_task']:.1f} | {mark} |")
+            lines.append(
+                f"| {epochs} | "
+                + " | ".join(f"{r['per_category'][c]:.3f}" for c in cats)
+                + f" | {r['image_auroc']:.3f} | {r['pixel_auroc']:.3f} | {r['score']:.5f} "
+                f"| {r['train_s_per_task']:.1f} | {mark} |"
+            )
         lines.append("")
     return "\n".join(lines)
 

@@ -165,8 +165,9 @@ def read_workflow_config(path: str | Path) -> dict[str, Any]:
     if not workflow:
         raise ConfigError(f"{path}: empty; a workflow configuration needs at least datasets and studies")
     if {"runs", "jobs"} <= set(workflow):
-        raise ConfigError(f"{path}: a plan record (the workflow's plan.json), not a workflow configuration such as "
-                          "config/config.yaml")
+        raise ConfigError(
+            f"{path}: a plan record (the workflow's plan.json), not a workflow configuration such as config/config.yaml"
+        )
     problem = schema_problem(workflow, schema("workflow"), what="workflow key")
     if problem:
         raise ConfigError(f"{path}: {problem}")
@@ -187,7 +188,9 @@ def load_profile(name: str) -> Config:
     return validate(merge(defaults(), yaml.safe_load(text) or {}))
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, base: Config | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, base: Config | None = None
+) -> Config:
     """Resolve a configuration: defaults <- YAML file <- overrides; validated.
 
     Args:

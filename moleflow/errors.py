@@ -37,5 +37,7 @@ DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 def disk_full(exc: BaseException, path: object) -> DiskFullError | None:
     """``exc`` as a :class:`DiskFullError` naming ``path`` when it is a full disk's error, else ``None``."""
     if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
-        return DiskFullError(f"no space left on the device of {path} (writing it failed; nothing half-written was kept)")
+        return DiskFullError(
+            f"no space left on the device of {path} (writing it failed; nothing half-written was kept)"
+        )
     return None

@@ -14,9 +14,9 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from moleflow.errors import MoleflowError
 
@@ -32,8 +32,10 @@ def _holder(path: Path) -> str:
     """Who holds the lock at ``path``, as its file says (pid, host, command, since when)."""
     try:
         info = json.loads(path.read_text())
-        return (f"process {info['pid']} on {info['host']} ({info['command']}, since "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info['since']))})")
+        return (
+            f"process {info['pid']} on {info['host']} ({info['command']}, since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info['since']))})"
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"
 
@@ -58,10 +60,15 @@ def folder_lock(folder: str | os.PathLike[str], what: str) -> Iterator[Path]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise MoleflowError(f"{what} {folder} is in use by {_holder(path)}; wait for it to finish or choose "
-                                "another folder") from None
-        record = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(),
-                  "command": " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))[:200]}
+            raise MoleflowError(
+                f"{what} {folder} is in use by {_holder(path)}; wait for it to finish or choose another folder"
+            ) from None
+        record = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "since": time.time(),
+            "command": " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))[:200],
+        }
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, json.dumps(record).encode(), 0)

@@ -23,7 +23,13 @@ def visa_root(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """cap, tile and screw generated at 64 px (6 training, 3 good and 2 per defect test images each), once per module."""
-    from tests_helpers import three_category_synth
+    """cap, tile and screw generated at 64 px (8 training, 3 good and 2 per defect test images each), once per module."""
+    from tests_helpers import continual_synth
 
-    return three_category_synth(tmp_path_factory.mktemp("synth"))
+    return continual_synth(tmp_path_factory.mktemp("synth"))
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A feature cache folder shared by a module's runs."""
+    return tmp_path_factory.mktemp("cache")

@@ -10,7 +10,7 @@ import pytest
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:  # type: ignore[type-arg]
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> object:
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     if report.skipped and item.get_closest_marker("service") and os.environ.get("MOLEFLOW_REQUIRE_SERVICES") == "1":

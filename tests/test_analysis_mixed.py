@@ -10,11 +10,17 @@ from scipy import stats as sps
 from analysis.mixed import _mixedlm_reml, category_model
 
 
-def _balanced(rng: np.random.Generator, categories: int = 5, seeds: int = 3, sd_category: float = 0.1,
-              sd_seed: float = 0.02) -> pd.DataFrame:
+def _balanced(
+    rng: np.random.Generator, categories: int = 5, seeds: int = 3, sd_category: float = 0.1, sd_seed: float = 0.02
+) -> pd.DataFrame:
     means = 0.9 + rng.normal(0, sd_category, categories)
-    return pd.DataFrame([{"category": f"c{c}", "seed": s, "y": means[c] + rng.normal(0, sd_seed)}
-                         for c in range(categories) for s in range(seeds)])
+    return pd.DataFrame(
+        [
+            {"category": f"c{c}", "seed": s, "y": means[c] + rng.normal(0, sd_seed)}
+            for c in range(categories)
+            for s in range(seeds)
+        ]
+    )
 
 
 def test_balanced_design_matches_the_one_way_anova_by_hand() -> None:

@@ -16,12 +16,18 @@ CELLS = [("frozen", "on"), ("frozen", "off"), ("trainable", "on"), ("trainable",
 
 def _design(values: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
     """One row per (cell, block): the k-th value of every cell belongs to seed k."""
-    return pd.DataFrame([{"block": f"s{k}", "base": b, "component": c, "y": y}
-                         for (b, c), ys in values.items() for k, y in enumerate(ys)])
+    return pd.DataFrame(
+        [
+            {"block": f"s{k}", "base": b, "component": c, "y": y}
+            for (b, c), ys in values.items()
+            for k, y in enumerate(ys)
+        ]
+    )
 
 
-def _values(means: dict[tuple[str, str], float], n: int, rng: np.random.Generator, sd: float = 0.01,
-            seed_sd: float = 0.02) -> dict[tuple[str, str], list[float]]:
+def _values(
+    means: dict[tuple[str, str], float], n: int, rng: np.random.Generator, sd: float = 0.01, seed_sd: float = 0.02
+) -> dict[tuple[str, str], list[float]]:
     """Cell means plus a per-seed offset shared by the four cells (what blocking removes) plus noise."""
     offsets = rng.normal(0, seed_sd, n)
     return {cell: list(means[cell] + offsets + rng.normal(0, sd, n)) for cell in CELLS}
@@ -29,8 +35,9 @@ def _values(means: dict[tuple[str, str], float], n: int, rng: np.random.Generato
 
 def test_blocked_analysis_matches_a_hand_computation_and_statsmodels_anova_rm() -> None:
     rng = np.random.default_rng(0)
-    values = _values({("frozen", "on"): 0.90, ("frozen", "off"): 0.80, ("trainable", "on"): 0.70,
-                      ("trainable", "off"): 0.69}, 5, rng)
+    values = _values(
+        {("frozen", "on"): 0.90, ("frozen", "off"): 0.80, ("trainable", "on"): 0.70, ("trainable", "off"): 0.69}, 5, rng
+    )
     frame = _design(values)
     result = blocked_anova(frame, "WA", "y")
     assert result.valid and result.n == 5 and result.df_residual == 4 and result.note == ""
@@ -38,7 +45,7 @@ def test_blocked_analysis_matches_a_hand_computation_and_statsmodels_anova_rm() 
     a = {cell: np.array(v) for cell, v in values.items()}
     c = (a[("frozen", "on")] - a[("frozen", "off")]) - (a[("trainable", "on")] - a[("trainable", "off")])
     t = c.mean() / (c.std(ddof=1) / np.sqrt(5))
-    assert result.interaction.estimate == pytest.approx(c.mean(), rel=1e-12)
+    assert result.interaction is not None and result.interaction.estimate == pytest.approx(c.mean(), rel=1e-12)
     assert result.f_interaction == pytest.approx(t**2, rel=1e-9)
     assert result.p_interaction == pytest.approx(2 * sps.t.sf(abs(t), 4), rel=1e-9)
     assert result.eta2_interaction == pytest.approx(t**2 / (t**2 + 4), rel=1e-9)
@@ -61,8 +68,17 @@ def test_blocked_analysis_matches_a_hand_computation_and_statsmodels_anova_rm() 
 
 def test_partial_eta_squared_interval_inverts_the_noncentral_f() -> None:
     rng = np.random.default_rng(3)
-    result = blocked_anova(_design(_values({("frozen", "on"): 0.9, ("frozen", "off"): 0.85, ("trainable", "on"): 0.8,
-                                            ("trainable", "off"): 0.8}, 6, rng)), "X", "y")
+    result = blocked_anova(
+        _design(
+            _values(
+                {("frozen", "on"): 0.9, ("frozen", "off"): 0.85, ("trainable", "on"): 0.8, ("trainable", "off"): 0.8},
+                6,
+                rng,
+            )
+        ),
+        "X",
+        "y",
+    )
     low, high = result.eta2_interval
     f, df = result.f_interaction, result.df_residual
     to_lambda = lambda e: e / (1 - e) * (1 + df + 1)  # noqa: E731 - eta2 = lambda / (lambda + df1 + df2 + 1)
@@ -74,8 +90,12 @@ def test_partial_eta_squared_interval_inverts_the_noncentral_f() -> None:
 def test_arms_with_different_spreads_keep_their_own_variances() -> None:
     """The review's case: the frozen arm's SD a tenth of the trainable arm's; a pooled variance would mix them."""
     rng = np.random.default_rng(2)
-    values = {("frozen", "on"): list(0.50 + rng.normal(0, 0.0002, 4)), ("frozen", "off"): list(0.49 + rng.normal(0, 0.0002, 4)),
-              ("trainable", "on"): list(0.40 + rng.normal(0, 0.008, 4)), ("trainable", "off"): list(0.40 + rng.normal(0, 0.008, 4))}
+    values = {
+        ("frozen", "on"): list(0.50 + rng.normal(0, 0.0002, 4)),
+        ("frozen", "off"): list(0.49 + rng.normal(0, 0.0002, 4)),
+        ("trainable", "on"): list(0.40 + rng.normal(0, 0.008, 4)),
+        ("trainable", "off"): list(0.40 + rng.normal(0, 0.008, 4)),
+    }
     found = contrasts(_design(values))
     frozen, trainable = found["simple:frozen"], found["simple:trainable"]
     assert trainable.se > 10 * frozen.se
@@ -86,7 +106,12 @@ def test_arms_with_different_spreads_keep_their_own_variances() -> None:
 def test_verdict_needs_the_adjusted_p_the_papers_direction_and_an_equivalence_for_generic() -> None:
     rng = np.random.default_rng(1)
     helps_frozen = {("frozen", "on"): 0.9, ("frozen", "off"): 0.8, ("trainable", "on"): 0.7, ("trainable", "off"): 0.7}
-    helps_trainable = {("frozen", "on"): 0.8, ("frozen", "off"): 0.8, ("trainable", "on"): 0.8, ("trainable", "off"): 0.7}
+    helps_trainable = {
+        ("frozen", "on"): 0.8,
+        ("frozen", "off"): 0.8,
+        ("trainable", "on"): 0.8,
+        ("trainable", "off"): 0.7,
+    }
     verdicts = {}
     for name, means in (("frozen", helps_frozen), ("trainable", helps_trainable)):
         result = blocked_anova(_design(_values(means, 5, rng)), "X", "y")
@@ -108,8 +133,12 @@ def test_generic_only_when_the_interaction_is_shown_to_be_small() -> None:
 
 
 def test_degenerate_designs_are_marked() -> None:
-    values = {("frozen", "on"): [1.0, 1.0], ("frozen", "off"): [0.5, 0.5],
-              ("trainable", "on"): [0.9, 0.9], ("trainable", "off"): [0.4, 0.4]}
+    values = {
+        ("frozen", "on"): [1.0, 1.0],
+        ("frozen", "off"): [0.5, 0.5],
+        ("trainable", "on"): [0.9, 0.9],
+        ("trainable", "off"): [0.4, 0.4],
+    }
     with pytest.warns(UserWarning, match="zero variance"):
         flat = blocked_anova(_design(values), "DIA", "y")
     assert not flat.valid and flat.verdict(0.01) == "untested" and np.isnan(flat.f_interaction)
@@ -131,7 +160,9 @@ def test_degenerate_designs_are_marked() -> None:
 
 def test_holm() -> None:
     adjusted = holm([0.01, 0.04, np.nan, 0.03])
-    assert adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06) and adjusted[1] == pytest.approx(0.06)
+    assert (
+        adjusted[0] == pytest.approx(0.03) and adjusted[3] == pytest.approx(0.06) and adjusted[1] == pytest.approx(0.06)
+    )
     assert np.isnan(adjusted[2])
 
 
@@ -152,14 +183,24 @@ def test_one_way_anova_matches_hand_computation() -> None:
     assert one_way_anova(flat, "value", "y")[1] == "zero residual variance"
 
 
-def _sweep(rng: np.random.Generator, effect_pp: float, values: int = 5, seeds: int = 5, sd_pp: float = 1.0) -> pd.DataFrame:
+def _sweep(
+    rng: np.random.Generator, effect_pp: float, values: int = 5, seeds: int = 5, sd_pp: float = 1.0
+) -> pd.DataFrame:
     """One sweep's run-level rows: P-AP = 0.5 + effect * value index / (values - 1) + noise (percentage points)."""
     rows = []
     for v in range(values):
         for seed in range(seeds):
             y = 0.5 + (effect_pp * v / (values - 1) + rng.normal(0, sd_pp)) / 100
-            rows.append({"value": f"{v}" + (" (default)" if v == 0 else ""), "variant": f"x {v}", "seed": seed,
-                         "status": "ok", "pixel_ap_routed": y, "image_auroc_routed": y})
+            rows.append(
+                {
+                    "value": f"{v}" + (" (default)" if v == 0 else ""),
+                    "variant": f"x {v}",
+                    "seed": seed,
+                    "status": "ok",
+                    "pixel_ap_routed": y,
+                    "image_auroc_routed": y,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -171,13 +212,13 @@ def test_sensitivity_class_needs_evidence_so_a_null_sweep_is_none_detected() -> 
     from analysis.sweeps import summary_table
 
     rng = np.random.default_rng(0)
-    labels = {"null": [], "real": []}
+    labels: dict[str, list[str]] = {"null": [], "real": []}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for _ in range(100):
             for name, effect in (("null", 0.0), ("real", 5.0)):
                 spec = summary_table({"x": _sweep(rng, effect)}, "synth")
-                labels[name].append(spec.cell("x", "sensitivity").text)
+                labels[name].append(str(spec.cell("x", "sensitivity").text))
     null_none = np.mean([label == "none detected" for label in labels["null"]])
     real_high = np.mean([label == "High" for label in labels["real"]])
     assert null_none >= 0.9 and real_high >= 0.9, (null_none, real_high)  # alpha 0.05: about 95% of nulls

@@ -3,94 +3,22 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
+from analysis_fixture import write_results
 from PIL import Image
 
 from analysis.__main__ import main as analysis_main
-from moleflow.planning import WorkflowPlan, plan_runs
-
-CATEGORIES = ["cap", "tile"]
-WORKFLOW = {
-    "results": "results", "cache": "results/cache/features", "seeds": [0, 1, 2],
-    "base": {"profile": "cpu", "set": {}},
-    "datasets": {"synth": {"kind": "mvtec", "root": "data/synth", "categories": CATEGORIES}},
-    "studies": {
-        "main": {"variants": [{"name": "MoLE-Flow"}, {"name": "kNN", "set": {"strategy.name": "knn"}}]},
-        "ablation": {"variants": [{"name": "MoLE-Flow"}, {"name": "w/o TAL", "set": {"training.tail_weight": 0.0}},
-                                  {"name": "w/o DIA", "set": {"model.dia_blocks": 0}}]},
-        "strategies": {"variants": [{"name": "MoLE-Flow", "set": {"strategy.name": "frozen_base"}},
-                                    {"name": "Sequential", "set": {"strategy.name": "sequential"}}]},
-        "sensitivity": {"variants": [{"name": "default"}, {"name": "tail_weight 0.3", "set": {"training.tail_weight": 0.3}},
-                                     {"name": "tail_weight 1.0", "set": {"training.tail_weight": 1.0}},
-                                     {"name": "lora_rank 4", "set": {"model.lora_rank": 4}}]},
-        "depth": {"variants": [{"name": "M4 N2"}, {"name": "M16 N2", "set": {"model.coupling_blocks": 16}}]},
-        "interaction": {"variants": [
-            {"name": "WA|frozen|on", "set": {"strategy.name": "frozen_base"}},
-            {"name": "WA|frozen|off", "set": {"strategy.name": "frozen_base", "model.whitening": False}},
-            {"name": "WA|trainable|on", "set": {"strategy.name": "sequential"}},
-            {"name": "WA|trainable|off", "set": {"strategy.name": "sequential", "model.whitening": False}}]},
-    },
-}
-
-
-def _summary(run, rng: np.random.Generator, status: str = "ok") -> dict:  # type: ignore[no-untyped-def]
-    done = len(CATEGORIES) if status == "ok" else 1
-    level = 0.9 if run.config["strategy"]["name"] == "frozen_base" else 0.6
-    level += 0.05 * run.config["training"]["tail_weight"]  # a real effect for the sensitivity summary
-    level -= 0.1 * (not run.config["model"]["whitening"]) * (run.config["strategy"]["name"] == "frozen_base")
-    metrics = ("image_auroc", "pixel_ap", "pixel_auroc", "aupro")
-    matrix = {m: [[None] * 2 for _ in range(2)] for m in metrics}
-    for m in metrics:
-        for j in range(done):
-            for i in range(j + 1):
-                matrix[m][j][i] = float(level + rng.normal(0, 0.02))
-    final = {c: {mode: {m: matrix[m][done - 1][i] for m in metrics} for mode in ("routed", "oracle")}
-             for i, c in enumerate(CATEGORIES[:done])}
-    lost = 0.0 if run.config["strategy"]["name"] == "frozen_base" else 0.2
-    forgetting = {m: {"fm": lost, "paper": lost, "bwt": -lost} for m in metrics}
-    memory = {"params_per_task": 100, "bytes_per_task": 400.0, "pct_of_base": 10.0, "fixed_bytes": 0.0, "router_bytes_per_task": 64.0}
-    return {"status": status, "config": run.config, "config_hash": run.run_id, "seed": run.seed,
-            "strategy": run.config["strategy"]["name"], "tasks": CATEGORIES, "tasks_completed": done, "final": final,
-            "accuracy_matrix": matrix, "accuracy_matrix_oracle": matrix, "forgetting": forgetting,
-            "routing_accuracy": 1.0, "routing_confusion": [[10, 0], [1, 9]], "params": {"base": 1000, "per_task": 100, "per_task_without_dia": 50, "overhead_pct": 10.0},
-            "memory": memory,
-            "per_task": [], "mean": {}}
-
-
-def _write_results(tmp_path: Path) -> Path:
-    """The fixture's results folder: every planned run's summary, one variant never run, some diverged."""
-    rng = np.random.default_rng(0)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(WORKFLOW))
-    for run in plan_runs(WORKFLOW).values():
-        variants = {v for _, v in run.memberships}
-        if "w/o DIA" in variants:
-            continue  # never ran: a missing cell
-        status = "diverged" if "M16 N2" in variants else "ok"
-        if "w/o TAL" in variants and run.seed == 2:
-            status = "diverged"  # one seed of a variant diverged
-        folder = tmp_path / "results" / "runs" / run.run_id
-        folder.mkdir(parents=True)
-        (folder / "summary.json").write_text(json.dumps(_summary(run, rng, status)))
-    return tmp_path
-
-
-@pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The fixture's results folder, not analysed (the quick tests read the summaries only)."""
-    return _write_results(tmp_path_factory.mktemp("written"))
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The fixture's results folder, analysed once for the module (the tests only read it, or regenerate it)."""
-    root = _write_results(tmp_path_factory.mktemp("analysed"))
+    root = write_results(tmp_path_factory.mktemp("analysed"))
     assert analysis_main(["--config", str(root / "config.yaml"), "--results", str(root / "results")]) == 0
     return root
 
@@ -115,7 +43,9 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     row = next(line for line in ablation.splitlines() if line.startswith("| w/o DIA"))
     assert row.count("--") >= 4  # never ran: missing, not zero
     tal = pd.read_csv(tables / "T7_ablation_synth.csv").set_index("variant")
-    assert tal.loc["w/o TAL", "I-AUROC n"] == 2 and tal.loc["w/o TAL", "I-AUROC planned"] == 3  # the diverged seed is left out
+    assert (
+        tal.loc["w/o TAL", "I-AUROC n"] == 2 and tal.loc["w/o TAL", "I-AUROC planned"] == 3
+    )  # the diverged seed is left out
     row = next(line for line in ablation.splitlines() if line.startswith("| w/o TAL"))
     assert row.count("(n=2 of 3)") == 4 and "**" not in row  # marked in print, and never bold
     depth = (tables / "T9_depth_synth.md").read_text()
@@ -123,7 +53,9 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     interaction = pd.read_csv(tables / "T8_interaction_synth.csv").set_index("component / response")
     # the fixture's whitening effect exists only with a frozen base (-0.1 there, 0 in the trainable arm): an interaction
     # (the three seeds are blocks: each effect against its own variance over them, df = 3 - 1)
-    assert interaction.loc["WA / P-AP", "verdict"] == "Integral" and interaction.loc["WA / P-AP", "p inter. mean"] < 0.05
+    assert (
+        interaction.loc["WA / P-AP", "verdict"] == "Integral" and interaction.loc["WA / P-AP", "p inter. mean"] < 0.05
+    )
     wa = interaction.loc["WA / P-AP"]  # the simple effects: +0.1 with a frozen base, none with a trainable one
     assert abs(wa["Δ comp. frozen mean"] - 0.1) < 0.05 and abs(wa["Δ comp. trainable mean"]) < 0.05
     low, high = (float(v) for v in wa["95% CI frozen"].strip("[]").split(", "))
@@ -136,7 +68,9 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     config = pd.read_csv(tables / "T2_configuration.csv").set_index("parameter")
     assert config.loc["Backbone", "synth"] == "tf_efficientnet_lite0" and str(config.loc["LoRA rank", "synth"]) == "16"
     summary = pd.read_csv(tables / "T10_sensitivity_synth.csv").set_index("hyper-parameter")
-    assert summary.loc["tail_weight", "values"] == "0.3, 0.7*, 1.0" and summary.loc["tail_weight", "best (P-AP)"] == "1.0"
+    assert (
+        summary.loc["tail_weight", "values"] == "0.3, 0.7*, 1.0" and summary.loc["tail_weight", "best (P-AP)"] == "1.0"
+    )
     assert summary.loc["lora_rank", "values"] == "4, 16*"  # the default's value is read from its config
     sweep = pd.read_csv(tables / "T11_sweep_tail_weight_synth.csv").set_index("tail_weight")
     assert np.isnan(sweep.loc["0.7 (default)", "Δ P-AP mean"]) and sweep.loc["0.3", "P-AP n"] == 3
@@ -158,7 +92,11 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     assert per_category.loc["MoLE-Flow (this harness)", "tile n"] == 3
     # the main study's reference row is an own-run row of its own, never pooled with MoLE-Flow's
     assert per_category.loc["kNN (this harness)", "tile n"] == 3
-    assert per_category.loc["kNN (this harness)", "tile mean"] < 0.7 < per_category.loc["MoLE-Flow (this harness)", "tile mean"]
+    assert (
+        per_category.loc["kNN (this harness)", "tile mean"]
+        < 0.7
+        < per_category.loc["MoLE-Flow (this harness)", "tile mean"]
+    )
     forgetting = pd.read_csv(tables / "T15_forgetting_synth.csv").set_index("task")
     assert forgetting.loc["run", "FM I-AUROC mean"] == 0 and forgetting.loc["run", "FM I-AUROC n"] == 3
     summary16 = pd.read_csv(tables / "T16_summary.csv").set_index("dataset")
@@ -178,8 +116,10 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
 def test_figures_are_drawn_and_indexed(results: Path) -> None:
     figures = results / "results" / "figures"
     index = pd.read_csv(figures / "index.csv").set_index("id")
-    assert set(index.index) == {f"{name}_synth" for name in
-                                ("accuracy_matrix", "sensitivity", "per_category", "routing_confusion", "forgetting_over_tasks")} | {"claims_effects"}
+    assert set(index.index) == {
+        f"{name}_synth"
+        for name in ("accuracy_matrix", "sensitivity", "per_category", "routing_confusion", "forgetting_over_tasks")
+    } | {"claims_effects"}
     for files in index["files"]:
         for name in files.split():
             assert (figures / name).stat().st_size > 2000, name
@@ -195,72 +135,6 @@ def test_regenerating_gives_identical_files(results: Path) -> None:
     first = {**_digest(results / "results" / "tables"), **_digest(results / "results" / "figures")}
     assert analysis_main(args) == 0  # over the module's analysis: every file written again, byte for byte
     assert {**_digest(results / "results" / "tables"), **_digest(results / "results" / "figures")} == first
-
-
-def _ok_summaries(results: Path, study: str, variant: str) -> list[dict]:
-    """The fixture's finished summaries of one (study, variant), read from disk, in seed order."""
-    out = []
-    for run in sorted(plan_runs(WORKFLOW).values(), key=lambda r: r.seed):
-        path = results / "results" / "runs" / run.run_id / "summary.json"
-        if (study, variant) in run.memberships and path.is_file():
-            summary = json.loads(path.read_text())
-            out += [summary] if summary["status"] == "ok" else []
-    return out
-
-
-def _run_mean(summary: dict, metric: str) -> float:
-    return float(np.mean([summary["final"][c]["routed"][metric] for c in summary["final"]]))
-
-
-def test_figures_draw_the_runs_numbers(written: Path) -> None:
-    """What each figure draws equals what the summaries on disk hold, computed here by hand."""
-    import matplotlib.pyplot as plt
-
-    from analysis import figures
-    from analysis.collect import collect
-    from analysis.tables import run_level
-
-    frame = collect(WorkflowPlan.from_config(WORKFLOW).record(), written / "results")
-    runs = run_level(frame)
-    loaded = figures._summaries(written / "results", list(runs["run_id"]))
-    main = _ok_summaries(written, "main", "MoLE-Flow")
-    assert len(main) == 3
-    fig = figures.accuracy_matrices(runs, loaded, "synth")
-    for ax, (metric, label) in zip(fig.axes, {"image_auroc": "I-AUROC", "pixel_auroc": "P-AUROC", "pixel_ap": "P-AP",
-                                              "aupro": "AUPRO"}.items()):
-        assert ax.get_title() == label
-        drawn = np.ma.filled(ax.images[0].get_array(), np.nan).reshape(2, 2)
-        expected = np.mean([[[np.nan if v is None else v for v in row] for row in s["accuracy_matrix"][metric]]
-                            for s in main], axis=0)
-        assert np.allclose(drawn, expected, equal_nan=True), metric
-    plt.close(fig)
-    fig = figures.routing_confusion(runs, loaded, "synth")  # each fixture run routes [[10, 0], [1, 9]]
-    assert np.allclose(np.ma.filled(fig.axes[0].collections[0].get_array(), np.nan).reshape(2, 2), [[1.0, 0.0], [0.1, 0.9]])
-    plt.close(fig)
-    fig = figures.forgetting_over_tasks(runs, loaded, "synth")
-    drawn = sorted(float(line.get_ydata()[0]) for line in fig.axes[0].lines if len(line.get_ydata()) == 1)
-    assert len(drawn) == 2  # one point per strategy (two tasks: forgetting after the second)
-    expected = sorted(float(np.mean([R[0][0] - R[1][0] for R in
-                                     (s["accuracy_matrix"]["image_auroc"] for s in _ok_summaries(written, "strategies", v))]))
-                      for v in ("MoLE-Flow", "Sequential"))
-    assert np.allclose(drawn, expected)
-    plt.close(fig)
-    fig = figures.sensitivity_curves(runs, "synth")
-    ax = next(a for a in fig.axes if a.get_title() == "tail_weight")
-    p_ap = next(c for c in ax.containers if c.get_label() == "P-AP")
-    expected = [np.mean([_run_mean(s, "pixel_ap") for s in _ok_summaries(written, "sensitivity", v)])
-                for v in ("tail_weight 0.3", "default", "tail_weight 1.0")]
-    assert np.allclose(p_ap.lines[0].get_ydata(), expected)
-    plt.close(fig)
-    fig = figures.per_category_bars(frame, "synth", "mvtec")
-    labels = fig.axes[0].get_legend_handles_labels()[1]  # seaborn draws one container per hue, in the legend's order
-    assert len(labels) == len(fig.axes[0].containers)
-    bars = dict(zip(labels, fig.axes[0].containers))
-    ours = [p.get_height() for p in bars["MoLE-Flow (this harness)"]]  # one bar per category, in category order
-    expected = [np.mean([s["final"][category]["routed"]["image_auroc"] for s in main]) for category in sorted(CATEGORIES)]
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == sorted(CATEGORIES)
-    assert np.allclose(ours, expected)
-    plt.close(fig)
 
 
 def _cells_of_latex(text: str) -> list[list[str]]:
@@ -285,7 +159,10 @@ def _shown(cell: str) -> tuple[str, list[float], str, list[float]]:
     interval: list[float] = []
     bracket = re.search(r"\s*\[([-+0-9.]+), ([-+0-9.]+)\]", cell)
     if bracket:
-        interval, cell = [float(bracket.group(1)), float(bracket.group(2))], cell[: bracket.start()] + cell[bracket.end():]
+        interval, cell = (
+            [float(bracket.group(1)), float(bracket.group(2))],
+            cell[: bracket.start()] + cell[bracket.end() :],
+        )
     plain = cell.replace("\\textbf{", "").replace("**", "").replace("$", "").rstrip("}").replace("\\pm", "±").strip()
     parts = [p.strip() for p in plain.split("±")]
     try:
@@ -306,8 +183,10 @@ def test_latex_and_markdown_cells_hold_the_csv_values(results: Path) -> None:
     for stem in pd.read_csv(tables / "index.csv")["id"]:
         csv = pd.read_csv(tables / f"{stem}.csv")
         columns = list(dict.fromkeys(re.sub(r" (mean|std|n|text|planned|low|high)$", "", c) for c in csv.columns[1:]))
-        for printed, escape in ((_cells_of_latex((tables / f"{stem}.tex").read_text()), _latex_escape),
-                                (_cells_of_markdown((tables / f"{stem}.md").read_text()), str)):
+        for printed, escape in (
+            (_cells_of_latex((tables / f"{stem}.tex").read_text()), _latex_escape),
+            (_cells_of_markdown((tables / f"{stem}.md").read_text()), str),
+        ):
             assert len(printed) == len(csv), stem
             for row, cells in zip(csv.itertuples(index=False), printed):
                 values = dict(zip(csv.columns, row))
@@ -318,15 +197,18 @@ def test_latex_and_markdown_cells_hold_the_csv_values(results: Path) -> None:
                     if planned is not None and not np.isnan(planned) and planned > 0:  # a cell drawn from runs shows n
                         n = int(values[f"{column} n"])
                         assert count == (f"n={n}" if n == planned else f"n={n} of {int(planned)}"), (stem, column, cell)
-                    elif column.startswith("Δ") and not np.isnan(values.get(f"{column} mean", np.nan)):  # paired: n pairs
+                    elif column.startswith("Δ") and not np.isnan(
+                        values.get(f"{column} mean", np.nan)
+                    ):  # paired: n pairs
                         n = int(values[f"{column} n"])
                         assert count == f"n={n} pair{'s' if n != 1 else ''}", (stem, column, cell)
                     else:
                         assert count == "", (stem, column, cell)
                     if f"{column} low" in values and not np.isnan(values[f"{column} low"]):
                         digits = _decimals(text.split("±")[0].strip())
-                        assert np.allclose(interval, [values[f"{column} low"], values[f"{column} high"]],
-                                           atol=0.5 * 10 ** -digits + 1e-9), (stem, column, cell)
+                        assert np.allclose(
+                            interval, [values[f"{column} low"], values[f"{column} high"]], atol=0.5 * 10**-digits + 1e-9
+                        ), (stem, column, cell)
                     held = values.get(f"{column} text", values.get(column))
                     if isinstance(held, str):  # a text cell: the same text
                         assert text == _shown(escape(held))[0], (stem, column, cell, held)
@@ -340,9 +222,9 @@ def test_latex_and_markdown_cells_hold_the_csv_values(results: Path) -> None:
                         assert mean < float(text[1:]), (stem, column)
                         continue
                     digits = _decimals(text.split("±")[0].strip())
-                    assert abs(numbers[0] - mean) <= 0.5 * 10 ** -digits + 1e-9, (stem, column, cell, mean)
+                    assert abs(numbers[0] - mean) <= 0.5 * 10**-digits + 1e-9, (stem, column, cell, mean)
                     if len(numbers) == 2:
-                        assert n > 1 and abs(numbers[1] - std) <= 0.5 * 10 ** -digits + 1e-9, (stem, column, cell, std)
+                        assert n > 1 and abs(numbers[1] - std) <= 0.5 * 10**-digits + 1e-9, (stem, column, cell, std)
                     else:
                         assert n <= 1 or np.isnan(std), (stem, column, cell)
                     checked += 1
@@ -367,3 +249,28 @@ def test_a_number_no_finished_run_makes_is_not_applicable_and_a_missing_run_is_m
     assert spec.text("lost", "P-AP", markdown=True) == ("--", False) and spec.count("lost", "P-AP") == "n=0 of 3"
     assert spec.text("half", "P-AP", markdown=True) == ("0.500", False) and spec.count("half", "P-AP") == "n=1 of 2"
     assert "n/a: every run finished" in spec.full_caption
+
+
+def test_the_documentation_page_is_the_analysis_own_tables_and_counts(results: Path, tmp_path: Path) -> None:
+    """`--docs`: the generated page holds the analysis's Markdown tables verbatim, the claims table's verdict counts,
+    the claims figure, and where it came from; written twice from the same folder it is the same bytes."""
+    from analysis.docs_page import VERDICTS, write_docs
+
+    results = results / "results"
+    page = write_docs(results, tmp_path / "docs", commit="abc1234", date="2026-01-01", runs_commit="def5678")
+    text = page.read_text()
+    for table in sorted((results / "tables").glob("T3_image_auroc*.md")) + sorted(
+        (results / "tables").glob("T7_ablation*.md")
+    ):
+        assert table.read_text().strip() in text
+    claims = pd.read_csv(results / "tables" / "claims.csv")
+    counts = claims["Verdict"].value_counts()
+    summary = f"{len(claims)} claims: " + ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS) + "."
+    assert summary in text and sum(int(counts.get(v, 0)) for v in VERDICTS) == len(claims)
+    assert "at commit abc1234 on 2026-01-01, from " in text and "runs made at commit def5678" in text
+    assert all(f"| {claim} |" in text for claim in claims["row"])
+    assert (tmp_path / "docs" / "claims_effects.png").is_file() == (
+        results / "figures" / "claims_effects.png"
+    ).is_file()
+    again = write_docs(results, tmp_path / "again", commit="abc1234", date="2026-01-01", runs_commit="def5678")
+    assert again.read_bytes() == page.read_bytes()

@@ -10,23 +10,23 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+from tests_helpers import ALPHA, per_task_by_formula, verdict_of
 
 from analysis.audit import VERDICTS, evaluate, registry
-from analysis.audit.evidence import (Part, contrast_part, equivalence_test, exact, kendall_agreement, sign_test,
-                                     slope_test, welch_vs_paper)
-from analysis.blocked import contrasts
-from analysis.audit.paper_check import checks, overhead_at_table2
+from analysis.audit.evidence import (
+    Part,
+    contrast_part,
+    equivalence_test,
+    exact,
+    kendall_agreement,
+    sign_test,
+    slope_test,
+    welch_vs_paper,
+)
+from analysis.audit.paper_check import checks
+from analysis.audit.paper_values import overhead_at_table2
 from analysis.audit.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Outcome, adjust, decide
-from tests_helpers import per_task_by_formula
-
-ALPHA = 0.05
-
-
-def _verdict(*parts) -> str:  # type: ignore[no-untyped-def]
-    outcome = Outcome("C0", "family", "d", parts=list(parts))
-    adjust([outcome])
-    decide(outcome, ALPHA)
-    return outcome.verdict
+from analysis.blocked import contrasts
 
 
 # ------------------------------------------------------------------------------------------ registry
@@ -34,8 +34,18 @@ def test_registry_lists_every_claim_once_with_a_known_test() -> None:
     reg = registry()
     ids = [c["id"] for c in reg["claims"]]
     assert ids == [*(f"C{i}" for i in range(1, 19)), "C18g", "C18d", *(f"C{i}" for i in range(19, 46))]
-    assert {c["family"] for c in reg["claims"]} >= {"forgetting", "headline", "strategies", "ablation", "interaction",
-                                                    "depth", "sensitivity", "structure", "routing", "literature"}
+    assert {c["family"] for c in reg["claims"]} >= {
+        "forgetting",
+        "headline",
+        "strategies",
+        "ablation",
+        "interaction",
+        "depth",
+        "sensitivity",
+        "structure",
+        "routing",
+        "literature",
+    }
     # the claims that only real benchmark numbers can test say so
     real = {c["id"] for c in reg["claims"] if c["needs"].get("real")}
     assert real == {"C5", "C6", "C7", "C8", "C10", "C11", "C18"}
@@ -60,8 +70,9 @@ def test_equivalence_test_is_two_one_sided_tests() -> None:
     lower = stats.t.sf((mean + 0.005) / se, df)
     upper = stats.t.cdf((mean - 0.005) / se, df)
     assert part.p_support == pytest.approx(max(lower, upper), rel=1e-10)
-    assert part.p_contradict == pytest.approx(min(1.0, 2 * min(stats.t.cdf((mean + 0.005) / se, df),
-                                                               stats.t.sf((mean - 0.005) / se, df))), rel=1e-10)
+    assert part.p_contradict == pytest.approx(
+        min(1.0, 2 * min(stats.t.cdf((mean + 0.005) / se, df), stats.t.sf((mean - 0.005) / se, df))), rel=1e-10
+    )
 
 
 def test_welch_against_the_paper_is_an_equivalence_test_with_welchs_error() -> None:
@@ -71,7 +82,9 @@ def test_welch_against_the_paper_is_an_equivalence_test_with_welchs_error() -> N
     se, d = math.sqrt(v1 + v2), ours.mean() - 0.9803
     df = (v1 + v2) ** 2 / (v1**2 / 2 + v2**2 / 4)
     assert part.estimate == pytest.approx(d)
-    assert part.p_support == pytest.approx(max(stats.t.sf((d + 0.005) / se, df), stats.t.cdf((d - 0.005) / se, df)), rel=1e-9)
+    assert part.p_support == pytest.approx(
+        max(stats.t.sf((d + 0.005) / se, df), stats.t.cdf((d - 0.005) / se, df)), rel=1e-9
+    )
     assert part.p_contradict == pytest.approx(min(1, 2 * stats.t.cdf((d + 0.005) / se, df)), rel=1e-9)
     assert part.status is None  # no shortcut: both sides go through Holm
 
@@ -92,8 +105,12 @@ def test_slope_kendall_and_contrast_against_hand_values() -> None:
     concordant = sum(np.sign(x[i] - x[j]) == np.sign(v[i] - v[j]) for i, j in pairs)
     assert tau.estimate == pytest.approx((2 * concordant - len(pairs)) / len(pairs))
 
-    cells = {("frozen", "on"): [0.60, 0.62, 0.61], ("frozen", "off"): [0.50, 0.52, 0.49],
-             ("trainable", "on"): [0.55, 0.56, 0.54], ("trainable", "off"): [0.54, 0.53, 0.55]}
+    cells = {
+        ("frozen", "on"): [0.60, 0.62, 0.61],
+        ("frozen", "off"): [0.50, 0.52, 0.49],
+        ("trainable", "on"): [0.55, 0.56, 0.54],
+        ("trainable", "off"): [0.54, 0.53, 0.55],
+    }
     contrast = contrasts(_frame(cells))["interaction"]
     a = {k: np.array(v) for k, v in cells.items()}
     per_seed = (a[("frozen", "on")] - a[("frozen", "off")]) - (a[("trainable", "on")] - a[("trainable", "off")])
@@ -102,64 +119,75 @@ def test_slope_kendall_and_contrast_against_hand_values() -> None:
 
 
 def _frame(cells: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
-    return pd.DataFrame([{"block": f"s{k}", "base": b, "component": c, "y": v} for (b, c), vs in cells.items()
-                         for k, v in enumerate(vs)])
+    return pd.DataFrame(
+        [
+            {"block": f"s{k}", "base": b, "component": c, "y": v}
+            for (b, c), vs in cells.items()
+            for k, v in enumerate(vs)
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------------ verdicts per kind of test
 def test_sign_verdicts() -> None:
-    assert _verdict(sign_test("drop", np.array([-0.05, -0.06, -0.055, -0.052]), "<")) == SUPPORTED
-    assert _verdict(sign_test("drop", np.array([0.01, 0.012, 0.011, 0.013]), "<", margin=0.005)) == CONTRADICTED
-    assert _verdict(sign_test("drop", np.array([-0.05, 0.04]), "<")) == INCONCLUSIVE
+    assert verdict_of(sign_test("drop", np.array([-0.05, -0.06, -0.055, -0.052]), "<")) == SUPPORTED
+    assert verdict_of(sign_test("drop", np.array([0.01, 0.012, 0.011, 0.013]), "<", margin=0.005)) == CONTRADICTED
+    assert verdict_of(sign_test("drop", np.array([-0.05, 0.04]), "<")) == INCONCLUSIVE
     lone = sign_test("drop", np.array([-0.05]), "<")
-    assert _verdict(lone) == INCONCLUSIVE and "n = 1" in lone.reason
+    assert verdict_of(lone) == INCONCLUSIVE and "n = 1" in lone.reason
     same = sign_test("drop", np.array([-0.01, -0.01]), "<")
-    assert _verdict(same) == INCONCLUSIVE and "do not vary" in same.reason
+    assert verdict_of(same) == INCONCLUSIVE and "do not vary" in same.reason
 
 
 def test_equivalence_verdicts() -> None:
-    assert _verdict(equivalence_test("eq", np.array([0.001, -0.001, 0.0005, 0.0]), -0.005, 0.005)) == SUPPORTED
-    assert _verdict(equivalence_test("eq", np.array([0.03, 0.031, 0.029, 0.032]), -0.005, 0.005)) == CONTRADICTED
-    assert _verdict(equivalence_test("eq", np.array([0.01, -0.02]), -0.005, 0.005)) == INCONCLUSIVE
+    assert verdict_of(equivalence_test("eq", np.array([0.001, -0.001, 0.0005, 0.0]), -0.005, 0.005)) == SUPPORTED
+    assert verdict_of(equivalence_test("eq", np.array([0.03, 0.031, 0.029, 0.032]), -0.005, 0.005)) == CONTRADICTED
+    assert verdict_of(equivalence_test("eq", np.array([0.01, -0.02]), -0.005, 0.005)) == INCONCLUSIVE
 
 
 @pytest.mark.slow
 def test_exact_welch_slope_kendall_and_contrast_verdicts() -> None:
-    assert _verdict(exact("zero", True)) == SUPPORTED and _verdict(exact("zero", False)) == CONTRADICTED
-    assert _verdict(welch_vs_paper("w", np.array([0.980, 0.981, 0.9805, 0.9802]), 0.9803, 0.0019, 5, 0.005)) == SUPPORTED
-    assert _verdict(welch_vs_paper("w", np.array([0.90, 0.901, 0.899]), 0.9803, 0.0019, 5, 0.005)) == CONTRADICTED
-    assert _verdict(welch_vs_paper("w", np.array([0.95]), 0.9803, 0.0019, 5, 0.005)) == INCONCLUSIVE
+    assert verdict_of(exact("zero", True)) == SUPPORTED and verdict_of(exact("zero", False)) == CONTRADICTED
+    assert (
+        verdict_of(welch_vs_paper("w", np.array([0.980, 0.981, 0.9805, 0.9802]), 0.9803, 0.0019, 5, 0.005)) == SUPPORTED
+    )
+    assert verdict_of(welch_vs_paper("w", np.array([0.90, 0.901, 0.899]), 0.9803, 0.0019, 5, 0.005)) == CONTRADICTED
+    assert verdict_of(welch_vs_paper("w", np.array([0.95]), 0.9803, 0.0019, 5, 0.005)) == INCONCLUSIVE
     # a noisy harness that cannot tell: no support from a failure to reject
-    assert _verdict(welch_vs_paper("w", np.array([0.96, 1.0]), 0.9803, 0.0019, 5, 0.005)) == INCONCLUSIVE
+    assert verdict_of(welch_vs_paper("w", np.array([0.96, 1.0]), 0.9803, 0.0019, 5, 0.005)) == INCONCLUSIVE
 
     level = np.repeat([0.0, 0.5, 1.0], 3)
     block = np.tile(["a", "b", "c"], 3)
     noise = np.array([0.001, -0.001, 0.0, 0.0, 0.001, -0.001, -0.001, 0.0, 0.001])
     up = pd.DataFrame({"level": level, "block": block, "y": 0.5 + 0.1 * level + noise})
     down = pd.DataFrame({"level": level, "block": block, "y": 0.5 - 0.1 * level + noise})
-    flat = pd.DataFrame({"level": level, "block": block, "y": 0.5 + np.array([0.03, -0.02, 0.0, -0.03, 0.02, 0.01, 0.0, 0.01, -0.02])})
-    assert _verdict(slope_test("s", up)) == SUPPORTED
-    assert _verdict(slope_test("s", down)) == CONTRADICTED
-    assert _verdict(slope_test("s", flat)) == INCONCLUSIVE
+    flat = pd.DataFrame(
+        {"level": level, "block": block, "y": 0.5 + np.array([0.03, -0.02, 0.0, -0.03, 0.02, 0.01, 0.0, 0.01, -0.02])}
+    )
+    assert verdict_of(slope_test("s", up)) == SUPPORTED
+    assert verdict_of(slope_test("s", down)) == CONTRADICTED
+    assert verdict_of(slope_test("s", flat)) == INCONCLUSIVE
 
-    paper = [7, 6, 5, 4, 3, 2, 1]
-    assert _verdict(kendall_agreement("k", paper, [7, 6, 5, 4, 3, 2, 1])) == SUPPORTED
-    assert _verdict(kendall_agreement("k", paper, [1, 2, 3, 4, 5, 6, 7])) == CONTRADICTED
-    assert _verdict(kendall_agreement("k", paper, [3, 7, 1, 6, 2, 5, 4])) == INCONCLUSIVE
+    paper = [7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
+    assert verdict_of(kendall_agreement("k", paper, [7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0])) == SUPPORTED
+    assert verdict_of(kendall_agreement("k", paper, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])) == CONTRADICTED
+    assert verdict_of(kendall_agreement("k", paper, [3.0, 7.0, 1.0, 6.0, 2.0, 5.0, 4.0])) == INCONCLUSIVE
 
-    def design(frozen_effect: float, trainable_effect: float, noise: float):  # type: ignore[no-untyped-def]
+    def design(frozen_effect: float, trainable_effect: float, noise: float):
         rng = np.random.default_rng(0)
-        cells = {(base, component): list(0.5 + shift + noise * rng.standard_normal(4))
-                 for base, effect in (("frozen", frozen_effect), ("trainable", trainable_effect))
-                 for component, shift in (("on", effect), ("off", 0.0))}
+        cells = {
+            (base, component): list(0.5 + shift + noise * rng.standard_normal(4))
+            for base, effect in (("frozen", frozen_effect), ("trainable", trainable_effect))
+            for component, shift in (("on", effect), ("off", 0.0))
+        }
         return contrasts(_frame(cells))["interaction"]
 
-    assert _verdict(contrast_part("i", design(0.1, 0.0, 0.002), "Integral", 0.005)) == SUPPORTED
-    assert _verdict(contrast_part("i", design(0.0, 0.1, 0.002), "Integral", 0.005)) == CONTRADICTED
-    assert _verdict(contrast_part("i", design(0.02, 0.0, 0.05), "Integral", 0.005)) == INCONCLUSIVE
-    assert _verdict(contrast_part("g", design(0.05, 0.05, 0.0005), "Generic", 0.005)) == SUPPORTED
-    assert _verdict(contrast_part("g", design(0.1, 0.0, 0.002), "Generic", 0.005)) == CONTRADICTED
-    assert _verdict(contrast_part("g", None, "Generic", 0.005)) == INCONCLUSIVE
+    assert verdict_of(contrast_part("i", design(0.1, 0.0, 0.002), "Integral", 0.005)) == SUPPORTED
+    assert verdict_of(contrast_part("i", design(0.0, 0.1, 0.002), "Integral", 0.005)) == CONTRADICTED
+    assert verdict_of(contrast_part("i", design(0.02, 0.0, 0.05), "Integral", 0.005)) == INCONCLUSIVE
+    assert verdict_of(contrast_part("g", design(0.05, 0.05, 0.0005), "Generic", 0.005)) == SUPPORTED
+    assert verdict_of(contrast_part("g", design(0.1, 0.0, 0.002), "Generic", 0.005)) == CONTRADICTED
+    assert verdict_of(contrast_part("g", None, "Generic", 0.005)) == INCONCLUSIVE
 
 
 def test_holm_adjusts_within_a_family() -> None:
@@ -180,7 +208,7 @@ def test_support_is_an_intersection_union_test_with_holm_across_claims() -> None
     parts = [sign_test(f"d{i}", np.array([-0.01, -0.03, -0.02]), "<") for i in range(4)]
     p = parts[0].p_support
     assert p < ALPHA < 4 * p  # Holm over the four parts would lose it
-    assert _verdict(*parts) == SUPPORTED  # one claim needing all four: the largest p (p) against alpha
+    assert verdict_of(*parts) == SUPPORTED  # one claim needing all four: the largest p (p) against alpha
     two = [Outcome("C1", "f", "d", parts=parts[:2]), Outcome("C2", "f", "d", parts=parts[2:])]
     adjust(two, ALPHA)
     assert [o.support_p for o in two] == pytest.approx([p, p]) and two[0].adjusted[0][0] == pytest.approx(min(1, 2 * p))
@@ -191,21 +219,26 @@ def test_a_guard_supports_only_when_it_was_tested() -> None:
     tested = sign_test("guard", np.array([0.001, -0.002, 0.0015]), ">", 0.0, 0.005)
     tested.p_support, tested.p_contradict, tested.guard = float("nan"), tested.p_support, True
     untested = Part("guard", guard=True, reason="no pair")
-    assert _verdict(tested) == SUPPORTED
-    assert _verdict(untested) == INCONCLUSIVE
+    assert verdict_of(tested) == SUPPORTED
+    assert verdict_of(untested) == INCONCLUSIVE
 
 
 def test_a_claim_is_contradicted_by_any_part_and_supported_only_by_all() -> None:
-    assert _verdict(exact("a", True), exact("b", False)) == CONTRADICTED
-    assert _verdict(exact("a", True), sign_test("b", np.array([-0.05]), "<")) == INCONCLUSIVE
-    assert _verdict(exact("a", True), exact("b", True)) == SUPPORTED
+    assert verdict_of(exact("a", True), exact("b", False)) == CONTRADICTED
+    assert verdict_of(exact("a", True), sign_test("b", np.array([-0.05]), "<")) == INCONCLUSIVE
+    assert verdict_of(exact("a", True), exact("b", True)) == SUPPORTED
 
 
 # ------------------------------------------------------------------------------------------ whole audit
 def test_audit_without_runs_gives_every_claim_a_verdict_and_says_what_data_are_missing() -> None:
     plan = {"datasets": {"synth": {"kind": "mvtec", "generate": True}}, "studies": {}, "runs": []}
     outcomes, _ = evaluate(pd.DataFrame(), plan, {})
-    assert [o.claim_id for o in outcomes] == [*(f"C{i}" for i in range(1, 19)), "C18g", "C18d", *(f"C{i}" for i in range(19, 46))]
+    assert [o.claim_id for o in outcomes] == [
+        *(f"C{i}" for i in range(1, 19)),
+        "C18g",
+        "C18d",
+        *(f"C{i}" for i in range(19, 46)),
+    ]
     assert all(o.verdict in VERDICTS and o.why for o in outcomes)
     by_id = {o.claim_id: o for o in outcomes}
     assert by_id["C5"].verdict == NOT_TESTED and "generated" in by_id["C5"].why
@@ -228,14 +261,18 @@ def test_the_paper_is_recomputed_from_its_own_numbers() -> None:
     assert wa.computed.startswith("df 21-24; balanced: 24 (7 runs per cell)") and wa.consistent
     tal = next(c for w, c in found.items() if w.startswith("Table 8, Tail-Aware Loss"))
     assert tal.computed.startswith("df 20-22; balanced: 20 (6 runs per cell)") and tal.consistent
-    assert found["Table 8: one residual df for all five interaction tests (one design, the same runs)"].computed == \
-        "df fitting every row: 21"  # one unbalanced design of 25 runs fits every row; no balanced one does
+    assert (
+        found["Table 8: one residual df for all five interaction tests (one design, the same runs)"].computed
+        == "df fitting every row: 21"
+    )  # one unbalanced design of 25 runs fits every row; no balanced one does
     assert "3.3 of the abstract's SDs" in found["Pixel AP: abstract (5 runs) vs Tables 4, 7, 9, 16"].computed
     # the authors' main script runs Table 2; their method outline lists other values "as implemented"
     assert found["Configuration: Tables 2 and 12 vs the authors' main script"].consistent
     outline = found["Configuration: Tables 2 and 12 vs the authors' method outline (v1.6)"]
-    assert not outline.consistent and outline.computed == ("MoLE Blocks 8 vs 6; Learning Rate 0.0002 vs 0.0003; Tail Weight "
-                                                           "0.3 vs 0.7; LogDet Weight 3e-05 vs 0.0001; Tail Top-K Ratio 0.05 vs 0.02")
+    assert not outline.consistent and outline.computed == (
+        "MoLE Blocks 8 vs 6; Learning Rate 0.0002 vs 0.0003; Tail Weight "
+        "0.3 vs 0.7; LogDet Weight 3e-05 vs 0.0001; Tail Top-K Ratio 0.05 vs 0.02"
+    )
     counts = overhead_at_table2([16, 32, 64, 128])
     # the paper's 8% does not follow from its Table 2: by the closed formula, 41.5 % of the base per task
     assert counts["per_task"] == per_task_by_formula(768, 6, 64, 2)
@@ -243,139 +280,3 @@ def test_the_paper_is_recomputed_from_its_own_numbers() -> None:
     assert counts["affine"] and counts["overhead_pct"] == pytest.approx(41.51, abs=0.01)
     per = counts["by_rank"]
     assert per[128] - per[64] == 2 * (per[64] - per[32]) == 4 * (per[32] - per[16])
-
-
-# ------------------------------------------------------------------------------------------ rankings by paired tests
-def _ablation_context(drops: dict[str, list[float]]):  # type: ignore[no-untyped-def]
-    """An ablation study whose variants score the reference's 0.5 minus the given per-seed drops."""
-    from analysis.audit.context import Context
-
-    rows = [{"study": "ablation", "variant": "MoLE-Flow", "dataset": "d", "run_id": f"r{s}", "seed": s, "order": "a",
-             "status": "ok", "pixel_ap_routed": 0.5} for s in range(3)]
-    rows += [{"study": "ablation", "variant": v, "dataset": "d", "run_id": f"{v}{s}", "seed": s, "order": "a", "status": "ok",
-              "pixel_ap_routed": 0.5 - d} for v, ds in drops.items() for s, d in enumerate(ds)]
-    return Context(pd.DataFrame(rows), {}, {}, "d")
-
-
-def test_top_two_follows_its_rule_and_decides_by_paired_tests() -> None:
-    from analysis.audit.comparisons import ranking
-
-    order = ["TAL", "WA", "A", "B", "C"]
-    check = {"study": "ablation", "reference": "MoLE-Flow", "metric": "pixel_ap_routed", "order": order, "top": 2}
-
-    def top(means: dict[str, float], seeds: int = 3) -> str:
-        return _verdict(ranking(_ablation_context(_noisy(means, seeds)), check)[1])
-
-    clear = {"TAL": 0.08, "WA": 0.07, "A": 0.01, "B": 0.02, "C": 0.0}
-    assert top(clear) == SUPPORTED
-    # one of the two among the largest, the other not: the rule contradicts only when neither is
-    assert top({**clear, "WA": 0.015, "B": 0.09}) == INCONCLUSIVE
-    assert top({**clear, "TAL": 0.001, "WA": 0.003, "A": 0.08}) == CONTRADICTED
-    assert top(clear, seeds=1) == INCONCLUSIVE  # one seed: no test, no decision
-
-
-def _noisy(means: dict[str, float], seeds: int) -> dict[str, list[float]]:
-    """Per-seed drops around the given means (noise 0.001, independent per variant)."""
-    rng = np.random.default_rng(7)
-    return {v: list(m + 0.001 * rng.standard_normal(seeds)) for v, m in means.items()}
-
-
-def test_the_largest_drop_is_tested_against_every_other_ablation() -> None:
-    from analysis.audit.comparisons import _largest_drop
-
-    drops = {"DIA": 0.06, "X": 0.01, "Y": 0.03}
-    check = {"study": "ablation", "reference": "MoLE-Flow", "largest_of": ["X", "Y"]}
-    spec = {"variant": "DIA", "metric": "pixel_ap_routed"}
-    parts = _largest_drop(_ablation_context(_noisy(drops, 3)), check, spec)
-    assert len(parts) == 2 and _verdict(*parts) == SUPPORTED
-    assert _verdict(*_largest_drop(_ablation_context(_noisy({**drops, "Y": 0.09}, 3)), check, spec)) == CONTRADICTED
-
-
-# ------------------------------------------------------------------------------------------ power
-def test_minimum_detectable_effects_in_sd_units() -> None:
-    """The table of analysis/audit/README.md: one-sided, 80 % power, at alpha and at a twelve-claim family's first step."""
-    from analysis.audit.power import _d
-
-    assert [round(_d(n, 0.05, 0.8), 2) for n in (2, 3, 5, 10)] == [5.79, 2.3, 1.36, 0.85]
-    assert [round(_d(n, 0.05 / 12, 0.8), 1) for n in (2, 3, 5, 10)] == [69.2, 8.0, 2.8, 1.4]
-
-
-def test_part_power_against_the_papers_effect() -> None:
-    from statsmodels.stats.power import TTestPower
-
-    from analysis.audit.power import part_power
-
-    diff = np.array([-0.03, -0.05, -0.02])
-    part = sign_test("Δ < 0", diff, "<", 0.0, 0.005, paper=-0.076)
-    power = part_power(part, 0.01, 0.005)
-    sd = diff.std(ddof=1)
-    d3 = TTestPower().solve_power(nobs=3, alpha=0.01, power=0.8, alternative="larger")
-    assert power.mde == pytest.approx(d3 * sd, rel=1e-6) and power.target == pytest.approx(0.076)
-    n = power.needed
-    assert TTestPower().power(0.076 / sd, n, 0.01, alternative="larger") >= 0.8 > \
-        TTestPower().power(0.076 / sd, n - 1, 0.01, alternative="larger")
-    assert part_power(exact("x", True), 0.05, 0.005) is None  # exact parts have no power to speak of
-
-
-# ------------------------------------------------------------------------------------------ margins and the metric's resolution
-def test_a_margin_below_the_metrics_resolution_is_raised_to_it() -> None:
-    """Two categories of 2 normal and 3 anomalous test images: one swapped pair moves the mean I-AUROC by 1/12."""
-    from analysis.audit.comparisons import paired
-
-    ctx = _ablation_context(_noisy({"X": 0.001}, 3))
-    ctx.runs["image_auroc_routed"] = ctx.runs["pixel_ap_routed"]
-    counts = {"test_counts": {"a": {"normal": 2, "anomalous": 3}, "b": {"normal": 4, "anomalous": 5}}}
-    ctx.summaries.update({rid: {"dataset": counts} for rid in ctx.runs["run_id"]})
-    assert ctx.resolution("ablation", "image_auroc_routed") == pytest.approx(1 / 12)
-    assert ctx.resolution("ablation", "pixel_ap_routed") == 0.0  # pixel metrics rank thousands of pixels
-    check = {"study": "ablation", "reference": "MoLE-Flow",
-             "parts": [{"variant": "X", "metric": "image_auroc_routed", "equivalence": 0.005}]}
-    (part,) = paired(ctx, check)
-    assert part.margin == pytest.approx(1 / 12) and "raised from 0.005 to the metric's resolution 0.0833" in part.label
-    ctx.summaries.clear()  # summaries written before runs recorded their test counts: the margin as registered
-    (part,) = paired(ctx, check)
-    assert part.margin == 0.005
-
-
-# ------------------------------------------------------------------------------------------ C18g: against a run bound
-def _bound_context(moleflow: list[float], joint: dict[int, float], ratio: float = 1.0):  # type: ignore[no-untyped-def]
-    from analysis.audit.context import Context
-
-    rows, summaries = [], {}
-    for seed, value in enumerate(moleflow):
-        rows.append({"study": "main", "variant": "MoLE-Flow", "dataset": "d", "run_id": f"m{seed}", "seed": seed,
-                     "order": "alphabetical", "status": "ok", "strategy": "frozen_base", "image_auroc_routed": value})
-    for seed, value in joint.items():
-        rows.append({"study": "main", "variant": "Joint_PatchCore", "dataset": "d", "run_id": f"j{seed}", "seed": seed,
-                     "order": "alphabetical", "status": "ok", "strategy": "knn", "image_auroc_routed": value})
-        summaries[f"j{seed}"] = {"config": {"strategy": {"name": "knn", "knn_coreset_ratio": ratio}}}
-    return Context(pd.DataFrame(rows), summaries, {}, "d")
-
-
-CHECK = {"study": "main", "variant": "MoLE-Flow", "reference": "Joint_PatchCore", "metric": "image_auroc_routed",
-         "margin": 0.006}
-
-
-def test_a_bound_without_random_choice_is_compared_with_every_seed_one_sample() -> None:
-    from analysis.audit.comparisons import against_bound
-
-    moleflow = [0.90, 0.91, 0.89]
-    [part] = against_bound(_bound_context(moleflow, {0: 0.976}), CHECK)
-    diff = np.array(moleflow) - 0.976  # by hand: one-sided t-test of mean(diff) < -0.006
-    t = (diff.mean() + 0.006) / (diff.std(ddof=1) / math.sqrt(3))
-    assert part.n == 3 and part.estimate == pytest.approx(diff.mean())
-    assert part.p_contradict == pytest.approx(stats.t.cdf(t, df=2), rel=1e-9)
-    assert part.p_support == pytest.approx(stats.t.sf(t, df=2), rel=1e-9)
-    assert "one-sample" in part.label and _verdict(part) == CONTRADICTED
-    [close] = against_bound(_bound_context([0.977, 0.978, 0.979], {0: 0.976}), CHECK)
-    assert _verdict(close) == SUPPORTED
-
-
-def test_a_bound_run_on_every_seed_is_paired_and_a_random_single_run_decides_nothing() -> None:
-    from analysis.audit.comparisons import against_bound
-
-    [paired_part] = against_bound(_bound_context([0.90, 0.95, 0.97], {0: 0.91, 1: 0.94, 2: 0.975}), CHECK)
-    assert paired_part.n == 3 and paired_part.estimate == pytest.approx(np.mean([-0.01, 0.01, -0.005]))
-    assert "one-sample" not in paired_part.label
-    [undecided] = against_bound(_bound_context([0.90, 0.91, 0.89], {0: 0.976}, ratio=0.1), CHECK)
-    assert "makes random choices" in undecided.reason and _verdict(undecided) == INCONCLUSIVE

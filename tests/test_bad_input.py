@@ -17,14 +17,26 @@ from moleflow.data.synth import SynthCounts, generate
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")
-    generate(root, seed=0, size=64, categories=["cap", "tile"], counts=SynthCounts(train=4, test_good=2, test_per_defect=1))
+    generate(
+        root, seed=0, size=64, categories=["cap", "tile"], counts=SynthCounts(train=4, test_good=2, test_per_defect=1)
+    )
     return root
 
 
 def _args(out: Path, root: Path, cache: Path, *extra: str) -> list[str]:
-    sets = [f"dataset.root={root}", f"features.cache_dir={cache}", "features.resize=64", "features.input_size=64",
-            "features.embed_dim=16", "model.coupling_blocks=1", "model.lora_rank=2", "training.epochs=1",
-            "evaluation.sample_images=0", "device=cpu", *extra]
+    sets = [
+        f"dataset.root={root}",
+        f"features.cache_dir={cache}",
+        "features.resize=64",
+        "features.input_size=64",
+        "features.embed_dim=16",
+        "model.coupling_blocks=1",
+        "model.lora_rank=2",
+        "training.epochs=1",
+        "evaluation.sample_images=0",
+        "device=cpu",
+        *extra,
+    ]
     return ["run", "--profile", "cpu", "--out", str(out), "--quiet", *[a for s in sets for a in ("--set", s)]]
 
 
@@ -35,8 +47,9 @@ def _one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
     return err
 
 
-def test_a_mask_of_another_size_is_refused_by_a_run_as_by_data_check(dataset: Path, tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_mask_of_another_size_is_refused_by_a_run_as_by_data_check(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "copy"
     import shutil
 
@@ -50,7 +63,9 @@ def test_a_mask_of_another_size_is_refused_by_a_run_as_by_data_check(dataset: Pa
     assert not (tmp_path / "run").exists()  # a new run refused for its input leaves no directory behind
 
 
-def test_no_category_under_the_root_says_which_layout_it_looks_like(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_category_under_the_root_says_which_layout_it_looks_like(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     visa = make_visa(tmp_path / "visa", ["candle"])
     err = _one_line_error(capsys, main(_args(tmp_path / "run", visa, tmp_path / "cache", "dataset.kind=mvtec")))
     assert f"no category found under {visa} for dataset.kind=mvtec" in err and "set dataset.kind=visa" in err
@@ -58,16 +73,19 @@ def test_no_category_under_the_root_says_which_layout_it_looks_like(tmp_path: Pa
     empty.mkdir()
     err = _one_line_error(capsys, main(_args(tmp_path / "run2", empty, tmp_path / "cache")))
     assert f"no category found under {empty}" in err and "looks like" not in err
-    for command in (["features", "extract", "--profile", "cpu", "--root", str(empty), "--quiet"],
-                    ["data", "check", "--dataset", "mvtec", "--root", str(empty)],
-                    ["data", "baseline", "--dataset", "mvtec", "--root", str(empty)]):
+    for command in (
+        ["features", "extract", "--profile", "cpu", "--root", str(empty), "--quiet"],
+        ["data", "check", "--dataset", "mvtec", "--root", str(empty)],
+        ["data", "baseline", "--dataset", "mvtec", "--root", str(empty)],
+    ):
         err = _one_line_error(capsys, main(command))
         assert f"no category found under {empty}" in err, command
 
 
 @pytest.mark.parametrize("case", ["under_a_file", "a_file", "proc"])
-def test_an_unusable_out_is_refused_before_any_work(dataset: Path, tmp_path: Path, case: str,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unusable_out_is_refused_before_any_work(
+    dataset: Path, tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     out = {"under_a_file": blocker / "run", "a_file": blocker, "proc": Path("/proc/moleflow-run")}[case]
@@ -77,16 +95,31 @@ def test_an_unusable_out_is_refused_before_any_work(dataset: Path, tmp_path: Pat
     assert not cache.exists()  # refused before any feature was extracted
 
 
-def test_an_unusable_cache_dir_is_refused_before_any_work(dataset: Path, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_unusable_cache_dir_is_refused_before_any_work(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     for cache in (blocker / "cache", Path("/proc/moleflow-cache")):
         err = _one_line_error(capsys, main(_args(tmp_path / "run", dataset, cache)))
         assert f"features.cache_dir: cannot write to {cache}" in err
         assert not (tmp_path / "run").exists()
-        err = _one_line_error(capsys, main(["features", "extract", "--profile", "cpu", "--root", str(dataset),
-                                             "--set", f"features.cache_dir={cache}", "--quiet"]))
+        err = _one_line_error(
+            capsys,
+            main(
+                [
+                    "features",
+                    "extract",
+                    "--profile",
+                    "cpu",
+                    "--root",
+                    str(dataset),
+                    "--set",
+                    f"features.cache_dir={cache}",
+                    "--quiet",
+                ]
+            ),
+        )
         assert f"features.cache_dir: cannot write to {cache}" in err
 
 
@@ -97,7 +130,8 @@ def test_every_number_must_be_finite(value: str, capsys: pytest.CaptureFixture[s
 
 
 def test_where_the_cache_lives_is_not_part_of_a_run_and_a_refusal_names_the_keys(
-        dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     assert main(_args(out, dataset, tmp_path / "cache_a")) == 0
     first = json.loads((out / "summary.json").read_text())
@@ -109,7 +143,9 @@ def test_where_the_cache_lives_is_not_part_of_a_run_and_a_refusal_names_the_keys
     # accepted as the run already there: resumed after its last task, nothing trained again
     assert "resuming after task 1 (tile)" in said and "trained in" not in said
     again = json.loads((out / "summary.json").read_text())
-    assert again["config_hash"] == first["config_hash"] and again["config"]["features"]["cache_dir"] == str(tmp_path / "cache_b")
+    assert again["config_hash"] == first["config_hash"] and again["config"]["features"]["cache_dir"] == str(
+        tmp_path / "cache_b"
+    )
     assert again["accuracy_matrix"] == first["accuracy_matrix"]
     cache_c = tmp_path / "cache_c"
     err = _one_line_error(capsys, main(_args(out, dataset, cache_c, "training.epochs=2", "model.lora_rank=3")))
@@ -118,8 +154,9 @@ def test_where_the_cache_lives_is_not_part_of_a_run_and_a_refusal_names_the_keys
     assert yaml.safe_load((out / "config.yaml").read_text())["training"]["epochs"] == 1  # the record is kept
 
 
-def test_a_jpeg_tree_read_as_mvtec_names_the_extensions(dataset: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_jpeg_tree_read_as_mvtec_names_the_extensions(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """MVTec AD as released is PNG; a JPEG copy read as `mvtec` says so and names the `folder` kind."""
     import shutil
 
@@ -128,14 +165,17 @@ def test_a_jpeg_tree_read_as_mvtec_names_the_extensions(dataset: Path, tmp_path:
     for png in (root / "cap" / "train" / "good").glob("*.png"):
         Image.open(png).convert("RGB").save(png.with_suffix(".jpg"))
         png.unlink()
-    err = _one_line_error(capsys, main(["data", "check", "--dataset", "mvtec", "--root", str(root), "--categories", "cap"]))
+    err = _one_line_error(
+        capsys, main(["data", "check", "--dataset", "mvtec", "--root", str(root), "--categories", "cap"])
+    )
     assert "holds 4 .jpg image(s), but this layout reads only .png" in err and "'folder' reads any of" in err
     err = _one_line_error(capsys, main(_args(tmp_path / "run", root, tmp_path / "cache", "dataset.categories=[cap]")))
     assert "holds 4 .jpg image(s)" in err and not (tmp_path / "run").exists()
 
 
-def test_a_refused_run_leaves_an_existing_run_directory_alone(dataset: Path, tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_refused_run_leaves_an_existing_run_directory_alone(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Only a directory the refused run created itself is removed: a finished run's folder stays, marked failed."""
     import shutil
 
@@ -172,11 +212,35 @@ def test_version_and_the_run_shortcuts(dataset: Path, tmp_path: Path, capsys: py
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"moleflow {__version__}"
-    sets = [f"features.cache_dir={tmp_path / 'cache'}", "features.resize=64", "features.input_size=64",
-            "features.embed_dim=16", "model.coupling_blocks=1", "model.lora_rank=2", "training.epochs=1",
-            "evaluation.sample_images=0", "device=cpu"]
-    assert main(["run", "--profile", "cpu", "--dataset", "folder", "--root", str(dataset), "--out", str(tmp_path / "run"),
-                 "--quiet", *[a for s in sets for a in ("--set", s)]]) == 0
+    sets = [
+        f"features.cache_dir={tmp_path / 'cache'}",
+        "features.resize=64",
+        "features.input_size=64",
+        "features.embed_dim=16",
+        "model.coupling_blocks=1",
+        "model.lora_rank=2",
+        "training.epochs=1",
+        "evaluation.sample_images=0",
+        "device=cpu",
+    ]
+    assert (
+        main(
+            [
+                "run",
+                "--profile",
+                "cpu",
+                "--dataset",
+                "folder",
+                "--root",
+                str(dataset),
+                "--out",
+                str(tmp_path / "run"),
+                "--quiet",
+                *[a for s in sets for a in ("--set", s)],
+            ]
+        )
+        == 0
+    )
     config = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert config["dataset"]["kind"] == "folder" and config["dataset"]["root"] == str(dataset)
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 from sklearn.covariance import LedoitWolf
+from tests_helpers import interrupted_then_resumed, tiny_config
 
 from moleflow.config import config_hash
 from moleflow.continual import run
 from moleflow.continual.tasks import StackedRows
 from moleflow.model import GaussianMemory
-from tests_helpers import interrupted_then_resumed, tiny_config
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -37,8 +37,9 @@ def test_dne_routed_score_is_the_mahalanobis_distance_to_the_tasks_gaussian() ->
     for features in tasks:
         memory.add_task(features)
     for task in range(3):
-        np.testing.assert_allclose(memory(torch.from_numpy(test), task).numpy(), _mahalanobis_by_hand(tasks[task], test),
-                                   rtol=1e-9)
+        np.testing.assert_allclose(
+            memory(torch.from_numpy(test), task).numpy(), _mahalanobis_by_hand(tasks[task], test), rtol=1e-9
+        )
     assert not np.allclose(memory(torch.from_numpy(test), 0).numpy(), memory(torch.from_numpy(test), 1).numpy())
 
 
@@ -53,8 +54,9 @@ def test_dne_pooled_density_is_fitted_on_the_task_and_draws_from_the_earlier_gau
     np.testing.assert_allclose(memory(test, 0).numpy(), _mahalanobis_by_hand(first, test.numpy()), rtol=1e-9)
     memory.add_task(second)
     z0 = _unit(first)
-    draws = np.random.default_rng(7 * 1_000_003 + 1).multivariate_normal(z0.mean(axis=0), LedoitWolf().fit(z0).covariance_,
-                                                                          size=25)
+    draws = np.random.default_rng(7 * 1_000_003 + 1).multivariate_normal(
+        z0.mean(axis=0), LedoitWolf().fit(z0).covariance_, size=25
+    )
     pooled = np.concatenate([_unit(draws), _unit(second)])
     expected = _mahalanobis_by_hand(pooled, test.numpy())
     for task in (0, 1):
@@ -78,8 +80,9 @@ def _config(dataset: Path, cache: Path, *extra: str) -> dict:
     return tiny_config(dataset, cache, "evaluation.sample_images=1", "training.epochs=1", *extra)
 
 
-def test_dne_in_a_continual_run_has_image_metrics_only_and_resumes(dataset: Path, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dne_in_a_continual_run_has_image_metrics_only_and_resumes(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = _config(dataset, tmp_path / "cache", "strategy.name=dne")
     whole = run(config, tmp_path / "dne", progress=False, log=lambda *a: None)
     assert whole["status"] == "ok" and all(t["epoch_losses"] == [] for t in whole["per_task"])
@@ -112,8 +115,9 @@ def test_dne_in_a_continual_run_has_image_metrics_only_and_resumes(dataset: Path
     assert per_task["forgetting_oracle"]["image_auroc"]["fm"] == 0.0
 
 
-def test_the_joint_flow_trains_once_on_every_tasks_patches(dataset: Path, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_joint_flow_trains_once_on_every_tasks_patches(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The joint flow sees every task's training patches, in one training after the last task: the batches it
     draws hold rows of every task; nothing is trained or measured before, so it has no forgetting."""
     import moleflow.continual.experiment as experiment
@@ -121,28 +125,32 @@ def test_the_joint_flow_trains_once_on_every_tasks_patches(dataset: Path, tmp_pa
     seen: list[tuple[int, int]] = []
     original = experiment.train_task
 
-    def spy(learner, task, patches, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def spy(learner, task, patches, *args, **kwargs):
         seen.append((task, len(patches)))
         return original(learner, task, patches, *args, **kwargs)
 
     monkeypatch.setattr(experiment, "train_task", spy)
     config = _config(dataset, tmp_path / "cache", "strategy.name=joint")
     summary = run(config, tmp_path / "joint", progress=False, log=lambda *a: None)
-    assert summary["status"] == "ok" and seen == [(2, 18)]  # one training, on 3 tasks x 6 images
+    assert summary["status"] == "ok" and seen == [(2, 24)]  # one training, on 3 tasks x 8 images
     assert [bool(t["epoch_losses"]) for t in summary["per_task"]] == [False, False, True]
     matrix = summary["accuracy_matrix"]["image_auroc"]
     assert matrix[0] == [None, None, None] and matrix[1] == [None, None, None]
     assert all(v is not None for v in matrix[2])
     assert summary["accuracy_matrix"] == summary["accuracy_matrix_oracle"]  # one model serves every task
     assert np.isnan(summary["forgetting"]["image_auroc"]["fm"])
-    assert summary["params"]["per_task"] == 0 and summary["memory"]["bytes_per_task"] == 2.0 * 6 * 64 * 16
+    assert summary["params"]["per_task"] == 0 and summary["memory"]["bytes_per_task"] == 2.0 * 8 * 64 * 16
     monkeypatch.setattr(experiment, "train_task", original)
     resumed, messages = interrupted_then_resumed(config, tmp_path / "cut", monkeypatch)
     assert resumed["accuracy_matrix"] == summary["accuracy_matrix"]
     # on one category the joint flow is MoLE-Flow's task 0, bit for bit: what differs is only the sharing
-    one = [_config(dataset, tmp_path / "cache", f"strategy.name={name}", "dataset.categories=[cap]")
-           for name in ("joint", "frozen_base")]
-    joint_one, frozen_one = (run(c, tmp_path / f"one_{c['strategy']['name']}", progress=False, log=lambda *a: None) for c in one)
+    one = [
+        _config(dataset, tmp_path / "cache", f"strategy.name={name}", "dataset.categories=[cap]")
+        for name in ("joint", "frozen_base")
+    ]
+    joint_one, frozen_one = (
+        run(c, tmp_path / f"one_{c['strategy']['name']}", progress=False, log=lambda *a: None) for c in one
+    )
     assert joint_one["accuracy_matrix"] == frozen_one["accuracy_matrix"]
     assert joint_one["per_task"][0]["epoch_losses"] == frozen_one["per_task"][0]["epoch_losses"]
 
@@ -169,6 +177,6 @@ def test_joint_flow_batches_mix_the_tasks(dataset: Path, tmp_path: Path) -> None
     for t in tasks:
         learner.add_task(np.asarray(t.train.router))
     result = train_task(learner, 2, Recording(stacked.parts), TrainSettings.from_config(config), torch.device("cpu"))
-    assert result.status == "ok" and read == set(range(18))
+    assert result.status == "ok" and read == set(range(24))
     owners = {int(np.searchsorted(stacked.offsets, r, side="right") - 1) for r in read}
     assert owners == {0, 1, 2}

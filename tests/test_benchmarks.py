@@ -6,11 +6,11 @@ import math
 from pathlib import Path
 
 import pytest
+from tests_helpers import per_task_by_formula
 
 from benchmarks import BENCHMARKS
 from benchmarks.__main__ import main
 from benchmarks.common import markdown
-from tests_helpers import per_task_by_formula
 
 
 @pytest.mark.parametrize("name", [n for n in BENCHMARKS if n != "workflow"])
@@ -32,7 +32,7 @@ def test_feature_cache_counts_one_backbone_pass_per_training_image() -> None:
 
 def test_params_table_matches_a_closed_formula() -> None:
     from moleflow.config import load_config
-    from moleflow.continual.learner import parameter_counts
+    from moleflow.continual.accounting import parameter_counts
 
     result = BENCHMARKS["params"]("smoke")
     for rank, dia, base, per_task, pct, *_ in result.rows:

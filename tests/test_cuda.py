@@ -27,15 +27,29 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def _config(root: Path, cache: Path, device: str) -> dict:
-    return load_config(overrides=[
-        f"dataset.root={root}", f"features.cache_dir={cache}", "features.resize=64", "features.input_size=64",
-        "features.embed_dim=16", "model.coupling_blocks=2", "model.lora_rank=4", "training.epochs=2",
-        "training.batch_size=4", "evaluation.sample_images=0", f"device={device}"], base=load_profile("cpu"))
+    return load_config(
+        overrides=[
+            f"dataset.root={root}",
+            f"features.cache_dir={cache}",
+            "features.resize=64",
+            "features.input_size=64",
+            "features.embed_dim=16",
+            "model.coupling_blocks=2",
+            "model.lora_rank=4",
+            "training.epochs=2",
+            "training.batch_size=4",
+            "evaluation.sample_images=0",
+            f"device={device}",
+        ],
+        base=load_profile("cpu"),
+    )
 
 
 def test_untrained_learner_scores_equal_on_cuda_and_cpu() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
-    config = load_config(overrides=["dataset.root=.", "model.coupling_blocks=2", "model.lora_rank=4"], base=load_profile("cpu"))
+    config = load_config(
+        overrides=["dataset.root=.", "model.coupling_blocks=2", "model.lora_rank=4"], base=load_profile("cpu")
+    )
     learner = Learner(config, 16)
     learner.add_task(np.random.default_rng(0).normal(size=(32, 16)))
     x = torch.randn(3, 8, 8, 16, generator=torch.Generator().manual_seed(0))
@@ -46,9 +60,15 @@ def test_untrained_learner_scores_equal_on_cuda_and_cpu() -> None:
 
 def test_cuda_run_matches_cpu_and_repeats(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    generate(root, seed=0, size=64, categories=["cap", "tile"], counts=SynthCounts(train=8, test_good=3, test_per_defect=2))
-    runs = {name: run(_config(root, tmp_path / f"cache-{name}", device), tmp_path / name, progress=False, log=lambda *a: None)
-            for name, device in (("cpu", "cpu"), ("cuda", "cuda"), ("cuda-again", "cuda"))}
+    generate(
+        root, seed=0, size=64, categories=["cap", "tile"], counts=SynthCounts(train=8, test_good=3, test_per_defect=2)
+    )
+    runs = {
+        name: run(
+            _config(root, tmp_path / f"cache-{name}", device), tmp_path / name, progress=False, log=lambda *a: None
+        )
+        for name, device in (("cpu", "cpu"), ("cuda", "cuda"), ("cuda-again", "cuda"))
+    }
     assert all(s["status"] == "ok" for s in runs.values()) and runs["cuda"]["environment"]["device"].startswith("cuda")
     for cpu_task, gpu_task in zip(runs["cpu"]["per_task"], runs["cuda"]["per_task"]):
         np.testing.assert_allclose(gpu_task["epoch_losses"], cpu_task["epoch_losses"], rtol=1e-3)

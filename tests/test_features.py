@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +14,6 @@ from conftest import make_mvtec, save
 
 from moleflow.cli import main
 from moleflow.config import load_config
-from moleflow.errors import WeightsError
 from moleflow.features import FeatureExtractor, FeatureStore, PatchEmbedder
 from moleflow.features.cache import is_complete
 
@@ -76,6 +76,7 @@ def test_cache_hit_returns_identical_memmap_of_the_configured_precision(tree: Pa
     test = first.get("bottle", "test")
     assert first.stats["misses"] == 1 and first.stats["images_extracted"] == 6
     assert test.patches.dtype == np.dtype(dtype) and isinstance(test.patches, np.memmap)
+    assert test.masks is not None
     assert test.patches.shape == (6, 4, 4, 32) and test.masks.shape == (6, 32, 32)
     assert test.labels.tolist() == [1, 1, 0, 0, 1, 1]  # crack, good, hole (sorted folders)
     assert test.masks[test.labels == 1].any(axis=(1, 2)).all() and not test.masks[test.labels == 0].any()
@@ -97,12 +98,17 @@ def test_features_equal_a_direct_backbone_pass(tree: Path, tmp_path: Path) -> No
 
     config = _config(tree, tmp_path / "cache")
     train = FeatureStore(config, progress=False).get("screw", "train")
-    image = Image.open(tree / "screw" / "train" / "good" / "002.png").convert("RGB").resize((40, 40), Image.Resampling.LANCZOS)
+    image = (
+        Image.open(tree / "screw" / "train" / "good" / "002.png")
+        .convert("RGB")
+        .resize((40, 40), Image.Resampling.LANCZOS)
+    )
     pixels = np.asarray(image.crop((4, 4, 36, 36)), dtype=np.float32) / 255.0
-    pixels = (pixels - np.array([0.485, 0.456, 0.406], dtype=np.float32)) / np.array([0.229, 0.224, 0.225], dtype=np.float32)
+    mean, std = np.array([0.485, 0.456, 0.406], dtype=np.float32), np.array([0.229, 0.224, 0.225], dtype=np.float32)
+    pixels = np.divide(pixels - mean, std, dtype=np.float32)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # features.init_seed
-        backbone = timm.create_model("resnet18", pretrained=False).eval()
+        backbone: Any = timm.create_model("resnet18", pretrained=False).eval()  # timm's ResNet, its stages by name
     x = torch.from_numpy(pixels.transpose(2, 0, 1).copy())[None]
     with torch.no_grad():
         x = backbone.maxpool(backbone.act1(backbone.bn1(backbone.conv1(x))))
@@ -110,14 +116,24 @@ def test_features_equal_a_direct_backbone_pass(tree: Path, tmp_path: Path) -> No
         layer3 = backbone.layer3(layer2)
     grid = tuple(layer2.shape[-2:])
     expected = (_reference_layer(layer2, grid, 32) + _reference_layer(layer3, grid, 32)) / 2
-    np.testing.assert_allclose(train.patches[2].astype(np.float32), expected[0].numpy(), rtol=1e-3, atol=1e-4)  # float16 storage
+    np.testing.assert_allclose(
+        train.patches[2].astype(np.float32), expected[0].numpy(), rtol=1e-3, atol=1e-4
+    )  # float16 storage
     np.testing.assert_allclose(train.router[2], expected[0].mean(dim=(0, 1)).numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_changed_setting_or_file_gives_a_new_entry(tree: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     base = FeatureStore(_config(tree, cache), progress=False).entry_path("bottle", "train")[0]
-    for extra in ("features.embed_dim=16", "features.input_size=24", "features.layers=[layer1,layer2]", "features.fusion=concat_pool", "features.grid=2", "features.backbone=resnet34", "features.init_seed=1"):
+    for extra in (
+        "features.embed_dim=16",
+        "features.input_size=24",
+        "features.layers=[layer1,layer2]",
+        "features.fusion=concat_pool",
+        "features.grid=2",
+        "features.backbone=resnet34",
+        "features.init_seed=1",
+    ):
         assert FeatureStore(_config(tree, cache, extra), progress=False).entry_path("bottle", "train")[0] != base, extra
     assert FeatureStore(_config(tree, cache), progress=False).entry_path("bottle", "test")[0] != base
     store = FeatureStore(_config(tree, cache), progress=False)
@@ -146,7 +162,7 @@ def test_interrupted_extraction_leaves_no_entry(tree: Path, tmp_path: Path, monk
     calls = {"n": 0}
     original = FeatureExtractor.__call__
 
-    def failing(self, images):  # type: ignore[no-untyped-def]
+    def failing(self, images):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
@@ -159,16 +175,42 @@ def test_interrupted_extraction_leaves_no_entry(tree: Path, tmp_path: Path, monk
     assert not path.exists() and not list(path.parent.glob(f".{path.name}*"))
 
 
-def test_pretrained_without_weights_fails_fast_with_one_line(tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_pretrained_without_weights_fails_fast_with_one_line(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "empty-torch"))
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-hf"))
-    code = main(["features", "extract", "--root", str(tree), "--set", "features.backbone=resnet18", "--set", f"features.cache_dir={tmp_path / 'c'}", "--quiet"])
+    code = main(
+        [
+            "features",
+            "extract",
+            "--root",
+            str(tree),
+            "--set",
+            "features.backbone=resnet18",
+            "--set",
+            f"features.cache_dir={tmp_path / 'c'}",
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "not on this machine" in err and "features.weights" in err
-    code = main(["features", "extract", "--root", str(tree), "--set", "features.weights=/nope/w.pth", "--set", f"features.cache_dir={tmp_path / 'c'}", "--quiet"])
+    code = main(
+        [
+            "features",
+            "extract",
+            "--root",
+            str(tree),
+            "--set",
+            "features.weights=/nope/w.pth",
+            "--set",
+            f"features.cache_dir={tmp_path / 'c'}",
+            "--quiet",
+        ]
+    )
     assert code == 2 and "features.weights: file not found: /nope/w.pth" in capsys.readouterr().err
 
 
@@ -182,8 +224,9 @@ def test_local_weights_file_is_used(tree: Path, tmp_path: Path) -> None:
     assert with_weights.path != random_init.path
     assert with_weights.meta["key"]["weights"] is not None
     reference = timm.create_model("resnet18", pretrained=False, features_only=True, out_indices=(2, 3)).eval()
-    loaded = reference.load_state_dict({k: v for k, v in torch.load(weights).items() if not k.startswith("fc.")},
-                                       strict=False)
+    loaded = reference.load_state_dict(
+        {k: v for k, v in torch.load(weights).items() if not k.startswith("fc.")}, strict=False
+    )
     # the feature extractor stops at layer3: only layer4's tensors are left over, none is missing
     assert not loaded.missing_keys and {k.split(".")[0] for k in loaded.unexpected_keys} == {"layer4"}
     extractor = FeatureExtractor.from_config(config)
@@ -196,9 +239,29 @@ def test_local_weights_file_is_used(tree: Path, tmp_path: Path) -> None:
 
 
 def test_cli_extract_then_hit(tree: Path, tmp_path: Path, capsys) -> None:
-    argv = ["features", "extract", "--dataset", "mvtec", "--root", str(tree), "--categories", "screw", "--quiet",
-            "--set", "features.backbone=resnet18", "--set", "features.pretrained=false", "--set", "features.input_size=32",
-            "--set", "features.resize=32", "--set", "features.embed_dim=16", "--set", f"features.cache_dir={tmp_path / 'c'}"]
+    argv = [
+        "features",
+        "extract",
+        "--dataset",
+        "mvtec",
+        "--root",
+        str(tree),
+        "--categories",
+        "screw",
+        "--quiet",
+        "--set",
+        "features.backbone=resnet18",
+        "--set",
+        "features.pretrained=false",
+        "--set",
+        "features.input_size=32",
+        "--set",
+        "features.resize=32",
+        "--set",
+        "features.embed_dim=16",
+        "--set",
+        f"features.cache_dir={tmp_path / 'c'}",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "screw/train: 4 images" in out and "extracted" in out and "img/s" in out
@@ -217,11 +280,29 @@ def test_extract_also_other_feature_settings_in_one_call(tmp_path: Path, capsys:
     root = tmp_path / "data"
     generate(root, seed=0, size=64, categories=["cap"], counts=SynthCounts(train=2, test_good=1, test_per_defect=1))
     cache = tmp_path / "cache"
-    sets = [f"dataset.root={root}", f"features.cache_dir={cache}", "features.resize=64", "features.input_size=64",
-            "features.embed_dim=16", "device=cpu"]
-    other = load_config(None, [*sets, "features.resize=32", "features.input_size=32"], base=load_profile("cpu"))["features"]
-    args = ["features", "extract", "--profile", "cpu", "--quiet", *[a for s in sets for a in ("--set", s)],
-            "--also-features", json.dumps([other]), "--record", str(tmp_path / "record.json")]
+    sets = [
+        f"dataset.root={root}",
+        f"features.cache_dir={cache}",
+        "features.resize=64",
+        "features.input_size=64",
+        "features.embed_dim=16",
+        "device=cpu",
+    ]
+    other = load_config(None, [*sets, "features.resize=32", "features.input_size=32"], base=load_profile("cpu"))[
+        "features"
+    ]
+    args = [
+        "features",
+        "extract",
+        "--profile",
+        "cpu",
+        "--quiet",
+        *[a for s in sets for a in ("--set", s)],
+        "--also-features",
+        json.dumps([other]),
+        "--record",
+        str(tmp_path / "record.json"),
+    ]
     assert main(args) == 0
     record = json.loads((tmp_path / "record.json").read_text())
     assert len(record["entries"]) == 4 and record["stats"]["misses"] == 4  # 2 settings x train/test
@@ -230,4 +311,3 @@ def test_extract_also_other_feature_settings_in_one_call(tmp_path: Path, capsys:
     assert main([*args[:-2]]) == 0 and "cache: 4 hits, 0 misses" in capsys.readouterr().out
     assert main(["features", "extract", "--profile", "cpu", "--also-features", "{bad"]) == 2
     assert capsys.readouterr().err.startswith("moleflow: error: --also-features is not valid JSON")
-

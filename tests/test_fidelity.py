@@ -10,70 +10,57 @@ sample covariance, PIL's resize, the authors' loop's skip rule.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from PIL import Image
+from tests_helpers import FIDELITY_KEYS, authors, fidelity_synth, scores_of_task0_after_each_task
 
-from moleflow.config import BEFORE_KEY_EXISTED, apply_overrides, defaults, flat, load_config, load_profile, load_saved_config
+from moleflow.config import (
+    BEFORE_KEY_EXISTED,
+    defaults,
+    flat,
+    load_profile,
+)
 from moleflow.continual import Learner
-from moleflow.continual.learner import parameter_counts
+from moleflow.continual import train as train_module
+from moleflow.continual.accounting import parameter_counts
 from moleflow.continual.settings import TrainSettings
 from moleflow.continual.tasks import load_tasks
-from moleflow.continual import train as train_module
 from moleflow.continual.train import epoch_lr_factor, make_optimizer, train_task
-from moleflow.data.synth import SynthCounts, generate
-from moleflow.data.transforms import load_image, load_mask
 from moleflow.features import FeatureStore
-from moleflow.features.cache import cache_fields
 from moleflow.model import MahalanobisRouter, ModelConfig, MoLEFlow, SpatialContextMixer, SubnetConfig, TailAwareLoss
-from tests_helpers import scores_of_task0_after_each_task
 
-#: The keys where the paper's text, the authors' code and this package's earlier behaviour part.
-FIDELITY_KEYS = sorted({*BEFORE_KEY_EXISTED, "router.covariance", "training.weight_decay"})
 CPU = torch.device("cpu")
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("synth")
-    generate(root, seed=0, size=64, categories=["cap", "tile"], counts=SynthCounts(train=9, test_good=3, test_per_defect=2))
-    return root
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cache")
-
-
-def authors(dataset: Path, cache: Path, *extra: str) -> dict:
-    """A tiny run configuration with the authors' value of every fidelity key (the schema defaults)."""
-    schema = flat(defaults())
-    tiny = load_config(
-        overrides=[
-            f"dataset.root={dataset}", f"features.cache_dir={cache}", "features.resize=64", "features.input_size=64",
-            "features.embed_dim=16", "model.coupling_blocks=2", "model.lora_rank=4", "model.context_kernel=3",
-            "training.epochs=3", "training.batch_size=4", "evaluation.sample_images=0", "scoring.map_sigma=1.0",
-            "device=cpu",
-        ],
-        base=load_profile("cpu"),
-    )
-    return load_config(overrides=list(extra), base=apply_overrides(tiny, {k: schema[k] for k in FIDELITY_KEYS}))
+    return fidelity_synth(tmp_path_factory.mktemp("synth"))
 
 
 def test_the_defaults_are_the_authors_and_the_cpu_profile_keeps_its_selection() -> None:
     d, cpu = flat(defaults()), flat(load_profile("cpu"))
     assert {k: d[k] for k in FIDELITY_KEYS} == {
-        "features.cache_dtype": "float32", "features.resize_mode": "short_side", "model.global_affine": "frozen",
-        "model.mixer_bias": True, "model.subnet": "split", "model.whitening_fallback": "identity",
-        "router.covariance": "ridge", "strategy.separated_mixer": "own", "strategy.sequential_linears": "trained",
-        "training.drop_last": True, "training.loss_ceiling": 1e8, "training.lr_schedule": "epoch",
-        "training.max_skipped_share": 0.05, "training.nonfinite": "skip", "training.optimizer": "adamp",
-        "training.tail_k_rounding": "floor", "training.weight_decay": 0.01,
+        "features.cache_dtype": "float32",
+        "features.resize_mode": "short_side",
+        "model.global_affine": "frozen",
+        "model.mixer_bias": True,
+        "model.subnet": "split",
+        "model.whitening_fallback": "identity",
+        "router.covariance": "ridge",
+        "strategy.separated_mixer": "own",
+        "strategy.sequential_linears": "trained",
+        "training.drop_last": True,
+        "training.loss_ceiling": 1e8,
+        "training.lr_schedule": "epoch",
+        "training.max_skipped_share": 0.05,
+        "training.nonfinite": "skip",
+        "training.optimizer": "adamp",
+        "training.tail_k_rounding": "floor",
+        "training.weight_decay": 0.01,
     }
     # the CPU profile keeps the values its selection ran with: the behaviour before these keys existed
     assert {k: cpu[k] for k in BEFORE_KEY_EXISTED} == BEFORE_KEY_EXISTED
@@ -91,7 +78,9 @@ def test_docs_fidelity_table_states_the_schema_defaults() -> None:
         assert key in d, f"docs/method.md fidelity table: unknown key {key}"
         if value.startswith("("):  # "(a named value)": a reading, not the default
             continue
-        assert d[key] == yaml.safe_load(value), f"docs/method.md fidelity table: {key} default is {d[key]!r}, not {value}"
+        assert d[key] == yaml.safe_load(value), (
+            f"docs/method.md fidelity table: {key} default is {d[key]!r}, not {value}"
+        )
 
 
 @pytest.mark.parametrize("warmup", [0, 2])
@@ -113,18 +102,25 @@ def test_epoch_schedule_is_torchs_cosine_driven_as_the_authors_trainer_drives_it
     np.testing.assert_allclose(ours, expected, rtol=1e-12)
 
 
-def test_training_uses_adamp_and_changes_the_lr_once_per_epoch(dataset: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_uses_adamp_and_changes_the_lr_once_per_epoch(
+    dataset: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from adamp import AdamP
 
     config = authors(dataset, cache)
     settings = TrainSettings.from_config(config)
     seen: list[tuple[type, float]] = []
 
-    def recording(params, s):  # type: ignore[no-untyped-def]
+    def recording(params, s):
         opt = make_optimizer(params, s)
         opt.register_step_pre_hook(lambda o, args, kwargs: seen.append((type(o), o.param_groups[0]["lr"])))
         group = opt.param_groups[0]
-        assert (group["weight_decay"], group["delta"], group["wd_ratio"], group["betas"]) == (0.01, 0.1, 0.1, (0.9, 0.999))
+        assert (group["weight_decay"], group["delta"], group["wd_ratio"], group["betas"]) == (
+            0.01,
+            0.1,
+            0.1,
+            (0.9, 0.999),
+        )
         return opt
 
     monkeypatch.setattr(train_module, "make_optimizer", recording)
@@ -139,8 +135,11 @@ def test_training_uses_adamp_and_changes_the_lr_once_per_epoch(dataset: Path, ca
         assert {kind for kind, _ in seen} == {AdamP}
         lrs = [lr for _, lr in seen]
         warmup = settings.warmup_epochs if task else 0
-        assert lrs == [settings.lr * epoch_lr_factor(e, settings.epochs, warmup, settings.lr_min_ratio)
-                       for e in range(settings.epochs) for _ in range(2)]
+        assert lrs == [
+            settings.lr * epoch_lr_factor(e, settings.epochs, warmup, settings.lr_min_ratio)
+            for e in range(settings.epochs)
+            for _ in range(2)
+        ]
 
 
 def test_steps_per_epoch_with_and_without_drop_last() -> None:
@@ -154,7 +153,7 @@ def _nan_on(calls: set[int], monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Make the training objective NaN on the given call numbers; return the call counter."""
     real, count = train_module._objective, [0]
 
-    def objective(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def objective(*args, **kwargs):
         count[0] += 1
         loss = real(*args, **kwargs)
         return loss * float("nan") if count[0] in calls else loss
@@ -163,8 +162,9 @@ def _nan_on(calls: set[int], monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return count
 
 
-def test_a_non_finite_batch_is_skipped_counted_and_leaves_the_parameters(dataset: Path, cache: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_non_finite_batch_is_skipped_counted_and_leaves_the_parameters(
+    dataset: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = authors(dataset, cache, "training.max_skipped_share=0.2")
     settings = TrainSettings.from_config(config)
     tasks = load_tasks(config, FeatureStore(config, progress=False))
@@ -173,7 +173,7 @@ def test_a_non_finite_batch_is_skipped_counted_and_leaves_the_parameters(dataset
     _nan_on({1}, monkeypatch)
     result = train_task(learner, 0, tasks[0].train.patches, settings, CPU)
     assert result.status == "ok" and result.skipped == 1 and result.steps == 2 * settings.epochs - 1
-    assert all(np.isfinite(loss) for loss in result.epoch_losses)
+    assert all(loss is not None and np.isfinite(loss) for loss in result.epoch_losses)
     # more than the allowed share: diverged, with the count in the message
     _nan_on({1, 2}, monkeypatch)
     learner2 = Learner(config, tasks[0].train.patches.shape[-1])
@@ -183,7 +183,9 @@ def test_a_non_finite_batch_is_skipped_counted_and_leaves_the_parameters(dataset
     assert result.status == "diverged" and "skipped 2 of its 6 batches" in result.message
 
 
-def test_skipping_a_batch_is_the_same_as_never_drawing_its_update(dataset: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_skipping_a_batch_is_the_same_as_never_drawing_its_update(
+    dataset: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A skipped first batch leaves the parameters untouched: the first update comes from the second batch."""
     config = authors(dataset, cache, "training.epochs=1", "training.max_skipped_share=1.0")
     settings = TrainSettings.from_config(config)
@@ -197,7 +199,9 @@ def test_skipping_a_batch_is_the_same_as_never_drawing_its_update(dataset: Path,
     assert all(torch.equal(before[k], v) for k, v in learner.state_dict().items())
 
 
-def test_stop_ends_the_run_at_the_first_non_finite_loss(dataset: Path, cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_stop_ends_the_run_at_the_first_non_finite_loss(
+    dataset: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = authors(dataset, cache, "training.nonfinite=stop")
     tasks = load_tasks(config, FeatureStore(config, progress=False))
     learner = Learner(config, tasks[0].train.patches.shape[-1])
@@ -216,12 +220,18 @@ def test_a_loss_above_the_ceiling_is_skipped(dataset: Path, cache: Path) -> None
     assert result.status == "diverged" and (result.skipped, result.steps) == (6, 0)
 
 
-@pytest.mark.parametrize("variant", [[], ["model.whitening=false", "model.whitening_fallback=film"],
-                                     ["model.scale_context=false", "model.subnet=joint"]])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        [],
+        ["model.whitening=false", "model.whitening_fallback=film"],
+        ["model.scale_context=false", "model.subnet=joint"],
+    ],
+)
 def test_the_authors_configuration_forgets_nothing_bitwise(dataset: Path, cache: Path, variant: list[str]) -> None:
     scores, learner = scores_of_task0_after_each_task(authors(dataset, cache, *variant))
     assert np.array_equal(scores[0], scores[1])
-    model = learner.models[0]
+    model = learner.flow(0)
     if model.film is not None:  # per-task FiLM adapters stand where the whitening adapter was
         assert sorted(model.film.tasks) == ["0", "1"] and model.whitening is None
         assert {n.split(".")[2] for n, _ in model.named_parameters() if n.startswith("film.")} == {"0", "1"}
@@ -229,15 +239,22 @@ def test_the_authors_configuration_forgets_nothing_bitwise(dataset: Path, cache:
 
 def test_frozen_global_affine_stays_at_its_initialisation_and_is_not_counted(dataset: Path, cache: Path) -> None:
     frozen, learner = scores_of_task0_after_each_task(authors(dataset, cache))
-    blocks = [m for m in learner.models[0].flow.modules() if hasattr(m, "global_scale")]
+    blocks = [m for m in learner.flow(0).flow.modules() if hasattr(m, "global_scale")]
     assert len(blocks) == 2
     for block in blocks:  # scale 1 (softplus of the stored value) and offset 0, as FrEIA initialises them
-        torch.testing.assert_close(block.global_scale_activation(block.global_scale), torch.ones_like(block.global_scale))
+        torch.testing.assert_close(
+            block.global_scale_activation(block.global_scale), torch.ones_like(block.global_scale)
+        )
         assert torch.equal(block.global_offset, torch.zeros_like(block.global_offset))
     trained, learner2 = scores_of_task0_after_each_task(authors(dataset, cache, "model.global_affine=trained"))
-    assert any(not torch.equal(b.global_offset, torch.zeros_like(b.global_offset))
-               for b in learner2.models[0].flow.modules() if hasattr(b, "global_offset"))
-    counts = [parameter_counts(authors(dataset, cache, f"model.global_affine={g}"), 16)["base"] for g in ("frozen", "trained")]
+    assert any(
+        not torch.equal(b.global_offset, torch.zeros_like(b.global_offset))
+        for b in learner2.flow(0).flow.modules()
+        if hasattr(b, "global_offset")
+    )
+    counts = [
+        parameter_counts(authors(dataset, cache, f"model.global_affine={g}"), 16)["base"] for g in ("frozen", "trained")
+    ]
     assert counts[1] - counts[0] == 2 * 2 * 16  # two blocks, a scale and an offset per channel
 
 
@@ -245,18 +262,25 @@ def test_mixer_bias_is_zero_initialised_and_trained_with_the_base() -> None:
     mixer = SpatialContextMixer(8, 3, 0.5, bias=True)
     plain = SpatialContextMixer(8, 3, 0.5, bias=False)
     x = torch.randn(2, 5, 5, 8)
+    assert mixer.conv.bias is not None
     assert torch.equal(mixer.conv.bias, torch.zeros(8)) and torch.equal(mixer(x), plain(x))
     model = MoLEFlow(ModelConfig(dim=8, coupling_blocks=1, mixer_bias=True, subnet=SubnetConfig(rank=2)))
+    assert model.mixer is not None
     assert any(p is model.mixer.conv.bias for p in model.base_parameters())
 
 
 def test_tail_k_rounds_down_as_the_authors_or_up() -> None:
-    floor, ceil = TailAwareLoss(top_k_ratio=0.02, k_rounding="floor"), TailAwareLoss(top_k_ratio=0.02, k_rounding="ceil")
+    floor, ceil = (
+        TailAwareLoss(top_k_ratio=0.02, k_rounding="floor"),
+        TailAwareLoss(top_k_ratio=0.02, k_rounding="ceil"),
+    )
     assert (floor.tail_k(784), ceil.tail_k(784)) == (15, 16)  # the paper's 28 x 28 grid
     assert (floor.tail_k(400), ceil.tail_k(400)) == (8, 8)
     assert (floor.tail_k(10), ceil.tail_k(10)) == (1, 1)  # at least one patch
     nll = torch.arange(784.0).reshape(1, 28, 28)
-    loss, parts = TailAwareLoss(tail_weight=1.0, top_k_ratio=0.02, logdet_reg=0.0, k_rounding="floor")(nll, torch.zeros_like(nll))
+    loss, parts = TailAwareLoss(tail_weight=1.0, top_k_ratio=0.02, logdet_reg=0.0, k_rounding="floor")(
+        nll, torch.zeros_like(nll)
+    )
     assert float(parts["tail"]) == float(torch.arange(769.0, 784.0).mean())
 
 
@@ -266,93 +290,4 @@ def test_ridge_router_is_the_sample_covariance_plus_ridge() -> None:
     router = MahalanobisRouter("ridge", 1e-5)
     router.add_task(feats)
     expected = np.linalg.inv(np.cov(feats, rowvar=False, ddof=1) + 1e-5 * np.eye(6))
-    np.testing.assert_allclose(router.precision_0.numpy(), expected, rtol=1e-10)
-
-
-def _after_task0(config: dict) -> tuple[Learner, Callable[[], None]]:
-    """A learner trained on task 0 of ``config``, and a function that adds and trains task 1."""
-    tasks = load_tasks(config, FeatureStore(config, progress=False))
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
-    settings = TrainSettings.from_config(config)
-
-    def train(task: int) -> None:
-        learner.add_task(np.asarray(tasks[task].train.router))
-        assert train_task(learner, task, tasks[task].train.patches, settings, CPU).status == "ok"
-
-    train(0)
-    return learner, lambda: train(1)
-
-
-def test_sequential_with_frozen_linears_trains_everything_else(dataset: Path, cache: Path) -> None:
-    learner, task1 = _after_task0(authors(dataset, cache, "strategy.name=sequential", "strategy.sequential_linears=frozen"))
-    after0 = {k: v.clone() for k, v in learner.state_dict().items()}
-    task1()
-    changed = {k for k, v in learner.state_dict().items() if k in after0 and not torch.equal(after0[k], v)}
-    assert changed and not any(re.search(r"\.base\.(weight|bias)$", k) for k in changed)
-    assert any("context_conv" in k for k in changed) and any(k.endswith("mixer.theta") for k in changed)
-    assert any(k.endswith("global_offset") for k in changed)  # their model never froze the global affine
-
-
-def test_full_copy_with_a_shared_mixer_keeps_task_0s(dataset: Path, cache: Path) -> None:
-    learner, task1 = _after_task0(authors(dataset, cache, "strategy.name=separated", "strategy.separated_mixer=shared"))
-    mixer0 = {k: v.clone() for k, v in learner.models[0].mixer.state_dict().items()}
-    flow0 = {k: v.clone() for k, v in learner.models[0].flow.state_dict().items()}
-    task1()
-    assert learner.models[1].mixer is learner.models[0].mixer
-    assert all(torch.equal(v, learner.models[0].mixer.state_dict()[k]) for k, v in mixer0.items())
-    assert all(torch.equal(v, learner.models[0].flow.state_dict()[k]) for k, v in flow0.items())
-    moved = learner.models[1].flow.state_dict()
-    assert any(not torch.equal(flow0[k], moved[k]) for k in flow0 if "base" in k)  # task 1 trains its own flow
-
-
-def test_joint_subnet_has_two_lora_linears_and_needs_no_scale_context() -> None:
-    cfg = ModelConfig(dim=16, coupling_blocks=2, subnet=SubnetConfig(rank=4, scale_context=False, joint=True))
-    model = MoLEFlow(cfg)
-    model.add_task()
-    model.add_task()
-    lora = [n for n, _ in model.named_parameters() if n.endswith("lora_A.1")]
-    assert len(lora) == 2 * 2  # two LoRA linears per subnet, one subnet per block
-    # widths D/2 -> D -> D: LoRA (rank x (in + out)) and a task bias (out) per linear
-    per_block = 4 * (8 + 16) + 16 + 4 * (16 + 16) + 16
-    assert sum(p.numel() for n, p in model.named_parameters() if n.startswith("flow") and n.endswith(".1")) == 2 * per_block
-    with pytest.raises(ValueError, match="joint subnet has no scale context"):
-        MoLEFlow(ModelConfig(dim=16, coupling_blocks=1, subnet=SubnetConfig(rank=4, scale_context=True, joint=True)))
-
-
-def test_short_side_resize_keeps_the_aspect_then_crops_the_centre(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 255, size=(200, 300, 3), dtype=np.uint8)  # 300 wide, 200 high
-    Image.fromarray(pixels).save(tmp_path / "wide.png")
-    mask = np.zeros((200, 300), dtype=np.uint8)
-    mask[:, :20] = 255  # a band at the left edge: outside the centre crop
-    Image.fromarray(mask).save(tmp_path / "mask.png")
-    got = load_image(tmp_path / "wide.png", 64, 64, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), mode="short_side")
-    resized = Image.fromarray(pixels).resize((96, 64), Image.Resampling.LANCZOS)
-    expected = np.asarray(resized.crop((16, 0, 80, 64)), dtype=np.float32).transpose(2, 0, 1) / 255.0
-    np.testing.assert_allclose(got, expected, atol=1e-6)
-    assert not load_mask(tmp_path / "mask.png", 64, 64, mode="short_side").any()
-    assert load_mask(tmp_path / "mask.png", 64, 64, mode="square").any()  # squashed, the band enters the crop
-
-
-def test_cache_keys_of_earlier_entries_are_unchanged_and_float32_entries_are_float32(dataset: Path, cache: Path) -> None:
-    cpu = load_profile("cpu")
-    fields = cache_fields(cpu, "fp", "cap", "train", None)
-    assert "resize_mode" not in fields and "dtype" not in fields  # square float16 entries keep their keys
-    paper = cache_fields(defaults(), "fp", "cap", "train", None)
-    assert paper["resize_mode"] == "short_side" and paper["dtype"] == "float32"
-    config = authors(dataset, cache)
-    store = FeatureStore(config, progress=False)
-    assert store.get("cap", "train").patches.dtype == np.float32
-
-
-def test_a_saved_config_that_predates_a_key_reads_as_what_its_code_did(tmp_path: Path) -> None:
-    old = flat(load_profile("cpu"))
-    saved = defaults()
-    for key in BEFORE_KEY_EXISTED:  # a run folder written before these keys existed
-        section, name = key.split(".")
-        saved[section].pop(name)
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved))
-    loaded = flat(load_saved_config(tmp_path / "config.yaml"))
-    assert {k: loaded[k] for k in BEFORE_KEY_EXISTED} == {k: old[k] for k in BEFORE_KEY_EXISTED}
-    (tmp_path / "new.yaml").write_text(yaml.safe_dump(defaults()))
-    assert load_saved_config(tmp_path / "new.yaml") == defaults()
+    np.testing.assert_allclose(router.state_dict()["precision_0"].numpy(), expected, rtol=1e-10)

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests_helpers import interrupted_then_resumed, tiny_config
 
 from moleflow.config import load_config, load_profile
 from moleflow.continual import run
 from moleflow.model import NearestNeighbourScorer, greedy_coreset
-from tests_helpers import interrupted_then_resumed, tiny_config
 
 
 def test_patch_scores_are_the_distance_to_the_nearest_bank_vector() -> None:
@@ -66,8 +66,9 @@ def _config(dataset: Path, cache: Path, *extra: str) -> dict:
     return tiny_config(dataset, cache, "strategy.name=knn", "evaluation.sample_images=0", *extra)
 
 
-def test_knn_strategy_needs_no_training_forgets_nothing_and_resumes(dataset: Path, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_knn_strategy_needs_no_training_forgets_nothing_and_resumes(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = _config(dataset, tmp_path / "cache")
     whole = run(config, tmp_path / "whole", progress=False, log=lambda *a: None)
     assert whole["status"] == "ok" and whole["routing_accuracy"] == 1.0
@@ -75,7 +76,7 @@ def test_knn_strategy_needs_no_training_forgets_nothing_and_resumes(dataset: Pat
     for metric in whole["forgetting"]:
         assert whole["forgetting"][metric]["fm"] == 0.0 and whole["forgetting_oracle"][metric]["paper"] == 0.0
     grid = 8 * 8  # 64 px, stride 8
-    assert whole["memory"]["bytes_per_task"] == 4 * 6 * grid * 16 and whole["params"]["base"] == 0
+    assert whole["memory"]["bytes_per_task"] == 4 * 8 * grid * 16 and whole["params"]["base"] == 0
     resumed, messages = interrupted_then_resumed(config, tmp_path / "cut", monkeypatch)
     assert any("resuming after task 1" in m for m in messages)
     assert resumed["accuracy_matrix"] == whole["accuracy_matrix"]
@@ -87,11 +88,11 @@ def test_knn_coreset_keeps_the_stated_share(dataset: Path, tmp_path: Path) -> No
     summary = run(config, tmp_path / "coreset", progress=False, log=lambda *a: None)
     assert summary["status"] == "ok"
     state = torch.load(tmp_path / "coreset" / "checkpoints" / "task_0.pt")
-    assert state["knn.bank_0"].shape == (int(np.ceil(0.25 * 6 * 64)), 16)
-    assert summary["memory"]["bytes_per_task"] == 4 * int(np.ceil(0.25 * 6 * 64)) * 16
+    assert state["knn.bank_0"].shape == (int(np.ceil(0.25 * 8 * 64)), 16)
+    assert summary["memory"]["bytes_per_task"] == 4 * int(np.ceil(0.25 * 8 * 64)) * 16
 
 
-def _learner_with_banks(mode: str, banks: list[torch.Tensor]):  # type: ignore[no-untyped-def]
+def _learner_with_banks(mode: str, banks: list[torch.Tensor]):
     from moleflow.continual import Learner
 
     config = load_config(overrides=["strategy.name=knn", f"strategy.knn_bank={mode}"], base=load_profile("cpu"))
@@ -137,14 +138,25 @@ def test_the_patchcore_bounds_in_a_continual_run(dataset: Path, tmp_path: Path) 
     and oracle rows are equal (no router), and a per-task bank's run keeps its identity (the key's old value)."""
     from moleflow.config import config_hash
 
-    ft = run(_config(dataset, tmp_path / "cache", "strategy.knn_bank=replaced"), tmp_path / "ft", progress=False,
-             log=lambda *a: None)
-    joint = run(_config(dataset, tmp_path / "cache", "strategy.knn_bank=joint"), tmp_path / "joint", progress=False,
-                log=lambda *a: None)
+    ft = run(
+        _config(dataset, tmp_path / "cache", "strategy.knn_bank=replaced"),
+        tmp_path / "ft",
+        progress=False,
+        log=lambda *a: None,
+    )
+    joint = run(
+        _config(dataset, tmp_path / "cache", "strategy.knn_bank=joint"),
+        tmp_path / "joint",
+        progress=False,
+        log=lambda *a: None,
+    )
     matrix = ft["accuracy_matrix_oracle"]["pixel_auroc"]
     assert matrix[1][0] != matrix[0][0] and ft["memory"]["bytes_per_task"] == 0 and ft["memory"]["fixed_bytes"] > 0
     assert joint["accuracy_matrix"] == joint["accuracy_matrix_oracle"]
     per_task = _config(dataset, tmp_path / "cache")
     without_key = {**per_task, "strategy": {k: v for k, v in per_task["strategy"].items() if k != "knn_bank"}}
-    assert config_hash(per_task) == config_hash(without_key) != config_hash(_config(dataset, tmp_path / "c",
-                                                                                   "strategy.knn_bank=joint"))
+    assert (
+        config_hash(per_task)
+        == config_hash(without_key)
+        != config_hash(_config(dataset, tmp_path / "c", "strategy.knn_bank=joint"))
+    )

@@ -59,7 +59,9 @@ def test_check_cli_table_and_json(capsys: pytest.CaptureFixture[str], mvtec_root
     assert code == 0 == code_json and table[0] == ["category", "train", "test_normal", "test_anomalous", "masks"]
     assert {row[0]: dict(zip(table[0][1:], map(int, row[1:]))) for row in table[1:]} == counts
     assert sorted(counts) == ["bottle", "screw"]
-    code, out, _ = run_cli(capsys, "data", "check", "--dataset", "mvtec", "--root", str(mvtec_root), "--json", "--categories", "screw")
+    code, out, _ = run_cli(
+        capsys, "data", "check", "--dataset", "mvtec", "--root", str(mvtec_root), "--json", "--categories", "screw"
+    )
     assert code == 0 and json.loads(out) == {"screw": {"train": 4, "test_normal": 2, "test_anomalous": 4, "masks": 4}}
 
 
@@ -116,7 +118,9 @@ def _break_garbage_image(root: Path) -> Path:
         (_break_garbage_image, "unreadable or truncated image"),
     ],
 )
-def test_check_names_the_file_at_fault(capsys: pytest.CaptureFixture[str], mvtec_root: Path, breaker, phrase: str) -> None:
+def test_check_names_the_file_at_fault(
+    capsys: pytest.CaptureFixture[str], mvtec_root: Path, breaker, phrase: str
+) -> None:
     culprit = breaker(mvtec_root)
     root = culprit if breaker is _break_missing_root else mvtec_root
     code, out, err = run_cli(capsys, "data", "check", "--dataset", "mvtec", "--root", str(root))
@@ -127,13 +131,17 @@ def test_check_names_the_file_at_fault(capsys: pytest.CaptureFixture[str], mvtec
 
 
 def test_check_missing_category(capsys: pytest.CaptureFixture[str], mvtec_root: Path) -> None:
-    code, _, err = run_cli(capsys, "data", "check", "--dataset", "mvtec", "--root", str(mvtec_root), "--categories", "zipper")
+    code, _, err = run_cli(
+        capsys, "data", "check", "--dataset", "mvtec", "--root", str(mvtec_root), "--categories", "zipper"
+    )
     assert code != 0 and "category not found" in err and str(mvtec_root / "zipper") in err
 
 
 def test_visa_bad_inputs(capsys: pytest.CaptureFixture[str], visa_root: Path) -> None:
     (visa_root / "candle" / "Data" / "Masks" / "Anomaly" / "001.png").unlink()
-    code, _, err = run_cli(capsys, "data", "check", "--dataset", "visa", "--root", str(visa_root), "--categories", "candle")
+    code, _, err = run_cli(
+        capsys, "data", "check", "--dataset", "visa", "--root", str(visa_root), "--categories", "candle"
+    )
     assert code != 0 and "anomalous image without its mask" in err and "001.JPG" in err
     shutil.rmtree(visa_root / "split_csv")
     code, _, err = run_cli(capsys, "data", "check", "--dataset", "visa", "--root", str(visa_root))
@@ -142,7 +150,9 @@ def test_visa_bad_inputs(capsys: pytest.CaptureFixture[str], visa_root: Path) ->
 
 def test_visa_orphan_mask(capsys: pytest.CaptureFixture[str], visa_root: Path) -> None:
     orphan = save(visa_root / "pcb1" / "Data" / "Masks" / "Anomaly" / "999.png", np.ones((40, 40), dtype=np.uint8))
-    code, _, err = run_cli(capsys, "data", "check", "--dataset", "visa", "--root", str(visa_root), "--categories", "pcb1")
+    code, _, err = run_cli(
+        capsys, "data", "check", "--dataset", "visa", "--root", str(visa_root), "--categories", "pcb1"
+    )
     assert code != 0 and "mask without its image" in err and str(orphan) in err
 
 

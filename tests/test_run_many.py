@@ -11,27 +11,51 @@ from moleflow.cli import main
 from moleflow.config import load_config, load_profile
 from moleflow.data.synth import SynthCounts, generate
 
-COMPARED = ("status", "final", "accuracy_matrix", "accuracy_matrix_oracle", "forgetting", "routing_confusion", "per_task")
+COMPARED = (
+    "status",
+    "final",
+    "accuracy_matrix",
+    "accuracy_matrix_oracle",
+    "forgetting",
+    "routing_confusion",
+    "per_task",
+)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("synth")
-    generate(root, seed=0, size=64, categories=["cap", "tile"], counts=SynthCounts(train=4, test_good=2, test_per_defect=1))
+    generate(
+        root, seed=0, size=64, categories=["cap", "tile"], counts=SynthCounts(train=4, test_good=2, test_per_defect=1)
+    )
     return root
 
 
 def _config(root: Path, cache: Path, *extra: str) -> dict:
-    sets = [f"dataset.root={root}", f"features.cache_dir={cache}", "features.resize=64", "features.input_size=64",
-            "features.embed_dim=16", "model.coupling_blocks=1", "model.lora_rank=2", "training.epochs=2",
-            "evaluation.sample_images=0", "device=cpu", *extra]
+    sets = [
+        f"dataset.root={root}",
+        f"features.cache_dir={cache}",
+        "features.resize=64",
+        "features.input_size=64",
+        "features.embed_dim=16",
+        "model.coupling_blocks=1",
+        "model.lora_rank=2",
+        "training.epochs=2",
+        "evaluation.sample_images=0",
+        "device=cpu",
+        *extra,
+    ]
     return load_config(None, sets, base=load_profile("cpu"))
 
 
-def test_runs_in_one_process_equal_each_run_alone(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_runs_in_one_process_equal_each_run_alone(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cache = tmp_path / "cache"
-    configs = {str(tmp_path / "many" / "a"): _config(dataset, cache),
-               str(tmp_path / "many" / "b"): _config(dataset, cache, "training.tail_weight=0.0", "seed=1")}
+    configs = {
+        str(tmp_path / "many" / "a"): _config(dataset, cache),
+        str(tmp_path / "many" / "b"): _config(dataset, cache, "training.tail_weight=0.0", "seed=1"),
+    }
     assert main(["run-many", "--runs-json", json.dumps(configs), "--quiet", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "[1/2 a] ok: 2/2 tasks" in out and "[2/2 b] ok: 2/2 tasks" in out
@@ -49,7 +73,9 @@ def test_runs_in_one_process_equal_each_run_alone(dataset: Path, tmp_path: Path,
     assert capsys.readouterr().out.count("already finished (ok)") == 2
 
 
-def test_a_failing_run_does_not_stop_the_others(dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_failing_run_does_not_stop_the_others(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cache = tmp_path / "cache"
     good = _config(dataset, cache)
     broken = _config(tmp_path / "nowhere", cache)  # no dataset there: refused when its features are read
@@ -61,19 +87,23 @@ def test_a_failing_run_does_not_stop_the_others(dataset: Path, tmp_path: Path, c
     assert not (tmp_path / "broken").exists()  # refused for its input: nothing of it stays
 
 
-@pytest.mark.parametrize("text, message", [
-    ("{not json", "--runs-json is not valid JSON"),
-    ("[1, 2]", "--runs-json must be one JSON object"),
-    ("@/nonexistent/runs.json", "--runs-json: cannot read /nonexistent/runs.json"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{not json", "--runs-json is not valid JSON"),
+        ("[1, 2]", "--runs-json must be one JSON object"),
+        ("@/nonexistent/runs.json", "--runs-json: cannot read /nonexistent/runs.json"),
+    ],
+)
 def test_bad_runs_json_is_one_line(text: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run-many", "--runs-json", text]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"moleflow: error: {message}") and err.count("\n") == 1, err
 
 
-def test_a_long_task_reports_progress_without_a_terminal(dataset: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_long_task_reports_progress_without_a_terminal(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Under Snakemake stderr is no terminal and progress bars are off: lines say how far each task is."""
     configs = {str(tmp_path / "long"): _config(dataset, tmp_path / "cache", "training.epochs=10")}
     assert main(["run-many", "--runs-json", json.dumps(configs), "--quiet"]) == 0

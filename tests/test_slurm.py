@@ -28,7 +28,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from test_workflow import ROOT, TINY
 
 ETC = Path("/etc/slurm")
@@ -37,10 +36,14 @@ BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")
 pytestmark = [
     pytest.mark.service,
     pytest.mark.slow,
-    pytest.mark.skipif(any(shutil.which(b) is None for b in BINARIES),
-                       reason="SLURM not installed (.ci/run installs Debian's slurm-wlm and munge)"),
+    pytest.mark.skipif(
+        any(shutil.which(b) is None for b in BINARIES),
+        reason="SLURM not installed (.ci/run installs Debian's slurm-wlm and munge)",
+    ),
     pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="starting SLURM daemons needs root"),
-    pytest.mark.skipif((ETC / "slurm.conf").exists(), reason="/etc/slurm/slurm.conf exists: not touching a real cluster"),
+    pytest.mark.skipif(
+        (ETC / "slurm.conf").exists(), reason="/etc/slurm/slurm.conf exists: not touching a real cluster"
+    ),
 ]
 
 
@@ -51,22 +54,44 @@ def _free_port() -> int:
 
 
 def _slurm_conf(base: Path, host: str) -> str:
-    return "\n".join([
-        "ClusterName=moleflowtest", f"SlurmctldHost={host}", "SlurmUser=root", "SlurmdUser=root",
-        "AuthType=auth/munge", f"AuthInfo=socket={base}/munge.socket", "CredType=cred/munge",
-        f"SlurmctldPort={_free_port()}", f"SlurmdPort={_free_port()}",
-        f"StateSaveLocation={base}/state", f"SlurmdSpoolDir={base}/spool",
-        f"SlurmctldPidFile={base}/slurmctld.pid", f"SlurmdPidFile={base}/slurmd.pid",
-        f"SlurmctldLogFile={base}/slurmctld.log", f"SlurmdLogFile={base}/slurmd.log",
-        "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "JobAcctGatherType=jobacct_gather/none",
-        "AccountingStorageType=accounting_storage/none", "SchedulerType=sched/backfill",
-        "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core", "ReturnToService=2", "MpiDefault=none",
-        # the profile asks for 32 GB and 4 CPUs per GPU; the node's configured size is what counts
-        "SlurmdParameters=config_overrides", "MinJobAge=600", "GresTypes=gpu",
-        f"NodeName={host} CPUs=8 RealMemory=64000 Gres=gpu:1 State=UNKNOWN",
-        f"PartitionName=cpu Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES",
-        f"PartitionName=gpu Nodes={host} MaxTime=INFINITE State=UP OverSubscribe=YES",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "ClusterName=moleflowtest",
+                f"SlurmctldHost={host}",
+                "SlurmUser=root",
+                "SlurmdUser=root",
+                "AuthType=auth/munge",
+                f"AuthInfo=socket={base}/munge.socket",
+                "CredType=cred/munge",
+                f"SlurmctldPort={_free_port()}",
+                f"SlurmdPort={_free_port()}",
+                f"StateSaveLocation={base}/state",
+                f"SlurmdSpoolDir={base}/spool",
+                f"SlurmctldPidFile={base}/slurmctld.pid",
+                f"SlurmdPidFile={base}/slurmd.pid",
+                f"SlurmctldLogFile={base}/slurmctld.log",
+                f"SlurmdLogFile={base}/slurmd.log",
+                "ProctrackType=proctrack/linuxproc",
+                "TaskPlugin=task/none",
+                "JobAcctGatherType=jobacct_gather/none",
+                "AccountingStorageType=accounting_storage/none",
+                "SchedulerType=sched/backfill",
+                "SelectType=select/cons_tres",
+                "SelectTypeParameters=CR_Core",
+                "ReturnToService=2",
+                "MpiDefault=none",
+                # the profile asks for 32 GB and 4 CPUs per GPU; the node's configured size is what counts
+                "SlurmdParameters=config_overrides",
+                "MinJobAge=600",
+                "GresTypes=gpu",
+                f"NodeName={host} CPUs=8 RealMemory=64000 Gres=gpu:1 State=UNKNOWN",
+                f"PartitionName=cpu Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES",
+                f"PartitionName=gpu Nodes={host} MaxTime=INFINITE State=UP OverSubscribe=YES",
+            ]
+        )
+        + "\n"
+    )
 
 
 @pytest.fixture
@@ -83,9 +108,19 @@ def slurm_cluster() -> Iterator[dict[str, str]]:
     (ETC / "gres.conf").write_text(f"NodeName={host} Name=gpu File=/dev/null\n")
     env = {**os.environ, "SLURM_CONF": str(ETC / "slurm.conf")}
     try:
-        subprocess.run(["munged", "-f", f"--socket={base}/munge.socket", f"--key-file={key}",
-                        f"--pid-file={base}/munged.pid", f"--log-file={base}/munged.log",
-                        f"--seed-file={base}/munged.seed"], check=True, env=env)
+        subprocess.run(
+            [
+                "munged",
+                "-f",
+                f"--socket={base}/munge.socket",
+                f"--key-file={key}",
+                f"--pid-file={base}/munged.pid",
+                f"--log-file={base}/munged.log",
+                f"--seed-file={base}/munged.seed",
+            ],
+            check=True,
+            env=env,
+        )
         subprocess.run(["slurmctld", "-f", str(ETC / "slurm.conf")], check=True, env=env)
         subprocess.run(["slurmd", "-f", str(ETC / "slurm.conf"), "-N", host], check=True, env=env)
         deadline = time.time() + 60
@@ -114,10 +149,26 @@ def _jobs(env: dict[str, str]) -> list[dict[str, str]]:
 
 def test_workflow_through_the_slurm_profile(slurm_cluster: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
-    cmd = [sys.executable, "-m", "snakemake", "all_tables", "-s", str(ROOT / "Snakefile"), "--configfile", "config.yaml",
-           "--workflow-profile", str(ROOT / "workflow" / "profiles" / "slurm"), "--jobs", "4",
-           # a single node without slurmdbd: no sacct, no accounts; poll squeue soon
-           "--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "all_tables",
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--configfile",
+        "config.yaml",
+        "--workflow-profile",
+        str(ROOT / "workflow" / "profiles" / "slurm"),
+        "--jobs",
+        "4",
+        # a single node without slurmdbd: no sacct, no accounts; poll squeue soon
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-no-account",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+    ]
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=900, env=slurm_cluster)
     text = result.stdout + result.stderr
     assert result.returncode == 0, text[-4000:]
@@ -133,6 +184,11 @@ def test_workflow_through_the_slurm_profile(slurm_cluster: dict[str, str], tmp_p
     assert len(runs) == 2
     for run in runs:
         assert json.loads((run / "summary.json").read_text())["status"] == "ok"
-    logged = {p.parent.name: json.loads(p.read_text())["runs"] for p in (tmp_path / "results" / "mlflow" / "logged").glob("*/tiny.json")}
-    assert sorted(logged) == ["ablation", "main"] and {r for runs_ in logged.values() for r in runs_} == {r.name for r in runs}
+    logged = {
+        p.parent.name: json.loads(p.read_text())["runs"]
+        for p in (tmp_path / "results" / "mlflow" / "logged").glob("*/tiny.json")
+    }
+    assert sorted(logged) == ["ablation", "main"] and {r for runs_ in logged.values() for r in runs_} == {
+        r.name for r in runs
+    }
     assert "T7_ablation_tiny" in (tmp_path / "results" / "tables" / "index.csv").read_text()

@@ -12,9 +12,8 @@ from PIL import Image
 
 from moleflow.cli import main
 from moleflow.data import check_dataset, load_category
-from moleflow.data.synth import DEFAULT_CATEGORIES, SynthCounts, generate
+from moleflow.data.synth import CATEGORIES, DEFAULT_CATEGORIES, SynthCounts, generate
 from moleflow.data.synth.difficulty import pixel_zscore_auroc
-from moleflow.data.synth import CATEGORIES
 
 SMALL = SynthCounts(train=12, test_good=4, test_per_defect=3)
 
@@ -80,6 +79,7 @@ def test_masks_mark_the_changed_pixels(synth_root: Path, monkeypatch: pytest.Mon
         category = dataclasses.replace(CATEGORIES[name], grayscale=False)
         for sample in (s for s in load_category("mvtec", synth_root, name).test if s.label == 1):
             defect, index = sample.image.parent.name, int(sample.image.stem)
+            assert sample.mask is not None
             saved = np.asarray(Image.open(sample.mask)) > 0
             picture, _ = synth.render(category, 64, 3, "test", defect, index)
             rng = synth._rng(3, name, "test", defect, index)
@@ -101,7 +101,23 @@ def test_normal_images_vary_so_no_per_pixel_threshold_solves_it(tmp_path: Path) 
 
 
 def test_cli_synth(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["synth", str(tmp_path / "d"), "--size", "48", "--categories", "cap", "pcb", "--train", "3", "--test-good", "1", "--test-defect", "1"])
+    code = main(
+        [
+            "synth",
+            str(tmp_path / "d"),
+            "--size",
+            "48",
+            "--categories",
+            "cap",
+            "pcb",
+            "--train",
+            "3",
+            "--test-good",
+            "1",
+            "--test-defect",
+            "1",
+        ]
+    )
     out = capsys.readouterr().out
     images = [p for p in (tmp_path / "d").rglob("*.png") if p.parts[-3] != "ground_truth"]  # masks are not images
     assert code == 0 and out.startswith(f"wrote {len(images)} images in 2 categories")

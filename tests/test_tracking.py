@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tests_helpers import fake_summary
 
-from moleflow.tracking import default_tracking_uri
 from moleflow.config import flat_strings
+from moleflow.tracking import default_tracking_uri
 
 
 def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,29 +24,55 @@ def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_flat_strings() -> None:
-    assert flat_strings({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": "x"}) == {"a.b": "1", "a.c": "[1, 2]", "d": "null", "e": "x"}
+    assert flat_strings({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": "x"}) == {
+        "a.b": "1",
+        "a.c": "[1, 2]",
+        "d": "null",
+        "e": "x",
+    }
 
 
 @pytest.mark.slow
 def test_eight_parallel_writers_on_one_new_store_lose_nothing(tmp_path: Path) -> None:
     results = tmp_path / "results"
     cli = [sys.executable, "-m", "moleflow"]
-    subprocess.run([*cli, "track", "init", "--results", str(results), "--experiments", "main/synth"], check=True,
-                   capture_output=True, env=_env())
+    subprocess.run(
+        [*cli, "track", "init", "--results", str(results), "--experiments", "main/synth"],
+        check=True,
+        capture_output=True,
+        env=_env(),
+    )
     procs = []
     for i in range(8):
         run_dir = tmp_path / f"run{i}"
         run_dir.mkdir()
         (run_dir / "summary.json").write_text(json.dumps(fake_summary(i)))
-        procs.append(subprocess.Popen([*cli, "track", "log", "--run-dir", str(run_dir), "--results", str(results),
-                                       "--experiment", "main/synth=MoLE-Flow"], env=_env(), stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [
+                    *cli,
+                    "track",
+                    "log",
+                    "--run-dir",
+                    str(run_dir),
+                    "--results",
+                    str(results),
+                    "--experiment",
+                    "main/synth=MoLE-Flow",
+                ],
+                env=_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outcomes = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err[-500:] for _, err in outcomes]
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(default_tracking_uri(results))
     experiment = client.get_experiment_by_name("main/synth")
+    assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.data.tags["config_hash"] for r in runs) == [f"hash{i:03d}" for i in range(8)]
     for r in runs:  # each run's own numbers, not another writer's
@@ -59,3 +84,28 @@ def test_eight_parallel_writers_on_one_new_store_lose_nothing(tmp_path: Path) ->
 def _env() -> dict:
     """This process's environment without a tracking URI, so the default sqlite store is used."""
     return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+
+
+def test_each_experiment_carries_its_studys_description(tmp_path: Path) -> None:
+    """The MLflow experiment list says what each experiment is: its study's description, dataset, tables and runs
+    (the plan writes it, `track init` sets it as the experiment's description, and again on an existing store)."""
+    from mlflow.tracking import MlflowClient
+    from tests_helpers import TINY, validated
+
+    from moleflow.planning import WorkflowPlan
+    from moleflow.tracking import init_store
+
+    workflow = validated({**TINY, "studies": {**TINY["studies"], "main": {**TINY["studies"]["main"],
+                                                                          "description": "The headline.",
+                                                                          "tables": ["T3", "T4"]}}})  # fmt: skip
+    texts = WorkflowPlan.from_config(workflow).experiment_descriptions
+    assert texts["main/tiny"] == "The headline. Dataset: tiny. Tables: T3, T4. 1 runs; variants: MoLE-Flow."
+    assert texts["ablation/tiny"] == (
+        "The ablation study. Dataset: tiny. Tables: none. 2 runs; variants: MoLE-Flow, w/o TAL."
+    )
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for _ in range(2):  # a second init (a rerun of the workflow) keeps and re-sets them
+        ids = init_store(uri, sorted(texts), tmp_path / "artifacts", texts)
+    client = MlflowClient(uri)
+    for name, experiment_id in ids.items():
+        assert client.get_experiment(experiment_id).tags["mlflow.note.content"] == texts[name]

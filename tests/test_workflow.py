@@ -5,43 +5,19 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from tests_helpers import TINY, snakemake_cmd
+from tests_helpers import validated as _validated
 
 from moleflow.errors import ConfigError
 from moleflow.planning import plan_runs
 
 ROOT = Path(__file__).resolve().parents[1]
-
-TINY = {
-    "results": "results",
-    "cache": "results/cache/features",
-    "seeds": [0],
-    "base": {"profile": "cpu", "set": {
-        "training.epochs": 1, "features.resize": 64, "features.input_size": 64, "features.embed_dim": 16,
-        "model.coupling_blocks": 1, "model.lora_rank": 2, "evaluation.sample_images": 1, "device": "cpu"}},
-    "datasets": {"tiny": {"kind": "mvtec", "root": "data/tiny", "categories": ["cap", "tile"],
-                          "generate": {"seed": 0, "size": 64, "train": 6, "test_good": 2, "test_defect": 2}}},
-    # ablation first: main's run is ablation's MoLE-Flow run, so both runs are one training job (runs_per_job 2)
-    "runs_per_job": 2,
-    "studies": {
-        "ablation": {"variants": [{"name": "MoLE-Flow"}, {"name": "w/o TAL", "set": {"training.tail_weight": 0.0}}]},
-        "main": {"variants": [{"name": "MoLE-Flow"}]},
-    },
-}
-
-
-def _validated(workflow: dict) -> dict:
-    from snakemake.utils import validate
-
-    cfg = copy.deepcopy(workflow)
-    validate(cfg, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
-    return cfg
 
 
 def test_plan_shares_runs_between_studies_and_keys_them_by_config() -> None:
@@ -56,24 +32,34 @@ def test_plan_shares_runs_between_studies_and_keys_them_by_config() -> None:
 
 
 def test_workflow_plan_gives_every_list_the_rules_use(tmp_path: Path) -> None:
-    from moleflow.data.synth.standin import make_mvtec
     from moleflow.data.synth import DEFAULT_CATEGORIES
+    from moleflow.data.synth.standin import make_mvtec
     from moleflow.planning import WorkflowPlan
 
     plan = WorkflowPlan.from_config(_validated(TINY))
     shared = next(r.run_id for r in plan.runs.values() if len(r.studies) == 2)
     other = next(r.run_id for r in plan.runs.values() if r.run_id != shared)
     assert plan.studies == {"main": [shared], "ablation": sorted([shared, other])}
-    assert plan.study_runs == {"main/tiny": [(shared, "MoLE-Flow")],
-                               "ablation/tiny": sorted([(shared, "MoLE-Flow"), (other, "w/o TAL")], key=lambda p: p[1])}
+    assert plan.study_runs == {
+        "main/tiny": [(shared, "MoLE-Flow")],
+        "ablation/tiny": sorted([(shared, "MoLE-Flow"), (other, "w/o TAL")], key=lambda p: p[1]),
+    }
     assert plan.experiments == ["ablation/tiny", "main/tiny"]
     assert plan.categories("tiny") == ["cap", "tile"]
-    assert plan.feature_records("results", "tiny") == ["results/features/tiny/cap.json", "results/features/tiny/tile.json"]
+    assert plan.feature_records("results", "tiny") == [
+        "results/features/tiny/cap.json",
+        "results/features/tiny/tile.json",
+    ]
     assert plan.dataset_marker("tiny") == ["data/tiny/synth.json"]
-    assert plan.generated == {"data/tiny": {"generate": TINY["datasets"]["tiny"]["generate"], "categories": ["cap", "tile"]}}
+    assert plan.generated == {
+        "data/tiny": {"generate": TINY["datasets"]["tiny"]["generate"], "categories": ["cap", "tile"]}
+    }
     wf = copy.deepcopy(TINY)
     wf["datasets"]["tiny"].pop("categories")  # generated, all of them: known before they exist
-    wf["datasets"]["disk"] = {"kind": "mvtec", "root": str(make_mvtec(tmp_path / "disk", {"bottle": False, "screw": True}))}
+    wf["datasets"]["disk"] = {
+        "kind": "mvtec",
+        "root": str(make_mvtec(tmp_path / "disk", {"bottle": False, "screw": True})),
+    }
     plan = WorkflowPlan.from_config(_validated(wf))
     assert plan.categories("tiny") == list(DEFAULT_CATEGORIES) and plan.categories("disk") == ["bottle", "screw"]
     assert plan.dataset_marker("disk") == [] and list(plan.generated) == ["data/tiny"]
@@ -102,8 +88,10 @@ def test_feature_jobs_cover_every_resolution_the_runs_read() -> None:
     from moleflow.planning import WorkflowPlan
 
     wf = copy.deepcopy(TINY)
-    wf["studies"]["small"] = {"set": {"features.resize": 48, "features.input_size": 48, "dataset.categories": ["cap"]},
-                              "variants": [{"name": "MoLE-Flow"}]}
+    wf["studies"]["small"] = {
+        "set": {"features.resize": 48, "features.input_size": 48, "dataset.categories": ["cap"]},
+        "variants": [{"name": "MoLE-Flow"}],
+    }
     plan = WorkflowPlan.from_config(_validated(wf))
     cap, tile = plan.feature_settings("tiny", "cap"), plan.feature_settings("tiny", "tile")
     assert [(f["resize"], f["input_size"]) for f in cap] == [(48, 48)] and tile == []  # the small study reads cap only
@@ -123,7 +111,9 @@ def test_plan_crosses_seeds_and_orders() -> None:
 def test_unknown_run_key_names_the_study() -> None:
     wf = copy.deepcopy(TINY)
     wf["studies"]["ablation"]["variants"][1]["set"] = {"training.tail_wieght": 0.0}
-    with pytest.raises(ConfigError, match=r"studies.ablation.variants.w/o TAL: unknown config key 'training.tail_wieght'"):
+    with pytest.raises(
+        ConfigError, match=r"studies.ablation.variants.w/o TAL: unknown config key 'training.tail_wieght'"
+    ):
         plan_runs(_validated(wf))
 
 
@@ -151,9 +141,9 @@ def _rule_counts(text: str) -> dict[str, int]:
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "all_tables", "-s", str(ROOT / "Snakefile"), "--configfile", "config.yaml",
-           "--cores", "2", "--resources", "gpu=1", *args]
-    return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        snakemake_cmd("all_tables", *args, cores=2), cwd=workdir, capture_output=True, text=True, timeout=900
+    )
 
 
 @pytest.mark.slow
@@ -167,14 +157,19 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
         summary = json.loads((run / "summary.json").read_text())
         assert summary["status"] == "ok" and summary["tasks"] == ["cap", "tile"]
         assert summary["timings"]["feature_cache"]["misses"] == 0  # the feature jobs extracted; runs only read
-    logged = {p.parent.name: json.loads(p.read_text())["runs"] for p in (tmp_path / "results" / "mlflow" / "logged").glob("*/tiny.json")}
+    logged = {
+        p.parent.name: json.loads(p.read_text())["runs"]
+        for p in (tmp_path / "results" / "mlflow" / "logged").glob("*/tiny.json")
+    }
     assert sorted(logged) == ["ablation", "main"] and len(logged["ablation"]) == 2 and len(logged["main"]) == 1
     assert (tmp_path / "data" / "tiny" / "synth.json").is_file()
     index = (tmp_path / "results" / "tables" / "index.csv").read_text()
     assert "T7_ablation_tiny" in index and (tmp_path / "results" / "runs.csv").is_file()
     figures = (tmp_path / "results" / "figures" / "index.csv").read_text()
     assert "qualitative_tiny" in figures and "accuracy_matrix_tiny" in figures
-    assert "(reported)" not in (tmp_path / "results" / "tables" / "T3_image_auroc_tiny.md").read_text()  # generated data
+    assert (
+        "(reported)" not in (tmp_path / "results" / "tables" / "T3_image_auroc_tiny.md").read_text()
+    )  # generated data
     assert len(list((tmp_path / "results" / "features" / "tiny").glob("*.json"))) == 2
     # the claims audit: one row per claim, each with a verdict; its pages and the figures go into the Snakemake report
     assert "claims" in index and "paper_self_check" in index
@@ -215,19 +210,31 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
     names = sorted(e.name for e in client.search_experiments() if e.name != "Default")
     assert names == ["ablation/tiny", "main/tiny"]
     ablation = client.get_experiment_by_name("ablation/tiny")
-    logged = client.search_runs([ablation.experiment_id])
-    assert sorted(r.data.tags["variant"] for r in logged) == ["MoLE-Flow", "w/o TAL"]
-    one = logged[0]
+    assert ablation is not None
+    ablation_runs = client.search_runs([ablation.experiment_id])
+    assert sorted(r.data.tags["variant"] for r in ablation_runs) == ["MoLE-Flow", "w/o TAL"]
+    one = ablation_runs[0]
     assert one.data.params["training.epochs"] == "1" and "final.routed.image_auroc" in one.data.metrics
-    assert {a.path for a in client.list_artifacts(one.info.run_id)} >= {"summary.json", "tasks.csv", "samples", "accuracy_matrix.png", "config.yaml"}
+    assert {a.path for a in client.list_artifacts(one.info.run_id)} >= {
+        "summary.json",
+        "tasks.csv",
+        "samples",
+        "accuracy_matrix.png",
+        "config.yaml",
+    }
     # what the UI shows: the model-training view, the training run's own times, the dataset, per-task histories
     assert ablation.tags["mlflow.experimentKind"] == "custom_model_development"
     summary = json.loads((tmp_path / "results" / "runs" / one.data.tags["config_hash"] / "summary.json").read_text())
     timings = summary["timings"]
-    assert one.info.start_time == round(1000 * timings["started_at"]) and one.info.end_time == round(1000 * timings["finished_at"])
+    assert one.info.start_time == round(1000 * timings["started_at"]) and one.info.end_time == round(
+        1000 * timings["finished_at"]
+    )
     assert one.info.end_time - one.info.start_time >= 1000 * timings["training"] * 0.9  # it spans the training
+    assert one.inputs is not None
     (dataset,) = one.inputs.dataset_inputs
-    assert dataset.dataset.digest == summary["dataset"]["digest"] and json.loads(dataset.dataset.schema)["categories"] == ["cap", "tile"]
+    assert dataset.dataset.digest == summary["dataset"]["digest"] and json.loads(str(dataset.dataset.schema))[
+        "categories"
+    ] == ["cap", "tile"]
     history = client.get_metric_history(one.info.run_id, "oracle.seen_mean.image_auroc")
     assert [m.step for m in history] == [0, 1]
     assert [m.timestamp for m in history] == [round(1000 * t) for t in timings["task_finished_at"]]
@@ -248,13 +255,24 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
 @pytest.mark.parametrize("profile", ["default", "slurm"])
 def test_profiles_parse_and_plan(tmp_path: Path, profile: str) -> None:
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
-    result = _snakemake(tmp_path, "-n", "--quiet", "rules", "--workflow-profile", str(ROOT / "workflow" / "profiles" / profile))
+    result = _snakemake(
+        tmp_path, "-n", "--quiet", "rules", "--workflow-profile", str(ROOT / "workflow" / "profiles" / profile)
+    )
     text = result.stdout + result.stderr
     assert result.returncode == 0, text[-2000:]
     counts = _rule_counts(text)
     # two runs (main's MoLE-Flow is ablation's) in one training job, two categories, one MLflow job per study and dataset
-    assert counts == {"all_tables": 1, "dataset_config": 1, "features": 2, "mlflow_init": 1, "train": 1, "synth": 1,
-                      "track": 2, "workflow_config": 1, "total": 10}, counts
+    assert counts == {
+        "all_tables": 1,
+        "dataset_config": 1,
+        "features": 2,
+        "mlflow_init": 1,
+        "train": 1,
+        "synth": 1,
+        "track": 2,
+        "workflow_config": 1,
+        "total": 10,
+    }, counts
 
 
 def test_paper_grid_plans_on_stand_in_trees(tmp_path: Path) -> None:
@@ -265,10 +283,12 @@ def test_paper_grid_plans_on_stand_in_trees(tmp_path: Path) -> None:
 
     # every category the paper's studies name must exist: a category missing on a root is refused at planning
     tiny = {"train": 2, "test_good": 1, "per_defect": 1, "size": 16}
-    paper["datasets"]["mvtec"]["root"] = str(make_mvtec(tmp_path / "mvtec", {c: c == "screw" for c in MVTEC_CATEGORIES},
-                                                        **tiny))
-    paper["datasets"]["visa"]["root"] = str(make_visa(tmp_path / "visa", list(VISA_CATEGORIES), size=16, train=2,
-                                                      test_normal=1, anomalous=1))
+    paper["datasets"]["mvtec"]["root"] = str(
+        make_mvtec(tmp_path / "mvtec", {c: c == "screw" for c in MVTEC_CATEGORIES}, **tiny)
+    )
+    paper["datasets"]["visa"]["root"] = str(
+        make_visa(tmp_path / "visa", list(VISA_CATEGORIES), size=16, train=2, test_normal=1, anomalous=1)
+    )
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(paper))
     result = _snakemake(tmp_path, "-n", "--quiet", "rules", "--scheduler", "greedy")
     text = result.stdout + result.stderr
@@ -282,8 +302,12 @@ def test_paper_grid_plans_on_stand_in_trees(tmp_path: Path) -> None:
 def test_documented_targets_plan(tmp_path: Path, target: str) -> None:
     """Every target the README names resolves to jobs that some rule writes (a dry run)."""
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
-    cmd = [sys.executable, "-m", "snakemake", target, "-s", str(ROOT / "Snakefile"), "--configfile", "config.yaml",
-           "--cores", "1", "--resources", "gpu=1", "-n", "--quiet", "rules"]
+    cmd = [
+        *snakemake_cmd(target),
+        "-n",
+        "--quiet",
+        "rules",
+    ]
     result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     text = result.stdout + result.stderr
     assert result.returncode == 0, text[-2000:]
@@ -297,132 +321,3 @@ def test_documented_targets_plan(tmp_path: Path, target: str) -> None:
         other = {"main": "ablation", "ablation": "main"}[study]
         dry = subprocess.run(cmd[:-3] + ["-n"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert f"mlflow/logged/{study}/tiny.json" in dry.stdout and f"mlflow/logged/{other}/tiny.json" not in dry.stdout
-
-
-PARTIAL = copy.deepcopy(TINY)
-PARTIAL["base"]["set"]["training.epochs"] = 2
-PARTIAL["datasets"]["tiny"]["categories"] = ["cap", "tile", "screw"]
-PARTIAL["studies"] = {
-    "main": {"variants": [{"name": "MoLE-Flow"}]},
-    "ablation": {"variants": [
-        {"name": "MoLE-Flow"},
-        {"name": "w/o TAL", "set": {"training.tail_weight": 0.0}},
-        {"name": "lr 1e8", "set": {"training.lr": 1.0e8, "training.clip_grad_norm": 0.0, "training.warmup_epochs": 0}},
-    ]},
-}
-
-
-def _snakemake_cmd(target: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", target, "-s", str(ROOT / "Snakefile"), "--configfile", "config.yaml",
-            "--cores", "1", "--resources", "gpu=1", *args]
-
-
-def _killed_after_first_checkpoint(workdir: Path) -> str:
-    """Start the workflow and SIGKILL it (scheduler and job) once a run has committed a task but not finished."""
-    import os
-    import signal
-    import time
-
-    runs = workdir / "results" / "runs"
-    proc = subprocess.Popen(_snakemake_cmd("all_tables"), cwd=workdir, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 600
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            for progress in runs.glob("*/checkpoints/progress.json") if runs.is_dir() else []:
-                folder = progress.parents[1]
-                try:
-                    committed = json.loads(progress.read_text())["completed"]
-                except (OSError, ValueError):
-                    continue
-                if 1 <= committed < 3 and not (folder / "summary.json").exists():
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    return folder.name
-            time.sleep(0.02)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    raise AssertionError("no run was caught between its first checkpoint and its end")
-
-
-@pytest.mark.slow
-def test_killed_workflow_leaves_an_analysable_folder_and_resumes(tmp_path: Path) -> None:
-    """A real partial results folder: one run diverged through the real loop, one SIGKILLed after its first
-    checkpoint. The analysis reads it (missing and diverged runs marked, not dropped); ``--rerun-incomplete``
-    resumes the killed run, whose log says so and whose result equals an uninterrupted run's."""
-    import pandas as pd
-
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(PARTIAL))
-    planned = plan_runs(_validated(PARTIAL))
-    diverging = next(r.run_id for r in planned.values() if ("ablation", "lr 1e8") in r.memberships)
-    first = subprocess.run(_snakemake_cmd(f"results/runs/{diverging}/summary.json"), cwd=tmp_path,
-                           capture_output=True, text=True, timeout=600)
-    assert first.returncode == 0, first.stderr[-3000:]
-    killed = _killed_after_first_checkpoint(tmp_path)
-    assert killed != diverging and not (tmp_path / "results" / "runs" / killed / "summary.json").exists()
-
-    analysed = subprocess.run([sys.executable, "-m", "analysis", "--config", "config.yaml", "--results", "results"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_with_root_on_path())
-    assert analysed.returncode == 0, analysed.stderr[-3000:]
-    runs = pd.read_csv(tmp_path / "results" / "runs.csv").drop_duplicates("run_id").set_index("run_id")
-    assert runs.loc[diverging, "status"] == "diverged" and runs.loc[killed, "status"] == "missing"
-    ablation = (tmp_path / "results" / "tables" / "T7_ablation_tiny.md").read_text()
-    assert "| lr 1e8 | diverged (n=0 of 1) |" in ablation
-
-    unlocked = subprocess.run(_snakemake_cmd("all_tables", "--unlock"), cwd=tmp_path, capture_output=True, text=True,
-                              timeout=300)  # a SIGKILLed Snakemake leaves its lock: the README's recovery step
-    assert unlocked.returncode == 0, unlocked.stderr[-3000:]
-    again = subprocess.run(_snakemake_cmd("all_tables", "--rerun-incomplete"), cwd=tmp_path,
-                           capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0, again.stderr[-3000:]
-    from moleflow.planning import WorkflowPlan
-
-    as_read = yaml.safe_load((tmp_path / "config.yaml").read_text())  # the study order Snakemake read
-    job = next(name for name, ids in WorkflowPlan.from_config(_validated(as_read)).jobs.items() if killed in ids)
-    log = (tmp_path / "results" / "logs" / "runs" / f"{job}.log").read_text()
-    assert "resuming after task" in log, log
-    resumed = json.loads((tmp_path / "results" / "runs" / killed / "summary.json").read_text())
-    import os
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # as Snakemake runs a one-thread job
-    alone = subprocess.run(["moleflow", "run", "--config-json", json.dumps(planned[killed].config), "--out",
-                            "uninterrupted", "--quiet"], cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
-    assert alone.returncode == 0, alone.stderr[-3000:]
-    whole = json.loads((tmp_path / "uninterrupted" / "summary.json").read_text())
-    for key in ("status", "final", "accuracy_matrix", "accuracy_matrix_oracle", "routing_confusion", "forgetting"):
-        assert resumed[key] == whole[key], key
-    runs = pd.read_csv(tmp_path / "results" / "runs.csv").drop_duplicates("run_id").set_index("run_id")
-    assert runs.loc[killed, "status"] == "ok" and runs.loc[diverging, "status"] == "diverged"
-
-
-def _with_root_on_path() -> dict[str, str]:
-    import os
-
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
-def test_analysis_before_any_run_lists_every_planned_run_as_missing(tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    """What the README promises for a folder where nothing has finished yet: every table, the runs marked missing."""
-    from analysis.__main__ import main as analysis_main
-
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
-    assert analysis_main(["--config", str(tmp_path / "config.yaml"), "--results", str(tmp_path / "results")]) == 0
-    assert "partial: 2 planned run(s) have no summary yet" in capsys.readouterr().out
-    runs = pd.read_csv(tmp_path / "results" / "runs.csv")
-    assert set(runs["status"]) == {"missing"} and runs["run_id"].nunique() == 2
-    assert (tmp_path / "results" / "tables" / "index.csv").is_file()
-
-
-def test_only_the_documented_targets_are_target_rules(tmp_path: Path) -> None:
-    """`snakemake --list-target-rules` lists what the README tells a user to call, no helper."""
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(TINY))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--configfile", "config.yaml", "--list-target-rules"]
-    result = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
-    listed = [line.strip() for line in result.stdout.splitlines() if line.strip() and " " not in line.strip()]
-    assert listed == ["all_runs", "all_tables", "study_ablation", "study_main"], result.stdout

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
+from typing import Any
 
 
 def fake_summary(index: int) -> dict:
@@ -11,15 +13,25 @@ def fake_summary(index: int) -> dict:
     matrix = {m: [[0.5 + index / 100]] for m in ("image_auroc", "pixel_ap", "pixel_auroc", "aupro")}
     forgetting = {m: {"fm": None, "paper": None, "bwt": None} for m in matrix}
     return {
-        "status": "ok", "config": config, "config_hash": f"hash{index:03d}", "seed": index, "strategy": "frozen_base",
-        "tasks": ["cap"], "tasks_completed": 1, "accuracy_matrix": matrix, "accuracy_matrix_oracle": copy.deepcopy(matrix),
+        "status": "ok",
+        "config": config,
+        "config_hash": f"hash{index:03d}",
+        "seed": index,
+        "strategy": "frozen_base",
+        "tasks": ["cap"],
+        "tasks_completed": 1,
+        "accuracy_matrix": matrix,
+        "accuracy_matrix_oracle": copy.deepcopy(matrix),
         "mean": {mode: {m: 0.5 + index / 100 for m in matrix} for mode in ("routed", "oracle")},
-        "forgetting": forgetting, "routing_accuracy": 1.0, "routing_accuracy_after_task": [1.0],
-        "per_task": [{"task": 0, "epoch_losses": [3.0]}], "timings": {"training": 1.0, "training_per_task": [1.0]},
+        "forgetting": forgetting,
+        "routing_accuracy": 1.0,
+        "routing_accuracy_after_task": [1.0],
+        "per_task": [{"task": 0, "epoch_losses": [3.0]}],
+        "timings": {"training": 1.0, "training_per_task": [1.0]},
     }
 
 
-def interrupted_then_resumed(config: dict, out, monkeypatch, at_task: int = 2) -> tuple[dict, list[str]]:  # type: ignore[no-untyped-def]
+def interrupted_then_resumed(config: dict, out, monkeypatch, at_task: int = 2) -> tuple[dict, list[str]]:
     """Run ``config`` into ``out``, interrupted when task ``at_task`` starts training, then run it again.
 
     Checks that the interrupted run left no summary and says ``interrupted`` in
@@ -34,7 +46,7 @@ def interrupted_then_resumed(config: dict, out, monkeypatch, at_task: int = 2) -
 
     real = experiment.train_task
 
-    def killed(learner, task, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def killed(learner, task, *args, **kwargs):
         if task == at_task:
             raise KeyboardInterrupt
         return real(learner, task, *args, **kwargs)
@@ -59,7 +71,7 @@ def per_task_by_formula(dim: int, blocks: int, rank: int, dia: int) -> int:
     return lora + 2 * dim + dia * 2 * 3 * (half * half + half)
 
 
-def scores_of_task0_after_each_task(config: dict) -> tuple[list, object]:
+def scores_of_task0_after_each_task(config: dict) -> tuple[list, Any]:
     """Task 0's test image scores and maps after training each task of ``config`` in one process, and the learner."""
     import numpy as np
     import torch
@@ -80,22 +92,229 @@ def scores_of_task0_after_each_task(config: dict) -> tuple[list, object]:
         learner.add_task(np.asarray(data.train.router))
         assert train_task(learner, task, data.train.patches, TrainSettings.from_config(config), cpu).status == "ok"
         scored = score_rows(learner, 0, tasks[0].test.patches, rows, ScoreSettings.from_config(config), cpu)
+        assert scored.maps is not None
         out.append(np.concatenate([scored.image, scored.maps.ravel()]))
     return out, learner
 
 
-def three_category_synth(root):  # type: ignore[no-untyped-def]
+def three_category_synth(root):
     """A generated dataset of cap, tile and screw at 64 px (6 training, 3 good and 2 per defect test images each)."""
     from moleflow.data.synth import SynthCounts, generate
 
-    generate(root, seed=0, size=64, categories=["cap", "tile", "screw"], counts=SynthCounts(train=6, test_good=3, test_per_defect=2))
+    generate(
+        root,
+        seed=0,
+        size=64,
+        categories=["cap", "tile", "screw"],
+        counts=SynthCounts(train=6, test_good=3, test_per_defect=2),
+    )
     return root
 
 
-def tiny_config(dataset, cache, *extra: str) -> dict:  # type: ignore[no-untyped-def]
+def tiny_config(dataset, cache, *extra: str) -> dict:
     """The CPU profile at 64 px with 16-d patches on ``dataset``, on the CPU, and ``extra`` overrides."""
     from moleflow.config import load_config, load_profile
 
-    return load_config(overrides=[f"dataset.root={dataset}", f"features.cache_dir={cache}", "features.resize=64",
-                                  "features.input_size=64", "features.embed_dim=16", "scoring.map_sigma=1.0",
-                                  "device=cpu", *extra], base=load_profile("cpu"))
+    return load_config(
+        overrides=[
+            f"dataset.root={dataset}",
+            f"features.cache_dir={cache}",
+            "features.resize=64",
+            "features.input_size=64",
+            "features.embed_dim=16",
+            "scoring.map_sigma=1.0",
+            "device=cpu",
+            *extra,
+        ],
+        base=load_profile("cpu"),
+    )
+
+
+def tiny(dataset, cache, *extra: str) -> dict:
+    """A configuration small enough for the test suite (seconds per run)."""
+    from moleflow.config import load_config, load_profile
+
+    return load_config(
+        overrides=[
+            f"dataset.root={dataset}",
+            f"features.cache_dir={cache}",
+            "features.resize=64",
+            "features.input_size=64",
+            "features.embed_dim=16",
+            "model.coupling_blocks=2",
+            "model.lora_rank=4",
+            "model.context_kernel=3",
+            "training.epochs=2",
+            "training.batch_size=4",
+            "evaluation.sample_images=1",
+            "scoring.map_sigma=1.0",
+            "device=cpu",
+            *extra,
+        ],
+        base=load_profile("cpu"),
+    )
+
+
+def continual_synth(root):
+    """cap, tile and screw generated at 64 px with 8 training images each (the continual tests' dataset)."""
+    from moleflow.data.synth import SynthCounts, generate
+
+    generate(
+        root,
+        seed=0,
+        size=64,
+        categories=["cap", "tile", "screw"],
+        counts=SynthCounts(train=8, test_good=3, test_per_defect=2),
+    )
+    return root
+
+
+#: A workflow configuration of two runs on two generated categories, seconds each (the workflow tests').
+TINY: dict[str, Any] = {
+    "results": "results",
+    "cache": "results/cache/features",
+    "seeds": [0],
+    "base": {
+        "profile": "cpu",
+        "set": {
+            "training.epochs": 1,
+            "features.resize": 64,
+            "features.input_size": 64,
+            "features.embed_dim": 16,
+            "model.coupling_blocks": 1,
+            "model.lora_rank": 2,
+            "evaluation.sample_images": 1,
+            "device": "cpu",
+        },
+    },
+    "datasets": {
+        "tiny": {
+            "kind": "mvtec",
+            "root": "data/tiny",
+            "categories": ["cap", "tile"],
+            "generate": {"seed": 0, "size": 64, "train": 6, "test_good": 2, "test_defect": 2},
+        }
+    },
+    # ablation first: main's run is ablation's MoLE-Flow run, so both runs are one training job (runs_per_job 2)
+    "runs_per_job": 2,
+    "studies": {
+        "ablation": {"variants": [{"name": "MoLE-Flow"}, {"name": "w/o TAL", "set": {"training.tail_weight": 0.0}}]},
+        "main": {"variants": [{"name": "MoLE-Flow"}]},
+    },
+}
+
+
+def validated(workflow: dict) -> dict:
+    """``workflow`` validated (and completed with defaults) by the workflow's schema, as the Snakefile does."""
+    import copy
+
+    from snakemake.utils import validate
+
+    cfg = copy.deepcopy(workflow)
+    validate(cfg, str(Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"))
+    return cfg
+
+
+#: The run settings of the command-line tests: one coupling block, one epoch, 64 px, on the CPU (seconds per run).
+RUN_SETS = [
+    "features.resize=64",
+    "features.input_size=64",
+    "features.embed_dim=16",
+    "model.coupling_blocks=1",
+    "model.lora_rank=2",
+    "training.epochs=1",
+    "evaluation.sample_images=0",
+    "device=cpu",
+]
+
+
+def run_args(out, root, cache, *extra: str) -> list[str]:
+    """``moleflow run`` arguments for :data:`RUN_SETS` on dataset ``root`` into ``out``, and ``extra`` overrides."""
+    sets = [f"dataset.root={root}", f"features.cache_dir={cache}", *RUN_SETS, *extra]
+    return ["run", "--profile", "cpu", "--out", str(out), "--quiet", *[a for s in sets for a in ("--set", s)]]
+
+
+def one_line(capsys, code: int, prefix: str = "moleflow: error: ") -> str:
+    """The one line a refused command printed on stderr (exit status 2)."""
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith(prefix) and err.count("\n") == 1, err
+    return err
+
+
+def two_task_synth(root):
+    """cap and tile generated at 64 px, 4 training images each: the command-line tests' dataset."""
+    from moleflow.data.synth import SynthCounts, generate
+
+    generate(
+        root, seed=0, size=64, categories=["cap", "tile"], counts=SynthCounts(train=4, test_good=2, test_per_defect=1)
+    )
+    return root
+
+
+def finished_run(root):
+    """``(run folder, dataset)``: one finished two-task run under ``root`` (read only: tests copy it to change it)."""
+    from moleflow.cli import main
+
+    data = two_task_synth(root / "data")
+    assert main(run_args(root / "run", data, root / "cache")) == 0
+    return root / "run", data
+
+
+def csv_rows(path) -> list[dict[str, str]]:
+    """The rows of a CSV file as dicts."""
+    import csv
+
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def category_test_folders(data, category: str) -> list[str]:
+    return [str(p) for p in sorted((data / category / "test").iterdir()) if p.is_dir()]
+
+
+ALPHA = 0.05  # the audit's registry alpha
+
+
+def verdict_of(*parts) -> str:
+    """The verdict of one claim made of ``parts`` (Holm within it, then the audit's rule)."""
+    from analysis.audit.verdicts import Outcome, adjust, decide
+
+    outcome = Outcome("C0", "family", "d", parts=list(parts))
+    adjust([outcome])
+    decide(outcome, ALPHA)
+    return outcome.verdict
+
+
+from moleflow.config import BEFORE_KEY_EXISTED  # noqa: E402  (the fidelity keys)
+
+#: The keys where the paper's text, the authors' code and this package's earlier behaviour part.
+FIDELITY_KEYS = sorted({*BEFORE_KEY_EXISTED, "router.covariance", "training.weight_decay"})
+
+
+def authors(dataset, cache, *extra: str) -> dict:
+    """A tiny run configuration with the authors' value of every fidelity key (the schema defaults)."""
+    from moleflow.config import apply_overrides, defaults, flat, load_config
+
+    schema = flat(defaults())
+    small = tiny(dataset, cache, "training.epochs=3", "evaluation.sample_images=0")
+    return load_config(overrides=list(extra), base=apply_overrides(small, {k: schema[k] for k in FIDELITY_KEYS}))
+
+
+def fidelity_synth(root):
+    """cap and tile generated at 64 px, 9 training images each (the fidelity tests' dataset)."""
+    from moleflow.data.synth import SynthCounts, generate
+
+    generate(
+        root, seed=0, size=64, categories=["cap", "tile"], counts=SynthCounts(train=9, test_good=3, test_per_defect=2)
+    )
+    return root
+
+
+def snakemake_cmd(target: str, *args: str, cores: int = 1) -> list[str]:
+    """``python -m snakemake TARGET`` on the repository's Snakefile with ``config.yaml`` of the working folder."""
+    import sys
+
+    snakefile = Path(__file__).resolve().parents[1] / "Snakefile"
+    return [sys.executable, "-m", "snakemake", target, "-s", str(snakefile), "--configfile", "config.yaml",
+            "--cores", str(cores), "--resources", "gpu=1", *args]  # fmt: skip

@@ -24,7 +24,7 @@ from analysis.audit.power import part_power, strictest
 from analysis.audit.verdicts import VERDICTS, Outcome, adjust, decide
 from analysis.collect import Summaries
 from analysis.render import Cell, TableSpec
-from analysis.tables import run_level
+from analysis.table_frames import run_level
 from moleflow.errors import ConfigError
 
 KEYS = {"id", "family", "claim", "where", "paper", "needs", "check", "rule", "changed", "definition"}
@@ -67,8 +67,9 @@ def _backbones(runs: pd.DataFrame, summaries: Summaries, dataset: str) -> set[st
     return found
 
 
-def _datasets(entry: dict[str, Any], plan: dict[str, Any], runs: pd.DataFrame, summaries: Summaries,
-              paper_backbone: str) -> tuple[list[str], str]:
+def _datasets(
+    entry: dict[str, Any], plan: dict[str, Any], runs: pd.DataFrame, summaries: Summaries, paper_backbone: str
+) -> tuple[list[str], str]:
     """Planned datasets that meet a claim's needs, or none and why."""
     needs = entry["needs"]
     if needs["kind"] == "none":
@@ -79,11 +80,17 @@ def _datasets(entry: dict[str, Any], plan: dict[str, Any], runs: pd.DataFrame, s
         return [], f"needs a {'VisA' if needs['kind'] == 'visa' else 'MVTec AD'} dataset; the plan has none"
     real = [d for d in kind if not datasets[d].get("generate")] if needs.get("real") else kind
     if not real:
-        return [], (f"needs the real {'VisA' if needs['kind'] == 'visa' else 'MVTec AD'}: the plan's "
-                    f"{', '.join(kind)} is generated data, whose numbers are not the benchmark's")
+        return [], (
+            f"needs the real {'VisA' if needs['kind'] == 'visa' else 'MVTec AD'}: the plan's "
+            f"{', '.join(kind)} is generated data, whose numbers are not the benchmark's"
+        )
     if needs.get("backbone") == "paper":
-        ok = [d for d in real if _backbones(runs, summaries, d) and
-              all(b.split(".")[0] == paper_backbone for b in _backbones(runs, summaries, d))]
+        ok = [
+            d
+            for d in real
+            if _backbones(runs, summaries, d)
+            and all(b.split(".")[0] == paper_backbone for b in _backbones(runs, summaries, d))
+        ]
         if not ok:
             used = ", ".join(sorted(set().union(*(_backbones(runs, summaries, d) for d in real))) or {"unknown"})
             return [], f"needs the paper's backbone ({paper_backbone}, ImageNet weights); the runs use {used}"
@@ -103,8 +110,13 @@ def evaluate(frame: pd.DataFrame, plan: dict[str, Any], summaries: Summaries) ->
             continue
         for dataset in datasets:
             ctx = Context(runs, summaries, plan, dataset)
-            outcome = Outcome(entry["id"], entry["family"], dataset, parts=EVALUATORS[entry["check"]["test"]](ctx, entry["check"]),
-                              scope=_scope(ctx, entry["check"]))
+            outcome = Outcome(
+                entry["id"],
+                entry["family"],
+                dataset,
+                parts=EVALUATORS[entry["check"]["test"]](ctx, entry["check"]),
+                scope=_scope(ctx, entry["check"]),
+            )
             if entry["check"]["test"] == "order_robust":
                 outcome.note = order_note(ctx, entry["check"])
             if entry["check"]["test"] == "strategy_order":
@@ -118,7 +130,9 @@ def evaluate(frame: pd.DataFrame, plan: dict[str, Any], summaries: Summaries) ->
 
 def _scope(ctx: Context, check: dict[str, Any]) -> str:
     """``study: categories`` of the runs a check reads (the categories its finished runs trained on)."""
-    study = check.get("study") or ("sensitivity" if "sweep" in check or check.get("test") == "sensitivity_classes" else None)
+    study = check.get("study") or (
+        "sensitivity" if "sweep" in check or check.get("test") == "sensitivity_classes" else None
+    )
     if study is None:
         return "the paper's numbers"
     categories: set[str] = set()
@@ -163,27 +177,44 @@ def claims_table(outcomes: list[Outcome], reg: dict[str, Any]) -> TableSpec:
         rule = entry["rule"] + (f" [changed from the proposal: {entry['changed']}]" if entry.get("changed") else "")
         rule += f" [runs: {entry['definition']}]" if entry.get("definition") else ""
         power = _power(o, family_sizes[(o.family, o.dataset)], reg["alpha"]) if not o.not_tested else "--"
-        for column, text in (("Family", o.family), ("Claim", entry["claim"]), ("Paper", f"{entry['paper']} ({entry['where']})"),
-                             ("Harness", harness), ("Scope", o.scope or "--"), ("Rule", rule), ("Verdict", o.verdict),
-                             ("Why", o.why), ("Power", power)):
+        for column, text in (
+            ("Family", o.family),
+            ("Claim", entry["claim"]),
+            ("Paper", f"{entry['paper']} ({entry['where']})"),
+            ("Harness", harness),
+            ("Scope", o.scope or "--"),
+            ("Rule", rule),
+            ("Verdict", o.verdict),
+            ("Why", o.why),
+            ("Power", power),
+        ):
             cells[(row, column)] = Cell(text=str(text))
         rows.append(row)
     counts = {v: sum(o.verdict == v for o in outcomes) for v in VERDICTS}
-    caption = (f"The claims audit (registry version {reg['version']}, registry.yaml sha256 {reg['sha256']}; its changes: "
-               "analysis/audit/CHANGELOG.md): each claim of the paper, the harness's evidence (estimate [95% interval, "
-               "unadjusted], n = replicates: seeds, or seeds x task orders; Δ = variant - reference, paired), the runs it "
-               "covers (Scope), the pre-registered rule and the verdict. Tests at alpha "
-               f"{reg['alpha']}. A claim is supported when every part is (an intersection-union test: its largest one-sided "
-               "p), with Holm's correction across the claims of a family (column Family); contradicted when a part is, with "
-               "Holm's correction across every part of the family; so within a family the chance of any wrong 'supported', "
-               "and of any wrong 'contradicted', is at most alpha each. The intervals shown are unadjusted 95% intervals; the "
-               "verdicts use the adjusted p-values. Power: for each t-tested part, the smallest effect it detects with 80% "
-               "power at its n and at the level its claim is tested at (its Holm step), the replicates it would need for "
-               "the paper's effect (or the margin), and its detectable effect at the paper grid's 5 seeds, from the observed "
-               "SD. Verdicts: " + ", ".join(f"{v} {n}" for v, n in counts.items()) + ".")
-    return TableSpec("claims", "audit", "What the runs say about each claim of the paper", caption, rows,
-                     ["Family", "Claim", "Paper", "Harness", "Scope", "Rule", "Verdict", "Why", "Power"], cells=cells,
-                     latex_format="lp{1.2cm}p{2.6cm}p{2.2cm}p{3cm}p{1.8cm}p{3cm}p{1.4cm}p{3cm}p{3cm}")
+    caption = (
+        f"The claims audit (registry version {reg['version']}, registry.yaml sha256 {reg['sha256']}; its changes: "
+        "analysis/audit/CHANGELOG.md): each claim of the paper, the harness's evidence (estimate [95% interval, "
+        "unadjusted], n = replicates: seeds, or seeds x task orders; Δ = variant - reference, paired), the runs it "
+        "covers (Scope), the pre-registered rule and the verdict. Tests at alpha "
+        f"{reg['alpha']}. A claim is supported when every part is (an intersection-union test: its largest one-sided "
+        "p), with Holm's correction across the claims of a family (column Family); contradicted when a part is, with "
+        "Holm's correction across every part of the family; so within a family the chance of any wrong 'supported', "
+        "and of any wrong 'contradicted', is at most alpha each. The intervals shown are unadjusted 95% intervals; the "
+        "verdicts use the adjusted p-values. Power: for each t-tested part, the smallest effect it detects with 80% "
+        "power at its n and at the level its claim is tested at (its Holm step), the replicates it would need for "
+        "the paper's effect (or the margin), and its detectable effect at the paper grid's 5 seeds, from the observed "
+        "SD. Verdicts: " + ", ".join(f"{v} {n}" for v, n in counts.items()) + "."
+    )
+    return TableSpec(
+        "claims",
+        "audit",
+        "What the runs say about each claim of the paper",
+        caption,
+        rows,
+        ["Family", "Claim", "Paper", "Harness", "Scope", "Rule", "Verdict", "Why", "Power"],
+        cells=cells,
+        latex_format="lp{1.2cm}p{2.6cm}p{2.2cm}p{3cm}p{1.8cm}p{3cm}p{1.4cm}p{3cm}p{3cm}",
+    )
 
 
 def self_check_table() -> TableSpec:
@@ -193,15 +224,29 @@ def self_check_table() -> TableSpec:
     for i, check in enumerate(found, start=1):
         row = f"P{i}"
         rows.append(row)
-        for column, text in (("Check", check.what), ("Tables", check.tables), ("Printed", check.printed),
-                             ("Computed", check.computed), ("Agrees", "yes" if check.consistent else "no")):
+        for column, text in (
+            ("Check", check.what),
+            ("Tables", check.tables),
+            ("Printed", check.printed),
+            ("Computed", check.computed),
+            ("Agrees", "yes" if check.consistent else "no"),
+        ):
             cells[(row, column)] = Cell(text=text)
     bad = sum(not c.consistent for c in found)
-    caption = (f"The paper against itself: {len(found)} quantities recomputed from the paper's own printed values "
-               f"(analysis/paper_tables.csv, analysis/literature.csv); {bad} disagree with what is printed beyond rounding.")
-    return TableSpec("paper_self_check", "audit", "The paper's numbers checked against each other", caption, rows,
-                     ["Check", "Tables", "Printed", "Computed", "Agrees"], cells=cells,
-                     latex_format="lp{4.5cm}p{1.4cm}p{2.6cm}p{5cm}p{1cm}")
+    caption = (
+        f"The paper against itself: {len(found)} quantities recomputed from the paper's own printed values "
+        f"(analysis/paper_tables.csv, analysis/literature.csv); {bad} disagree with what is printed beyond rounding."
+    )
+    return TableSpec(
+        "paper_self_check",
+        "audit",
+        "The paper's numbers checked against each other",
+        caption,
+        rows,
+        ["Check", "Tables", "Printed", "Computed", "Agrees"],
+        cells=cells,
+        latex_format="lp{4.5cm}p{1.4cm}p{2.6cm}p{5cm}p{1cm}",
+    )
 
 
 def audit(frame: pd.DataFrame, plan: dict[str, Any], summaries: Summaries) -> tuple[list[TableSpec], list[Outcome]]:

@@ -9,10 +9,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.audit.context import MARGIN, Context, label_of, with_shortfall, paired_diff, shortfall, step
+from analysis.audit.context import MARGIN, Context, label_of, paired_diff, shortfall, step, with_shortfall
 from analysis.audit.designs import sweep_best
-from analysis.audit.evidence import (NAN, NO_VARIANCE, Part, contrast_part, equivalence_test, exact, kendall_agreement,
-                                     sign_test)
+from analysis.audit.evidence import (
+    NAN,
+    NO_VARIANCE,
+    Part,
+    contrast_part,
+    equivalence_test,
+    exact,
+    kendall_agreement,
+    sign_test,
+)
 from analysis.blocked import Contrast, contrasts, design_frame
 
 
@@ -20,8 +28,10 @@ def _without_random_choice(ctx: Context, run_ids: list[str]) -> bool:
     """Whether these runs make no random choice, so one run stands for every seed: a memory-bank reference
     (``knn``) that keeps its whole bank (no coreset drawn)."""
     configs = [(ctx.summaries.get(r) or {}).get("config") or {} for r in run_ids]
-    return bool(configs) and all(c.get("strategy", {}).get("name") == "knn"
-                                 and c.get("strategy", {}).get("knn_coreset_ratio", 1.0) >= 1.0 for c in configs)
+    return bool(configs) and all(
+        c.get("strategy", {}).get("name") == "knn" and c.get("strategy", {}).get("knn_coreset_ratio", 1.0) >= 1.0
+        for c in configs
+    )
 
 
 def against_bound(ctx: Context, check: dict[str, Any]) -> list[Part]:
@@ -44,8 +54,16 @@ def against_bound(ctx: Context, check: dict[str, Any]) -> list[Part]:
     else:
         ids = list(ctx.rows(study, reference)["run_id"])
         if bound.nunique() != 1 or not _without_random_choice(ctx, ids):
-            return [with_shortfall(Part(label, reason=f"{reference} did not run every seed of {variant} and makes "
-                                                      "random choices: no value to compare each seed with"), why)]
+            return [
+                with_shortfall(
+                    Part(
+                        label,
+                        reason=f"{reference} did not run every seed of {variant} and makes "
+                        "random choices: no value to compare each seed with",
+                    ),
+                    why,
+                )
+            ]
         diff = values.to_numpy(dtype=float) - float(bound.iloc[0])
         label += f" (one-sample: {reference} makes no random choice, one run)"
     part = sign_test(label, diff, ">", -margin, 0.0, paper=check.get("paper", NAN))
@@ -57,8 +75,14 @@ def ratio(ctx: Context, check: dict[str, Any]) -> list[Part]:
     b, why_b = ctx.values(check["study"], check["denominator"], check["metric"])
     both = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
     ratios = (both["a"] / both["b"]).to_numpy(dtype=float)
-    part = equivalence_test(f"{label_of(check['metric'])} ratio {check['numerator']} / {check['denominator']} in "
-                            f"[{check['low']}, {check['high']}]", ratios, check["low"], check["high"], paper=0.987)
+    part = equivalence_test(
+        f"{label_of(check['metric'])} ratio {check['numerator']} / {check['denominator']} in "
+        f"[{check['low']}, {check['high']}]",
+        ratios,
+        check["low"],
+        check["high"],
+        paper=0.987,
+    )
     part.origin = 1.0
     return [with_shortfall(part, why_a, why_b)]
 
@@ -70,8 +94,14 @@ def paired(ctx: Context, check: dict[str, Any]) -> list[Part]:
         column, variant = spec["metric"], spec["variant"]
         if spec.get("one_sample"):
             values, why = ctx.values(study, variant, column)
-            part = sign_test(f"{label_of(column)} of {variant} {spec['direction']} 0", values.to_numpy(), spec["direction"], 0.0,
-                             spec.get("margin", MARGIN), paper=spec.get("paper", NAN))
+            part = sign_test(
+                f"{label_of(column)} of {variant} {spec['direction']} 0",
+                values.to_numpy(),
+                spec["direction"],
+                0.0,
+                spec.get("margin", MARGIN),
+                paper=spec.get("paper", NAN),
+            )
         else:
             diff, why = paired_diff(ctx, study, variant, reference, column)
             name = f"Δ {label_of(column)} ({variant} - {reference})"
@@ -84,8 +114,14 @@ def paired(ctx: Context, check: dict[str, Any]) -> list[Part]:
             else:
                 threshold = spec.get("threshold", 0.0)
                 margin, note = ctx.margin(study, column, spec.get("margin", 0.0 if threshold else MARGIN))
-                part = sign_test(f"{name} {spec['direction']} {threshold:g}{note}", diff, spec["direction"], threshold,
-                                 margin, paper=spec.get("paper", NAN))
+                part = sign_test(
+                    f"{name} {spec['direction']} {threshold:g}{note}",
+                    diff,
+                    spec["direction"],
+                    threshold,
+                    margin,
+                    paper=spec.get("paper", NAN),
+                )
         parts.append(with_shortfall(part, why))
     if "best" in check:
         parts += sweep_best(ctx, check["best"])
@@ -115,7 +151,9 @@ def forgetting_order(ctx: Context, check: dict[str, Any]) -> list[Part]:
         rows = ctx.rows(study, variant)
         ok = rows[rows["status"] == "ok"]
         if ok.empty:
-            parts.append(Part(f"oracle forgetting of {variant} = 0", reason=shortfall(rows, study, variant) or "no finished run"))
+            parts.append(
+                Part(f"oracle forgetting of {variant} = 0", reason=shortfall(rows, study, variant) or "no finished run")
+            )
             continue
         worst = 0.0
         for run_id in ok["run_id"]:
@@ -126,7 +164,9 @@ def forgetting_order(ctx: Context, check: dict[str, Any]) -> list[Part]:
     for higher, lower in zip(order, order[1:]):
         parts.append(step(ctx, study, higher, lower, column))
     values, why = ctx.values(study, order[-1], column)
-    parts.append(with_shortfall(sign_test(f"{label_of(column)} of {order[-1]} > 0", values.to_numpy(), ">", 0.0, MARGIN), why))
+    parts.append(
+        with_shortfall(sign_test(f"{label_of(column)} of {order[-1]} > 0", values.to_numpy(), ">", 0.0, MARGIN), why)
+    )
     return parts
 
 
@@ -134,8 +174,14 @@ def strategy_order(ctx: Context, check: dict[str, Any]) -> list[Part]:
     study, column = check["study"], check["metric"]
     diff, why = paired_diff(ctx, study, check["reference"], check["equivalent"], column)
     m, _ = ctx.margin(study, column, check["margin"])
-    parts = [with_shortfall(equivalence_test(f"|Δ {label_of(column)} ({check['reference']} - {check['equivalent']})| < {m:g}",
-                                              diff, -m, m), why)]
+    parts = [
+        with_shortfall(
+            equivalence_test(
+                f"|Δ {label_of(column)} ({check['reference']} - {check['equivalent']})| < {m:g}", diff, -m, m
+            ),
+            why,
+        )
+    ]
     order = check["order"]
     parts += [step(ctx, study, higher, lower, column) for higher, lower in zip(order, order[1:])]
     return parts
@@ -147,7 +193,7 @@ def ranking(ctx: Context, check: dict[str, Any]) -> list[Part]:
     for variant in order:
         diff, _ = paired_diff(ctx, check["study"], variant, check["reference"], column)
         drops.append(-float(np.mean(diff)) if len(diff) else NAN)
-    paper_rank = list(range(len(order), 0, -1))  # the paper's order: first = largest drop
+    paper_rank = [float(r) for r in range(len(order), 0, -1)]  # the paper's order: first = largest drop
     part = kendall_agreement(f"Kendall tau (paper order vs mean {label_of(column)} drops)", paper_rank, drops)
     return [part, _top_drops(ctx, check, drops)]
 
@@ -170,8 +216,11 @@ def _top_drops(ctx: Context, check: dict[str, Any], drops: list[float]) -> Part:
     largest = ", ".join(v for _, v in sorted(finite, reverse=True)[:k])
     mean = dict(zip(order, drops))
     # estimate: the smallest named drop minus the largest other one (> 0 when the named ones lead)
-    part = Part(label, n=len(paired_diff(ctx, study, order[0], check["reference"], column)[0]),
-                estimate=min(mean[v] for v in named) - max(mean[v] for v in others))
+    part = Part(
+        label,
+        n=len(paired_diff(ctx, study, order[0], check["reference"], column)[0]),
+        estimate=min(mean[v] for v in named) - max(mean[v] for v in others),
+    )
     support = [p[(a, b)] for a in named for b in others]
     against = [max(p[(z, a)] for z in chosen for a in named) for chosen in combinations(others, k)]
     if not all(np.isfinite(v) for v in support + against):
@@ -190,8 +239,9 @@ def _contrasts(ctx: Context, study: str, component: str, column: str) -> dict[st
 
 
 def interaction(ctx: Context, check: dict[str, Any]) -> list[Part]:
-    label = (f"{check['component']}: interaction contrast ({label_of(check['metric'])}) "
-             + ("> 0" if check["kind"] == "Integral" else f"within ±{check['margin']:g}"))
+    label = f"{check['component']}: interaction contrast ({label_of(check['metric'])}) " + (
+        "> 0" if check["kind"] == "Integral" else f"within ±{check['margin']:g}"
+    )
     found = _contrasts(ctx, check["study"], check["component"], check["metric"])
     return [contrast_part(label, found.get("interaction"), check["kind"], check["margin"])]
 
@@ -199,7 +249,9 @@ def interaction(ctx: Context, check: dict[str, Any]) -> list[Part]:
 def simple_effects_parts(ctx: Context, check: dict[str, Any]) -> list[Part]:
     """Each component's effect (on - off) within a base arm, from that arm's own per-seed differences."""
     parts = []
-    arms = {name: ["frozen"] for name in check["integral"]} | {name: ["frozen", "trainable"] for name in check["generic"]}
+    arms = {name: ["frozen"] for name in check["integral"]} | {
+        name: ["frozen", "trainable"] for name in check["generic"]
+    }
     for component, bases in arms.items():
         found = _contrasts(ctx, check["study"], component, check["metric"])
         for base in bases:

@@ -18,8 +18,13 @@ from analysis.collect import Summaries
 
 STUDY_FALLBACK = {"pilot": "strategies"}  # the default's strategies study is the five-task pilot
 MARGIN = 0.005  # smallest effect of interest of a directional claim on a metric (0.5 pp), unless the entry sets one
-LABELS = {"image_auroc_routed": "I-AUROC", "pixel_ap_routed": "P-AP", "pixel_auroc_routed": "P-AUROC",
-          "forgetting_paper_image_auroc": "FM (paper) I-AUROC", "routing_accuracy": "routing accuracy"}
+LABELS = {
+    "image_auroc_routed": "I-AUROC",
+    "pixel_ap_routed": "P-AP",
+    "pixel_auroc_routed": "P-AUROC",
+    "forgetting_paper_image_auroc": "FM (paper) I-AUROC",
+    "routing_accuracy": "routing accuracy",
+}
 
 
 @dataclass
@@ -49,8 +54,11 @@ class Context:
         worst = 0.0
         for run_id in self.rows(study)["run_id"]:
             counts = ((self.summaries.get(run_id) or {}).get("dataset") or {}).get("test_counts") or {}
-            steps = [1.0 / (len(counts) * c["normal"] * c["anomalous"]) for c in counts.values()
-                     if c["normal"] and c["anomalous"]]
+            steps = [
+                1.0 / (len(counts) * c["normal"] * c["anomalous"])
+                for c in counts.values()
+                if c["normal"] and c["anomalous"]
+            ]
             worst = max([worst] + steps)
         return worst
 
@@ -98,13 +106,13 @@ def paired_diff(ctx: Context, study: str, variant: str, reference: str, column: 
     return (both["a"] - both["b"]).to_numpy(dtype=float), "; ".join(w for w in (why_a, why_b) if w)
 
 
-def step(ctx: Context, study: str, higher: str, lower: str, column: str, margin: float = MARGIN,
-         label: str | None = None) -> Part:
+def step(
+    ctx: Context, study: str, higher: str, lower: str, column: str, margin: float = MARGIN, label: str | None = None
+) -> Part:
     """``higher > lower`` on ``column``, paired (a one-sided step of an ordering)."""
     diff, why = paired_diff(ctx, study, higher, lower, column)
     part = sign_test(label or f"{label_of(column)}: {higher} > {lower}", diff, ">", 0.0, margin)
     return with_shortfall(part, why)
-
 
 
 def run_values(ctx: Context, check: dict[str, Any], column: str) -> tuple[np.ndarray, str]:

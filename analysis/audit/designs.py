@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.audit.context import MARGIN, Context, label_of, run_values, with_shortfall, paired_diff, shortfall, step
+from analysis.audit.context import MARGIN, Context, label_of, paired_diff, run_values, shortfall, step, with_shortfall
 from analysis.audit.evidence import NAN, Part, equivalence_test, exact, sign_test, slope_test
 from analysis.stats import one_way_anova
 from analysis.sweeps import sweep_frames
@@ -39,25 +39,34 @@ def depth_best(ctx: Context, check: dict[str, Any]) -> list[Part]:
     if reference is None:  # the main study's depth is the schema default when no run varies it
         reference = next((v for (m, n), v in depths.items() if (m, n) == (6, 2)), None)
     if reference is None:
-        return [Part("the reference depth is in the depth study", reason="the depth study has no variant at the main study's depth")]
+        return [
+            Part(
+                "the reference depth is in the depth study",
+                reason="the depth study has no variant at the main study's depth",
+            )
+        ]
     m0, n0 = next(k for k, v in depths.items() if v == reference)
     rivals = [v for (m, n), v in depths.items() if (m == m0 + n0 and n == 0) or (m == 0 and n > 0)]
     parts = [step(ctx, study, reference, rival, column) for rival in rivals]
-    for (m, n), other in depths.items():
+    for other in depths.values():
         if other != reference and other not in rivals:  # can only contradict: a depth significantly above the reference
             diff, _ = paired_diff(ctx, study, other, reference, column)
             part = sign_test(f"{label_of(column)}: {other} not above {reference}", diff, ">", 0.0, MARGIN)
             part.p_support, part.p_contradict, part.guard = NAN, part.p_support, True
             parts.append(part)
     if not rivals:
-        parts.append(Part("an all-coupling or all-DIA rival is planned", reason="no variant M+N/0 or 0/N in the depth study"))
+        parts.append(
+            Part("an all-coupling or all-DIA rival is planned", reason="no variant M+N/0 or 0/N in the depth study")
+        )
     return parts
 
 
 def collapse(ctx: Context, check: dict[str, Any]) -> list[Part]:
     depths = _depths(ctx, check["study"])
     variants = [v for (m, _), v in depths.items() if m == check["coupling_blocks"]]
-    label = f"{check['coupling_blocks']} coupling blocks diverge or score {label_of(check['metric'])} < {check['below']}"
+    label = (
+        f"{check['coupling_blocks']} coupling blocks diverge or score {label_of(check['metric'])} < {check['below']}"
+    )
     if not variants:
         return [Part(label, reason=f"no variant with {check['coupling_blocks']} coupling blocks planned")]
     rows = ctx.rows(check["study"], variants[0])
@@ -65,13 +74,29 @@ def collapse(ctx: Context, check: dict[str, Any]) -> list[Part]:
     if finished.empty:
         return [Part(label, reason=shortfall(rows, check["study"], variants[0]))]
     if len(finished) < 2:  # one run cannot tell a collapse from a bad seed, nor a survivor from a lucky one
-        return [Part(label, n=1, reason=f"n = 1: {variants[0]} {finished['status'].iloc[0]} once; a single run decides nothing")]
-    collapsed = [(s == "diverged") or (v < check["below"]) for s, v in zip(finished["status"], finished[check["metric"]])]
+        return [
+            Part(
+                label,
+                n=1,
+                reason=f"n = 1: {variants[0]} {finished['status'].iloc[0]} once; a single run decides nothing",
+            )
+        ]
+    collapsed = [
+        (s == "diverged") or (v < check["below"]) for s, v in zip(finished["status"], finished[check["metric"]])
+    ]
     values = finished[check["metric"]].astype(float)
     if all(collapsed):
         return [exact(label, True, float(values.mean()), len(finished), f"{variants[0]}: {list(finished['status'])}")]
     if not any(collapsed):
-        return [exact(label, False, float(values.mean()), len(finished), f"{variants[0]}: every run finished above {check['below']}")]
+        return [
+            exact(
+                label,
+                False,
+                float(values.mean()),
+                len(finished),
+                f"{variants[0]}: every run finished above {check['below']}",
+            )
+        ]
     return [Part(label, estimate=float(values.mean()), n=len(finished), reason="some runs collapsed, some did not")]
 
 
@@ -103,8 +128,18 @@ def sweep_best(ctx: Context, check: dict[str, Any]) -> list[Part]:
     best = _level_variant(rows, check["best"]) if rows is not None else None
     if best is None:
         return [Part(f"{check['sweep']} {check['best']} best", reason=why or f"value {check['best']} not planned")]
-    return [step(ctx, "sensitivity", best, other, check["metric"], label=f"{label_of(check['metric'])}: {check['sweep']} "
-                 f"{check['best']} > {level}") for level, other in _levels(rows).items() if other != best]
+    return [
+        step(
+            ctx,
+            "sensitivity",
+            best,
+            other,
+            check["metric"],
+            label=f"{label_of(check['metric'])}: {check['sweep']} {check['best']} > {level}",
+        )
+        for level, other in _levels(rows).items()
+        if other != best
+    ]
 
 
 def sweep_trend(ctx: Context, check: dict[str, Any]) -> list[Part]:
@@ -112,8 +147,13 @@ def sweep_trend(ctx: Context, check: dict[str, Any]) -> list[Part]:
     if rows is None:
         return [Part(f"{check['sweep']}: slope > 0", reason=why)]
     ok = rows[rows["status"] == "ok"]
-    frame = pd.DataFrame({"level": ok["value"].str.replace(" (default)", "", regex=False).astype(float),
-                          "block": ok["seed"].astype(str) + "/" + ok["order"].astype(str), "y": ok[check["metric"]].astype(float)})
+    frame = pd.DataFrame(
+        {
+            "level": ok["value"].str.replace(" (default)", "", regex=False).astype(float),
+            "block": ok["seed"].astype(str) + "/" + ok["order"].astype(str),
+            "y": ok[check["metric"]].astype(float),
+        }
+    )
     return [slope_test(f"{label_of(check['metric'])}: slope on {check['sweep']} > 0", frame)] + sweep_best(ctx, check)
 
 
@@ -140,8 +180,12 @@ def sweep_equivalent(ctx: Context, check: dict[str, Any]) -> list[Part]:
         if variant == default:
             continue
         diff, short = paired_diff(ctx, "sensitivity", variant, default, check["metric"])
-        parts.append(with_shortfall(equivalence_test(f"|Δ {label_of(check['metric'])} ({check['sweep']} {level})| < {m:g}",
-                                                      diff, -m, m), short))
+        parts.append(
+            with_shortfall(
+                equivalence_test(f"|Δ {label_of(check['metric'])} ({check['sweep']} {level})| < {m:g}", diff, -m, m),
+                short,
+            )
+        )
     return parts or [Part(f"{check['sweep']}: a value besides the default", reason="only the default is planned")]
 
 
@@ -152,8 +196,11 @@ def rescored_equivalent(ctx: Context, check: dict[str, Any]) -> list[Part]:
         other, _ = run_values(ctx, check, f"rescored_image_auroc_top{level}")
         diff = other - ref if len(other) == len(ref) else np.array([])
         m = check["margin"]
-        parts.append(with_shortfall(equivalence_test(f"|Δ I-AUROC (image top-k {level} - {check['reference']})| < {m:g}",
-                                                      diff, -m, m), why))
+        parts.append(
+            with_shortfall(
+                equivalence_test(f"|Δ I-AUROC (image top-k {level} - {check['reference']})| < {m:g}", diff, -m, m), why
+            )
+        )
     return parts
 
 
@@ -176,15 +223,22 @@ def sensitivity_classes(ctx: Context, check: dict[str, Any]) -> list[Part]:
         return [Part(label, reason=f"fewer than 2 seeds per value in {', '.join(thin)} ({detail})")]
     # whether a sweep's spread is more than seed noise: its one-way ANOVA over the values (seeds as replicates)
     real = {}
-    for (cls, sweep) in spreads:
+    for _cls, sweep in spreads:
         ok = frames[sweep][frames[sweep]["status"] == "ok"]
         p, _ = one_way_anova(ok, "value", check["metric"])
         real[sweep] = bool(np.isfinite(p) and p < ALPHA)
     classes = list(check["classes"])
-    reversed_pairs = [(hi_s, lo_s) for hi, lo in zip(classes, classes[1:])
-                      for (c_hi, hi_s), v_hi in spreads.items() if c_hi == hi
-                      for (c_lo, lo_s), v_lo in spreads.items() if c_lo == lo and v_lo >= v_hi]
-    detail += "; spread beyond seed noise (one-way ANOVA p < 0.05): " + (", ".join(s for s, r in real.items() if r) or "none")
+    reversed_pairs = [
+        (hi_s, lo_s)
+        for hi, lo in zip(classes, classes[1:])
+        for (c_hi, hi_s), v_hi in spreads.items()
+        if c_hi == hi
+        for (c_lo, lo_s), v_lo in spreads.items()
+        if c_lo == lo and v_lo >= v_hi
+    ]
+    detail += "; spread beyond seed noise (one-way ANOVA p < 0.05): " + (
+        ", ".join(s for s, r in real.items() if r) or "none"
+    )
     if not reversed_pairs and all(real[s] for (c, s) in spreads if c == classes[0]):
         return [exact(label, True, NAN, len(spreads), detail)]
     if any(real[lo_s] for _, lo_s in reversed_pairs):  # a lower class's sweep varies for real at least as much

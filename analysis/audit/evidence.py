@@ -90,8 +90,9 @@ def _described(label: str, values: np.ndarray, paper: float) -> tuple[Part, np.n
     return part, values
 
 
-def sign_test(label: str, values: np.ndarray, direction: str, threshold: float = 0.0, margin: float = 0.0,
-              paper: float = NAN) -> Part:
+def sign_test(
+    label: str, values: np.ndarray, direction: str, threshold: float = 0.0, margin: float = 0.0, paper: float = NAN
+) -> Part:
     """``mean(values) < threshold`` (``direction '<'``) or ``> threshold`` (``'>'``).
 
     ``p_support``: one-sided t-test of that statement. ``p_contradict``: one-sided test that
@@ -131,7 +132,9 @@ def equivalence_test(label: str, values: np.ndarray, low: float, high: float, pa
 
 def exact(label: str, holds: bool, estimate: float = NAN, n: int = 0, detail: str = "", paper: float = NAN) -> Part:
     """A statement decided without a test (bitwise equality, a count)."""
-    return Part(label, estimate=estimate, n=n, status="supported" if holds else "contradicted", reason=detail, paper=paper)
+    return Part(
+        label, estimate=estimate, n=n, status="supported" if holds else "contradicted", reason=detail, paper=paper
+    )
 
 
 def welch_vs_paper(label: str, values: np.ndarray, mean: float, sd: float, n: int, margin: float) -> Part:

@@ -29,11 +29,15 @@ def effects_figure(outcomes: list[Outcome]) -> plt.Figure | None:
             ax.plot(part.paper - shift, y, "x", color="black", ms=5)
     ax.axvline(0.0, color="black", lw=0.6)
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([f"{o.claim_id} {p.label}{' (minus 1)' if p.origin else ''}"[:78] for o, p in reversed(rows)], fontsize=6)
+    ax.set_yticklabels(
+        [f"{o.claim_id} {p.label}{' (minus 1)' if p.origin else ''}"[:78] for o, p in reversed(rows)], fontsize=6
+    )
     handles = [plt.Line2D([], [], color=c, marker="o", lw=1.5, label=f"claim {v}") for v, c in COLOURS.items()]
     handles.append(plt.Line2D([], [], color="black", marker="x", lw=0, label="the paper's value"))
     ax.legend(handles=handles, fontsize=6, loc="lower right")
-    ax.set_xlabel("harness estimate with its 95% interval (metric fractions; differences are variant - reference)", fontsize=7)
+    ax.set_xlabel(
+        "harness estimate with its 95% interval (metric fractions; differences are variant - reference)", fontsize=7
+    )
     ax.set_title("Claims audit: the tested effects", fontsize=9)
     ax.tick_params(axis="x", labelsize=7)
     return fig

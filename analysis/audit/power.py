@@ -44,8 +44,10 @@ class PartPower:
         """``MDE 0.021 at n=2 (alpha 0.0042); 80 % power for the paper's 0.076 needs n=9; n=5: MDE 0.006``."""
         target = "the paper's" if self.target_is_paper else "the margin"
         needed = f"n={self.needed}" if self.needed is not None else f"more than {MAX_REPLICATES}"
-        return (f"MDE {self.mde:.4f} at n={n} (alpha {self.alpha:.4g}); 80 % power for {target} {self.target:.4f} needs "
-                f"{needed}; at {PAPER_SEEDS} seeds MDE {self.mde_paper_seeds:.4f}")
+        return (
+            f"MDE {self.mde:.4f} at n={n} (alpha {self.alpha:.4g}); 80 % power for {target} {self.target:.4f} needs "
+            f"{needed}; at {PAPER_SEEDS} seeds MDE {self.mde_paper_seeds:.4f}"
+        )
 
 
 def _d(n: int, alpha: float, power: float) -> float:
@@ -78,9 +80,14 @@ def part_power(part: Part, alpha: float, default_margin: float) -> PartPower | N
     paper = part.paper - part.threshold if np.isfinite(part.paper) else float("nan")
     target_is_paper = not equivalence and np.isfinite(paper) and paper != 0
     target = abs(paper) if target_is_paper else margin
-    return PartPower(alpha=alpha, mde=_d(part.n, alpha, power) * part.sd,
-                     mde_paper_seeds=_d(PAPER_SEEDS, alpha, power) * part.sd, target=target,
-                     target_is_paper=bool(target_is_paper), needed=replicates_for(target / part.sd, alpha, power))
+    return PartPower(
+        alpha=alpha,
+        mde=_d(part.n, alpha, power) * part.sd,
+        mde_paper_seeds=_d(PAPER_SEEDS, alpha, power) * part.sd,
+        target=target,
+        target_is_paper=bool(target_is_paper),
+        needed=replicates_for(target / part.sd, alpha, power),
+    )
 
 
 def strictest(alpha: float, family_size: int) -> float:

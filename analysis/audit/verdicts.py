@@ -110,14 +110,23 @@ def decide(outcome: Outcome, alpha: float) -> None:
     statuses = [part_status(p, a, alpha) for p, a in zip(outcome.parts, outcome.adjusted)]
     if CONTRADICTED in statuses:
         outcome.verdict = CONTRADICTED
-        outcome.why = "; ".join(_explain(p, a, CONTRADICTED) for p, a, s in zip(outcome.parts, outcome.adjusted, statuses)
-                                if s == CONTRADICTED)
+        outcome.why = "; ".join(
+            _explain(p, a, CONTRADICTED)
+            for p, a, s in zip(outcome.parts, outcome.adjusted, statuses)
+            if s == CONTRADICTED
+        )
     elif all(s == SUPPORTED for s in statuses):
-        outcome.verdict, outcome.why = SUPPORTED, "; ".join(_explain(p, a, SUPPORTED) for p, a in zip(outcome.parts, outcome.adjusted))
+        outcome.verdict, outcome.why = (
+            SUPPORTED,
+            "; ".join(_explain(p, a, SUPPORTED) for p, a in zip(outcome.parts, outcome.adjusted)),
+        )
     else:
         outcome.verdict = INCONCLUSIVE
-        outcome.why = "; ".join(f"{p.label}: {p.reason or _undecided(p, a)}"
-                                for p, a, s in zip(outcome.parts, outcome.adjusted, statuses) if s == INCONCLUSIVE)
+        outcome.why = "; ".join(
+            f"{p.label}: {p.reason or _undecided(p, a)}"
+            for p, a, s in zip(outcome.parts, outcome.adjusted, statuses)
+            if s == INCONCLUSIVE
+        )
 
 
 def _explain(part: Part, adjusted: tuple[float, float], status: str) -> str:
@@ -131,8 +140,10 @@ def _explain(part: Part, adjusted: tuple[float, float], status: str) -> str:
 def _undecided(part: Part, adjusted: tuple[float, float]) -> str:
     if part.guard:
         return "never tested: a guard supports only when a test did not contradict it"
-    return (f"p {_p(part.p_support)} for (the claim's Holm p {_p(adjusted[0])}), Holm p {_p(adjusted[1])} against: "
-            "the interval does not decide")
+    return (
+        f"p {_p(part.p_support)} for (the claim's Holm p {_p(adjusted[0])}), Holm p {_p(adjusted[1])} against: "
+        "the interval does not decide"
+    )
 
 
 def _p(value: float) -> str:

@@ -32,8 +32,17 @@ def pick_samples(labels: np.ndarray, defects: list[str], count: int) -> list[int
     return picks
 
 
-def save_sample(path: Path, image_path: Path, resize: int, crop: int, amap: np.ndarray, mask: np.ndarray,
-                score: float, title: str, resize_mode: str = "square") -> None:
+def save_sample(
+    path: Path,
+    image_path: Path,
+    resize: int,
+    crop: int,
+    amap: np.ndarray,
+    mask: np.ndarray,
+    score: float,
+    title: str,
+    resize_mode: str = "square",
+) -> None:
     """Write one 3-panel PNG (image, overlay, ground truth) atomically."""
     image = load_display_image(image_path, resize, crop, resize_mode)
     fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.7))
@@ -52,7 +61,9 @@ def save_sample(path: Path, image_path: Path, resize: int, crop: int, amap: np.n
     plt.close(fig)
 
 
-def save_accuracy_heatmaps(path: Path, matrices: dict[str, list[list[float | None]]], tasks: list[str], title: str) -> None:
+def save_accuracy_heatmaps(
+    path: Path, matrices: dict[str, list[list[float | None]]], tasks: list[str], title: str
+) -> None:
     """Write :func:`accuracy_heatmaps` of one run's matrices as a PNG, atomically."""
     fig = accuracy_heatmaps({metric: as_matrix(rows) for metric, rows in matrices.items()}, tasks, title)
     with atomic_path(path, suffix=".png") as tmp:

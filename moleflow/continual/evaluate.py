@@ -17,10 +17,9 @@ import torch
 from moleflow.continual.learner import Learner
 from moleflow.continual.settings import ScoreSettings
 from moleflow.continual.tasks import TaskData
-from moleflow.metrics import aupro, image_auroc, pixel_ap, pixel_auroc
-
-from moleflow.metrics.continual import METRICS  # re-exported for the run summary
 from moleflow.features.cache import float32_rows
+from moleflow.metrics import aupro, image_auroc, pixel_ap, pixel_auroc
+from moleflow.metrics.continual import METRICS  # re-exported for the run summary
 
 
 @dataclass
@@ -33,8 +32,9 @@ class TaskScores:
 
 
 @torch.no_grad()
-def score_batch(learner: Learner, task: int, x: torch.Tensor, scoring: ScoreSettings,
-                rescore: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+def score_batch(
+    learner: Learner, task: int, x: torch.Tensor, scoring: ScoreSettings, rescore: tuple[int, ...] = ()
+) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
     """Image scores ``(B,)`` and anomaly maps ``(B, S, S)`` of patch maps ``x`` ``(B, H, W, D)`` under task ``task``.
 
     The third item holds, for each ``k`` in ``rescore``, the image scores of the same patch
@@ -43,17 +43,28 @@ def score_batch(learner: Learner, task: int, x: torch.Tensor, scoring: ScoreSett
     from moleflow.model import anomaly_maps, image_scores
 
     patch_scores = learner.patch_scores(task, x)
-    return (image_scores(patch_scores, scoring.image_top_k),
-            anomaly_maps(patch_scores, scoring.input_size, scoring.map_sigma),
-            {k: image_scores(patch_scores, k) for k in rescore})
+    return (
+        image_scores(patch_scores, scoring.image_top_k),
+        anomaly_maps(patch_scores, scoring.input_size, scoring.map_sigma),
+        {k: image_scores(patch_scores, k) for k in rescore},
+    )
 
 
 @torch.no_grad()
-def score_rows(learner: Learner, task: int, patches: np.ndarray, rows: np.ndarray, scoring: ScoreSettings,
-               device: torch.device, rescore: tuple[int, ...] = ()) -> TaskScores:
+def score_rows(
+    learner: Learner,
+    task: int,
+    patches: np.ndarray,
+    rows: np.ndarray,
+    scoring: ScoreSettings,
+    device: torch.device,
+    rescore: tuple[int, ...] = (),
+) -> TaskScores:
     """Image scores and anomaly maps of ``patches[rows]`` under task ``task``'s adapters (and ``rescore``'s top-k scores)."""
     size = scoring.input_size
-    images, maps, by_k = [], [], {k: [] for k in rescore}
+    images: list[np.ndarray] = []
+    maps: list[np.ndarray] = []
+    by_k: dict[int, list[np.ndarray]] = {k: [] for k in rescore}
     step = scoring.batch_size
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
@@ -99,7 +110,9 @@ class TaskEvaluation:
 RESCORE_TOP_K = (1, 3, 5, 10)  # image top-k values re-scored from the same patch scores (no retraining)
 
 
-def evaluate_task(learner: Learner, task: int, data: TaskData, scoring: ScoreSettings, device: torch.device) -> TaskEvaluation:
+def evaluate_task(
+    learner: Learner, task: int, data: TaskData, scoring: ScoreSettings, device: torch.device
+) -> TaskEvaluation:
     """Evaluate one seen task, oracle and routed (and the Euclidean router and re-scored top-k beside them)."""
     if not learner.has_maps:
         return evaluate_images(learner, task, data)
@@ -110,11 +123,13 @@ def evaluate_task(learner: Learner, task: int, data: TaskData, scoring: ScoreSet
     oracle = score_rows(learner, task, test.patches, rows, scoring, device, RESCORE_TOP_K)
     router_features = torch.from_numpy(np.asarray(test.router))
     routed_to = learner.router(router_features).cpu().numpy()
-    routed = TaskScores(oracle.image.copy(), oracle.maps.copy())
+    assert oracle.maps is not None  # a strategy with maps
+    routed_maps = oracle.maps.copy()
+    routed = TaskScores(oracle.image.copy(), routed_maps)
     for other in np.unique(routed_to[routed_to != task]):
         wrong = rows[routed_to == other]
         again = score_rows(learner, int(other), test.patches, wrong, scoring, device)
-        routed.image[wrong], routed.maps[wrong] = again.image, again.maps
+        routed.image[wrong], routed_maps[wrong] = again.image, again.maps
     limit = scoring.aupro_fpr_limit
     oracle_metrics = metrics_of(labels, masks, oracle, limit)
     return TaskEvaluation(
@@ -123,8 +138,9 @@ def evaluate_task(learner: Learner, task: int, data: TaskData, scoring: ScoreSet
         routed_to=routed_to,
         routed_scores=routed,
         routed_to_euclidean=learner.router.nearest_mean(router_features).cpu().numpy(),
-        image_auroc_by_top_k={k: image_auroc(labels, v) if np.all(np.isfinite(v)) else float("nan")
-                              for k, v in oracle.by_top_k.items()},
+        image_auroc_by_top_k={
+            k: image_auroc(labels, v) if np.all(np.isfinite(v)) else float("nan") for k, v in oracle.by_top_k.items()
+        },
     )
 
 
@@ -144,7 +160,11 @@ def evaluate_images(learner: Learner, task: int, data: TaskData) -> TaskEvaluati
     oracle_metrics = metrics_of(labels, np.zeros(0), oracle, 0.0)
     return TaskEvaluation(
         oracle=oracle_metrics,
-        routed=dict(oracle_metrics) if np.array_equal(routed.image, oracle.image) else metrics_of(labels, np.zeros(0), routed, 0.0),
-        routed_to=routed_to, routed_scores=routed,
-        routed_to_euclidean=learner.router.nearest_mean(features).cpu().numpy(), image_auroc_by_top_k={},
+        routed=dict(oracle_metrics)
+        if np.array_equal(routed.image, oracle.image)
+        else metrics_of(labels, np.zeros(0), routed, 0.0),
+        routed_to=routed_to,
+        routed_scores=routed,
+        routed_to_euclidean=learner.router.nearest_mean(features).cpu().numpy(),
+        image_auroc_by_top_k={},
     )

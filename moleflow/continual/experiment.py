@@ -25,10 +25,11 @@ import yaml
 
 from moleflow.config import Config, config_hash
 from moleflow.continual.artifacts import pick_samples, save_accuracy_heatmaps, save_sample
-from moleflow.continual.checkpoint import RunState, check_run_dir, restore, save_checkpoint, write_status
+from moleflow.continual.checkpoint import check_run_dir, restore, save_checkpoint, write_status
 from moleflow.continual.evaluate import METRICS, TaskEvaluation, evaluate_task
 from moleflow.continual.learner import Learner
 from moleflow.continual.settings import ScoreSettings, TrainSettings
+from moleflow.continual.state import RunState
 from moleflow.continual.structure import fingerprints, invertibility
 from moleflow.continual.summary import MODES, build_summary, rescored_top_k, tasks_csv
 from moleflow.continual.tasks import TaskData, joint_patches, load_tasks
@@ -42,7 +43,7 @@ from moleflow.lock import folder_lock
 from moleflow.metrics import routing_accuracy, routing_confusion
 
 
-def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -> dict[str, Any]:
     """Run one continual experiment; return the summary written to ``out_dir/summary.json``.
 
     Before any work the run directory and the feature cache are checked (writable; the
@@ -64,7 +65,7 @@ def run(config: Config, out_dir: str | Path, progress: bool = True, log=print) -
             raise
 
 
-def _locked_run(config: Config, out: Path, fresh: bool, progress: bool, log) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _locked_run(config: Config, out: Path, fresh: bool, progress: bool, log) -> dict[str, Any]:
     """:func:`run` once the folder's lock is held."""
     check_run_dir(out, config)
     ensure_writable_dir(config["features"]["cache_dir"], "features.cache_dir")
@@ -72,7 +73,9 @@ def _locked_run(config: Config, out: Path, fresh: bool, progress: bool, log) -> 
     try:
         summary = _run(config, out, progress, log)
     except KeyboardInterrupt:
-        write_status(out, "interrupted", "stopped by the user or the scheduler; a rerun resumes after the last finished task")
+        write_status(
+            out, "interrupted", "stopped by the user or the scheduler; a rerun resumes after the last finished task"
+        )
         raise
     except MoleflowError as exc:
         if not _refused_before_work(out, fresh):
@@ -88,14 +91,22 @@ def _locked_run(config: Config, out: Path, fresh: bool, progress: bool, log) -> 
 def dataset_record(config: Config, tasks: list[TaskData]) -> dict[str, Any]:
     """What the run read: layout, root, categories in task order, the content fingerprint of each split
     (the feature cache's) with one digest of them all, and the test images per category."""
-    prints = {t.category: {"train": t.train.meta["key"]["dataset"], "test": t.test.meta["key"]["dataset"]} for t in tasks}
+    prints = {
+        t.category: {"train": t.train.meta["key"]["dataset"], "test": t.test.meta["key"]["dataset"]} for t in tasks
+    }
     digest = hashlib.sha256(json.dumps(prints, sort_keys=True).encode()).hexdigest()[:16]
     # test images per category: the resolution of an image-level metric (one swapped pair moves an AUROC by
     # 1 / (normal x anomalous)), which the claims audit's margins must exceed
     labels = {t.category: np.asarray(t.test.labels) for t in tasks}
     counts = {c: {"normal": int((y == 0).sum()), "anomalous": int((y == 1).sum())} for c, y in labels.items()}
-    return {"kind": config["dataset"]["kind"], "root": str(config["dataset"]["root"]),
-            "categories": [t.category for t in tasks], "fingerprints": prints, "digest": digest, "test_counts": counts}
+    return {
+        "kind": config["dataset"]["kind"],
+        "root": str(config["dataset"]["root"]),
+        "categories": [t.category for t in tasks],
+        "fingerprints": prints,
+        "digest": digest,
+        "test_counts": counts,
+    }
 
 
 def _refused_before_work(out: Path, fresh: bool) -> bool:
@@ -114,8 +125,9 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _resumed_learner(config: Config, tasks: list[TaskData], state: RunState, ckpt: Path, device: torch.device,
-                     log) -> tuple[Learner, ReplayBuffer | None]:  # type: ignore[no-untyped-def]
+def _resumed_learner(
+    config: Config, tasks: list[TaskData], state: RunState, ckpt: Path, device: torch.device, log
+) -> tuple[Learner, ReplayBuffer | None]:
     """The learner (and replay buffer) as they were after the last committed task."""
     learner = Learner(config, int(tasks[0].train.patches.shape[-1])).to(device)
     replay = ReplayBuffer(config["strategy"]["replay_images"], config["seed"]) if learner.strategy == "replay" else None
@@ -138,15 +150,28 @@ def _record_evaluation(state: RunState, task: int, evaluations: list[TaskEvaluat
     true_ids = np.concatenate([np.full(len(ev.routed_to), i) for i, ev in enumerate(evaluations)])
     routed_ids = np.concatenate([ev.routed_to for ev in evaluations])
     euclidean = np.concatenate([ev.routed_to_euclidean for ev in evaluations])
-    state.routing.append({"after_task": task, "accuracy": routing_accuracy(true_ids, routed_ids),
-                          "confusion": routing_confusion(true_ids, routed_ids, task + 1).tolist(),
-                          "accuracy_euclidean": routing_accuracy(true_ids, euclidean)})
+    state.routing.append(
+        {
+            "after_task": task,
+            "accuracy": routing_accuracy(true_ids, routed_ids),
+            "confusion": routing_confusion(true_ids, routed_ids, task + 1).tolist(),
+            "accuracy_euclidean": routing_accuracy(true_ids, euclidean),
+        }
+    )
 
 
 def _commit_waiting(learner: Learner, state: RunState, ckpt: Path, task: int, category: str) -> None:
     """(joint) Commit task ``task`` without training or measuring it: its row of the matrices stays ``None``."""
-    state.tasks.append({"task": task, "category": category, "status": "ok", "epoch_losses": [], "skipped_batches": 0,
-                        "note": "not trained or measured: the joint flow trains once, after the last task"})
+    state.tasks.append(
+        {
+            "task": task,
+            "category": category,
+            "status": "ok",
+            "epoch_losses": [],
+            "skipped_batches": 0,
+            "note": "not trained or measured: the joint flow trains once, after the last task",
+        }
+    )
     state.timings["training_per_task"].append(0.0)
     save_checkpoint(learner, ckpt, task)
     state.completed = task + 1
@@ -165,12 +190,14 @@ def _non_finite(evaluations: list[TaskEvaluation], tasks: list[TaskData], task: 
     return f"non-finite scores on task {failed[0]} ({tasks[failed[0]].category}) after training task {task} ({tasks[task].category})"
 
 
-def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:
     ckpt = out / "checkpoints"
     cfg_hash = config_hash(config)
     write_text_atomic(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))  # the resolved config, for people
     device = resolve_device(config["device"])
-    if device.type == "cuda":  # CPU kernels are deterministic already; the switch costs ~2 s of imports (torch._inductor)
+    if (
+        device.type == "cuda"
+    ):  # CPU kernels are deterministic already; the switch costs ~2 s of imports (torch._inductor)
         # cuBLAS is deterministic only with a fixed workspace, read when CUDA starts (a no-op once it has).
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -184,8 +211,10 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
     committed = [t["category"] for t in state.tasks[: state.completed]]
     names = [t.category for t in tasks]
     if names[: len(committed)] != committed:
-        raise MoleflowError(f"{out} holds a run trained on tasks {', '.join(committed)}, but the dataset at "
-                            f"{config['dataset']['root']} now gives {', '.join(names)}; use a new --out or restore the dataset")
+        raise MoleflowError(
+            f"{out} holds a run trained on tasks {', '.join(committed)}, but the dataset at "
+            f"{config['dataset']['root']} now gives {', '.join(names)}; use a new --out or restore the dataset"
+        )
     state.timings.setdefault("started_at", wall_start)  # wall clock of the first start (a resumed run keeps it)
     state.timings.setdefault("task_finished_at", [])
     learner, replay = _resumed_learner(config, tasks, state, ckpt, device, log)
@@ -199,8 +228,9 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
             log(f"task {task} ({data.category}): kept for the joint flow (trained after the last task)")
             continue
         train = joint_patches(tasks) if learner.strategy == "joint" else data.train.patches
-        result = train_task(learner, task, train, training, device, replay, log=log,
-                            label=f"task {task} ({data.category}): ")
+        result = train_task(
+            learner, task, train, training, device, replay, log=log, label=f"task {task} ({data.category}): "
+        )
         state.timings["training"] += result.seconds
         state.timings["training_per_task"].append(result.seconds)
         failure = (result.message or result.status) if result.status != "ok" else ""
@@ -213,8 +243,15 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
             evaluations = [evaluate_task(learner, i, tasks[i], scoring, device) for i in range(task + 1)]
             state.timings["evaluation"] += time.perf_counter() - eval_start
             failure = _non_finite(evaluations, tasks, task)
-        state.tasks.append({"task": task, "category": data.category, "status": "diverged" if failure else "ok",
-                            "epoch_losses": result.epoch_losses, "skipped_batches": result.skipped})
+        state.tasks.append(
+            {
+                "task": task,
+                "category": data.category,
+                "status": "diverged" if failure else "ok",
+                "epoch_losses": result.epoch_losses,
+                "skipped_batches": result.skipped,
+            }
+        )
         if failure:  # the finished tasks' metrics stay; this task is not committed
             status, message = "diverged", failure
             log(f"task {task} ({data.category}): {message}")
@@ -222,7 +259,9 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
         last_eval = evaluations
         _record_evaluation(state, task, last_eval)
         state.tasks[-1]["fingerprints"] = fingerprints(learner, task + 1)
-        state.tasks[-1]["invertibility"] = invertibility(learner, task + 1, [t.test.patches for t in tasks[: task + 1]], device)
+        state.tasks[-1]["invertibility"] = invertibility(
+            learner, task + 1, [t.test.patches for t in tasks[: task + 1]], device
+        )
         save_checkpoint(learner, ckpt, task)
         state.completed = task + 1
         state.timings["task_finished_at"].append(time.time())
@@ -231,17 +270,36 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
         loss = f"loss {result.epoch_losses[-1]:.1f}" if result.epoch_losses else "no training"
         rate = f" ({result.steps / result.seconds:.1f} steps/s)" if result.steps and result.seconds > 0 else ""
         pixel = "--" if cur["pixel_auroc"] is None else f"{cur['pixel_auroc']:.3f}"
-        log(f"task {task} ({data.category}): trained in {result.seconds:.1f} s{rate}, {loss}; "
-            f"I-AUROC {cur['image_auroc']:.3f} P-AUROC {pixel}; routing {state.routing[-1]['accuracy']:.3f}")
-    if state.completed == len(tasks) and not last_eval:  # finished earlier: evaluate the restored learner for the samples
+        log(
+            f"task {task} ({data.category}): trained in {result.seconds:.1f} s{rate}, {loss}; "
+            f"I-AUROC {cur['image_auroc']:.3f} P-AUROC {pixel}; routing {state.routing[-1]['accuracy']:.3f}"
+        )
+    if (
+        state.completed == len(tasks) and not last_eval
+    ):  # finished earlier: evaluate the restored learner for the samples
         last_eval = [evaluate_task(learner, i, tasks[i], scoring, device) for i in range(len(tasks))]
-    timings = {"features": features_seconds, "training": state.timings["training"],
-               "training_per_task": state.timings["training_per_task"], "evaluation": state.timings["evaluation"],
-               "feature_cache": {"hits": store.stats["hits"], "misses": store.stats["misses"]},
-               "started_at": state.timings["started_at"], "task_finished_at": state.timings["task_finished_at"]}
-    summary = build_summary(config, cfg_hash, [t.category for t in tasks], state, status, message,
-                            int(tasks[0].train.patches.shape[-1]), int(np.prod(tasks[0].train.patches.shape[1:3])),
-                            int(np.mean([len(t.train.patches) for t in tasks])), timings, device)
+    timings = {
+        "features": features_seconds,
+        "training": state.timings["training"],
+        "training_per_task": state.timings["training_per_task"],
+        "evaluation": state.timings["evaluation"],
+        "feature_cache": {"hits": store.stats["hits"], "misses": store.stats["misses"]},
+        "started_at": state.timings["started_at"],
+        "task_finished_at": state.timings["task_finished_at"],
+    }
+    summary = build_summary(
+        config,
+        cfg_hash,
+        [t.category for t in tasks],
+        state,
+        status,
+        message,
+        int(tasks[0].train.patches.shape[-1]),
+        int(np.prod(tasks[0].train.patches.shape[1:3])),
+        int(np.mean([len(t.train.patches) for t in tasks])),
+        timings,
+        device,
+    )
     summary["rescored"] = rescored_top_k(last_eval, [t.category for t in tasks]) if status == "ok" else None
     summary["inference"] = {"backbone_passes_per_test_image": backbone_passes_per_image([t.test for t in tasks])}
     summary["dataset"] = dataset_record(config, tasks)
@@ -251,21 +309,41 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:  # t
     return summary
 
 
-def _write_outputs(out: Path, summary: dict[str, Any], state: RunState, tasks: list[TaskData],
-                   last_eval: list[TaskEvaluation], config: Config) -> None:
+def _write_outputs(
+    out: Path,
+    summary: dict[str, Any],
+    state: RunState,
+    tasks: list[TaskData],
+    last_eval: list[TaskEvaluation],
+    config: Config,
+) -> None:
     names = [t.category for t in tasks]
     write_text_atomic(out / "tasks.csv", tasks_csv(state.matrices, names, state.completed))
-    save_accuracy_heatmaps(out / "accuracy_matrix.png", state.matrices["routed"], names,
-                           f"accuracy matrices, routed ({config['strategy']['name']}, seed {config['seed']})")
+    save_accuracy_heatmaps(
+        out / "accuracy_matrix.png",
+        state.matrices["routed"],
+        names,
+        f"accuracy matrices, routed ({config['strategy']['name']}, seed {config['seed']})",
+    )
     count = config["evaluation"]["sample_images"]
     root = Path(config["dataset"]["root"])
     feats = config["features"]
     for i, ev in enumerate(last_eval):
-        if ev.routed_scores.maps is None:  # a strategy without maps (DNE) has no picture to draw
+        routed_maps = ev.routed_scores.maps
+        if routed_maps is None:  # a strategy without maps (DNE) has no picture to draw
             break
         test = tasks[i].test
+        assert test.masks is not None  # a test split has its masks
         for k in pick_samples(np.asarray(test.labels), test.defects, count):
-            save_sample(out / "samples" / f"{tasks[i].category}_{k:03d}.png", root / test.images[k], feats["resize"],
-                        feats["input_size"], ev.routed_scores.maps[k], np.asarray(test.masks[k]),
-                        float(ev.routed_scores.image[k]), f"{tasks[i].category}: {test.defects[k]}", feats["resize_mode"])
+            save_sample(
+                out / "samples" / f"{tasks[i].category}_{k:03d}.png",
+                root / test.images[k],
+                feats["resize"],
+                feats["input_size"],
+                routed_maps[k],
+                np.asarray(test.masks[k]),
+                float(ev.routed_scores.image[k]),
+                f"{tasks[i].category}: {test.defects[k]}",
+                feats["resize_mode"],
+            )
     write_json_atomic(out / "summary.json", summary)

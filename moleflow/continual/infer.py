@@ -28,7 +28,9 @@ class Prediction:
 
 
 @torch.no_grad()
-def predict(learner: Learner, patches: torch.Tensor, router_features: torch.Tensor, scoring: ScoreSettings) -> Prediction:
+def predict(
+    learner: Learner, patches: torch.Tensor, router_features: torch.Tensor, scoring: ScoreSettings
+) -> Prediction:
     """Score a batch without task labels.
 
     Args:

@@ -31,14 +31,21 @@ Strategies (the paper's baselines), all with the same features, flow and router:
 
 from __future__ import annotations
 
-import math
+from typing import cast
 
 import numpy as np
 import torch
 from torch import nn
 
 from moleflow.config import Config
-from moleflow.model import GaussianMemory, MahalanobisRouter, ModelConfig, MoLEFlow, NearestNeighbourScorer, SubnetConfig
+from moleflow.model import (
+    GaussianMemory,
+    MahalanobisRouter,
+    ModelConfig,
+    MoLEFlow,
+    NearestNeighbourScorer,
+    SubnetConfig,
+)
 from moleflow.model.mole_flow import is_fixed_parameter, task_of_parameter
 
 STRATEGIES = ("frozen_base", "sequential", "separated", "ewc", "replay", "knn", "dne", "joint")
@@ -53,20 +60,36 @@ def model_config(config: Config, dim: int) -> ModelConfig:
     m = config["model"]
     alpha = m["lora_alpha"] * m["lora_rank"] if m["lora_alpha_per_rank"] else m["lora_alpha"]
     subnet = SubnetConfig(
-        rank=m["lora_rank"], alpha=alpha, use_lora=m["lora"], task_bias=m["task_bias"],
+        rank=m["lora_rank"],
+        alpha=alpha,
+        use_lora=m["lora"],
+        task_bias=m["task_bias"],
         task0_adapters=m["task0_adapters"],
-        scale_context=m["scale_context"], context_kernel=m["context_kernel"],
-        context_alpha_max=m["context_alpha_max"], hidden_ratio=m["hidden_ratio"], joint=m["subnet"] == "joint",
+        scale_context=m["scale_context"],
+        context_kernel=m["context_kernel"],
+        context_alpha_max=m["context_alpha_max"],
+        hidden_ratio=m["hidden_ratio"],
+        joint=m["subnet"] == "joint",
     )
     return ModelConfig(
-        dim=dim, positional_encoding=m["positional_encoding"],
-        positional_encoding_scale=m["positional_encoding_scale"], whitening=m["whitening"],
+        dim=dim,
+        positional_encoding=m["positional_encoding"],
+        positional_encoding_scale=m["positional_encoding_scale"],
+        whitening=m["whitening"],
         whitening_fallback=m["whitening_fallback"],
-        gamma_init_first=m["gamma_init_first"], gamma_init_later=m["gamma_init_later"],
-        spatial_mixer=m["spatial_mixer"], mixer_kernel=m["mixer_kernel"], mixer_gate_init=m["mixer_gate_init"],
-        mixer_bias=m["mixer_bias"], coupling_blocks=m["coupling_blocks"], affine_clamp=m["affine_clamp"],
-        global_affine=m["global_affine"], permutation_seed=m["permutation_seed"],
-        subnet=subnet, dia_blocks=m["dia_blocks"], dia_clamp=m["dia_clamp"],
+        gamma_init_first=m["gamma_init_first"],
+        gamma_init_later=m["gamma_init_later"],
+        spatial_mixer=m["spatial_mixer"],
+        mixer_kernel=m["mixer_kernel"],
+        mixer_gate_init=m["mixer_gate_init"],
+        mixer_bias=m["mixer_bias"],
+        coupling_blocks=m["coupling_blocks"],
+        affine_clamp=m["affine_clamp"],
+        global_affine=m["global_affine"],
+        permutation_seed=m["permutation_seed"],
+        subnet=subnet,
+        dia_blocks=m["dia_blocks"],
+        dia_clamp=m["dia_clamp"],
     )
 
 
@@ -87,7 +110,9 @@ class Learner(nn.Module):
         self.models = nn.ModuleList()
         self.knn = NearestNeighbourScorer() if self.strategy == "knn" else None
         self.knn_bank = config["strategy"]["knn_bank"]
-        self.gaussians = GaussianMemory(config["strategy"]["dne_density"], self.seed) if self.strategy == "dne" else None
+        self.gaussians = (
+            GaussianMemory(config["strategy"]["dne_density"], self.seed) if self.strategy == "dne" else None
+        )
         if self.strategy not in ("separated", *WITHOUT_FLOW):
             self.models.append(self._new_model(0))
         self.router = MahalanobisRouter(config["router"]["covariance"], config["router"]["ridge"])
@@ -95,6 +120,12 @@ class Learner(nn.Module):
         self.ewc_lambda = float(config["strategy"]["ewc_lambda"])
         self.fisher: dict[str, torch.Tensor] = {}
         self.anchor: dict[str, torch.Tensor] = {}
+
+    def flow(self, index: int) -> MoLEFlow:
+        """``models[index]`` (typed)."""
+        model = self.models[index]
+        assert isinstance(model, MoLEFlow)
+        return model
 
     def _new_model(self, salt: int) -> MoLEFlow:
         with torch.random.fork_rng(devices=[]):
@@ -111,13 +142,13 @@ class Learner(nn.Module):
                 model = self._new_model(task)
                 model.add_task()  # task 0's own adapters of this model: drawn from (seed, task) too
                 if task > 0 and self.separated_mixer == "shared" and model.mixer is not None:
-                    model.mixer = self.models[0].mixer  # task 0's mixer, one module: never trained again
+                    model.mixer = self.flow(0).mixer  # task 0's mixer, one module: never trained again
                 self.models.append(model)
             elif self.strategy == "joint":
                 if task == 0:  # one set of adapters serves every task
-                    self.models[0].add_task()
+                    self.flow(0).add_task()
             elif self.strategy not in WITHOUT_FLOW:  # knn's bank is stored by fit_memory, its "training"
-                self.models[0].add_task()
+                self.flow(0).add_task()
         if router_features is not None:
             self.router.add_task(router_features)
             if self.gaussians is not None:  # DNE's "training": the Gaussian of the task's image embeddings
@@ -130,8 +161,8 @@ class Learner(nn.Module):
         if self.strategy in WITHOUT_FLOW:
             raise ValueError(f"the {self.strategy} strategy has no flow model")
         if self.strategy == "joint":
-            return self.models[0], 0
-        return (self.models[task], 0) if self.strategy == "separated" else (self.models[0], task)
+            return self.flow(0), 0
+        return (self.flow(task), 0) if self.strategy == "separated" else (self.flow(0), task)
 
     @property
     def has_maps(self) -> bool:
@@ -184,13 +215,16 @@ class Learner(nn.Module):
         model, local = self.model_for(task)
         own = model.task_parameters(local)
         if task > 0 and self.strategy == "separated" and self.separated_mixer == "shared" and model.mixer is not None:
-            shared = {id(p) for p in model.mixer.parameters()}
-            return [p for p in model.base_parameters() if id(p) not in shared] + own
+            mixer = {id(p) for p in model.mixer.parameters()}
+            return [p for p in model.base_parameters() if id(p) not in mixer] + own
         if task > 0 and self.strategy == "sequential" and self.sequential_linears == "frozen":
             linears = {id(p) for p in model.base_linear_parameters()}
             # the authors' model never freezes the blocks' global affine, so their Sequential trains it
-            shared = [p for n, p in model.named_parameters()
-                      if task_of_parameter(n) is None and id(p) not in linears and not is_fixed_parameter(n)]
+            shared = [
+                p
+                for n, p in model.named_parameters()
+                if task_of_parameter(n) is None and id(p) not in linears and not is_fixed_parameter(n)
+            ]
             return shared + own
         if self.strategy == "separated" or task == 0 or self.strategy != "frozen_base":
             return model.base_parameters() + own
@@ -212,7 +246,7 @@ class Learner(nn.Module):
             return None
         params = self.base_named_parameters(task)
         total = sum((self.fisher[n] * (params[n] - self.anchor[n]) ** 2).sum() for n in self.fisher)
-        return 0.5 * self.ewc_lambda * total
+        return cast(torch.Tensor, 0.5 * self.ewc_lambda * total)  # a sum of tensors (the Fisher is not empty)
 
     def consolidate(self, task: int, fisher: dict[str, torch.Tensor]) -> None:
         """After task ``task`` (EWC): add its Fisher and anchor the base at its current value."""
@@ -239,103 +273,20 @@ class Learner(nn.Module):
         """The shared model's base tensors (not for ``separated``; none for ``knn``)."""
         if not self.models:
             return {}
-        return {f"models.0.{k}": v.detach().clone() for k, v in self.models[0].state_dict().items() if task_of_parameter(k) is None}
+        return {
+            f"models.0.{k}": v.detach().clone()
+            for k, v in self.models[0].state_dict().items()
+            if task_of_parameter(k) is None
+        }
 
     def ewc_state(self) -> dict[str, torch.Tensor]:
         """EWC's accumulated Fisher and anchor."""
-        return {**{f"fisher.{k}": v for k, v in self.fisher.items()}, **{f"anchor.{k}": v for k, v in self.anchor.items()}}
+        return {
+            **{f"fisher.{k}": v for k, v in self.fisher.items()},
+            **{f"anchor.{k}": v for k, v in self.anchor.items()},
+        }
 
     def load_ewc_state(self, state: dict[str, torch.Tensor]) -> None:
         """Restore :meth:`ewc_state`."""
-        self.fisher = {k[len("fisher."):]: v for k, v in state.items() if k.startswith("fisher.")}
-        self.anchor = {k[len("anchor."):]: v for k, v in state.items() if k.startswith("anchor.")}
-
-
-def parameter_counts(config: Config, dim: int) -> dict[str, float]:
-    """Base and per-task parameter counts of the configured model.
-
-    ``per_task`` counts a task ``t >= 1``'s adapters (LoRA, task biases, whitening, DIA);
-    ``per_task_without_dia`` leaves DIA out; ``overhead_pct = 100 * per_task / base``.
-    The ``knn`` reference and DNE have no parameters (their memory is counted by :func:`memory_per_task`);
-    the joint flow has the base and one set of adapters, task 0's, serving every task: ``per_task`` is 0.
-    """
-    if config["strategy"]["name"] in WITHOUT_FLOW:
-        nan = float("nan")
-        return {"base": 0, "per_task": 0, "per_task_without_dia": 0, "overhead_pct": nan, "overhead_without_dia_pct": nan}
-    with torch.random.fork_rng(devices=[]):  # counting must not move the global RNG
-        probe = MoLEFlow(model_config(config, dim))
-        probe.add_task()
-        probe.add_task()
-    base = sum(p.numel() for p in probe.base_parameters())
-    named = dict(probe.named_parameters())
-    own = {n: p.numel() for n, p in named.items() if task_of_parameter(n) == 1}
-    per_task = sum(own.values())
-    without_dia = sum(v for n, v in own.items() if not n.startswith("dia."))
-    if config["strategy"]["name"] == "joint":  # task 0's adapters serve every task: counted with the base
-        base += sum(p.numel() for n, p in named.items() if task_of_parameter(n) == 0)
-        per_task = without_dia = 0
-    return {
-        "base": base,
-        "per_task": per_task,
-        "per_task_without_dia": without_dia,
-        "overhead_pct": 100.0 * per_task / base if base else float("nan"),
-        "overhead_without_dia_pct": 100.0 * without_dia / base if base else float("nan"),
-    }
-
-
-def memory_per_task(config: Config, dim: int, patches_per_image: int, train_images: int = 0) -> dict[str, float]:
-    """What each new task adds to what the strategy must keep, in parameters and bytes.
-
-    Strategy-aware (Table 1's "memory per task"): ``separated`` keeps a whole model per
-    task (its trainable parameters; the fixed channel permutations follow from
-    ``model.permutation_seed``, as in ``base``); ``frozen_base``, ``sequential`` and
-    ``ewc`` keep the task's adapters (LoRA, task biases, whitening, DIA), ``replay``
-    those plus ``replay_images`` feature maps
-    of ``patches_per_image`` float16 ``dim``-vectors. ``fixed_bytes`` is kept once,
-    whatever the number of tasks (EWC's Fisher diagonal and anchor). Every strategy also
-    keeps one router prototype per task (mean and precision, float64):
-    ``router_bytes_per_task``. Parameters are float32; ``pct_of_base`` is
-    ``100 * bytes_per_task / base bytes``. ``knn`` keeps its memory bank
-    (``ceil(knn_coreset_ratio * train_images * patches_per_image)`` float32 vectors per
-    task, counted for ``train_images``) and has no base, so ``pct_of_base`` is NaN; with
-    ``knn_bank: replaced`` it holds one bank at a time (``fixed_bytes``; the learner keeps
-    the earlier ones only for its checkpoints and never reads them), and with ``joint`` or
-    ``replaced`` it needs no router prototype. DNE keeps per task its Gaussian (count, mean
-    and covariance of ``D_r``-vectors, float64, with the density fitted after it: mean and
-    precision), and a router prototype only with ``dne_density: routed``. The joint flow
-    keeps every task's training feature maps (float16, like Replay's buffer: it must train
-    on all of them at once) and no router prototype; its model is counted as the base.
-    """
-    strategy = config["strategy"]["name"]
-    if strategy == "dne":
-        gaussian = 8.0 * (1 + 2 * (dim + dim * dim))  # count; mean, covariance; the density's mean and precision
-        routed = config["strategy"]["dne_density"] == "routed"
-        return {"params_per_task": 0.0, "bytes_per_task": gaussian, "pct_of_base": float("nan"), "fixed_bytes": 0.0,
-                "router_bytes_per_task": 8.0 * (dim + dim * dim) if routed else 0.0}
-    if strategy == "knn":
-        bank = 4.0 * math.ceil(config["strategy"]["knn_coreset_ratio"] * train_images * patches_per_image) * dim
-        mode = config["strategy"]["knn_bank"]
-        # replaced: one bank at a time, whatever the tasks; joint and replaced measure without the router
-        return {"params_per_task": 0.0, "bytes_per_task": 0.0 if mode == "replaced" else bank,
-                "pct_of_base": float("nan"), "fixed_bytes": bank if mode == "replaced" else 0.0,
-                "router_bytes_per_task": 8.0 * (dim + dim * dim) if mode == "per_task" else 0.0}
-    counts = parameter_counts(config, dim)
-    if strategy == "separated":
-        with torch.random.fork_rng(devices=[]):
-            whole = MoLEFlow(model_config(config, dim))
-            whole.add_task()
-        params = sum(p.numel() for n, p in whole.named_parameters() if not whole.is_fixed(n))
-    else:
-        params = counts["per_task"]
-    extra = 2.0 * config["strategy"]["replay_images"] * patches_per_image * dim if strategy == "replay" else 0.0
-    if strategy == "joint":
-        extra = 2.0 * train_images * patches_per_image * dim
-    per_task = 4.0 * params + extra
-    base_bytes = 4.0 * counts["base"]
-    return {
-        "params_per_task": float(params),
-        "bytes_per_task": per_task,
-        "pct_of_base": 100.0 * per_task / base_bytes if base_bytes else float("nan"),
-        "fixed_bytes": 2.0 * base_bytes if strategy == "ewc" else 0.0,
-        "router_bytes_per_task": 0.0 if strategy == "joint" else 8.0 * (dim + dim * dim),
-    }
+        self.fisher = {k[len("fisher.") :]: v for k, v in state.items() if k.startswith("fisher.")}
+        self.anchor = {k[len("anchor.") :]: v for k, v in state.items() if k.startswith("anchor.")}

@@ -45,8 +45,15 @@ def region_edge(mask: np.ndarray) -> np.ndarray:
     return mask & ~inner
 
 
-def overlay_png(image: np.ndarray, amap: np.ndarray, low: float, high: float, label: str,
-                threshold: float | None = None, cmap: str = "jet") -> bytes:
+def overlay_png(
+    image: np.ndarray,
+    amap: np.ndarray,
+    low: float,
+    high: float,
+    label: str,
+    threshold: float | None = None,
+    cmap: str = "jet",
+) -> bytes:
     """PNG bytes of ``image`` ``(S, S, 3)`` uint8 with ``amap`` ``(S, S)`` overlaid.
 
     Args:

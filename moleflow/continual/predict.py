@@ -27,7 +27,6 @@ rerun with fewer images leaves no map of the earlier run behind.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 import math
@@ -38,119 +37,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from moleflow.config import Config
 from moleflow.continual.evaluate import score_batch
 from moleflow.continual.learner import Learner
 from moleflow.continual.overlays import grey_png, overlay_png
+from moleflow.continual.predict_inputs import (
+    check_images,
+    list_images,
+    refuse_training_normal,
+    training_formats,
+    training_images,
+)
 from moleflow.continual.runfolder import TrainedRun, load_run
 from moleflow.continual.settings import ScoreSettings
-from moleflow.data.layouts import IMAGE_EXTENSIONS, images_in, load_category
 from moleflow.data.transforms import load_display_image, load_image
-from moleflow.errors import DatasetError, MoleflowError, disk_full
+from moleflow.errors import MoleflowError, disk_full
 from moleflow.features.backbone import normalization
 from moleflow.features.extract import FeatureExtractor
 from moleflow.io import ensure_writable_dir
 from moleflow.lock import folder_lock
 
 __all__ = ["TrainedRun", "load_run", "predict_images"]
-
-
-def list_images(inputs: list[str]) -> list[Path]:
-    """The image files named, and those directly inside the folders named, in order (folders sorted)."""
-    out: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = images_in(path)
-            if not found:
-                raise DatasetError(f"no image ({'/'.join(IMAGE_EXTENSIONS)}) in {path}")
-            out += found
-        elif path.is_file():
-            out.append(path)
-        else:
-            raise DatasetError(f"no such image or folder: {path}")
-    return out
-
-
-def training_images(config: Config, categories: list[str]) -> dict[str, list[Path]] | None:
-    """Per category, the run's training image files, or ``None`` when its dataset is no longer where it was."""
-    ds = config["dataset"]
-    out: dict[str, list[Path]] = {}
-    for category in categories:
-        try:
-            out[category] = [sample.image for sample in load_category(ds["kind"], Path(ds["root"]), category).train]
-        except MoleflowError:
-            return None
-    return out
-
-
-def training_formats(train: dict[str, list[Path]]) -> dict[str, tuple[set[tuple[int, int]], set[str]]]:
-    """Per category, the ``(sizes, modes)`` of (up to eight of) its training images."""
-    out: dict[str, tuple[set[tuple[int, int]], set[str]]] = {}
-    for category, files in train.items():
-        sizes, modes = set(), set()
-        for file in files[:8]:
-            try:
-                with Image.open(file) as img:
-                    sizes.add(img.size)
-                    modes.add(img.mode)
-            except (OSError, SyntaxError, ValueError):  # the run's copy changed since; check against what reads
-                continue
-        if sizes:
-            out[category] = (sizes, modes)
-    return out
-
-
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def training_duplicates(normal: list[Path], train: dict[str, list[Path]]) -> list[tuple[Path, str]]:
-    """The ``--normal`` images whose bytes equal one of the run's training images, with its category.
-
-    Only training files of the same byte size are hashed, so the check costs little.
-    """
-    by_size: dict[int, list[tuple[Path, str]]] = {}
-    for category, files in train.items():
-        for file in files:
-            try:
-                by_size.setdefault(file.stat().st_size, []).append((file, category))
-            except OSError:
-                continue
-    found, known = [], {}
-    for path in normal:
-        candidates = by_size.get(path.stat().st_size, [])
-        if not candidates:
-            continue
-        digest = _digest(path)
-        for file, category in candidates:
-            if file not in known:
-                known[file] = _digest(file)
-            if known[file] == digest:
-                found.append((path, category))
-                break
-    return found
-
-
-def check_images(paths: list[Path], formats: dict[str, tuple[set[tuple[int, int]], set[str]]]) -> None:
-    """Refuse, in one line, an image whose size or mode no training image of the run had."""
-    if not formats:
-        return
-    sizes = set().union(*(s for s, _ in formats.values()))
-    modes = set().union(*(m for _, m in formats.values()))
-    for path in paths:
-        try:
-            with Image.open(path) as img:
-                size, mode = img.size, img.mode
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise DatasetError(f"unreadable image: {path} ({exc})") from None
-        if size not in sizes:
-            raise DatasetError(f"{path}: size {size[0]}x{size[1]}, but the run trained on "
-                               f"{', '.join(f'{w}x{h}' for w, h in sorted(sizes))} images")
-        if mode not in modes:
-            raise DatasetError(f"{path}: mode {mode}, but the run trained on {', '.join(sorted(modes))} images")
 
 
 @torch.no_grad()
@@ -160,8 +68,10 @@ def features_of(paths: list[Path], config: Config, extractor: FeatureExtractor) 
     norm = normalization(feats["backbone"])
     patches, routers = [], []
     for start in range(0, len(paths), feats["batch_size"]):
-        batch = [load_image(p, feats["resize"], feats["input_size"], *norm, feats["resize_mode"])
-                 for p in paths[start : start + feats["batch_size"]]]
+        batch = [
+            load_image(p, feats["resize"], feats["input_size"], *norm, feats["resize_mode"])
+            for p in paths[start : start + feats["batch_size"]]
+        ]
         p, r = extractor(torch.from_numpy(np.stack(batch)))
         patches.append(p.numpy().astype(feats["cache_dtype"]).astype(np.float32))
         routers.append(r.numpy().astype(np.float32))
@@ -178,8 +88,9 @@ def route(learner: Learner, router: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return tasks, 1.0 - nearest[:, 0] / np.maximum(nearest[:, 1], 1e-300)
 
 
-def score(learner: Learner, patches: np.ndarray, tasks: np.ndarray, scoring: ScoreSettings,
-          device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+def score(
+    learner: Learner, patches: np.ndarray, tasks: np.ndarray, scoring: ScoreSettings, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
     """Image scores ``(N,)`` and anomaly maps ``(N, S, S)``: each task's images in chunks of ``evaluation.batch_size``."""
     n, size = len(patches), scoring.input_size
     images, maps = np.zeros(n), np.zeros((n, size, size), dtype=np.float32)
@@ -197,8 +108,14 @@ def thresholds_from_normal(tasks: np.ndarray, images: np.ndarray, quantile: floa
     return {int(t): float(np.quantile(images[tasks == t], quantile)) for t in np.unique(tasks)}
 
 
-def scores_csv(paths: list[Path], categories: list[str], tasks: np.ndarray, confidence: np.ndarray | None,
-               images: np.ndarray, thresholds: dict[int, float] | None) -> str:
+def scores_csv(
+    paths: list[Path],
+    categories: list[str],
+    tasks: np.ndarray,
+    confidence: np.ndarray | None,
+    images: np.ndarray,
+    thresholds: dict[int, float] | None,
+) -> str:
     """``scores.csv``: one row per image (image, task, category, routing_confidence, score, threshold, anomalous)."""
     fields = ["image", "task", "category", "routing_confidence", "score", "threshold", "anomalous"]
     buffer = io.StringIO()
@@ -207,16 +124,32 @@ def scores_csv(paths: list[Path], categories: list[str], tasks: np.ndarray, conf
     for k, path in enumerate(paths):
         task = int(tasks[k])
         limit = None if thresholds is None else thresholds.get(task)
-        writer.writerow({"image": str(path), "task": task, "category": categories[task],
-                         "routing_confidence": "" if confidence is None else f"{confidence[k]:.6f}",
-                         "score": f"{images[k]:.6f}", "threshold": "" if limit is None else f"{limit:.6f}",
-                         "anomalous": "" if limit is None else str(bool(images[k] > limit)).lower()})
+        writer.writerow(
+            {
+                "image": str(path),
+                "task": task,
+                "category": categories[task],
+                "routing_confidence": "" if confidence is None else f"{confidence[k]:.6f}",
+                "score": f"{images[k]:.6f}",
+                "threshold": "" if limit is None else f"{limit:.6f}",
+                "anomalous": "" if limit is None else str(bool(images[k] > limit)).lower(),
+            }
+        )
     return buffer.getvalue()
 
 
-def write_outputs(out: Path, paths: list[Path], categories: list[str], tasks: np.ndarray, confidence: np.ndarray | None,
-                  images: np.ndarray, maps: np.ndarray, thresholds: dict[int, float] | None, how: str,
-                  config: Config) -> None:
+def write_outputs(
+    out: Path,
+    paths: list[Path],
+    categories: list[str],
+    tasks: np.ndarray,
+    confidence: np.ndarray | None,
+    images: np.ndarray,
+    maps: np.ndarray,
+    thresholds: dict[int, float] | None,
+    how: str,
+    config: Config,
+) -> None:
     """``OUT/scores.csv``, ``OUT/threshold.json``, ``OUT/maps/<n>_<stem>.png`` with ``maps/scale.json`` and
     ``OUT/overlays/<n>_<stem>.png``: written into a temporary folder, then moved into place."""
     feats = config["features"]
@@ -233,12 +166,23 @@ def write_outputs(out: Path, paths: list[Path], categories: list[str], tasks: np
             label = f"{int(tasks[k])} {categories[int(tasks[k])]}  score {images[k]:.2f}{verdict}"
             picture = load_display_image(path, feats["resize"], feats["input_size"], feats["resize_mode"])
             (stage / "overlays" / name).write_bytes(overlay_png(picture, amap, low, high, label, limit))
-        (stage / "maps" / "scale.json").write_text(json.dumps(
-            {"black": low, "white": high, "unit": "patch negative log-likelihood (or the kNN distance), upsampled and "
-             "smoothed as in evaluation; the overlays' colour map spans the same range"}, indent=2) + "\n")
+        (stage / "maps" / "scale.json").write_text(
+            json.dumps(
+                {
+                    "black": low,
+                    "white": high,
+                    "unit": "patch negative log-likelihood (or the kNN distance), upsampled and "
+                    "smoothed as in evaluation; the overlays' colour map spans the same range",
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         (stage / "scores.csv").write_text(scores_csv(paths, categories, tasks, confidence, images, thresholds))
-        (stage / "threshold.json").write_text(json.dumps(
-            {"how": how, "per_task": {categories[t]: v for t, v in (thresholds or {}).items()}}, indent=2) + "\n")
+        (stage / "threshold.json").write_text(
+            json.dumps({"how": how, "per_task": {categories[t]: v for t, v in (thresholds or {}).items()}}, indent=2)
+            + "\n"
+        )
     except BaseException as exc:
         shutil.rmtree(stage, ignore_errors=True)
         raise disk_full(exc, out) or exc from None
@@ -268,23 +212,16 @@ def _check_arguments(threshold: float | None, normal: str | None, quantile: floa
         raise MoleflowError(f"--quantile must lie in (0, 1], got {quantile}")
 
 
-def _refuse_training_normal(normal: list[Path], train: dict[str, list[Path]], allow: bool, notes: list[str]) -> None:
-    """Refuse (or, with ``allow``, note) ``--normal`` images that are the run's own training images."""
-    same = training_duplicates(normal, train)
-    if not same:
-        return
-    first, category = same[0]
-    text = (f"{len(same)} of the {len(normal)} --normal images are the run's own training images (e.g. {first}, "
-            f"a {category} training image): their scores are low by construction, so a threshold from them flags "
-            "normal images")
-    if not allow:
-        raise MoleflowError(f"{text}; give held-out normal images, or --allow-training-normal to proceed")
-    notes.append(f"note: {text} (proceeding: --allow-training-normal)")
-
-
-def predict_images(run_dir: str | Path, inputs: list[str], out: str | Path, task: str | None = None,
-                   threshold: float | None = None, normal: str | None = None, quantile: float = 0.99,
-                   allow_training_normal: bool = False) -> dict:
+def predict_images(
+    run_dir: str | Path,
+    inputs: list[str],
+    out: str | Path,
+    task: str | None = None,
+    threshold: float | None = None,
+    normal: str | None = None,
+    quantile: float = 0.99,
+    allow_training_normal: bool = False,
+) -> dict:
     """Everything ``moleflow predict`` does; returns a short record of it (``notes``: lines for the user)."""
     _check_arguments(threshold, normal, quantile)
     created = not Path(out).exists()
@@ -298,24 +235,36 @@ def predict_images(run_dir: str | Path, inputs: list[str], out: str | Path, task
             raise
 
 
-def _predict(run_dir: str | Path, inputs: list[str], out: Path, task: str | None, threshold: float | None,
-             normal: str | None, quantile: float, allow_training_normal: bool) -> dict:
+def _predict(
+    run_dir: str | Path,
+    inputs: list[str],
+    out: Path,
+    task: str | None,
+    threshold: float | None,
+    normal: str | None,
+    quantile: float,
+    allow_training_normal: bool,
+) -> dict:
     """:func:`predict_images` once ``out`` is locked."""
     trained = load_run(run_dir)
     config, learner, notes = trained.config, trained.learner, list(trained.notes)
     if not learner.has_maps:
-        raise MoleflowError(f"{run_dir}: a {learner.strategy} run scores whole images and makes no anomaly map; "
-                            "predict serves runs that make maps (every strategy but dne)")
+        raise MoleflowError(
+            f"{run_dir}: a {learner.strategy} run scores whole images and makes no anomaly map; "
+            "predict serves runs that make maps (every strategy but dne)"
+        )
     paths = list_images(inputs)
     normal_paths = list_images([normal]) if normal else []
     train = training_images(config, trained.categories)
     if train is None:
-        notes.append(f"note: the run's dataset is no longer at {config['dataset']['root']}: the images' size and "
-                     "mode could not be checked against its training images" +
-                     (", nor --normal against them" if normal_paths else ""))
+        notes.append(
+            f"note: the run's dataset is no longer at {config['dataset']['root']}: the images' size and "
+            "mode could not be checked against its training images"
+            + (", nor --normal against them" if normal_paths else "")
+        )
     else:
         check_images(paths + normal_paths, training_formats(train))
-        _refuse_training_normal(normal_paths, train, allow_training_normal, notes)
+        refuse_training_normal(normal_paths, train, allow_training_normal, notes)
     extractor = FeatureExtractor.from_config(config)
     scoring = ScoreSettings.from_config(config)
     fixed = None if task is None else task_index(trained.categories, task)
@@ -337,15 +286,25 @@ def _predict(run_dir: str | Path, inputs: list[str], out: Path, task: str | None
     elif normal_paths:
         normal_tasks, _, normal_images, _ = assess(normal_paths)
         thresholds = thresholds_from_normal(normal_tasks, normal_images, quantile)
-        how = (f"per task, the {quantile} quantile of the image scores of the {len(normal_paths)} normal images in {normal} "
-               "routed to it (tasks no normal image was routed to have no threshold)")
+        how = (
+            f"per task, the {quantile} quantile of the image scores of the {len(normal_paths)} normal images in {normal} "
+            "routed to it (tasks no normal image was routed to have no threshold)"
+        )
     write_outputs(out, paths, trained.categories, tasks, confidence, images, maps, thresholds, how, config)
     decided = None if thresholds is None else np.array([int(t) in thresholds for t in tasks])
     if decided is not None and not decided.all():
         left = sorted({trained.categories[int(t)] for t in tasks[~decided]})
-        notes.append(f"note: {int((~decided).sum())} of {len(paths)} images were routed to a task no --normal image "
-                     f"was routed to ({', '.join(left)}): no threshold, no decision for them")
-    return {"images": len(paths), "backbone_images": extractor.images_passed, "how": how, "notes": notes,
-            "decided": None if decided is None else int(decided.sum()),
-            "anomalous": None if thresholds is None else int(sum(images[k] > thresholds.get(int(t), np.inf)
-                                                                 for k, t in enumerate(tasks)))}
+        notes.append(
+            f"note: {int((~decided).sum())} of {len(paths)} images were routed to a task no --normal image "
+            f"was routed to ({', '.join(left)}): no threshold, no decision for them"
+        )
+    return {
+        "images": len(paths),
+        "backbone_images": extractor.images_passed,
+        "how": how,
+        "notes": notes,
+        "decided": None if decided is None else int(decided.sum()),
+        "anomalous": None
+        if thresholds is None
+        else int(sum(images[k] > thresholds.get(int(t), np.inf) for k, t in enumerate(tasks))),
+    }

@@ -45,17 +45,24 @@ def _json(path: Path, what: str) -> Any:
     except FileNotFoundError:
         raise MoleflowError(f"--run: {path} is missing ({what})") from None
     except (OSError, ValueError) as exc:
-        raise MoleflowError(f"--run: {path} is damaged ({what}: {str(exc).splitlines()[0]}); the run folder cannot "
-                            "be used as it is") from None
+        raise MoleflowError(
+            f"--run: {path} is damaged ({what}: {str(exc).splitlines()[0]}); the run folder cannot be used as it is"
+        ) from None
 
 
 def _check_config(run: Path, state: dict[str, Any]) -> Config:
     """The run's configuration, refused when ``config.yaml`` is not the one its checkpoints were trained with."""
     saved = read_yaml(run / "config.yaml")
     held = state.get("config_hash")
-    if not isinstance(held, str) or not isinstance(state.get("completed"), int) or not isinstance(state.get("tasks"), list):
-        raise MoleflowError(f"--run: {run / 'checkpoints' / 'progress.json'} is damaged (no config_hash, completed "
-                            "and tasks); the run folder cannot be used as it is")
+    if (
+        not isinstance(held, str)
+        or not isinstance(state.get("completed"), int)
+        or not isinstance(state.get("tasks"), list)
+    ):
+        raise MoleflowError(
+            f"--run: {run / 'checkpoints' / 'progress.json'} is damaged (no config_hash, completed "
+            "and tasks); the run folder cannot be used as it is"
+        )
     if config_hash(saved) != held:
         try:
             trained = json.loads((run / "summary.json").read_text())["config"]
@@ -64,8 +71,10 @@ def _check_config(run: Path, state: dict[str, Any]) -> Config:
             keys = []
         verb = "differs" if len(keys) == 1 else "differ"
         which = f" ({', '.join(keys)} {verb} from the configuration it was trained with)" if keys else ""
-        raise MoleflowError(f"--run: {run / 'config.yaml'} was changed after training{which}: its hash is "
-                            f"{config_hash(saved)}, the checkpoints' {held}; restore the file or train again")
+        raise MoleflowError(
+            f"--run: {run / 'config.yaml'} was changed after training{which}: its hash is "
+            f"{config_hash(saved)}, the checkpoints' {held}; restore the file or train again"
+        )
     return load_saved_config(run / "config.yaml")
 
 
@@ -78,10 +87,14 @@ def _status_note(run: Path, categories: list[str], total: int) -> str | None:
     if status in ("ok", "diverged") and len(categories) == total:
         return None
     if status == "diverged":
-        return (f"note: run {run} diverged after {len(categories)} of {total} tasks; images are routed among its "
-                f"finished tasks only: {', '.join(categories)}")
-    return (f"note: run {run} is {status}, with {len(categories)} of {total} tasks finished; images are routed "
-            f"among those only: {', '.join(categories)}")
+        return (
+            f"note: run {run} diverged after {len(categories)} of {total} tasks; images are routed among its "
+            f"finished tasks only: {', '.join(categories)}"
+        )
+    return (
+        f"note: run {run} is {status}, with {len(categories)} of {total} tasks finished; images are routed "
+        f"among those only: {', '.join(categories)}"
+    )
 
 
 def _planned_tasks(state: dict[str, Any], completed: int) -> int:
@@ -96,16 +109,22 @@ def _restore(learner: Learner, ckpt: Path, completed: int) -> None:
     """:func:`restore`, with a missing or damaged checkpoint named in one line."""
     for name in committed_files(learner.strategy, completed):
         if not (ckpt / name).is_file():
-            raise MoleflowError(f"--run: {ckpt / name} is missing, though progress.json records {completed} finished "
-                                "tasks; the run folder cannot be used as it is")
+            raise MoleflowError(
+                f"--run: {ckpt / name} is missing, though progress.json records {completed} finished "
+                "tasks; the run folder cannot be used as it is"
+            )
         if not zipfile.is_zipfile(ckpt / name):  # torch.save writes a zip archive; a truncated one has no directory
-            raise MoleflowError(f"--run: {ckpt / name} is damaged (truncated or not a torch checkpoint); the run "
-                                "folder cannot be used as it is")
+            raise MoleflowError(
+                f"--run: {ckpt / name} is damaged (truncated or not a torch checkpoint); the run "
+                "folder cannot be used as it is"
+            )
     try:
         restore(learner, ckpt, completed)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile, KeyError) as exc:
-        raise MoleflowError(f"--run: a checkpoint under {ckpt} is damaged or does not fit config.yaml "
-                            f"({str(exc).strip().splitlines()[0][:200]})") from None
+        raise MoleflowError(
+            f"--run: a checkpoint under {ckpt} is damaged or does not fit config.yaml "
+            f"({str(exc).strip().splitlines()[0][:200]})"
+        ) from None
 
 
 def load_run(run_dir: str | Path) -> TrainedRun:

@@ -39,21 +39,36 @@ class TrainSettings:
     tail_k_rounding: str = "ceil"
 
     @classmethod
-    def from_config(cls, config: Config) -> "TrainSettings":
+    def from_config(cls, config: Config) -> TrainSettings:
         tr = config["training"]
-        return cls(epochs=tr["epochs"], batch_size=tr["batch_size"], lr=tr["lr"], weight_decay=tr["weight_decay"],
-                   warmup_epochs=tr["warmup_epochs"], lr_min_ratio=tr["lr_min_ratio"],
-                   clip_grad_norm=tr["clip_grad_norm"], tail_weight=tr["tail_weight"], top_k_ratio=tr["top_k_ratio"],
-                   logdet_reg=tr["logdet_reg"], nll_reduction=tr["nll_reduction"], seed=config["seed"],
-                   knn_coreset_ratio=config["strategy"]["knn_coreset_ratio"], optimizer=tr["optimizer"],
-                   lr_schedule=tr["lr_schedule"], drop_last=tr["drop_last"], nonfinite=tr["nonfinite"],
-                   loss_ceiling=tr["loss_ceiling"], max_skipped_share=tr["max_skipped_share"],
-                   tail_k_rounding=tr["tail_k_rounding"])
+        return cls(
+            epochs=tr["epochs"],
+            batch_size=tr["batch_size"],
+            lr=tr["lr"],
+            weight_decay=tr["weight_decay"],
+            warmup_epochs=tr["warmup_epochs"],
+            lr_min_ratio=tr["lr_min_ratio"],
+            clip_grad_norm=tr["clip_grad_norm"],
+            tail_weight=tr["tail_weight"],
+            top_k_ratio=tr["top_k_ratio"],
+            logdet_reg=tr["logdet_reg"],
+            nll_reduction=tr["nll_reduction"],
+            seed=config["seed"],
+            knn_coreset_ratio=config["strategy"]["knn_coreset_ratio"],
+            optimizer=tr["optimizer"],
+            lr_schedule=tr["lr_schedule"],
+            drop_last=tr["drop_last"],
+            nonfinite=tr["nonfinite"],
+            loss_ceiling=tr["loss_ceiling"],
+            max_skipped_share=tr["max_skipped_share"],
+            tail_k_rounding=tr["tail_k_rounding"],
+        )
 
     def loss(self) -> TailAwareLoss:
         """The training objective these settings describe."""
-        return TailAwareLoss(self.tail_weight, self.top_k_ratio, self.logdet_reg, self.nll_reduction,
-                             self.tail_k_rounding)
+        return TailAwareLoss(
+            self.tail_weight, self.top_k_ratio, self.logdet_reg, self.nll_reduction, self.tail_k_rounding
+        )
 
     def steps_per_epoch(self, n: int) -> int:
         """Optimiser steps per epoch over ``n`` training images (``drop_last``: full batches only, at least one)."""
@@ -75,8 +90,12 @@ class ScoreSettings:
     batch_size: int
 
     @classmethod
-    def from_config(cls, config: Config) -> "ScoreSettings":
+    def from_config(cls, config: Config) -> ScoreSettings:
         sc = config["scoring"]
-        return cls(input_size=config["features"]["input_size"], image_top_k=sc["image_top_k"],
-                   map_sigma=sc["map_sigma"], aupro_fpr_limit=sc["aupro_fpr_limit"],
-                   batch_size=config["evaluation"]["batch_size"])
+        return cls(
+            input_size=config["features"]["input_size"],
+            image_top_k=sc["image_top_k"],
+            map_sigma=sc["map_sigma"],
+            aupro_fpr_limit=sc["aupro_fpr_limit"],
+            batch_size=config["evaluation"]["batch_size"],
+        )

@@ -25,8 +25,11 @@ import torch
 
 from moleflow.continual.learner import WITHOUT_FLOW, Learner
 from moleflow.features.cache import float32_rows
+from moleflow.model import MoLEFlow
 
-JACOBIAN_DIMS = 256  # crop cells x D of the log-det check (one cell at least): a Jacobian of at most 256 x 256 for D <= 256
+JACOBIAN_DIMS = (
+    256  # crop cells x D of the log-det check (one cell at least): a Jacobian of at most 256 x 256 for D <= 256
+)
 ROUND_TRIP_IMAGES = 4  # test images per task in the round-trip check
 
 
@@ -43,8 +46,7 @@ def digest(tensors: dict[str, torch.Tensor]) -> str:
 def fingerprints(learner: Learner, trained: int) -> dict[str, Any]:
     """``{"base": digest or None, "tasks": [digest of task t's tensors for t < trained]}``."""
     base = learner.base_state()
-    return {"base": digest(base) if base else None,
-            "tasks": [digest(learner.task_state(t)) for t in range(trained)]}
+    return {"base": digest(base) if base else None, "tasks": [digest(learner.task_state(t)) for t in range(trained)]}
 
 
 def _crop(u: torch.Tensor) -> torch.Tensor:
@@ -56,7 +58,7 @@ def _crop(u: torch.Tensor) -> torch.Tensor:
     return u[:1, :h, :w, :]
 
 
-def _logdet_check(model: torch.nn.Module, task: int, u: torch.Tensor) -> tuple[float, float]:
+def _logdet_check(model: MoLEFlow, task: int, u: torch.Tensor) -> tuple[float, float]:
     """``(|coded - autograd| log-det, |coded|)`` of ``model.transform`` on crop ``u`` in float64."""
     double = copy.deepcopy(model).cpu().double()
     x = _crop(u).double()
@@ -75,15 +77,20 @@ def _logdet_check(model: torch.nn.Module, task: int, u: torch.Tensor) -> tuple[f
 
 
 @torch.no_grad()
-def _round_trip(model: torch.nn.Module, task: int, u: torch.Tensor) -> tuple[float, float, float]:
+def _round_trip(model: MoLEFlow, task: int, u: torch.Tensor) -> tuple[float, float, float]:
     """``(max |u - f^-1(f(u))|, max |u|, max |logdet f + logdet f^-1|)`` per patch, float32."""
     z, ld_flow, ld_dia = model.transform(u, task)
     back, inv_flow, inv_dia = model.transform(z, task, rev=True)
-    return (float((back - u).abs().max()), float(u.abs().max()),
-            float((ld_flow + ld_dia + inv_flow + inv_dia).abs().max()))
+    return (
+        float((back - u).abs().max()),
+        float(u.abs().max()),
+        float((ld_flow + ld_dia + inv_flow + inv_dia).abs().max()),
+    )
 
 
-def invertibility(learner: Learner, trained: int, patches: list[np.ndarray], device: torch.device) -> dict[str, Any] | None:
+def invertibility(
+    learner: Learner, trained: int, patches: list[np.ndarray], device: torch.device
+) -> dict[str, Any] | None:
     """Round-trip and log-det errors of every trained task's map on its own test patches.
 
     Args:
@@ -101,7 +108,7 @@ def invertibility(learner: Learner, trained: int, patches: list[np.ndarray], dev
     """
     if learner.strategy in WITHOUT_FLOW:
         return None
-    per_task = []
+    per_task: list[dict[str, Any]] = []
     for task in range(trained):
         model, local = learner.model_for(task)
         x = torch.from_numpy(float32_rows(patches[task][:ROUND_TRIP_IMAGES])).to(device)
@@ -110,13 +117,24 @@ def invertibility(learner: Learner, trained: int, patches: list[np.ndarray], dev
         recon, scale, inverse_ld = _round_trip(model, local, u)
         # the autograd Jacobian only for the task just trained (earlier tasks had theirs after their own task)
         ld_error, ld_scale = _logdet_check(model, local, u.cpu()) if task == trained - 1 else (None, None)
-        per_task.append({"task": task, "reconstruction": recon, "reconstruction_scale": scale,
-                         "inverse_logdet": inverse_ld, "logdet_autograd": ld_error, "logdet_scale": ld_scale})
+        per_task.append(
+            {
+                "task": task,
+                "reconstruction": recon,
+                "reconstruction_scale": scale,
+                "inverse_logdet": inverse_ld,
+                "logdet_autograd": ld_error,
+                "logdet_scale": ld_scale,
+            }
+        )
+    last = per_task[-1]
     return {
         "tasks": per_task,
         "max_reconstruction": max(t["reconstruction"] for t in per_task),
-        "max_relative_reconstruction": max(t["reconstruction"] / max(t["reconstruction_scale"], 1e-12) for t in per_task),
+        "max_relative_reconstruction": max(
+            t["reconstruction"] / max(t["reconstruction_scale"], 1e-12) for t in per_task
+        ),
         "max_inverse_logdet": max(t["inverse_logdet"] for t in per_task),
-        "logdet_autograd": per_task[-1]["logdet_autograd"],
-        "relative_logdet_autograd": per_task[-1]["logdet_autograd"] / max(1.0, per_task[-1]["logdet_scale"]),
+        "logdet_autograd": last["logdet_autograd"],
+        "relative_logdet_autograd": last["logdet_autograd"] / max(1.0, last["logdet_scale"]),
     }

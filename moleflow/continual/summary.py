@@ -12,27 +12,17 @@ import io
 import json
 import platform
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from moleflow.config import Config
-from moleflow.continual.learner import memory_per_task, parameter_counts
+from moleflow.continual.accounting import memory_per_task, parameter_counts
+from moleflow.continual.state import MODES, Matrices, RunState
 from moleflow.errors import MoleflowError
 from moleflow.metrics import backward_transfer, forgetting_diag, forgetting_max
 from moleflow.metrics.continual import METRICS
-
-if TYPE_CHECKING:  # checkpoint imports this module; the state type is only named here
-    from moleflow.continual.checkpoint import RunState
-
-MODES = ("routed", "oracle")
-Matrices = dict[str, dict[str, list[list[float | None]]]]  # mode -> metric -> R
-
-
-def empty_matrices(n: int) -> Matrices:
-    """``n x n`` matrices of ``None`` per mode and metric."""
-    return {mode: {m: [[None] * n for _ in range(n)] for m in METRICS} for mode in MODES}
 
 
 def forgetting_of(matrix: list[list[float | None]], upto: int) -> dict[str, float]:
@@ -45,11 +35,23 @@ def forgetting_of(matrix: list[list[float | None]], upto: int) -> dict[str, floa
 
 def _mean(values: list[float | None]) -> float | None:
     """The mean of one metric over the categories; ``None`` when there is none or it was not measured (no maps)."""
-    return None if not values or any(v is None for v in values) else float(np.mean(values))
+    measured = [v for v in values if v is not None]
+    return float(np.mean(measured)) if values and len(measured) == len(values) else None
 
 
-def build_summary(config: Config, cfg_hash: str, names: list[str], state: "RunState", status: str, message: str, dim: int,
-                  patches_per_image: int, train_images: int, timings: dict[str, Any], device: torch.device) -> dict[str, Any]:
+def build_summary(
+    config: Config,
+    cfg_hash: str,
+    names: list[str],
+    state: RunState,
+    status: str,
+    message: str,
+    dim: int,
+    patches_per_image: int,
+    train_images: int,
+    timings: dict[str, Any],
+    device: torch.device,
+) -> dict[str, Any]:
     """The summary of a run whose committed state is ``state``."""
     done = state.completed
     finished = status == "ok" and done == len(names)
@@ -74,7 +76,9 @@ def build_summary(config: Config, cfg_hash: str, names: list[str], state: "RunSt
         # over the tasks it finished is kept apart (never averaged with finished runs)
         "forgetting": {m: forgetting_of(state.matrices["routed"][m], done if finished else 0) for m in METRICS},
         "forgetting_oracle": {m: forgetting_of(state.matrices["oracle"][m], done if finished else 0) for m in METRICS},
-        "forgetting_partial": None if finished else {m: forgetting_of(state.matrices["routed"][m], done) for m in METRICS},
+        "forgetting_partial": None
+        if finished
+        else {m: forgetting_of(state.matrices["routed"][m], done) for m in METRICS},
         "routing_accuracy": routing["accuracy"] if routing else None,
         "routing_confusion": routing["confusion"] if routing else None,
         "routing_accuracy_after_task": [r["accuracy"] for r in state.routing],
@@ -83,12 +87,17 @@ def build_summary(config: Config, cfg_hash: str, names: list[str], state: "RunSt
         "memory": memory_per_task(config, dim, patches_per_image, train_images),
         "per_task": state.tasks,
         "timings": timings,
-        "environment": {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(), "python": platform.python_version(),
-                        "machine": platform.machine()},
+        "environment": {
+            "device": str(device),
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+        },
     }
 
 
-def rescored_top_k(evaluations: "list[Any]", names: list[str]) -> dict[str, Any]:
+def rescored_top_k(evaluations: list[Any], names: list[str]) -> dict[str, Any]:
     """Oracle image AUROC after the last task with the image top-k re-aggregated from the same patch scores.
 
     ``{"image_auroc": {k: {category: value}}, "mean": {k: mean over categories}}`` (keys are ``str(k)``).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -43,6 +44,16 @@ def load_tasks(config: Config, store: FeatureStore) -> list[TaskData]:
     return [TaskData(name, store.get(name, "train"), store.get(name, "test")) for name in task_order(config)]
 
 
+class PatchRows(Protocol):
+    """What training reads of its patch maps besides an array: ``len``, ``shape`` and rows by an index array."""
+
+    shape: tuple[int, ...]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray: ...
+
+
 class StackedRows:
     """Several ``(N_i, ...)`` arrays read as one ``(sum N_i, ...)`` array along the first axis, without a copy.
 
@@ -67,8 +78,11 @@ class StackedRows:
         if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= len(self))):
             raise IndexError(f"rows must be a 1-d array of indices below {len(self)}")
         part = np.searchsorted(self.offsets, rows, side="right") - 1
-        return np.stack([self.parts[p][r - self.offsets[p]] for p, r in zip(part, rows)]) if rows.size else \
-            np.zeros((0, *self.shape[1:]), dtype=self.dtype)
+        return (
+            np.stack([self.parts[p][r - self.offsets[p]] for p, r in zip(part, rows)])
+            if rows.size
+            else np.zeros((0, *self.shape[1:]), dtype=self.dtype)
+        )
 
 
 def joint_patches(tasks: list[TaskData]) -> StackedRows:

@@ -23,8 +23,9 @@ import torch
 
 from moleflow.continual.learner import Learner
 from moleflow.continual.settings import TrainSettings
-from moleflow.model import TailAwareLoss, greedy_coreset
+from moleflow.continual.tasks import PatchRows
 from moleflow.features.cache import float32_rows
+from moleflow.model import TailAwareLoss, greedy_coreset
 
 
 @dataclass
@@ -39,7 +40,7 @@ class TrainResult:
     skipped: int = 0  # batches skipped for a non-finite or too large loss (nonfinite: skip)
 
 
-def _batch(patches: np.ndarray, index: np.ndarray, device: torch.device) -> torch.Tensor:
+def _batch(patches: np.ndarray | PatchRows, index: np.ndarray, device: torch.device) -> torch.Tensor:
     """Rows ``index`` of a cache entry's ``(N, H, W, D)`` memmap (float16 or float32) as float32 on ``device``."""
     return torch.from_numpy(float32_rows(patches[np.sort(index)])).to(device)
 
@@ -78,8 +79,15 @@ def make_optimizer(params: list[torch.nn.Parameter], settings: TrainSettings) ->
     if settings.optimizer == "adamp":
         from adamp import AdamP
 
-        return AdamP(params, lr=settings.lr, betas=(0.9, 0.999), weight_decay=settings.weight_decay,
-                     delta=0.1, wd_ratio=0.1, nesterov=False)
+        return AdamP(
+            params,
+            lr=settings.lr,
+            betas=(0.9, 0.999),
+            weight_decay=settings.weight_decay,
+            delta=0.1,
+            wd_ratio=0.1,
+            nesterov=False,
+        )
     kind = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[settings.optimizer]
     return kind(params, lr=settings.lr, weight_decay=settings.weight_decay, foreach=True)
 
@@ -116,7 +124,9 @@ def _objective(learner: Learner, task: int, x: torch.Tensor, loss_fn: TailAwareL
     return loss
 
 
-def fit_memory(learner: Learner, task: int, patches: np.ndarray, settings: TrainSettings, device: torch.device) -> TrainResult:
+def fit_memory(
+    learner: Learner, task: int, patches: np.ndarray, settings: TrainSettings, device: torch.device
+) -> TrainResult:
     """(knn) Store task ``task``'s training patches ``(N, H, W, D)`` (or their coreset) as its memory bank."""
     start = time.perf_counter()
     vectors = torch.from_numpy(float32_rows(patches).reshape(-1, patches.shape[-1])).to(device)
@@ -130,7 +140,7 @@ def fit_memory(learner: Learner, task: int, patches: np.ndarray, settings: Train
 def train_task(
     learner: Learner,
     task: int,
-    patches: np.ndarray,
+    patches: np.ndarray | PatchRows,
     settings: TrainSettings,
     device: torch.device,
     replay: ReplayBuffer | None = None,
@@ -144,6 +154,7 @@ def train_task(
     without a terminal (a Snakemake or cluster job's) shows a slow run from a stuck one.
     """
     if learner.knn is not None:
+        assert isinstance(patches, np.ndarray)  # one task's cache entry (only the joint flow stacks them)
         return fit_memory(learner, task, patches, settings, device)
     if not learner.has_maps:  # DNE: its Gaussian was fitted when the task was added; nothing to train
         return TrainResult("ok", seconds=0.0)
@@ -209,10 +220,17 @@ def train_task(
                 warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
                 scheduler.step()
         result.epoch_losses.append(running / seen if seen else None)
-        if log is not None and settings.epochs >= 10 and (epoch + 1) % (settings.epochs // 5) == 0 and epoch + 1 < settings.epochs:
+        if (
+            log is not None
+            and settings.epochs >= 10
+            and (epoch + 1) % (settings.epochs // 5) == 0
+            and epoch + 1 < settings.epochs
+        ):
             elapsed = time.perf_counter() - start
-            log(f"{label}epoch {epoch + 1}/{settings.epochs}, {elapsed:.1f} s, "
-                f"{(epoch + 1) * steps_per_epoch / elapsed:.1f} steps/s, loss {running / max(seen, 1):.1f}")
+            log(
+                f"{label}epoch {epoch + 1}/{settings.epochs}, {elapsed:.1f} s, "
+                f"{(epoch + 1) * steps_per_epoch / elapsed:.1f} steps/s, loss {running / max(seen, 1):.1f}"
+            )
     learner.eval()
     for p in learner.parameters():
         p.requires_grad_(False)
@@ -220,13 +238,16 @@ def train_task(
     batches = steps_per_epoch * settings.epochs
     if result.skipped > settings.max_skipped_share * batches:
         result.status = "diverged"
-        result.message = (f"task {task} skipped {result.skipped} of its {batches} batches for a non-finite or too large "
-                          f"loss (more than training.max_skipped_share = {settings.max_skipped_share})")
+        result.message = (
+            f"task {task} skipped {result.skipped} of its {batches} batches for a non-finite or too large "
+            f"loss (more than training.max_skipped_share = {settings.max_skipped_share})"
+        )
     return result
 
 
-def empirical_fisher(learner: Learner, task: int, patches: np.ndarray, settings: TrainSettings,
-                     device: torch.device) -> dict[str, torch.Tensor]:
+def empirical_fisher(
+    learner: Learner, task: int, patches: np.ndarray, settings: TrainSettings, device: torch.device
+) -> dict[str, torch.Tensor]:
     """Diagonal empirical Fisher of the base parameters on task ``task``'s training images ``(N, H, W, D)``.
 
     Per-sample: the mean over the ``N`` images of the squared gradient of each image's own

@@ -65,7 +65,7 @@ def load_image(
 ) -> np.ndarray:
     """Load an image as a float32 array ``(3, crop, crop)``, normalised per channel as ``(x - mean) / std``."""
     arr = np.asarray(_rgb_cropped(path, resize, crop, mode), dtype=np.float32) / 255.0
-    arr = (arr - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    arr = np.divide(arr - np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32), dtype=np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 

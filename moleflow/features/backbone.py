@@ -69,7 +69,8 @@ def resolve_weights(name: str, weights: str | None) -> Path:
         cfg = None
     if cfg is None:
         raise WeightsError(f"features.backbone: timm has no pretrained weights named {name!r}")
-    found = (_cached_hf_file(cfg.hf_hub_id) if cfg.hf_hub_id else None) or (_cached_url_file(cfg.url) if cfg.url else None)
+    url = cfg.url[0] if isinstance(cfg.url, tuple) else cfg.url  # timm may give (url, file name)
+    found = (_cached_hf_file(cfg.hf_hub_id) if cfg.hf_hub_id else None) or (_cached_url_file(url) if url else None)
     if found is None:
         source = f"hf-hub:{cfg.hf_hub_id}" if cfg.hf_hub_id else cfg.url
         raise WeightsError(
@@ -94,7 +95,7 @@ def layer_indices(model_name: str, layers: list[str]) -> list[int]:
     import timm
 
     probe = timm.create_model(model_name, pretrained=False, features_only=True)
-    names = probe.feature_info.module_name()
+    names = probe.feature_info.module_name()  # type: ignore[union-attr,operator]  # timm's FeatureListNet attribute
     indices = []
     for layer in layers:
         if layer not in names:
@@ -103,7 +104,9 @@ def layer_indices(model_name: str, layers: list[str]) -> list[int]:
     return indices
 
 
-def create_backbone(name: str, layers: list[str], pretrained: bool, weights: str | None = None, init_seed: int = 0) -> nn.Module:
+def create_backbone(
+    name: str, layers: list[str], pretrained: bool, weights: str | None = None, init_seed: int = 0
+) -> nn.Module:
     """Create a frozen timm backbone in eval mode returning ``layers``.
 
     With ``pretrained=False`` the random initialisation is drawn from ``init_seed``
@@ -125,11 +128,17 @@ def create_backbone(name: str, layers: list[str], pretrained: bool, weights: str
         path = resolve_weights(name, weights)
         try:
             model = timm.create_model(
-                name, pretrained=True, features_only=True, out_indices=out_indices, pretrained_cfg_overlay={"file": str(path)}
+                name,
+                pretrained=True,
+                features_only=True,
+                out_indices=out_indices,
+                pretrained_cfg_overlay={"file": str(path)},
             )
         except Exception as exc:  # noqa: BLE001 - torch/safetensors/pickle raise many types for a bad file
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise WeightsError(f"features.weights: {path} is not a readable weights file for {name} ({first})") from None
+            raise WeightsError(
+                f"features.weights: {path} is not a readable weights file for {name} ({first})"
+            ) from None
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)

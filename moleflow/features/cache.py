@@ -98,7 +98,9 @@ def dataset_fingerprint(root: Path, samples: list[Sample], memo_dir: Path | None
     return value
 
 
-def cache_fields(config: dict[str, Any], fingerprint: str, category: str, split: str, weights_id: str | None) -> dict[str, Any]:
+def cache_fields(
+    config: dict[str, Any], fingerprint: str, category: str, split: str, weights_id: str | None
+) -> dict[str, Any]:
     """Everything that identifies a cache entry."""
     feats = config["features"]
     # the input normalisation is a function of the backbone (its timm pretrained configuration), keyed by it
@@ -182,8 +184,9 @@ class EntryWriter:
         ...     w.meta = {...}
     """
 
-    def __init__(self, final: Path, n: int, shape: tuple[int, int, int], mask_size: int | None,
-                 dtype: str = "float16") -> None:
+    def __init__(
+        self, final: Path, n: int, shape: tuple[int, int, int], mask_size: int | None, dtype: str = "float16"
+    ) -> None:
         self.final = Path(final)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -193,8 +196,11 @@ class EntryWriter:
         self.dtype = np.dtype(dtype)
         try:
             self.patches = _reserved_memmap(self.tmp / "patches.npy", self.dtype, (n, *shape))
-            self.masks = _reserved_memmap(self.tmp / "masks.npy", np.dtype(bool), (n, mask_size, mask_size)) \
-                if mask_size else None
+            self.masks = (
+                _reserved_memmap(self.tmp / "masks.npy", np.dtype(bool), (n, mask_size, mask_size))
+                if mask_size
+                else None
+            )
         except BaseException as exc:
             shutil.rmtree(self.tmp, ignore_errors=True)
             raise disk_full(exc, self.final) or exc from None
@@ -202,7 +208,9 @@ class EntryWriter:
         self.labels = np.zeros((n,), dtype=np.int8)
         self.meta: dict[str, Any] = {}
 
-    def write(self, start: int, patches: np.ndarray, router: np.ndarray, labels: np.ndarray, masks: np.ndarray | None) -> None:
+    def write(
+        self, start: int, patches: np.ndarray, router: np.ndarray, labels: np.ndarray, masks: np.ndarray | None
+    ) -> None:
         """Store a batch of ``B`` rows starting at ``start``."""
         end = start + len(patches)
         self.patches[start:end] = patches.astype(self.dtype)
@@ -222,10 +230,10 @@ class EntryWriter:
         np.save(self.tmp / "labels.npy", self.labels)
         (self.tmp / "meta.json").write_text(json.dumps(self.meta, indent=1))
 
-    def __enter__(self) -> "EntryWriter":
+    def __enter__(self) -> EntryWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:  # type: ignore[no-untyped-def]
+    def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return

@@ -71,7 +71,7 @@ class PatchEmbedder(nn.Module):
         Returns:
             ``(patches, router)``: ``(B, H, W, D)`` patch embedding and ``(B, D)`` router feature.
         """
-        size = tuple(maps[0].shape[-2:])
+        size = (int(maps[0].shape[-2]), int(maps[0].shape[-1]))
         per_layer = [self._layer_vectors(m.float(), size) for m in maps]
         if self.fusion == "mean":
             patches = torch.stack(per_layer, 0).mean(0)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import itertools
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,8 +41,15 @@ from moleflow.features.embedding import PatchEmbedder
 
 
 class _ImageDataset(Dataset):
-    def __init__(self, samples: list[Sample], resize: int, crop: int, with_masks: bool,
-                 norm: tuple[tuple[float, ...], tuple[float, ...]], mode: str = "square") -> None:
+    def __init__(
+        self,
+        samples: list[Sample],
+        resize: int,
+        crop: int,
+        with_masks: bool,
+        norm: tuple[tuple[float, ...], tuple[float, ...]],
+        mode: str = "square",
+    ) -> None:
         self.samples, self.resize, self.crop, self.with_masks = samples, resize, crop, with_masks
         self.mean, self.std = norm
         self.mode = mode
@@ -54,7 +62,9 @@ class _ImageDataset(Dataset):
         if self.with_masks and sample.mask is not None:  # never evaluate against a silently resized mask
             require_same_size(sample.mask, header_size(sample.mask), header_size(sample.image))
         image = load_image(sample.image, self.resize, self.crop, self.mean, self.std, self.mode)
-        mask = load_mask(sample.mask, self.resize, self.crop, self.mode) if self.with_masks else np.zeros((0,), dtype=bool)
+        mask = (
+            load_mask(sample.mask, self.resize, self.crop, self.mode) if self.with_masks else np.zeros((0,), dtype=bool)
+        )
         return image, sample.label, mask
 
 
@@ -74,7 +84,7 @@ class FeatureExtractor:
         self.backbone.register_forward_hook(count)
 
     @classmethod
-    def from_config(cls, config: Config) -> "FeatureExtractor":
+    def from_config(cls, config: Config) -> FeatureExtractor:
         """Build the backbone and embedder that ``config['features']`` describes."""
         feats = config["features"]
         device = resolve_device(config["device"])
@@ -98,12 +108,13 @@ def _weights_identity(feats: dict[str, Any]) -> str | None:
     return file_digest(resolve_weights(feats["backbone"], feats["weights"]))
 
 
-def backbone_passes_per_image(sets: "list[FeatureSet]") -> float | None:
+def backbone_passes_per_image(sets: list[FeatureSet]) -> float | None:
     """Backbone forward passes per image over cache entries (``None`` if an entry predates the count)."""
     counts = [s.meta.get("backbone_images") for s in sets]
-    if any(c is None for c in counts):
+    known = [int(c) for c in counts if c is not None]
+    if len(known) < len(counts):
         return None
-    return float(sum(counts)) / max(1, sum(len(s.meta["samples"]) for s in sets))
+    return float(sum(known)) / max(1, sum(len(s.meta["samples"]) for s in sets))
 
 
 class FeatureStore:
@@ -161,8 +172,14 @@ class FeatureStore:
         feats = self.config["features"]
         with_masks = fields["split"] == "test"
         loader = DataLoader(
-            _ImageDataset(samples, feats["resize"], feats["input_size"], with_masks, normalization(feats["backbone"]),
-                          feats["resize_mode"]),
+            _ImageDataset(
+                samples,
+                feats["resize"],
+                feats["input_size"],
+                with_masks,
+                normalization(feats["backbone"]),
+                feats["resize_mode"],
+            ),
             batch_size=feats["batch_size"],
             num_workers=feats["num_workers"],
             shuffle=False,
@@ -171,14 +188,22 @@ class FeatureStore:
         passed_before = self._extractor.images_passed
         start_time = time.perf_counter()
         bar = tqdm(
-            total=len(samples), unit="img", desc=f"features {fields['category']}/{fields['split']}",
-            disable=None if self.progress else True, file=sys.stderr, leave=False,  # None: off when not a terminal
+            total=len(samples),
+            unit="img",
+            desc=f"features {fields['category']}/{fields['split']}",
+            disable=None if self.progress else True,
+            file=sys.stderr,
+            leave=False,  # None: off when not a terminal
         )
         batches = self._batches(loader)
         first = next(batches)
         shape = tuple(first[0].shape[1:])
-        with bar, EntryWriter(path, len(samples), shape, feats["input_size"] if with_masks else None,
-                              feats["cache_dtype"]) as writer:
+        with (
+            bar,
+            EntryWriter(
+                path, len(samples), shape, feats["input_size"] if with_masks else None, feats["cache_dtype"]
+            ) as writer,
+        ):
             row = 0
             for patches, router, labels, masks in itertools.chain([first], batches):
                 writer.write(row, patches, router, labels, masks if with_masks else None)
@@ -189,7 +214,11 @@ class FeatureStore:
                 "key": fields,
                 "shape": [len(samples), *shape],
                 "samples": [
-                    {"image": str(s.image.relative_to(root)), "mask": str(s.mask.relative_to(root)) if s.mask else None, "defect": s.defect}
+                    {
+                        "image": str(s.image.relative_to(root)),
+                        "mask": str(s.mask.relative_to(root)) if s.mask else None,
+                        "defect": s.defect,
+                    }
                     for s in samples
                 ],
                 "seconds": seconds,
@@ -201,5 +230,7 @@ class FeatureStore:
         self.stats["images_extracted"] += len(samples)
         self.stats["extract_seconds"] += seconds
         if self.log is not None:
-            self.log(f"features {fields['category']}/{fields['split']}: {len(samples)} images in {seconds:.1f} s "
-                     f"({len(samples) / max(seconds, 1e-9):.1f} img/s, {self._extractor.device})")
+            self.log(
+                f"features {fields['category']}/{fields['split']}: {len(samples)} images in {seconds:.1f} s "
+                f"({len(samples) / max(seconds, 1e-9):.1f} img/s, {self._extractor.device})"
+            )

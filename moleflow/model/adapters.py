@@ -97,10 +97,13 @@ class FiLMAdapter(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.gamma = nn.Parameter(torch.ones(dim))
         self.beta = nn.Parameter(torch.zeros(dim))
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(),
-                                 nn.Linear(hidden, dim))
-        nn.init.normal_(self.mlp[-1].weight, std=0.01)
-        nn.init.zeros_(self.mlp[-1].bias)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, dim)
+        )
+        out = self.mlp[-1]
+        assert isinstance(out, nn.Linear)
+        nn.init.normal_(out.weight, std=0.01)
+        nn.init.zeros_(out.bias)
         self.gate = nn.Parameter(torch.tensor(0.5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -56,8 +56,13 @@ class SubnetConfig:
 
 
 def _lora_kwargs(cfg: SubnetConfig) -> dict:
-    return dict(rank=cfg.rank, alpha=cfg.alpha, use_lora=cfg.use_lora, task_bias=cfg.task_bias,
-                task0_adapters=cfg.task0_adapters)
+    return dict(
+        rank=cfg.rank,
+        alpha=cfg.alpha,
+        use_lora=cfg.use_lora,
+        task_bias=cfg.task_bias,
+        task0_adapters=cfg.task0_adapters,
+    )
 
 
 class MoLEContextSubnet(nn.Module):
@@ -85,9 +90,11 @@ class MoLEContextSubnet(nn.Module):
         self.context_conv: nn.Conv2d | None = None
         if cfg.scale_context:
             k = cfg.context_kernel
-            self.context_conv = nn.Conv2d(c_in, c_in, k, padding=k // 2, groups=c_in)
-            nn.init.zeros_(self.context_conv.weight)
-            nn.init.zeros_(self.context_conv.bias)
+            conv = nn.Conv2d(c_in, c_in, k, padding=k // 2, groups=c_in)
+            assert conv.bias is not None
+            nn.init.zeros_(conv.weight)
+            nn.init.zeros_(conv.bias)
+            self.context_conv = conv
             self.theta_s = nn.Parameter(torch.zeros(()))
             self.alpha_max = cfg.context_alpha_max
         s_in = 2 * c_in if cfg.scale_context else c_in
@@ -140,13 +147,19 @@ class GatherPermutationBlock(AllInOneBlock):
     non-persistent buffers derived from it.
     """
 
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        hard = (not self.householder and self.w_perm.dim() == 2
-                and bool(((self.w_perm == 0) | (self.w_perm == 1)).all()) and bool((self.w_perm.sum(0) == 1).all()))
+        hard = (
+            not self.householder
+            and self.w_perm.dim() == 2
+            and bool(((self.w_perm == 0) | (self.w_perm == 1)).all())
+            and bool((self.w_perm.sum(0) == 1).all())
+        )
         if not hard or self.GIN or self.input_rank != 0:
-            raise ValueError("GatherPermutationBlock needs vector inputs, a hard permutation (permute_soft=False, "
-                             "no Householder) and no GIN")
+            raise ValueError(
+                "GatherPermutationBlock needs vector inputs, a hard permutation (permute_soft=False, "
+                "no Householder) and no GIN"
+            )
         self.register_buffer("perm_index", torch.empty(0, dtype=torch.long), persistent=False)
         self.register_buffer("perm_index_inv", torch.empty(0, dtype=torch.long), persistent=False)
         self._index_permutation()
@@ -170,8 +183,9 @@ class GatherPermutationBlock(AllInOneBlock):
         return x.index_select(1, self.perm_index if rev else self.perm_index_inv)
 
 
-def build_coupling_flow(dim: int, blocks: int, grid: GridShape, cfg: SubnetConfig,
-                        clamp: float = 1.9, permutation_seed: int = 0) -> SequenceINN:
+def build_coupling_flow(
+    dim: int, blocks: int, grid: GridShape, cfg: SubnetConfig, clamp: float = 1.9, permutation_seed: int = 0
+) -> SequenceINN:
     """``blocks`` FrEIA ``AllInOneBlock``s on ``dim``-vectors with :class:`MoLEContextSubnet`s.
 
     FrEIA draws each hard permutation from NumPy's global generator; it is seeded

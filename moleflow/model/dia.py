@@ -16,10 +16,12 @@ from torch import nn
 
 
 def _mlp(width: int) -> nn.Sequential:
-    net = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width))
-    nn.init.zeros_(net[-1].weight)
-    nn.init.zeros_(net[-1].bias)
-    return net
+    layers = [nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, width)]
+    last = layers[-1]
+    assert isinstance(last, nn.Linear)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(*layers)
 
 
 class AffineCouplingBlock(nn.Module):
@@ -29,11 +31,11 @@ class AffineCouplingBlock(nn.Module):
         super().__init__()
         if dim % 2:
             raise ValueError(f"DIA needs an even D, got {dim}")
-        self.half, self.flip, self.clamp = dim // 2, flip, clamp
-        self.s, self.t = _mlp(self.half), _mlp(self.half)
+        self.half_dim, self.flip, self.clamp = dim // 2, flip, clamp
+        self.s, self.t = _mlp(self.half_dim), _mlp(self.half_dim)
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = x[:, : self.half], x[:, self.half :]
+        a, b = x[:, : self.half_dim], x[:, self.half_dim :]
         return (b, a) if self.flip else (a, b)
 
     def _join(self, cond: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
@@ -68,8 +70,8 @@ class DeepInvertibleAdapter(nn.Module):
         logdet = torch.zeros(z.shape[0], dtype=z.dtype, device=z.device)
         if self.blocks == 0:
             return z, logdet
-        stack = self.tasks[str(task)]
-        for block in (reversed(stack) if rev else stack):
+        stack = list(self.tasks[str(task)].children())
+        for block in reversed(stack) if rev else stack:
             z, ld = block(z, rev=rev)
             logdet = logdet + ld
         return z, logdet

@@ -40,5 +40,7 @@ class PositionalEncoding2D(nn.Module):
         """``(B, H, W, D)`` -> ``(B, H, W, D)``."""
         key = (x.shape[1], x.shape[2], x.device, x.dtype)
         if key not in self._cache:
-            self._cache[key] = (self.scale * positional_encoding_2d(self.dim, x.shape[1], x.shape[2])).to(x.device, x.dtype)
+            self._cache[key] = (self.scale * positional_encoding_2d(self.dim, x.shape[1], x.shape[2])).to(
+                x.device, x.dtype
+            )
         return x + self._cache[key]

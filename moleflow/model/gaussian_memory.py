@@ -63,9 +63,13 @@ class GaussianMemory(nn.Module):
         mean, covariance, precision = ledoit_wolf(z)
         if self.density == "pooled" and task > 0:
             mean, _, precision = ledoit_wolf(np.concatenate([*self._draws(task), z]))
-        own = {"count": torch.tensor(len(z)), "mean": torch.from_numpy(z.mean(axis=0)),
-               "covariance": torch.from_numpy(covariance),
-               "density_mean": torch.from_numpy(mean), "density_precision": torch.from_numpy(precision)}
+        own = {
+            "count": torch.tensor(len(z)),
+            "mean": torch.from_numpy(z.mean(axis=0)),
+            "covariance": torch.from_numpy(covariance),
+            "density_mean": torch.from_numpy(mean),
+            "density_precision": torch.from_numpy(precision),
+        }
         for name, value in own.items():
             self.register_buffer(f"{name}_{task}", value)
         self.n_tasks += 1
@@ -74,9 +78,14 @@ class GaussianMemory(nn.Module):
     def _draws(self, task: int) -> list[np.ndarray]:
         """``n_i`` unit vectors drawn from each earlier task ``i``'s Gaussian (the generator seeded by (seed, task))."""
         rng = np.random.default_rng(self.seed * 1_000_003 + task)
-        return [unit_rows(rng.multivariate_normal(self._get("mean", i).numpy(), self._get("covariance", i).numpy(),
-                                                  size=int(self._get("count", i))))
-                for i in range(task)]
+        return [
+            unit_rows(
+                rng.multivariate_normal(
+                    self._get("mean", i).numpy(), self._get("covariance", i).numpy(), size=int(self._get("count", i))
+                )
+            )
+            for i in range(task)
+        ]
 
     def forward(self, features: torch.Tensor, task: int) -> torch.Tensor:
         """Mahalanobis distances ``(B,)`` of image embeddings ``(B, D)`` to the density serving ``task``.
@@ -93,10 +102,12 @@ class GaussianMemory(nn.Module):
 
     def task_state(self, task: int) -> dict[str, torch.Tensor]:
         """Task ``task``'s stored tensors, under their state-dict names."""
-        return {f"{name}_{task}": self._get(name, task)
-                for name in ("count", "mean", "covariance", "density_mean", "density_precision")}
+        return {
+            f"{name}_{task}": self._get(name, task)
+            for name in ("count", "mean", "covariance", "density_mean", "density_precision")
+        }
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         tasks = len([k for k in state_dict if k.startswith(prefix + "count_")])
         for task in range(self.n_tasks, tasks):
             for name in ("count", "mean", "covariance", "density_mean", "density_precision"):

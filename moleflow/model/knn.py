@@ -104,7 +104,7 @@ class NearestNeighbourScorer(nn.Module):
             out.append(torch.linalg.vector_norm(q - bank[nearest], dim=1))
         return torch.cat(out).reshape(x.shape[:-1])
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         names = [k for k in state_dict if k.startswith(prefix + "bank_")]
         for task in range(self.n_tasks, len(names)):
             self.register_buffer(f"bank_{task}", torch.zeros_like(state_dict[f"{prefix}bank_{task}"]))

@@ -35,18 +35,24 @@ class MergedLoRA(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, lora_a: torch.Tensor,  # type: ignore[override]
-                lora_b: torch.Tensor, scale: float) -> torch.Tensor:
+    def forward(
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        lora_a: torch.Tensor,
+        lora_b: torch.Tensor,
+        scale: float,
+    ) -> torch.Tensor:
         return F.linear(x, torch.addmm(weight, lora_b, lora_a, alpha=scale), bias)
 
     @staticmethod
-    def setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def, override]
+    def setup_context(ctx, inputs, output) -> None:
         x, weight, _, lora_a, lora_b, scale = inputs
         ctx.save_for_backward(x, weight, lora_a, lora_b)
         ctx.scale = scale
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[no-untyped-def, override]
+    def backward(ctx, grad: torch.Tensor):
         x, weight, lora_a, lora_b = ctx.saved_tensors
         need_x, need_w, need_bias, need_a, need_b, _ = ctx.needs_input_grad
         s = ctx.scale
@@ -79,8 +85,16 @@ class LoRALinear(nn.Module):
         task0_adapters: task 0 gets its adapter and bias too (else task 0 is the base alone).
     """
 
-    def __init__(self, in_features: int, out_features: int, rank: int = 64, alpha: float = 1.0,
-                 use_lora: bool = True, task_bias: bool = True, task0_adapters: bool = True) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        rank: int = 64,
+        alpha: float = 1.0,
+        use_lora: bool = True,
+        task_bias: bool = True,
+        task0_adapters: bool = True,
+    ) -> None:
         super().__init__()
         self.base = nn.Linear(in_features, out_features)
         self.rank, self.scale = rank, alpha / rank

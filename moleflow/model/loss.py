@@ -22,8 +22,14 @@ class TailAwareLoss(nn.Module):
     """Args: ``tail_weight`` (w), ``top_k_ratio``, ``logdet_reg`` (lambda), ``nll_reduction`` (``mean``, ``image_sum``),
     ``k_rounding`` (``floor``, ``ceil``)."""
 
-    def __init__(self, tail_weight: float = 0.7, top_k_ratio: float = 0.02, logdet_reg: float = 1e-4,
-                 nll_reduction: str = "mean", k_rounding: str = "ceil") -> None:
+    def __init__(
+        self,
+        tail_weight: float = 0.7,
+        top_k_ratio: float = 0.02,
+        logdet_reg: float = 1e-4,
+        nll_reduction: str = "mean",
+        k_rounding: str = "ceil",
+    ) -> None:
         super().__init__()
         if not 0.0 <= tail_weight <= 1.0:
             raise ValueError(f"tail_weight must lie in [0, 1], got {tail_weight}")

@@ -104,10 +104,15 @@ class MoLEFlow(nn.Module):
         self.pe = PositionalEncoding2D(cfg.dim, cfg.positional_encoding_scale) if cfg.positional_encoding else None
         self.whitening = WhiteningAdapter(cfg.dim) if cfg.whitening else None
         self.film = FiLMInputAdapters(cfg.dim) if not cfg.whitening and cfg.whitening_fallback == "film" else None
-        self.mixer = (SpatialContextMixer(cfg.dim, cfg.mixer_kernel, cfg.mixer_gate_init, cfg.mixer_bias)
-                      if cfg.spatial_mixer else None)
+        self.mixer = (
+            SpatialContextMixer(cfg.dim, cfg.mixer_kernel, cfg.mixer_gate_init, cfg.mixer_bias)
+            if cfg.spatial_mixer
+            else None
+        )
         self.flow = (
-            build_coupling_flow(cfg.dim, cfg.coupling_blocks, self.grid, cfg.subnet, cfg.affine_clamp, cfg.permutation_seed)
+            build_coupling_flow(
+                cfg.dim, cfg.coupling_blocks, self.grid, cfg.subnet, cfg.affine_clamp, cfg.permutation_seed
+            )
             if cfg.coupling_blocks > 0
             else None
         )
@@ -168,7 +173,9 @@ class MoLEFlow(nn.Module):
             x = self.mixer(x)
         return x
 
-    def transform(self, u: torch.Tensor, task: int, rev: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def transform(
+        self, u: torch.Tensor, task: int, rev: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Flow then DIA (or the inverse with ``rev=True``).
 
         Args:

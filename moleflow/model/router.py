@@ -62,8 +62,8 @@ class MahalanobisRouter(nn.Module):
         """Routed task ids ``(B,)`` for ``(B, D)`` router features."""
         return self.distances(features).argmin(dim=1)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
-        names = [k[len(prefix):] for k in state_dict if k.startswith(prefix + "mean_")]
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        names = [k[len(prefix) :] for k in state_dict if k.startswith(prefix + "mean_")]
         for task in range(self.n_tasks, len(names)):
             dim = state_dict[f"{prefix}mean_{task}"].shape[0]
             self.register_buffer(f"mean_{task}", torch.zeros(dim, dtype=torch.float64))

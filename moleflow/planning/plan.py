@@ -69,9 +69,16 @@ def dataset_config(workflow: dict[str, Any], name: str) -> Config:
     config = load_profile(base["profile"]) if base.get("profile") else load_config()
     config = _apply(config, base.get("set", {}), "base.set")
     ds = workflow["datasets"][name]
-    config = _apply(config, {"dataset.kind": ds["kind"], "dataset.root": ds["root"],
-                             "dataset.categories": list(ds.get("categories") or []),
-                             "features.cache_dir": workflow.get("cache", "results/cache/features")}, f"datasets.{name}")
+    config = _apply(
+        config,
+        {
+            "dataset.kind": ds["kind"],
+            "dataset.root": ds["root"],
+            "dataset.categories": list(ds.get("categories") or []),
+            "features.cache_dir": workflow.get("cache", "results/cache/features"),
+        },
+        f"datasets.{name}",
+    )
     return _apply(config, ds.get("set", {}), f"datasets.{name}.set")
 
 
@@ -137,8 +144,10 @@ def _check_categories(config: Config, available: list[str] | None, where: str, d
         return
     wrong = [c for c in config["dataset"]["categories"] or [] if c not in available]
     if wrong:
-        raise ConfigError(f"{where}: category {wrong[0]!r} is not in dataset {dataset} ({config['dataset']['root']}); "
-                          f"it has {', '.join(available) or 'no category'}")
+        raise ConfigError(
+            f"{where}: category {wrong[0]!r} is not in dataset {dataset} ({config['dataset']['root']}); "
+            f"it has {', '.join(available) or 'no category'}"
+        )
 
 
 def estimated_work(config: Config, tasks: int) -> float:
@@ -172,13 +181,15 @@ class WorkflowPlan:
     _categories: dict[str, list[str]] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_config(cls, workflow: dict[str, Any]) -> "WorkflowPlan":
+    def from_config(cls, workflow: dict[str, Any]) -> WorkflowPlan:
         return cls(workflow, plan_runs(workflow))
 
     @cached_property
     def studies(self) -> dict[str, list[str]]:
         """``{study: sorted run ids}`` for every study of the configuration."""
-        return {name: sorted(r.run_id for r in self.runs.values() if name in r.studies) for name in self.workflow["studies"]}
+        return {
+            name: sorted(r.run_id for r in self.runs.values() if name in r.studies) for name in self.workflow["studies"]
+        }
 
     @cached_property
     def study_runs(self) -> dict[str, list[tuple[str, str]]]:
@@ -215,8 +226,10 @@ class WorkflowPlan:
         def tasks(run: PlannedRun) -> int:
             return len(run.config["dataset"]["categories"] or self.categories(run.dataset))
 
-        work = {name: sum(estimated_work(self.runs[r].config, tasks(self.runs[r])) for r in ids)
-                for name, ids in self.jobs.items()}
+        work = {
+            name: sum(estimated_work(self.runs[r].config, tasks(self.runs[r])) for r in ids)
+            for name, ids in self.jobs.items()
+        }
         order = sorted(work.values())
         return {name: order.index(value) for name, value in work.items()}
 
@@ -228,6 +241,20 @@ class WorkflowPlan:
     def experiments(self) -> list[str]:
         """The MLflow experiment names, sorted."""
         return sorted(self.study_runs)
+
+    @cached_property
+    def experiment_descriptions(self) -> dict[str, str]:
+        """Each MLflow experiment's description: its study's purpose (``description``), dataset, tables and runs."""
+        out = {}
+        for name in self.experiments:
+            study, dataset = name.split("/", 1)
+            spec = self.workflow["studies"][study]
+            runs = self.study_runs[name]
+            variants = ", ".join(dict.fromkeys(variant for _, variant in runs))
+            tables = ", ".join(spec.get("tables") or []) or "none"
+            purpose = spec.get("description") or f"The {study} study."
+            out[name] = f"{purpose} Dataset: {dataset}. Tables: {tables}. {len(runs)} runs; variants: {variants}."
+        return out
 
     def categories(self, dataset: str) -> list[str]:
         """The dataset's categories, listed from disk at most once (every run job's input asks for them)."""
@@ -243,7 +270,9 @@ class WorkflowPlan:
         own = json.dumps(dataset_config(self.workflow, dataset)["features"], sort_keys=True)
         found: dict[str, dict[str, Any]] = {}
         for run in self.runs.values():
-            if run.dataset != dataset or category not in (run.config["dataset"]["categories"] or self.categories(dataset)):
+            if run.dataset != dataset or category not in (
+                run.config["dataset"]["categories"] or self.categories(dataset)
+            ):
                 continue
             key = json.dumps(run.config["features"], sort_keys=True)
             if key != own:
@@ -264,16 +293,47 @@ class WorkflowPlan:
         generated or not), each study's variants in order, and every run with its memberships and config."""
         return {
             "results": self.workflow.get("results", "results"),
-            "datasets": {name: {"kind": ds["kind"], "generate": bool(ds.get("generate"))}
-                         for name, ds in self.workflow["datasets"].items()},
-            "studies": {name: [v["name"] for v in study["variants"]] for name, study in self.workflow["studies"].items()},
+            "datasets": {
+                name: {"kind": ds["kind"], "generate": bool(ds.get("generate"))}
+                for name, ds in self.workflow["datasets"].items()
+            },
+            "studies": {
+                name: [v["name"] for v in study["variants"]] for name, study in self.workflow["studies"].items()
+            },
             "jobs": self.jobs,
-            "runs": [{"run_id": r.run_id, "dataset": r.dataset, "seed": r.seed, "order": r.order,
-                      "memberships": [list(m) for m in r.memberships], "config": r.config} for r in self.runs.values()],
+            "runs": [
+                {
+                    "run_id": r.run_id,
+                    "dataset": r.dataset,
+                    "seed": r.seed,
+                    "order": r.order,
+                    "memberships": [list(m) for m in r.memberships],
+                    "config": r.config,
+                }
+                for r in self.runs.values()
+            ],
         }
 
     @property
     def generated(self) -> dict[str, dict[str, Any]]:
         """``{root: {"generate": settings, "categories": [...]}}`` of the datasets the workflow generates."""
-        return {ds["root"]: {"generate": ds["generate"], "categories": list(ds.get("categories") or [])}
-                for ds in self.workflow["datasets"].values() if ds.get("generate")}
+        return {
+            ds["root"]: {"generate": ds["generate"], "categories": list(ds.get("categories") or [])}
+            for ds in self.workflow["datasets"].values()
+            if ds.get("generate")
+        }
+
+
+def write_records(files: dict[str, tuple[str, Any]], log: str) -> None:
+    """Write each ``path -> ("yaml" | "json", value)`` atomically, then one line per file to ``log`` (the workflow's
+    bookkeeping rules: the resolved configuration, the plan record, each dataset's run configuration)."""
+    import yaml
+
+    from moleflow.io import write_json_atomic, write_text_atomic
+
+    for path, (kind, value) in files.items():
+        if kind == "json":
+            write_json_atomic(path, value)
+        else:
+            write_text_atomic(path, yaml.safe_dump(value, sort_keys=False))
+    write_text_atomic(log, "".join(f"wrote {path}\n" for path in files))

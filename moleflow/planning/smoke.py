@@ -30,11 +30,8 @@ the estimate errs high.
 
 from __future__ import annotations
 
-import ctypes
-import gc
 import json
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -42,34 +39,54 @@ from pathlib import Path
 from typing import Any
 
 from moleflow.config import Config, apply_overrides, flat
+from moleflow.planning.estimate import PUBLISHED_COUNTS, ExtractionCheck, GroupCheck, estimate, split_sizes
+from moleflow.planning.memory import PeakMemory
 from moleflow.planning.plan import PlannedRun, WorkflowPlan
 
 #: Keys that change neither the model's tensors nor the data's shapes: runs that differ only in these share one
 #: check. The dataset's layout is read by the feature extraction, checked once per layout and feature setting;
 #: the loss's terms, the router's estimate and the schedule are arithmetic on tensors of the same shapes.
 VALUE_ONLY = (
-    "seed", "order_seed", "task_order", "device", "dataset.", "features.cache_dir", "features.num_workers",
-    "features.batch_size", "features.init_seed", "training.epochs", "training.lr", "training.lr_min_ratio",
-    "training.warmup_epochs", "training.clip_grad_norm", "training.top_k_ratio", "training.tail_weight",
-    "training.logdet_reg", "training.nll_reduction", "training.tail_k_rounding", "training.lr_schedule",
-    "training.drop_last", "training.nonfinite", "training.loss_ceiling", "training.max_skipped_share",
-    "training.weight_decay", "scoring.", "evaluation.", "router.", "strategy.ewc_lambda", "strategy.knn_coreset_ratio",
-    "strategy.replay_images", "model.gamma_init", "model.mixer_gate_init", "model.affine_clamp",
-    "model.permutation_seed", "model.context_alpha_max", "model.lora_alpha", "model.dia_clamp",
+    "seed",
+    "order_seed",
+    "task_order",
+    "device",
+    "dataset.",
+    "features.cache_dir",
+    "features.num_workers",
+    "features.batch_size",
+    "features.init_seed",
+    "training.epochs",
+    "training.lr",
+    "training.lr_min_ratio",
+    "training.warmup_epochs",
+    "training.clip_grad_norm",
+    "training.top_k_ratio",
+    "training.tail_weight",
+    "training.logdet_reg",
+    "training.nll_reduction",
+    "training.tail_k_rounding",
+    "training.lr_schedule",
+    "training.drop_last",
+    "training.nonfinite",
+    "training.loss_ceiling",
+    "training.max_skipped_share",
+    "training.weight_decay",
+    "scoring.",
+    "evaluation.",
+    "router.",
+    "strategy.ewc_lambda",
+    "strategy.knn_coreset_ratio",
+    "strategy.replay_images",
+    "model.gamma_init",
+    "model.mixer_gate_init",
+    "model.affine_clamp",
+    "model.permutation_seed",
+    "model.context_alpha_max",
+    "model.lora_alpha",
+    "model.dia_clamp",
     "model.positional_encoding",
 )
-
-
-#: Published split sizes (training images, test images) per category: MVTec AD as released and VisA's 1cls split.
-PUBLISHED_COUNTS: dict[str, dict[str, tuple[int, int]]] = {
-    "mvtec": {"bottle": (209, 83), "cable": (224, 150), "capsule": (219, 132), "carpet": (280, 117), "grid": (264, 78),
-              "hazelnut": (391, 110), "leather": (245, 124), "metal_nut": (220, 115), "pill": (267, 167),
-              "screw": (320, 160), "tile": (230, 117), "toothbrush": (60, 42), "transistor": (213, 100),
-              "wood": (247, 79), "zipper": (240, 151)},
-    "visa": {"candle": (900, 200), "capsules": (542, 160), "cashew": (450, 150), "chewinggum": (453, 150),
-             "fryum": (450, 150), "macaroni1": (900, 200), "macaroni2": (900, 200), "pcb1": (904, 200),
-             "pcb2": (901, 200), "pcb3": (905, 201), "pcb4": (904, 201), "pipe_fryum": (450, 150)},
-}
 
 
 def shape_signature(config: Config) -> str:
@@ -134,69 +151,6 @@ def weights_available(config: Config) -> bool:
     return True
 
 
-class PeakMemory:
-    """Peak memory of what runs inside the block, in MiB: CUDA's allocator peak, or the process's RSS growth (sampled)."""
-
-    def __init__(self, device: str) -> None:
-        self.cuda = device.startswith("cuda")
-        self.peak_mib = float("nan")
-
-    def __enter__(self) -> "PeakMemory":
-        gc.collect()
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            return self
-        import psutil
-
-        try:  # give freed heap memory back to the system, so that what the block allocates shows as growth
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc: the growth is then a lower bound
-            pass
-        process = psutil.Process()
-        self._base = process.memory_info().rss
-        self._peak = self._base
-        self._stop = threading.Event()
-
-        def sample() -> None:
-            while not self._stop.wait(0.01):
-                self._peak = max(self._peak, process.memory_info().rss)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.cuda:
-            import torch
-
-            torch.cuda.synchronize()
-            self.peak_mib = torch.cuda.max_memory_allocated() / 2**20
-            return
-        self._stop.set()
-        self._thread.join()
-        self.peak_mib = (self._peak - self._base) / 2**20
-
-
-@dataclass
-class GroupCheck:
-    """What the check of one group measured."""
-
-    label: str
-    runs: int
-    status: str
-    message: str
-    base_params: int
-    params_per_task: int
-    peak_mib: float
-    task0_step_s: float
-    later_step_s: float
-    eval_image_s: float
-    random_weights: bool
-
-
 def smoke_config(config: Config, workdir: Path, device: str) -> tuple[Config, list[tuple[int, int]]]:
     """``config`` on its stand-in tree (made on first use): one epoch, the run's shapes; and the tree's
     ``(training, test)`` image counts per category."""
@@ -210,25 +164,21 @@ def smoke_config(config: Config, workdir: Path, device: str) -> tuple[Config, li
         categories = standin_tree(tree, config["dataset"]["kind"], size, batch)
         (tree / ".categories").write_text(json.dumps(categories))
     categories = json.loads((tree / ".categories").read_text())
-    sets: dict[str, Any] = {"dataset.root": str(tree), "dataset.categories": categories, "dataset.kind": config["dataset"]["kind"],
-                            "task_order": "given", "training.epochs": 1, "features.cache_dir": str(workdir / "cache"),
-                            "evaluation.sample_images": 0, "device": device}
+    sets: dict[str, Any] = {
+        "dataset.root": str(tree),
+        "dataset.categories": categories,
+        "dataset.kind": config["dataset"]["kind"],
+        "task_order": "given",
+        "training.epochs": 1,
+        "features.cache_dir": str(workdir / "cache"),
+        "evaluation.sample_images": 0,
+        "device": device,
+    }
     if not weights_available(config):
         sets.update({"features.pretrained": False, "features.weights": None})
     smoke = apply_overrides(config, sets)
     sizes = [(len(c.train), len(c.test)) for c in load_categories(smoke["dataset"]["kind"], tree, categories)]
     return smoke, sizes
-
-
-@dataclass
-class ExtractionCheck:
-    """What extracting one feature setting's stand-in features measured (a feature job's work)."""
-
-    features: str
-    images: int
-    image_s: float
-    peak_mib: float
-    random_weights: bool
 
 
 def check_extraction(config: Config, workdir: Path, device: str) -> ExtractionCheck:
@@ -246,14 +196,17 @@ def check_extraction(config: Config, workdir: Path, device: str) -> ExtractionCh
         seconds = time.perf_counter() - start
     images = sum(a + b for a, b in sizes)
     what = f"{feats['backbone']} {'+'.join(feats['layers'])} at {feats['input_size']} px, D = {feats['embed_dim']}" + (
-        f", grid {feats['grid']}" if feats["grid"] else "")
-    return ExtractionCheck(what, images, seconds / images, memory.peak_mib, not feats["pretrained"] and config["features"]["pretrained"])
+        f", grid {feats['grid']}" if feats["grid"] else ""
+    )
+    return ExtractionCheck(
+        what, images, seconds / images, memory.peak_mib, not feats["pretrained"] and config["features"]["pretrained"]
+    )
 
 
 def check_group(group: SmokeGroup, workdir: Path, device: str) -> GroupCheck:
     """Run the group's first run on its stand-in tree (features cached): one step per task, one evaluation per task."""
     from moleflow.continual import run
-    from moleflow.continual.learner import parameter_counts
+    from moleflow.continual.accounting import parameter_counts
 
     smoke, sizes = smoke_config(group.config, workdir, device)
     runs = workdir / "runs"
@@ -266,113 +219,51 @@ def check_group(group: SmokeGroup, workdir: Path, device: str) -> GroupCheck:
         summary = {"status": "failed", "message": f"{type(exc).__name__}: {first}"}
     if summary["status"] == "failed":
         nan = float("nan")
-        return GroupCheck(label=group.label, runs=len(group.runs), status="failed", message=summary["message"],
-                          base_params=0, params_per_task=0, peak_mib=nan, task0_step_s=nan, later_step_s=nan,
-                          eval_image_s=nan, random_weights=False)
+        return GroupCheck(
+            label=group.label,
+            runs=len(group.runs),
+            status="failed",
+            message=summary["message"],
+            base_params=0,
+            params_per_task=0,
+            peak_mib=nan,
+            task0_step_s=nan,
+            later_step_s=nan,
+            eval_image_s=nan,
+            random_weights=False,
+        )
     timings = summary.get("timings", {})
     per_task = timings.get("training_per_task", [])
     done = summary.get("tasks_completed", 0)
     evaluated = sum(sizes[i][1] for t in range(done) for i in range(t + 1))  # every seen task after each task
+    task0 = per_task[0] if per_task else float("nan")
+    later = per_task[1] if len(per_task) > 1 else float("nan")
+    if smoke["strategy"]["name"] == "joint" and per_task:  # one training after the last task: one step per task
+        task0 = later = per_task[-1] / len(per_task)
+        evaluated = sum(sizes[i][1] for i in range(done))  # every task once, after the last
     counts = parameter_counts(smoke, smoke["features"]["embed_dim"])
     return GroupCheck(
-        label=group.label, runs=len(group.runs), status=summary["status"], message=summary.get("message", ""),
-        base_params=int(counts["base"]), params_per_task=int(counts["per_task"]), peak_mib=memory.peak_mib,
-        task0_step_s=per_task[0] if per_task else float("nan"),
-        later_step_s=per_task[1] if len(per_task) > 1 else float("nan"),
+        label=group.label,
+        runs=len(group.runs),
+        status=summary["status"],
+        message=summary.get("message", ""),
+        base_params=int(counts["base"]),
+        params_per_task=int(counts["per_task"]),
+        peak_mib=memory.peak_mib,
+        task0_step_s=task0,
+        later_step_s=later,
         eval_image_s=timings.get("evaluation", float("nan")) / evaluated if evaluated else float("nan"),
         random_weights=not smoke["features"]["pretrained"] and group.config["features"]["pretrained"],
     )
 
 
-def split_sizes(plan: WorkflowPlan, dataset: str, categories: list[str]) -> dict[str, tuple[int, int]] | None:
-    """``{category: (training images, test images)}`` of a workflow dataset: on disk, else published, else ``None``."""
-    from moleflow.data.layouts import load_categories
-
-    ds = plan.workflow["datasets"][dataset]
-    root = Path(ds["root"])
-    if root.is_dir():
-        try:
-            return {c.category: (len(c.train), len(c.test)) for c in load_categories(ds["kind"], root, categories)}
-        except Exception:  # noqa: BLE001 - an incomplete copy: fall back to what is known without it
-            pass
-    known = PUBLISHED_COUNTS.get(ds["kind"], {})
-    if all(c in known for c in categories):
-        return {c: known[c] for c in categories}
-    generate = ds.get("generate")
-    if generate:
-        from moleflow.data.synth import CATEGORIES
-
-        return {c: (generate["train"], generate["test_good"] + generate["test_defect"] * len(CATEGORIES[c].defects))
-                for c in categories if c in CATEGORIES}
-    return None
-
-
-def dataset_categories(plan: WorkflowPlan, dataset: str) -> list[str]:
-    """The dataset's categories: as the plan lists them, else every category of a published layout that is not here."""
-    from moleflow.errors import DatasetError
-
-    try:
-        return plan.categories(dataset)
-    except DatasetError:
-        return sorted(PUBLISHED_COUNTS.get(plan.workflow["datasets"][dataset]["kind"], {}))
-
-
-def run_cost(run: PlannedRun, check: GroupCheck, sizes: dict[str, tuple[int, int]]) -> float:
-    """Seconds one planned run takes on the checked device: its steps at the measured step times plus its evaluations."""
-    from moleflow.continual.settings import TrainSettings
-
-    config = run.config
-    categories = config["dataset"]["categories"] or sorted(sizes)
-    settings = TrainSettings.from_config(config)
-    batch = settings.batch_size
-    seconds = 0.0
-    strategy = config["strategy"]["name"]
-    if strategy == "joint":  # one training from scratch on every task's images, one evaluation of every task
-        images = sum(sizes[c][0] for c in categories)
-        return (settings.epochs * settings.steps_per_epoch(images) * check.task0_step_s
-                + check.eval_image_s * sum(sizes[c][1] for c in categories))
-    for t, category in enumerate(categories):
-        train, _ = sizes[category]
-        steps = settings.epochs * settings.steps_per_epoch(train)
-        step = check.task0_step_s if t == 0 else check.later_step_s
-        if strategy == "dne":  # no flow: a Gaussian per task; its evaluation reads one vector per image
-            continue
-        seconds += steps * step if strategy != "knn" else step * train / batch
-        seconds += check.eval_image_s * sum(sizes[c][1] for c in categories[: t + 1])
-    return seconds
-
-
-def estimate(plan: WorkflowPlan, groups: list[SmokeGroup], checks: list[GroupCheck],
-             extractions: list[ExtractionCheck]) -> dict[str, Any]:
-    """The grid's training-and-evaluation hours on the checked device, and the datasets' extraction hours."""
-    total, unknown = 0.0, []
-    known: dict[tuple[str, tuple[str, ...]], dict[str, tuple[int, int]] | None] = {}  # read each dataset's splits once
-    for group, check in zip(groups, checks):
-        for run in group.runs:
-            cats = tuple(run.config["dataset"]["categories"] or dataset_categories(plan, run.dataset))
-            if (run.dataset, cats) not in known:
-                known[(run.dataset, cats)] = split_sizes(plan, run.dataset, list(cats))
-            sizes = known[(run.dataset, cats)]
-            if sizes is None or check.status != "ok":
-                unknown.append(run.run_id)
-                continue
-            total += run_cost(run, check, sizes)
-    extraction = 0.0
-    per_image = [c.image_s for c in extractions]
-    for dataset in plan.workflow["datasets"]:
-        categories = dataset_categories(plan, dataset)
-        sizes = split_sizes(plan, dataset, categories) if categories else None
-        if sizes and per_image:
-            # every feature setting the dataset's runs read, over all its images (an upper bound: a study
-            # on fewer categories extracts fewer)
-            settings = len({json.dumps(r.config["features"], sort_keys=True) for r in plan.runs.values()
-                            if r.dataset == dataset})
-            extraction += settings * sum(a + b for a, b in sizes.values()) * max(per_image)
-    return {"train_eval_hours": total / 3600, "extraction_hours": extraction / 3600, "runs_without_estimate": len(unknown)}
-
-
-def smoke(plan: WorkflowPlan, device: str = "auto", workdir: Path | None = None,
-          log: Callable[[str], None] = print, studies: list[str] | None = None) -> dict[str, Any]:
+def smoke(
+    plan: WorkflowPlan,
+    device: str = "auto",
+    workdir: Path | None = None,
+    log: Callable[[str], None] = print,
+    studies: list[str] | None = None,
+) -> dict[str, Any]:
     """Check every group of ``plan`` (of ``studies``, default all); return ``{"groups": [...], "estimate": {...}, ...}``.
 
     The feature settings are checked once per dataset layout the plan reads them from.
@@ -389,8 +280,13 @@ def smoke(plan: WorkflowPlan, device: str = "auto", workdir: Path | None = None,
         work = Path(workdir) if workdir else Path(tmp)
         start = time.perf_counter()
         # the feature jobs first, for every layout and feature setting of the plan: every group's run then reads the cache
-        layouts = {json.dumps([r.config["dataset"]["kind"], r.config["features"], r.config["training"]["batch_size"]],
-                              sort_keys=True): r.config for g in groups for r in g.runs}
+        layouts = {
+            json.dumps(
+                [r.config["dataset"]["kind"], r.config["features"], r.config["training"]["batch_size"]], sort_keys=True
+            ): r.config
+            for g in groups
+            for r in g.runs
+        }
         for key, config in layouts.items():
             e = extractions[key] = check_extraction(config, work, resolved)
             weights = " (random backbone weights: the real ones are not on this machine)" if e.random_weights else ""
@@ -400,9 +296,17 @@ def smoke(plan: WorkflowPlan, device: str = "auto", workdir: Path | None = None,
             checks.append(check)
             log(format_check(k, len(groups), check))
         seconds = time.perf_counter() - start
-    return {"device": resolved, "seconds": seconds, "groups": [asdict(c) for c in checks],
-            "features": [asdict(e) for e in extractions.values()],
-            "estimate": estimate(plan, groups, checks, list(extractions.values()))}
+    return {
+        "device": resolved,
+        "seconds": seconds,
+        "groups": [asdict(c) for c in checks],
+        "features": [asdict(e) for e in extractions.values()],
+        "estimate": estimate(
+            plan,
+            [(run, check) for group, check in zip(groups, checks) for run in group.runs],
+            list(extractions.values()),
+        ),
+    }
 
 
 def format_check(k: int, n: int, c: GroupCheck) -> str:
@@ -411,9 +315,23 @@ def format_check(k: int, n: int, c: GroupCheck) -> str:
     head = f"[{k}/{n}] {c.status:8s} {c.label} ({c.runs} run{'s' if c.runs != 1 else ''}{weights})"
     if c.status != "ok":
         return f"{head}: {c.message}"
-    return (f"{head}: base {c.base_params:,} + {c.params_per_task:,}/task params, peak {c.peak_mib:,.0f} MiB, "
-            f"step {c.task0_step_s:.2f} s (task 0) / {c.later_step_s:.2f} s (later), eval {c.eval_image_s * 1000:.0f} ms/image")
+    return (
+        f"{head}: base {c.base_params:,} + {c.params_per_task:,}/task params, peak {c.peak_mib:,.0f} MiB, "
+        f"step {c.task0_step_s:.2f} s (task 0) / {c.later_step_s:.2f} s (later), eval {c.eval_image_s * 1000:.0f} ms/image"
+    )
 
 
-__all__ = ["ExtractionCheck", "GroupCheck", "PUBLISHED_COUNTS", "check_extraction", "SmokeGroup", "check_group", "estimate", "shape_signature", "smoke",
-           "smoke_groups", "split_sizes", "standin_tree"]
+__all__ = [
+    "ExtractionCheck",
+    "GroupCheck",
+    "PUBLISHED_COUNTS",
+    "check_extraction",
+    "SmokeGroup",
+    "check_group",
+    "estimate",
+    "shape_signature",
+    "smoke",
+    "smoke_groups",
+    "split_sizes",
+    "standin_tree",
+]

@@ -45,7 +45,7 @@ def experiment_name(study: str, dataset: str) -> str:
     return f"{study}/{dataset}"
 
 
-def _client(uri: str):  # type: ignore[no-untyped-def]
+def _client(uri: str):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow.tracking import MlflowClient
 
@@ -55,18 +55,24 @@ def _client(uri: str):  # type: ignore[no-untyped-def]
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3's UI: the model-training view
 
 
-def init_store(uri: str, experiments: list[str], artifact_root: str | Path) -> dict[str, str]:
-    """Create the store and the experiments; return ``{name: experiment_id}``."""
+def init_store(
+    uri: str, experiments: list[str], artifact_root: str | Path, descriptions: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Create the store and the experiments, each with its description (what the UI's experiment list shows);
+    return ``{name: experiment_id}``."""
     client = _client(uri)
     ids = {}
     for name in experiments:
+        tags = dict(EXPERIMENT_KIND)
+        if descriptions and descriptions.get(name):
+            tags["mlflow.note.content"] = descriptions[name]  # MLflow's experiment description
         found = client.get_experiment_by_name(name)
         if found is None:
             location = (Path(artifact_root).resolve() / name.replace("/", "__")).as_uri()
-            ids[name] = client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+            ids[name] = client.create_experiment(name, artifact_location=location, tags=tags)
         else:
             ids[name] = found.experiment_id
-            for key, value in EXPERIMENT_KIND.items():
+            for key, value in tags.items():
                 client.set_experiment_tag(found.experiment_id, key, value)
     return ids
 
@@ -74,7 +80,9 @@ def init_store(uri: str, experiments: list[str], artifact_root: str | Path) -> d
 def git_commit(path: str | Path = ".") -> str:
     """The checkout's commit, or ``unknown``."""
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -92,20 +100,24 @@ def task_times(summary: dict[str, Any]) -> tuple[int, list[int], int]:
     tasks = [_milliseconds(t) for t in timings.get("task_finished_at", [])]
     if end is None or start is None:
         return 0, [], 0
-    return start, tasks, end
+    return start, [t for t in tasks if t is not None], end
 
 
-def dataset_input(summary: dict[str, Any]):  # type: ignore[no-untyped-def]
+def dataset_input(summary: dict[str, Any]):
     """The run's dataset as an MLflow ``DatasetInput`` (None for a summary without a dataset record)."""
     from mlflow.entities import Dataset, DatasetInput, InputTag
 
     ds = summary.get("dataset")
     if not ds:
         return None
-    dataset = Dataset(name=f"{ds['kind']}:{Path(ds['root']).name}", digest=ds["digest"], source_type="local",
-                      source=json.dumps({"uri": Path(ds["root"]).resolve().as_uri()}),
-                      schema=json.dumps({"layout": ds["kind"], "categories": ds["categories"]}),
-                      profile=json.dumps({"categories": len(ds["categories"]), "fingerprints": ds["fingerprints"]}))
+    dataset = Dataset(
+        name=f"{ds['kind']}:{Path(ds['root']).name}",
+        digest=ds["digest"],
+        source_type="local",
+        source=json.dumps({"uri": Path(ds["root"]).resolve().as_uri()}),
+        schema=json.dumps({"layout": ds["kind"], "categories": ds["categories"]}),
+        profile=json.dumps({"categories": len(ds["categories"]), "fingerprints": ds["fingerprints"]}),
+    )
     return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "train+test")])
 
 
@@ -150,7 +162,9 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     if not folder.is_dir():
         raise MoleflowError(f"--run-dir: no such run folder: {folder}")
     if not (folder / "summary.json").is_file():
-        raise MoleflowError(f"--run-dir: {folder} holds no summary.json: the run has not finished (see its status.json)")
+        raise MoleflowError(
+            f"--run-dir: {folder} holds no summary.json: the run has not finished (see its status.json)"
+        )
     return read_summary(folder / "summary.json")
 
 
@@ -163,14 +177,22 @@ def log_run(uri: str, run_dir: str | Path, experiment: str, tags: dict[str, str]
     client = _client(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        raise MoleflowError(f"MLflow experiment {experiment!r} does not exist in {uri}; create it first "
-                            f"(moleflow track init --experiments {experiment}, the workflow's mlflow_init)")
+        raise MoleflowError(
+            f"MLflow experiment {experiment!r} does not exist in {uri}; create it first "
+            f"(moleflow track init --experiments {experiment}, the workflow's mlflow_init)"
+        )
     old = client.search_runs([found.experiment_id], filter_string=f"tags.config_hash = '{summary['config_hash']}'")
     for run in old:
         client.delete_run(run.info.run_id)
-    all_tags = {"status": summary["status"], "strategy": summary["strategy"], "seed": str(summary["seed"]),
-                "task_order": ",".join(summary["tasks"]), "config_hash": summary["config_hash"],
-                "mlflow.runName": f"{tags.get('variant', summary['strategy'])}-seed{summary['seed']}", **tags}
+    all_tags = {
+        "status": summary["status"],
+        "strategy": summary["strategy"],
+        "seed": str(summary["seed"]),
+        "task_order": ",".join(summary["tasks"]),
+        "config_hash": summary["config_hash"],
+        "mlflow.runName": f"{tags.get('variant', summary['strategy'])}-seed{summary['seed']}",
+        **tags,
+    }
     start, finished, end = task_times(summary)
     if not end:  # an older summary: its file's time
         start = end = int((run_dir / "summary.json").stat().st_mtime * 1000)
@@ -195,8 +217,9 @@ def log_run(uri: str, run_dir: str | Path, experiment: str, tags: dict[str, str]
     return run_id
 
 
-def log_memberships(uri: str, run_dir: str | Path, memberships: list[tuple[str, str]],
-                    record: str | Path | None = None) -> dict[str, str]:
+def log_memberships(
+    uri: str, run_dir: str | Path, memberships: list[tuple[str, str]], record: str | Path | None = None
+) -> dict[str, str]:
     """Log one run directory once per ``(experiment, variant)`` it belongs to; optionally record the run ids.
 
     The workflow's ``track`` job calls this (in the Snakemake process, so MLflow's

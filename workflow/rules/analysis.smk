@@ -2,8 +2,9 @@
 import hashlib
 import json
 import re
+from pathlib import Path
 
-import yaml
+from moleflow.planning import write_records
 
 PLAN_RECORD = PLAN.record()
 
@@ -17,12 +18,11 @@ rule workflow_config:  # the configuration and the plan record the analysis read
     params:
         cfg=lambda w: dict(config),
         plan_digest=hashlib.sha256(json.dumps(PLAN_RECORD, sort_keys=True).encode()).hexdigest(),
+    log:
+        "{results}/logs/workflow_config.log",
     localrule: True
     run:
-        from moleflow.io import write_json_atomic, write_text_atomic
-
-        write_text_atomic(output.config, yaml.safe_dump(params.cfg, sort_keys=False))
-        write_json_atomic(output.plan, PLAN_RECORD)
+        write_records({output.config: ("yaml", params.cfg), output.plan: ("json", PLAN_RECORD)}, log[0])
 
 
 rule all_tables:
@@ -45,6 +45,10 @@ rule all_tables:
         f"{RESULTS}/logs/analysis.log",
     benchmark:
         f"{RESULTS}/benchmarks/all_tables/all_tables.tsv"
+    params:
+        results=lambda w, input: str(Path(input.plan).parent),
     localrule: True
+    conda:
+        ENVIRONMENT
     shell:
-        "python -m analysis --plan {input.plan} --results {RESULTS} > {log} 2>&1"
+        "python -m analysis --plan {input.plan} --results {params.results} > {log} 2>&1"

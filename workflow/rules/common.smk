@@ -1,5 +1,9 @@
 # Helpers shared by the rules: thin wrappers around the plan (moleflow/planning).
-import yaml
+
+# The software of every job: `--software-deployment-method conda` builds it from the
+# repository's environment.yml (this package included, editable); without it, jobs use
+# the environment Snakemake runs in.
+ENVIRONMENT = "../../environment.yml"
 
 
 def feature_markers(name):

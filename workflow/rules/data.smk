@@ -14,6 +14,8 @@ rule synth:
         "{root}.synth.log",
     benchmark:  # per-job wall time (python -m benchmarks.breakdown)
         f"{RESULTS}/benchmarks/synth/{{root}}.tsv"
+    conda:
+        ENVIRONMENT
     shell:
         "moleflow synth {wildcards.root} --seed {params.gen[seed]} --size {params.gen[size]} "
         "--train {params.gen[train]} --test-good {params.gen[test_good]} --test-defect {params.gen[test_defect]} "

@@ -3,7 +3,7 @@
 # read the cache.
 import json
 
-from moleflow.planning import dataset_config
+from moleflow.planning import dataset_config, write_records
 
 
 rule dataset_config:
@@ -11,11 +11,11 @@ rule dataset_config:
         f"{RESULTS}/configs/dataset-{{dataset}}.yaml",
     params:
         cfg=lambda w: dataset_config(config, w.dataset),
+    log:
+        f"{RESULTS}/logs/configs/dataset-{{dataset}}.log",
     localrule: True
     run:
-        from moleflow.io import write_text_atomic
-
-        write_text_atomic(output[0], yaml.safe_dump(params.cfg, sort_keys=False))
+        write_records({output[0]: ("yaml", params.cfg)}, log[0])
 
 
 rule features:
@@ -31,6 +31,8 @@ rule features:
     params:
         also=lambda w: json.dumps(PLAN.feature_settings(w.dataset, w.category), sort_keys=True),
     threads: config["threads"]
+    conda:
+        ENVIRONMENT
     shell:
         "moleflow features extract --config {input.cfg} --categories {wildcards.category} --quiet --threads {threads} "
         "--also-features {params.also:q} --record {output} > {log} 2>&1"

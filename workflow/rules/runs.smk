@@ -39,6 +39,8 @@ for _job, _ids in PLAN.jobs.items():
         priority: PLAN.job_priority(_job)
         resources:
             **TRAIN_RESOURCES,
+        conda:
+            ENVIRONMENT
         shell:
             "moleflow run-many --runs-json {params.runs:q} --quiet --threads {threads} > {log} 2>&1"
 

@@ -1,5 +1,7 @@
 # MLflow mirror: the store and experiments are created in one job before the fan-out.
+import json
 import re
+from pathlib import Path
 
 MLFLOW_URI = config.get("mlflow", {}).get("tracking_uri") or ""
 
@@ -12,13 +14,16 @@ rule mlflow_init:
     params:
         uri=f"--uri {MLFLOW_URI}" if MLFLOW_URI else "",
         experiments=" ".join(f"'{e}'" for e in PLAN.experiments),
+        descriptions=json.dumps(PLAN.experiment_descriptions, sort_keys=True),
     log:
         "{results}/logs/mlflow_init.log",
     benchmark:
         "{results}/benchmarks/mlflow_init/init.tsv"
     localrule: True
+    conda:
+        ENVIRONMENT
     shell:
-        "moleflow track init --results {RESULTS} {params.uri} --experiments {params.experiments} --record {output} > {log} 2>&1"
+        "moleflow track init --results {wildcards.results} {params.uri} --experiments {params.experiments} --descriptions-json {params.descriptions:q} --record {output} > {log} 2>&1"
 
 
 # One job per study and dataset: each `moleflow track study` process pays MLflow's import
@@ -38,6 +43,7 @@ rule track:
         runs=lambda w: " ".join(
             f"--run '{RESULTS}/runs/{rid}={variant}'" for rid, variant in STUDY_RUNS[f"{w.study}/{w.dataset}"]
         ),
+        results=lambda w, input: str(Path(input.store).parents[1]),
     log:
         f"{RESULTS}/logs/track/{{study}}/{{dataset}}.log",
     benchmark:
@@ -45,6 +51,8 @@ rule track:
     wildcard_constraints:
         study="[^/]+",
         dataset="[^/]+",
+    conda:
+        ENVIRONMENT
     shell:
-        "moleflow track study --results {RESULTS} {params.uri} --experiment '{wildcards.study}/{wildcards.dataset}' "
+        "moleflow track study --results {params.results} {params.uri} --experiment '{wildcards.study}/{wildcards.dataset}' "
         "{params.runs} --record {output} > {log} 2>&1"

@@ -1,0 +1,81 @@
+"""``moleflow plan``: a workflow configuration's runs, and the grid's smoke check."""
+
+from __future__ import annotations
+
+import argparse
+
+from moleflow.cli.common import positive_int, set_threads
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from moleflow.config import read_workflow_config
+    from moleflow.errors import ConfigError
+    from moleflow.planning import plan_runs
+
+    workflow = read_workflow_config(args.configfile)  # its errors name the file already
+    try:
+        runs = plan_runs(workflow)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.configfile}: {exc}") from None
+    per_study = Counter(study for run in runs.values() for study in run.studies)
+    for study, count in per_study.items():
+        datasets = sorted({r.dataset for r in runs.values() if study in r.studies})
+        print(f"{study}: {count} runs ({', '.join(datasets)})")
+    print(f"total: {len(runs)} distinct runs")
+    if not args.smoke:
+        return 0
+    return _smoke(args)
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    from moleflow.config import read_workflow_config
+    from moleflow.io import write_json_atomic
+    from moleflow.planning import WorkflowPlan
+    from moleflow.planning.smoke import smoke
+
+    set_threads(args)
+    report = smoke(
+        WorkflowPlan.from_config(read_workflow_config(args.configfile)), device=args.device, studies=args.studies
+    )
+    est, failed = report["estimate"], [g for g in report["groups"] if g["status"] != "ok"]
+    missing = (
+        f"; {est['runs_without_estimate']} run(s) without one (dataset sizes unknown or check failed)"
+        if est["runs_without_estimate"]
+        else ""
+    )
+    print(
+        f"smoke: {len(report['groups']) - len(failed)} of {len(report['groups'])} groups ok in {report['seconds']:.0f} s on "
+        f"{report['device']}; the grid on this device: about {_hours(est['train_eval_hours'])} of training and "
+        f"evaluation (an upper estimate) and {_hours(est['extraction_hours'])} of feature extraction{missing}"
+    )
+    if args.json:
+        write_json_atomic(args.json, report)
+    return 1 if failed else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """The ``plan`` subcommand."""
+    plan = sub.add_parser(
+        "plan", help="count the runs a workflow configuration plans, per study (--smoke: check each kind)"
+    )
+    plan.add_argument("configfile", help="workflow configuration (config/config.yaml, config/paper.yaml)")
+    plan.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run one step of each task kind and one evaluation of every "
+        "distinct kind of run at its real shapes on a stand-in dataset; print parameters, peak memory, "
+        "step times and the grid's estimated cost on this device (exit 1 if any check fails)",
+    )
+    plan.add_argument(
+        "--device", default="auto", help="(--smoke) device of the checks: auto, cpu, cuda, cuda:1 (default auto)"
+    )
+    plan.add_argument("--json", help="(--smoke) also write the full report as JSON here")
+    plan.add_argument("--studies", nargs="+", metavar="STUDY", help="(--smoke) check only the runs of these studies")
+    plan.add_argument("--threads", type=positive_int, help="(--smoke) torch threads (default: torch's, one per core)")
+    plan.set_defaults(func=_cmd_plan)
