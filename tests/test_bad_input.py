@@ -9,42 +9,14 @@ import pytest
 import yaml
 from conftest import make_visa
 from PIL import Image
+from tests_helpers import one_line, run_args, two_task_synth
 
 from moleflow.cli import main
-from moleflow.data.synth import SynthCounts, generate
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("synth")
-    generate(
-        root, seed=0, size=64, categories=["cap", "tile"], counts=SynthCounts(train=4, test_good=2, test_per_defect=1)
-    )
-    return root
-
-
-def _args(out: Path, root: Path, cache: Path, *extra: str) -> list[str]:
-    sets = [
-        f"dataset.root={root}",
-        f"features.cache_dir={cache}",
-        "features.resize=64",
-        "features.input_size=64",
-        "features.embed_dim=16",
-        "model.coupling_blocks=1",
-        "model.lora_rank=2",
-        "training.epochs=1",
-        "evaluation.sample_images=0",
-        "device=cpu",
-        *extra,
-    ]
-    return ["run", "--profile", "cpu", "--out", str(out), "--quiet", *[a for s in sets for a in ("--set", s)]]
-
-
-def _one_line_error(capsys: pytest.CaptureFixture[str], code: int) -> str:
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("moleflow: error: ") and err.count("\n") == 1, err
-    return err
+    return two_task_synth(tmp_path_factory.mktemp("synth"))
 
 
 def test_a_mask_of_another_size_is_refused_by_a_run_as_by_data_check(
@@ -56,9 +28,9 @@ def test_a_mask_of_another_size_is_refused_by_a_run_as_by_data_check(
     shutil.copytree(dataset, root)
     mask = sorted((root / "tile" / "ground_truth").glob("*/*.png"))[0]
     Image.open(mask).resize((48, 48)).save(mask)
-    err = _one_line_error(capsys, main(["data", "check", "--dataset", "mvtec", "--root", str(root)]))
+    err = one_line(capsys, main(["data", "check", "--dataset", "mvtec", "--root", str(root)]))
     assert str(mask) in err and "differs from image size" in err
-    err = _one_line_error(capsys, main(_args(tmp_path / "run", root, tmp_path / "cache")))
+    err = one_line(capsys, main(run_args(tmp_path / "run", root, tmp_path / "cache")))
     assert str(mask) in err and "mask size 48x48 differs from image size 64x64" in err
     assert not (tmp_path / "run").exists()  # a new run refused for its input leaves no directory behind
 
@@ -67,18 +39,18 @@ def test_no_category_under_the_root_says_which_layout_it_looks_like(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     visa = make_visa(tmp_path / "visa", ["candle"])
-    err = _one_line_error(capsys, main(_args(tmp_path / "run", visa, tmp_path / "cache", "dataset.kind=mvtec")))
+    err = one_line(capsys, main(run_args(tmp_path / "run", visa, tmp_path / "cache", "dataset.kind=mvtec")))
     assert f"no category found under {visa} for dataset.kind=mvtec" in err and "set dataset.kind=visa" in err
     empty = tmp_path / "empty"
     empty.mkdir()
-    err = _one_line_error(capsys, main(_args(tmp_path / "run2", empty, tmp_path / "cache")))
+    err = one_line(capsys, main(run_args(tmp_path / "run2", empty, tmp_path / "cache")))
     assert f"no category found under {empty}" in err and "looks like" not in err
     for command in (
         ["features", "extract", "--profile", "cpu", "--root", str(empty), "--quiet"],
         ["data", "check", "--dataset", "mvtec", "--root", str(empty)],
         ["data", "baseline", "--dataset", "mvtec", "--root", str(empty)],
     ):
-        err = _one_line_error(capsys, main(command))
+        err = one_line(capsys, main(command))
         assert f"no category found under {empty}" in err, command
 
 
@@ -90,7 +62,7 @@ def test_an_unusable_out_is_refused_before_any_work(
     blocker.write_text("x")
     out = {"under_a_file": blocker / "run", "a_file": blocker, "proc": Path("/proc/moleflow-run")}[case]
     cache = tmp_path / "cache"
-    err = _one_line_error(capsys, main(_args(out, dataset, cache)))
+    err = one_line(capsys, main(run_args(out, dataset, cache)))
     assert f"--out: cannot write to {out}" in err
     assert not cache.exists()  # refused before any feature was extracted
 
@@ -101,10 +73,10 @@ def test_an_unusable_cache_dir_is_refused_before_any_work(
     blocker = tmp_path / "file"
     blocker.write_text("x")
     for cache in (blocker / "cache", Path("/proc/moleflow-cache")):
-        err = _one_line_error(capsys, main(_args(tmp_path / "run", dataset, cache)))
+        err = one_line(capsys, main(run_args(tmp_path / "run", dataset, cache)))
         assert f"features.cache_dir: cannot write to {cache}" in err
         assert not (tmp_path / "run").exists()
-        err = _one_line_error(
+        err = one_line(
             capsys,
             main(
                 [
@@ -125,7 +97,7 @@ def test_an_unusable_cache_dir_is_refused_before_any_work(
 
 @pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", "inf"])
 def test_every_number_must_be_finite(value: str, capsys: pytest.CaptureFixture[str]) -> None:
-    err = _one_line_error(capsys, main(["config", "show", "--profile", "cpu", "--set", f"training.lr={value}"]))
+    err = one_line(capsys, main(["config", "show", "--profile", "cpu", "--set", f"training.lr={value}"]))
     assert "training.lr" in err
 
 
@@ -133,12 +105,12 @@ def test_where_the_cache_lives_is_not_part_of_a_run_and_a_refusal_names_the_keys
     dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    assert main(_args(out, dataset, tmp_path / "cache_a")) == 0
+    assert main(run_args(out, dataset, tmp_path / "cache_a")) == 0
     first = json.loads((out / "summary.json").read_text())
     assert json.loads((out / "status.json").read_text())["status"] == "ok"
     # the same run with the cache elsewhere (and another device spelling) is the same run: accepted
     capsys.readouterr()
-    assert main(_args(out, dataset, tmp_path / "cache_b", "device=auto")) == 0
+    assert main(run_args(out, dataset, tmp_path / "cache_b", "device=auto")) == 0
     said = capsys.readouterr().out
     # accepted as the run already there: resumed after its last task, nothing trained again
     assert "resuming after task 1 (tile)" in said and "trained in" not in said
@@ -148,7 +120,7 @@ def test_where_the_cache_lives_is_not_part_of_a_run_and_a_refusal_names_the_keys
     )
     assert again["accuracy_matrix"] == first["accuracy_matrix"]
     cache_c = tmp_path / "cache_c"
-    err = _one_line_error(capsys, main(_args(out, dataset, cache_c, "training.epochs=2", "model.lora_rank=3")))
+    err = one_line(capsys, main(run_args(out, dataset, cache_c, "training.epochs=2", "model.lora_rank=3")))
     assert "holds a run of another configuration (differing in model.lora_rank, training.epochs)" in err
     assert not cache_c.exists() or not any(cache_c.iterdir())  # refused before any feature was extracted
     assert yaml.safe_load((out / "config.yaml").read_text())["training"]["epochs"] == 1  # the record is kept
@@ -165,11 +137,9 @@ def test_a_jpeg_tree_read_as_mvtec_names_the_extensions(
     for png in (root / "cap" / "train" / "good").glob("*.png"):
         Image.open(png).convert("RGB").save(png.with_suffix(".jpg"))
         png.unlink()
-    err = _one_line_error(
-        capsys, main(["data", "check", "--dataset", "mvtec", "--root", str(root), "--categories", "cap"])
-    )
+    err = one_line(capsys, main(["data", "check", "--dataset", "mvtec", "--root", str(root), "--categories", "cap"]))
     assert "holds 4 .jpg image(s), but this layout reads only .png" in err and "'folder' reads any of" in err
-    err = _one_line_error(capsys, main(_args(tmp_path / "run", root, tmp_path / "cache", "dataset.categories=[cap]")))
+    err = one_line(capsys, main(run_args(tmp_path / "run", root, tmp_path / "cache", "dataset.categories=[cap]")))
     assert "holds 4 .jpg image(s)" in err and not (tmp_path / "run").exists()
 
 
@@ -182,17 +152,17 @@ def test_a_refused_run_leaves_an_existing_run_directory_alone(
     copy = tmp_path / "copy"
     shutil.copytree(dataset, copy)
     out = tmp_path / "run"
-    assert main(_args(out, copy, tmp_path / "cache")) == 0
+    assert main(run_args(out, copy, tmp_path / "cache")) == 0
     shutil.rmtree(copy / "tile")  # the same run again, its dataset gone
     capsys.readouterr()
-    err = _one_line_error(capsys, main(_args(out, copy, tmp_path / "cache")))
+    err = one_line(capsys, main(run_args(out, copy, tmp_path / "cache")))
     assert str(copy) in err
     assert (out / "summary.json").is_file() and (out / "checkpoints" / "progress.json").is_file()
     assert json.loads((out / "status.json").read_text())["status"] == "failed"
 
 
 def test_every_timing_is_inside_timings(dataset: Path, tmp_path: Path) -> None:
-    assert main(_args(tmp_path / "run", dataset, tmp_path / "cache")) == 0
+    assert main(run_args(tmp_path / "run", dataset, tmp_path / "cache")) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert all("seconds" not in key for task in summary["per_task"] for key in task)
     assert len(summary["timings"]["training_per_task"]) == 2
@@ -200,7 +170,7 @@ def test_every_timing_is_inside_timings(dataset: Path, tmp_path: Path) -> None:
 
 
 def test_a_list_without_brackets_is_refused_with_the_right_spelling(capsys: pytest.CaptureFixture[str]) -> None:
-    err = _one_line_error(capsys, main(["config", "show", "--profile", "cpu", "--set", "dataset.categories=cap,pcb"]))
+    err = one_line(capsys, main(["config", "show", "--profile", "cpu", "--set", "dataset.categories=cap,pcb"]))
     assert "config key dataset.categories" in err and "write a list in brackets: dataset.categories=[cap,pcb]" in err
     assert main(["config", "show", "--profile", "cpu", "--set", "dataset.categories=[cap,pcb]"]) == 0
     assert "- cap\n  - pcb" in capsys.readouterr().out

@@ -97,20 +97,6 @@ def scores_of_task0_after_each_task(config: dict) -> tuple[list, Any]:
     return out, learner
 
 
-def three_category_synth(root):
-    """A generated dataset of cap, tile and screw at 64 px (6 training, 3 good and 2 per defect test images each)."""
-    from moleflow.data.synth import SynthCounts, generate
-
-    generate(
-        root,
-        seed=0,
-        size=64,
-        categories=["cap", "tile", "screw"],
-        counts=SynthCounts(train=6, test_good=3, test_per_defect=2),
-    )
-    return root
-
-
 def tiny_config(dataset, cache, *extra: str) -> dict:
     """The CPU profile at 64 px with 16-d patches on ``dataset``, on the CPU, and ``extra`` overrides."""
     from moleflow.config import load_config, load_profile
@@ -130,43 +116,24 @@ def tiny_config(dataset, cache, *extra: str) -> dict:
     )
 
 
-def tiny(dataset, cache, *extra: str) -> dict:
-    """A configuration small enough for the test suite (seconds per run)."""
-    from moleflow.config import load_config, load_profile
+def synth(root, categories: list[str], train: int, test_good: int, per_defect: int):
+    """Generated categories at 64 px under ``root`` (seed 0): the tests' datasets."""
+    from moleflow.data.synth import SynthCounts, generate
 
-    return load_config(
-        overrides=[
-            f"dataset.root={dataset}",
-            f"features.cache_dir={cache}",
-            "features.resize=64",
-            "features.input_size=64",
-            "features.embed_dim=16",
-            "model.coupling_blocks=2",
-            "model.lora_rank=4",
-            "model.context_kernel=3",
-            "training.epochs=2",
-            "training.batch_size=4",
-            "evaluation.sample_images=1",
-            "scoring.map_sigma=1.0",
-            "device=cpu",
-            *extra,
-        ],
-        base=load_profile("cpu"),
-    )
+    counts = SynthCounts(train=train, test_good=test_good, test_per_defect=per_defect)
+    generate(root, seed=0, size=64, categories=categories, counts=counts)
+    return root
+
+
+def tiny(dataset, cache, *extra: str) -> dict:
+    """A configuration small enough for the test suite (seconds per run): two coupling blocks, rank 4, two epochs."""
+    small = ["model.coupling_blocks=2", "model.lora_rank=4", "model.context_kernel=3", "training.epochs=2"]
+    return tiny_config(dataset, cache, *small, "training.batch_size=4", "evaluation.sample_images=1", *extra)
 
 
 def continual_synth(root):
     """cap, tile and screw generated at 64 px with 8 training images each (the continual tests' dataset)."""
-    from moleflow.data.synth import SynthCounts, generate
-
-    generate(
-        root,
-        seed=0,
-        size=64,
-        categories=["cap", "tile", "screw"],
-        counts=SynthCounts(train=8, test_good=3, test_per_defect=2),
-    )
-    return root
+    return synth(root, ["cap", "tile", "screw"], train=8, test_good=3, per_defect=2)
 
 
 #: A workflow configuration of two runs on two generated categories, seconds each (the workflow tests').
@@ -244,12 +211,7 @@ def one_line(capsys, code: int, prefix: str = "moleflow: error: ") -> str:
 
 def two_task_synth(root):
     """cap and tile generated at 64 px, 4 training images each: the command-line tests' dataset."""
-    from moleflow.data.synth import SynthCounts, generate
-
-    generate(
-        root, seed=0, size=64, categories=["cap", "tile"], counts=SynthCounts(train=4, test_good=2, test_per_defect=1)
-    )
-    return root
+    return synth(root, ["cap", "tile"], train=4, test_good=2, per_defect=1)
 
 
 def finished_run(root):
@@ -303,12 +265,7 @@ def authors(dataset, cache, *extra: str) -> dict:
 
 def fidelity_synth(root):
     """cap and tile generated at 64 px, 9 training images each (the fidelity tests' dataset)."""
-    from moleflow.data.synth import SynthCounts, generate
-
-    generate(
-        root, seed=0, size=64, categories=["cap", "tile"], counts=SynthCounts(train=9, test_good=3, test_per_defect=2)
-    )
-    return root
+    return synth(root, ["cap", "tile"], train=9, test_good=3, per_defect=2)
 
 
 def snakemake_cmd(target: str, *args: str, cores: int = 1) -> list[str]:
