@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import make_visa
 from PIL import Image
-from tests_helpers import one_line, run_args, two_task_synth
+from tests_helpers import RUN_SETS, one_line, run_args, two_task_synth
 
 from moleflow.cli import main
 
@@ -182,17 +182,7 @@ def test_version_and_the_run_shortcuts(dataset: Path, tmp_path: Path, capsys: py
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0 and capsys.readouterr().out.strip() == f"moleflow {__version__}"
-    sets = [
-        f"features.cache_dir={tmp_path / 'cache'}",
-        "features.resize=64",
-        "features.input_size=64",
-        "features.embed_dim=16",
-        "model.coupling_blocks=1",
-        "model.lora_rank=2",
-        "training.epochs=1",
-        "evaluation.sample_images=0",
-        "device=cpu",
-    ]
+    sets = [f"features.cache_dir={tmp_path / 'cache'}", *RUN_SETS]
     assert (
         main(
             [

@@ -28,7 +28,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow import ROOT, TINY
+from tests_helpers import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
 
 ETC = Path("/etc/slurm")
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol")

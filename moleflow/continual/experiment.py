@@ -11,8 +11,6 @@ pictures are :mod:`moleflow.continual.artifacts`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shutil
 import time
@@ -31,7 +29,7 @@ from moleflow.continual.learner import Learner
 from moleflow.continual.settings import ScoreSettings, TrainSettings
 from moleflow.continual.state import RunState
 from moleflow.continual.structure import fingerprints, invertibility
-from moleflow.continual.summary import MODES, build_summary, rescored_top_k, tasks_csv
+from moleflow.continual.summary import MODES, build_summary, dataset_record, rescored_top_k, tasks_csv
 from moleflow.continual.tasks import TaskData, joint_patches, load_tasks
 from moleflow.continual.train import ReplayBuffer, empirical_fisher, train_task
 from moleflow.device import resolve_device
@@ -86,27 +84,6 @@ def _locked_run(config: Config, out: Path, fresh: bool, progress: bool, log) -> 
         raise
     write_status(out, summary["status"], summary["message"])
     return summary
-
-
-def dataset_record(config: Config, tasks: list[TaskData]) -> dict[str, Any]:
-    """What the run read: layout, root, categories in task order, the content fingerprint of each split
-    (the feature cache's) with one digest of them all, and the test images per category."""
-    prints = {
-        t.category: {"train": t.train.meta["key"]["dataset"], "test": t.test.meta["key"]["dataset"]} for t in tasks
-    }
-    digest = hashlib.sha256(json.dumps(prints, sort_keys=True).encode()).hexdigest()[:16]
-    # test images per category: the resolution of an image-level metric (one swapped pair moves an AUROC by
-    # 1 / (normal x anomalous)), which the claims audit's margins must exceed
-    labels = {t.category: np.asarray(t.test.labels) for t in tasks}
-    counts = {c: {"normal": int((y == 0).sum()), "anomalous": int((y == 1).sum())} for c, y in labels.items()}
-    return {
-        "kind": config["dataset"]["kind"],
-        "root": str(config["dataset"]["root"]),
-        "categories": [t.category for t in tasks],
-        "fingerprints": prints,
-        "digest": digest,
-        "test_counts": counts,
-    }
 
 
 def _refused_before_work(out: Path, fresh: bool) -> bool:
@@ -173,6 +150,11 @@ def _commit_waiting(learner: Learner, state: RunState, ckpt: Path, task: int, ca
         }
     )
     state.timings["training_per_task"].append(0.0)
+    _commit(learner, state, ckpt, task)
+
+
+def _commit(learner: Learner, state: RunState, ckpt: Path, task: int) -> None:
+    """Write task ``task``'s checkpoint, then commit the state after it (``progress.json``)."""
     save_checkpoint(learner, ckpt, task)
     state.completed = task + 1
     state.timings["task_finished_at"].append(time.time())
@@ -262,10 +244,7 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:
         state.tasks[-1]["invertibility"] = invertibility(
             learner, task + 1, [t.test.patches for t in tasks[: task + 1]], device
         )
-        save_checkpoint(learner, ckpt, task)
-        state.completed = task + 1
-        state.timings["task_finished_at"].append(time.time())
-        state.commit(ckpt)
+        _commit(learner, state, ckpt, task)
         cur = last_eval[-1].oracle
         loss = f"loss {result.epoch_losses[-1]:.1f}" if result.epoch_losses else "no training"
         rate = f" ({result.steps / result.seconds:.1f} steps/s)" if result.steps and result.seconds > 0 else ""

@@ -8,6 +8,7 @@ oracle; cells of untrained tasks are ``None``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import platform
@@ -20,6 +21,7 @@ import torch
 from moleflow.config import Config
 from moleflow.continual.accounting import memory_per_task, parameter_counts
 from moleflow.continual.state import MODES, Matrices, RunState
+from moleflow.continual.tasks import TaskData
 from moleflow.errors import MoleflowError
 from moleflow.metrics import backward_transfer, forgetting_diag, forgetting_max
 from moleflow.metrics.continual import METRICS
@@ -94,6 +96,27 @@ def build_summary(
             "python": platform.python_version(),
             "machine": platform.machine(),
         },
+    }
+
+
+def dataset_record(config: Config, tasks: list[TaskData]) -> dict[str, Any]:
+    """What the run read: layout, root, categories in task order, the content fingerprint of each split
+    (the feature cache's) with one digest of them all, and the test images per category."""
+    prints = {
+        t.category: {"train": t.train.meta["key"]["dataset"], "test": t.test.meta["key"]["dataset"]} for t in tasks
+    }
+    digest = hashlib.sha256(json.dumps(prints, sort_keys=True).encode()).hexdigest()[:16]
+    # test images per category: the resolution of an image-level metric (one swapped pair moves an AUROC by
+    # 1 / (normal x anomalous)), which the claims audit's margins must exceed
+    labels = {t.category: np.asarray(t.test.labels) for t in tasks}
+    counts = {c: {"normal": int((y == 0).sum()), "anomalous": int((y == 1).sum())} for c, y in labels.items()}
+    return {
+        "kind": config["dataset"]["kind"],
+        "root": str(config["dataset"]["root"]),
+        "categories": [t.category for t in tasks],
+        "fingerprints": prints,
+        "digest": digest,
+        "test_counts": counts,
     }
 
 
