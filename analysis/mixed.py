@@ -110,9 +110,12 @@ def _mixedlm_reml(present: pd.DataFrame) -> tuple[float, float, float, float, bo
     model = smf.mixedlm("y ~ 1", present, groups=present["category"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # a boundary estimate is reported by the note instead
-        fit = model.fit(reml=True, method="bfgs", gtol=1e-12)  # tight: the defaults stop ~1e-3 short of the optimum
-        if not fit.converged:
-            fit = model.fit(reml=True)
+        # tight: the defaults stop ~1e-3 short of the optimum; statsmodels 0.15's BFGS can stop on a zero gradient
+        # without calling it converged, so Powell (no gradient, as precise) comes before the default L-BFGS
+        for method, options in (("bfgs", {"gtol": 1e-12}), ("powell", {"maxiter": 20000}), ("lbfgs", {})):
+            fit = model.fit(reml=True, method=method, **options)
+            if fit.converged:
+                break
     return (
         float(fit.fe_params["Intercept"]),
         float(fit.bse_fe["Intercept"]),

@@ -225,6 +225,16 @@ BEFORE_KEY_EXISTED: dict[str, Any] = {
     "training.loss_ceiling": 1e8,
     "training.max_skipped_share": 0.05,
     "training.tail_k_rounding": "ceil",
+    "strategy.sequential_adapter_updates": "once",
+    "strategy.separated_global_affine": "model",
+    "strategy.separated_adapters": "first",
+    "strategy.ewc_fisher": "per_image",
+    "strategy.ewc_fisher_images": None,
+    "model.permutations": "fixed",
+    "router.prototype_images": "all",
+    "router.precision": "float64",
+    "scoring.map_padding": "mirror",
+    "evaluation.nonfinite_scores": "diverged",
 }
 
 #: Keys left out of a run's identity while they hold the value every run had before the key

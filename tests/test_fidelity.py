@@ -44,14 +44,25 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_defaults_are_the_authors_and_the_cpu_profile_keeps_its_selection() -> None:
     d, cpu = flat(defaults()), flat(load_profile("cpu"))
     assert {k: d[k] for k in FIDELITY_KEYS} == {
+        "evaluation.nonfinite_scores": "diverged",
         "features.cache_dtype": "float32",
         "features.resize_mode": "short_side",
+        "model.gamma_init_first": 0.9977183417,
         "model.global_affine": "frozen",
         "model.mixer_bias": True,
+        "model.permutations": "seed",
         "model.subnet": "split",
         "model.whitening_fallback": "identity",
         "router.covariance": "ridge",
+        "router.precision": "float32",
+        "router.prototype_images": "drop_last",
+        "scoring.map_padding": "reflect",
+        "strategy.ewc_fisher": "per_image",
+        "strategy.ewc_fisher_images": None,
+        "strategy.separated_adapters": "first",
+        "strategy.separated_global_affine": "model",
         "strategy.separated_mixer": "own",
+        "strategy.sequential_adapter_updates": "once",
         "strategy.sequential_linears": "trained",
         "training.drop_last": True,
         "training.loss_ceiling": 1e8,
@@ -62,9 +73,12 @@ def test_the_defaults_are_the_authors_and_the_cpu_profile_keeps_its_selection() 
         "training.tail_k_rounding": "floor",
         "training.weight_decay": 0.01,
     }
-    # the CPU profile keeps the values its selection ran with: the behaviour before these keys existed
-    assert {k: cpu[k] for k in BEFORE_KEY_EXISTED} == BEFORE_KEY_EXISTED
+    # the CPU profile keeps the values its selection ran with: the behaviour before these keys existed, but for
+    # the permutations, which follow the seed there too (the replicates' spread must contain their variance)
+    assert {k: cpu[k] for k in BEFORE_KEY_EXISTED} == {**BEFORE_KEY_EXISTED, "model.permutations": "seed"}
     assert cpu["router.covariance"] == "ledoit_wolf" and cpu["training.weight_decay"] == 1e-4
+    assert cpu["model.gamma_init_first"] == 1.0  # as selected; the authors' 0.9977 is the schema's
+    assert d["model.gamma_init_first"] == pytest.approx(0.5 + 1.5 / (1.0 + np.exp(0.7)), abs=1e-10)
 
 
 def test_docs_fidelity_table_states_the_schema_defaults() -> None:
@@ -225,6 +239,7 @@ def test_a_loss_above_the_ceiling_is_skipped(dataset: Path, cache: Path) -> None
     [
         [],
         ["model.whitening=false", "model.whitening_fallback=film"],
+        ["model.whitening=false", "model.whitening_fallback=soft_ln"],
         ["model.scale_context=false", "model.subnet=joint"],
     ],
 )

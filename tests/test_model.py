@@ -44,7 +44,7 @@ def test_each_coupling_block_inverts_with_exact_logdet(scale_context: bool) -> N
     grid = GridShape(batch=2, height=3, width=2)
     cfg = SubnetConfig(rank=2, scale_context=scale_context, context_kernel=3)
     for k in range(3):
-        flow = build_coupling_flow(8, 1, grid, cfg, permutation_seed=k).double()
+        flow = build_coupling_flow(8, 1, grid, cfg, permutation_seeds=(k,)).double()
         _perturb(flow, seed=k)
         x = torch.randn(12, 8, dtype=torch.float64)
         z, logdet = flow(x)

@@ -251,7 +251,7 @@ def verdict_of(*parts) -> str:
 from moleflow.config import BEFORE_KEY_EXISTED  # noqa: E402  (the fidelity keys)
 
 #: The keys where the paper's text, the authors' code and this package's earlier behaviour part.
-FIDELITY_KEYS = sorted({*BEFORE_KEY_EXISTED, "router.covariance", "training.weight_decay"})
+FIDELITY_KEYS = sorted({*BEFORE_KEY_EXISTED, "router.covariance", "training.weight_decay", "model.gamma_init_first"})
 
 
 def authors(dataset, cache, *extra: str) -> dict:

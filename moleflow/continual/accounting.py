@@ -9,7 +9,7 @@ import torch
 from moleflow.config import Config
 from moleflow.continual.learner import WITHOUT_FLOW, model_config
 from moleflow.model import MoLEFlow
-from moleflow.model.mole_flow import task_of_parameter
+from moleflow.model.mole_flow import is_fixed_parameter, task_of_parameter
 
 
 def parameter_counts(config: Config, dim: int) -> dict[str, float]:
@@ -54,8 +54,9 @@ def memory_per_task(config: Config, dim: int, patches_per_image: int, train_imag
     """What each new task adds to what the strategy must keep, in parameters and bytes.
 
     Strategy-aware (Table 1's "memory per task"): ``separated`` keeps a whole model per
-    task (its trainable parameters; the fixed channel permutations follow from
-    ``model.permutation_seed``, as in ``base``); ``frozen_base``, ``sequential`` and
+    task (the parameters a task >= 1's model trains: without the mixer when it is task 0's,
+    with the blocks' global affine when it is trained; the fixed channel permutations are
+    not counted, as in ``base``); ``frozen_base``, ``sequential`` and
     ``ewc`` keep the task's adapters (LoRA, task biases, whitening, DIA), ``replay``
     those plus ``replay_images`` feature maps
     of ``patches_per_image`` float16 ``dim``-vectors. ``fixed_bytes`` is kept once,
@@ -100,7 +101,16 @@ def memory_per_task(config: Config, dim: int, patches_per_image: int, train_imag
         with torch.random.fork_rng(devices=[]):
             whole = MoLEFlow(model_config(config, dim))
             whole.add_task()
-        params = float(sum(p.numel() for n, p in whole.named_parameters() if not whole.is_fixed(n)))
+        sep = config["strategy"]
+        affine = "trained" if sep["separated_global_affine"] == "trained" else config["model"]["global_affine"]
+        params = float(
+            sum(
+                p.numel()
+                for n, p in whole.named_parameters()
+                if not is_fixed_parameter(n, affine)
+                and not (sep["separated_mixer"] == "shared" and n.startswith("mixer."))
+            )
+        )
     else:
         params = counts["per_task"]
     extra = 2.0 * config["strategy"]["replay_images"] * patches_per_image * dim if strategy == "replay" else 0.0

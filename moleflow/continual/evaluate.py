@@ -45,7 +45,7 @@ def score_batch(
     patch_scores = learner.patch_scores(task, x)
     return (
         image_scores(patch_scores, scoring.image_top_k),
-        anomaly_maps(patch_scores, scoring.input_size, scoring.map_sigma),
+        anomaly_maps(patch_scores, scoring.input_size, scoring.map_sigma, scoring.map_padding),
         {k: image_scores(patch_scores, k) for k in rescore},
     )
 
@@ -79,6 +79,26 @@ def score_rows(
     return TaskScores(np.concatenate(images), np.concatenate(maps), {k: np.concatenate(v) for k, v in by_k.items()})
 
 
+def nan_to_num(scores: TaskScores) -> tuple[TaskScores, int]:
+    """The authors' evaluate_class: NaN and -inf become 0, +inf becomes 1 in the image scores and the
+    (already smoothed) maps; also the re-scored top-k scores. Returns the scores and how many values changed."""
+
+    def fix(values: np.ndarray) -> tuple[np.ndarray, int]:
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        return (np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0) if bad else values), bad
+
+    image, count = fix(scores.image)
+    maps = None
+    if scores.maps is not None:
+        maps, bad = fix(scores.maps)
+        count += bad
+    by_k = {}
+    for k, values in scores.by_top_k.items():
+        by_k[k], bad = fix(values)
+        count += bad
+    return TaskScores(image, maps, by_k), count
+
+
 def metrics_of(labels: np.ndarray, masks: np.ndarray, scores: TaskScores, fpr_limit: float) -> dict[str, float | None]:
     """The four metrics of one task's test set (without maps: the pixel metrics are ``None``, not measured)."""
     if scores.maps is None:
@@ -105,6 +125,7 @@ class TaskEvaluation:
     routed_scores: TaskScores
     routed_to_euclidean: np.ndarray  # (N,) task id of the nearest prototype mean (the router ablation)
     image_auroc_by_top_k: dict[int, float]  # oracle image AUROC re-aggregated with each RESCORE_TOP_K
+    replaced: int = 0  # non-finite score values replaced (evaluation.nonfinite_scores: nan_to_num), oracle and routed
 
 
 RESCORE_TOP_K = (1, 3, 5, 10)  # image top-k values re-scored from the same patch scores (no retraining)
@@ -115,7 +136,7 @@ def evaluate_task(
 ) -> TaskEvaluation:
     """Evaluate one seen task, oracle and routed (and the Euclidean router and re-scored top-k beside them)."""
     if not learner.has_maps:
-        return evaluate_images(learner, task, data)
+        return evaluate_images(learner, task, data, scoring.nonfinite_scores)
     test = data.test
     labels = np.asarray(test.labels)
     masks = np.asarray(test.masks)
@@ -130,6 +151,10 @@ def evaluate_task(
         wrong = rows[routed_to == other]
         again = score_rows(learner, int(other), test.patches, wrong, scoring, device)
         routed.image[wrong], routed_maps[wrong] = again.image, again.maps
+    replaced = 0
+    if scoring.nonfinite_scores == "nan_to_num":
+        (oracle, n_oracle), (routed, n_routed) = nan_to_num(oracle), nan_to_num(routed)
+        replaced = n_oracle + n_routed
     limit = scoring.aupro_fpr_limit
     oracle_metrics = metrics_of(labels, masks, oracle, limit)
     return TaskEvaluation(
@@ -141,11 +166,12 @@ def evaluate_task(
         image_auroc_by_top_k={
             k: image_auroc(labels, v) if np.all(np.isfinite(v)) else float("nan") for k, v in oracle.by_top_k.items()
         },
+        replaced=replaced,
     )
 
 
 @torch.no_grad()
-def evaluate_images(learner: Learner, task: int, data: TaskData) -> TaskEvaluation:
+def evaluate_images(learner: Learner, task: int, data: TaskData, nonfinite: str = "diverged") -> TaskEvaluation:
     """:func:`evaluate_task` for a strategy that scores whole images from their router features (DNE): no maps,
     the pixel metrics ``None``, no re-scored top-k."""
     test = data.test
@@ -157,6 +183,10 @@ def evaluate_images(learner: Learner, task: int, data: TaskData) -> TaskEvaluati
     for other in np.unique(routed_to[routed_to != task]):
         wrong = np.flatnonzero(routed_to == other)
         routed.image[wrong] = learner.image_scores(int(other), features[wrong]).cpu().numpy()
+    replaced = 0
+    if nonfinite == "nan_to_num":
+        (oracle, n_oracle), (routed, n_routed) = nan_to_num(oracle), nan_to_num(routed)
+        replaced = n_oracle + n_routed
     oracle_metrics = metrics_of(labels, np.zeros(0), oracle, 0.0)
     return TaskEvaluation(
         oracle=oracle_metrics,
@@ -167,4 +197,5 @@ def evaluate_images(learner: Learner, task: int, data: TaskData) -> TaskEvaluati
         routed_scores=routed,
         routed_to_euclidean=learner.router.nearest_mean(features).cpu().numpy(),
         image_auroc_by_top_k={},
+        replaced=replaced,
     )

@@ -234,6 +234,8 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:
                 "skipped_batches": result.skipped,
             }
         )
+        if scoring.nonfinite_scores == "nan_to_num" and not failure:  # the authors' reading: count what was replaced
+            state.tasks[-1]["nonfinite_scores_replaced"] = sum(ev.replaced for ev in evaluations)
         if failure:  # the finished tasks' metrics stay; this task is not committed
             status, message = "diverged", failure
             log(f"task {task} ({data.category}): {message}")

@@ -6,15 +6,18 @@ Strategies (the paper's baselines), all with the same features, flow and router:
   ``t >= 1`` trains only its own adapters (LoRA, task biases, whitening, DIA);
 * ``sequential``: the base is trained in every task, with the task's adapters
   (``strategy.sequential_linears: frozen``: all of it but the subnets' base linears,
-  the authors' reading);
+  the authors' reading; ``strategy.sequential_adapter_updates: twice``: the task's own
+  parameters listed twice in the optimiser, as the authors' trainer lists them);
 * ``ewc``: sequential plus ``lambda / 2 * sum_i F_i (theta_i - theta*_i)^2`` on the base:
   online EWC without decay (the per-sample diagonal empirical Fisher summed over earlier
   tasks, anchored at the base after the last task);
 * ``replay``: sequential plus a buffer of earlier tasks' feature maps replayed
   through their own adapters;
 * ``separated``: an independent full model per task, each trained as a task 0
-  (``strategy.separated_mixer: shared``: tasks >= 1 use task 0's mixer, frozen, as the
-  authors' complete-separation mode does);
+  (the authors' complete-separation mode: ``strategy.separated_mixer: shared``, tasks >= 1
+  use task 0's mixer, frozen; ``separated_global_affine: trained``, their blocks' global
+  affine is trained; ``separated_adapters: later``, their input adapters start as a
+  later task's);
 * ``knn``: no flow and no training: a PatchCore-style memory bank of each task's
   training patches (nearest-neighbour distance as the patch score), the same router,
   maps and metrics: the no-training reference. ``strategy.knn_bank`` says which memory
@@ -31,6 +34,7 @@ Strategies (the paper's baselines), all with the same features, flow and router:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import cast
 
 import numpy as np
@@ -55,8 +59,36 @@ PER_TASK_CHECKPOINTS = ("frozen_base", "knn", "dne")
 WITHOUT_FLOW = ("knn", "dne")
 
 
-def model_config(config: Config, dim: int) -> ModelConfig:
-    """The :class:`ModelConfig` of a run config's ``model`` section for ``dim``-vectors."""
+#: Stream of the coupling permutations' seeds (``model.permutations: seed``), apart from every other draw of a run.
+PERMUTATION_STREAM = 0x5EED
+
+
+def permutation_seeds(config: Config, salt: int = 0) -> tuple[int, ...]:
+    """NumPy seeds of the coupling blocks' permutations of the run's model number ``salt``.
+
+    ``model.permutations: fixed``: ``permutation_seed + k`` for block ``k`` (every run alike);
+    ``seed``: drawn from ``(seed, salt)``, so replicates differ in their permutations and
+    each model of a run (``separated``'s one per task) draws its own, as the authors' blocks do.
+    """
+    m = config["model"]
+    blocks = m["coupling_blocks"]
+    if m["permutations"] == "fixed":
+        return tuple(m["permutation_seed"] + k for k in range(blocks))
+    state = np.random.SeedSequence([config["seed"], salt, PERMUTATION_STREAM]).generate_state(blocks)
+    return tuple(int(v) for v in state)
+
+
+def prototype_rows(n: int, batch_size: int, seed: int, task: int) -> np.ndarray:
+    """Rows of a task's ``n`` training images its router prototype is built from under
+    ``router.prototype_images: drop_last``: a shuffled pass in batches of ``batch_size``
+    without its last incomplete batch (the authors' loader), at least one batch; sorted."""
+    keep = n if n < batch_size else n - n % batch_size
+    order = np.random.default_rng([seed, task, 0xB0B]).permutation(n)
+    return np.sort(order[:keep])
+
+
+def model_config(config: Config, dim: int, salt: int = 0) -> ModelConfig:
+    """The :class:`ModelConfig` of a run config's ``model`` section for ``dim``-vectors (model number ``salt``)."""
     m = config["model"]
     alpha = m["lora_alpha"] * m["lora_rank"] if m["lora_alpha_per_rank"] else m["lora_alpha"]
     subnet = SubnetConfig(
@@ -87,6 +119,7 @@ def model_config(config: Config, dim: int) -> ModelConfig:
         affine_clamp=m["affine_clamp"],
         global_affine=m["global_affine"],
         permutation_seed=m["permutation_seed"],
+        permutation_seeds=permutation_seeds(config, salt),
         subnet=subnet,
         dia_blocks=m["dia_blocks"],
         dia_clamp=m["dia_clamp"],
@@ -102,10 +135,15 @@ class Learner(nn.Module):
 
     def __init__(self, config: Config, dim: int) -> None:
         super().__init__()
-        self.strategy = config["strategy"]["name"]
-        self.sequential_linears = config["strategy"]["sequential_linears"]
-        self.separated_mixer = config["strategy"]["separated_mixer"]
+        strategy = config["strategy"]
+        self.strategy = strategy["name"]
+        self.sequential_linears = strategy["sequential_linears"]
+        self.adapter_updates = strategy["sequential_adapter_updates"]
+        self.separated_mixer = strategy["separated_mixer"]
+        self.separated_global_affine = strategy["separated_global_affine"]
+        self.separated_adapters = strategy["separated_adapters"]
         self.seed = config["seed"]
+        self.config = config
         self.mcfg = model_config(config, dim)
         self.models = nn.ModuleList()
         self.knn = NearestNeighbourScorer() if self.strategy == "knn" else None
@@ -115,7 +153,12 @@ class Learner(nn.Module):
         )
         if self.strategy not in ("separated", *WITHOUT_FLOW):
             self.models.append(self._new_model(0))
-        self.router = MahalanobisRouter(config["router"]["covariance"], config["router"]["ridge"])
+        router = config["router"]
+        self.router = MahalanobisRouter(
+            router["covariance"], router["ridge"], torch.float32 if router["precision"] == "float32" else torch.float64
+        )
+        self.prototype_images = router["prototype_images"]
+        self.batch_size = config["training"]["batch_size"]
         self.n_tasks = 0
         self.ewc_lambda = float(config["strategy"]["ewc_lambda"])
         self.fisher: dict[str, torch.Tensor] = {}
@@ -130,7 +173,7 @@ class Learner(nn.Module):
     def _new_model(self, salt: int) -> MoLEFlow:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 100_003 + salt)
-            return MoLEFlow(self.mcfg)
+            return MoLEFlow(replace(self.mcfg, permutation_seeds=permutation_seeds(self.config, salt)))
 
     def add_task(self, router_features: np.ndarray | None) -> int:
         """Create the next task's adapters (or model) and fit its router prototype on ``(N_t, D)``
@@ -140,7 +183,8 @@ class Learner(nn.Module):
             torch.manual_seed(self.seed * 100_003 + 7919 * (task + 1))
             if self.strategy == "separated":
                 model = self._new_model(task)
-                model.add_task()  # task 0's own adapters of this model: drawn from (seed, task) too
+                # task 0's own adapters of this model (drawn from (seed, task) too), in a later task's form if asked
+                model.add_task(first=None if task == 0 or self.separated_adapters == "first" else False)
                 if task > 0 and self.separated_mixer == "shared" and model.mixer is not None:
                     model.mixer = self.flow(0).mixer  # task 0's mixer, one module: never trained again
                 self.models.append(model)
@@ -150,7 +194,10 @@ class Learner(nn.Module):
             elif self.strategy not in WITHOUT_FLOW:  # knn's bank is stored by fit_memory, its "training"
                 self.flow(0).add_task()
         if router_features is not None:
-            self.router.add_task(router_features)
+            prototype = router_features
+            if self.prototype_images == "drop_last":
+                prototype = router_features[prototype_rows(len(router_features), self.batch_size, self.seed, task)]
+            self.router.add_task(prototype)
             if self.gaussians is not None:  # DNE's "training": the Gaussian of the task's image embeddings
                 self.gaussians.add_task(router_features)
         self.n_tasks += 1
@@ -214,9 +261,17 @@ class Learner(nn.Module):
             return []
         model, local = self.model_for(task)
         own = model.task_parameters(local)
-        if task > 0 and self.strategy == "separated" and self.separated_mixer == "shared" and model.mixer is not None:
-            mixer = {id(p) for p in model.mixer.parameters()}
-            return [p for p in model.base_parameters() if id(p) not in mixer] + own
+        if task > 0 and self.strategy == "separated":
+            # the authors' separation trains every parameter of a later task's new flow, its global affine included
+            base = (
+                [p for n, p in model.named_parameters() if task_of_parameter(n) is None and not is_fixed_parameter(n)]
+                if self.separated_global_affine == "trained"
+                else model.base_parameters()
+            )
+            if self.separated_mixer == "shared" and model.mixer is not None:
+                mixer = {id(p) for p in model.mixer.parameters()}
+                base = [p for p in base if id(p) not in mixer]
+            return base + own
         if task > 0 and self.strategy == "sequential" and self.sequential_linears == "frozen":
             linears = {id(p) for p in model.base_linear_parameters()}
             # the authors' model never freezes the blocks' global affine, so their Sequential trains it
@@ -229,6 +284,16 @@ class Learner(nn.Module):
         if self.strategy == "separated" or task == 0 or self.strategy != "frozen_base":
             return model.base_parameters() + own
         return own
+
+    def optimised_parameters(self, task: int) -> list[nn.Parameter]:
+        """The list the optimiser and the gradient clipping get when training ``task``: :meth:`trainable_parameters`,
+        but for the authors' Sequential (``sequential_adapter_updates: twice``, tasks >= 1) the task's own
+        parameters first and then every trainable parameter again, as their trainer builds it."""
+        params = self.trainable_parameters(task)
+        if self.strategy == "sequential" and task > 0 and self.adapter_updates == "twice":
+            model, local = self.model_for(task)
+            return model.task_parameters(local) + params
+        return params
 
     def base_named_parameters(self, task: int) -> dict[str, nn.Parameter]:
         """The shared base parameters of the model serving ``task``, by name."""

@@ -37,6 +37,8 @@ class TrainSettings:
     loss_ceiling: float = 1e8
     max_skipped_share: float = 0.05
     tail_k_rounding: str = "ceil"
+    ewc_fisher: str = "per_image"
+    ewc_fisher_images: int | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> TrainSettings:
@@ -62,6 +64,8 @@ class TrainSettings:
             loss_ceiling=tr["loss_ceiling"],
             max_skipped_share=tr["max_skipped_share"],
             tail_k_rounding=tr["tail_k_rounding"],
+            ewc_fisher=config["strategy"]["ewc_fisher"],
+            ewc_fisher_images=config["strategy"]["ewc_fisher_images"],
         )
 
     def loss(self) -> TailAwareLoss:
@@ -88,6 +92,8 @@ class ScoreSettings:
     map_sigma: float
     aupro_fpr_limit: float
     batch_size: int
+    map_padding: str = "reflect"
+    nonfinite_scores: str = "diverged"
 
     @classmethod
     def from_config(cls, config: Config) -> ScoreSettings:
@@ -98,4 +104,6 @@ class ScoreSettings:
             map_sigma=sc["map_sigma"],
             aupro_fpr_limit=sc["aupro_fpr_limit"],
             batch_size=config["evaluation"]["batch_size"],
+            map_padding=sc["map_padding"],
+            nonfinite_scores=config["evaluation"]["nonfinite_scores"],
         )

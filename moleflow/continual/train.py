@@ -159,11 +159,13 @@ def train_task(
     if not learner.has_maps:  # DNE: its Gaussian was fitted when the task was added; nothing to train
         return TrainResult("ok", seconds=0.0)
     start = time.perf_counter()
-    params = learner.trainable_parameters(task)
+    params = learner.optimised_parameters(task)  # the authors' Sequential lists the task's own parameters twice
     wanted = {id(p) for p in params}
     for p in learner.parameters():
         p.requires_grad_(id(p) in wanted)
-    optimizer = make_optimizer(params, settings)
+    with warnings.catch_warnings():  # a parameter listed twice is stepped twice: what that reading asks for
+        warnings.filterwarnings("ignore", message="optimizer contains a parameter group with duplicate parameters")
+        optimizer = make_optimizer(params, settings)
     loss_fn = settings.loss()
     generator = torch.Generator().manual_seed(settings.batch_seed(task))
     n = len(patches)
@@ -250,22 +252,43 @@ def empirical_fisher(
 ) -> dict[str, torch.Tensor]:
     """Diagonal empirical Fisher of the base parameters on task ``task``'s training images ``(N, H, W, D)``.
 
-    Per-sample: the mean over the ``N`` images of the squared gradient of each image's own
-    loss (the training objective on that image's patches alone), so its scale does not
-    depend on the training batch size (a batch-mean gradient squared is about 1/batch of it).
+    ``settings.ewc_fisher``:
+
+    * ``per_image``: the mean over the images of the squared gradient of each image's own
+      loss (the training objective on that image's patches alone), so its scale does not
+      depend on the training batch size (a batch-mean gradient squared is about 1/batch of it);
+    * ``batch`` (the authors' baselines script): shuffled training batches, each adding the
+      squared gradient of its mean loss times its size, until ``ewc_fisher_images`` images
+      have been seen; the sum divided by the images seen.
+
+    ``settings.ewc_fisher_images`` caps the images used (``per_image``: a subset drawn from
+    ``(seed, task)``; ``batch``: whole batches until at least that many).
     """
     loss_fn = settings.loss()
     named = learner.base_named_parameters(task)
     for p in named.values():
         p.requires_grad_(True)
     fisher = {n: torch.zeros_like(p) for n, p in named.items()}
-    for index in range(len(patches)):
+    rng = np.random.default_rng([settings.seed, task, 0xF15])
+    n, cap = len(patches), settings.ewc_fisher_images
+    if settings.ewc_fisher == "batch":
+        order, batches = rng.permutation(n), []
+        for b in range(settings.steps_per_epoch(n)):
+            if cap is not None and b * settings.batch_size >= cap:
+                break
+            batches.append(order[b * settings.batch_size : (b + 1) * settings.batch_size])
+    else:
+        rows = np.arange(n) if cap is None or cap >= n else np.sort(rng.choice(n, cap, replace=False))
+        batches = [np.array([row]) for row in rows]
+    seen = 0
+    for index in batches:
         learner.zero_grad(set_to_none=True)
-        _objective(learner, task, _batch(patches, np.array([index]), device), loss_fn).backward()
-        for n, p in named.items():
+        _objective(learner, task, _batch(patches, index, device), loss_fn).backward()
+        for name, p in named.items():
             if p.grad is not None:
-                fisher[n] += p.grad.detach() ** 2
+                fisher[name] += p.grad.detach() ** 2 * len(index)
+        seen += len(index)
     for p in named.values():
         p.requires_grad_(False)
         p.grad = None
-    return {n: f / max(len(patches), 1) for n, f in fisher.items()}
+    return {name: f / max(seen, 1) for name, f in fisher.items()}

@@ -84,17 +84,28 @@ class SpatialContextMixer(nn.Module):
 class FiLMAdapter(nn.Module):
     """One task's FiLM input adapter: the authors' stand-in for the whitening adapter ("w/o WA" in their code).
 
-    ``y = gamma * LayerNorm(x) + beta``, then ``y + sigmoid(g) MLP(y)`` with a GELU MLP
+    ``y = gamma * LN(x) + beta``, then ``y + sigmoid(g) MLP(y)`` with a GELU MLP
     ``D -> h -> h -> D``, ``h = max(D/2, 128)``, whose last layer starts near zero
     (normal, std 0.01; zero bias) and a gate logit ``g`` starting at 0.5. Task 0's adapter
     (which has no earlier task to align to) returns ``0.9 x + 0.1 y``.
+
+    ``LN`` depends on ``soft_ln``:
+
+    * ``False`` (``whitening_fallback: film``, the authors' "standard" adapter): a LayerNorm
+      with affine parameters, in every task;
+    * ``True`` (``soft_ln``, what the authors' ``--no_whitening_adapter`` builds): task 0 blends
+      the LayerNorm in, ``b LN(x) + (1 - b) x`` with ``b = clamp(blend, 0, 1)`` and ``blend`` a
+      parameter starting at 0.01; a later task has no LayerNorm at all (their blend is a
+      buffer fixed at 0, which leaves ``x`` exactly as it is).
     """
 
-    def __init__(self, dim: int, first: bool) -> None:
+    def __init__(self, dim: int, first: bool, soft_ln: bool = False) -> None:
         super().__init__()
         hidden = max(dim // 2, 128)
         self.first = first
-        self.norm = nn.LayerNorm(dim)
+        self.soft_ln = soft_ln
+        self.norm = nn.LayerNorm(dim) if first or not soft_ln else None
+        self.blend = nn.Parameter(torch.tensor(0.01)) if soft_ln and first else None
         self.gamma = nn.Parameter(torch.ones(dim))
         self.beta = nn.Parameter(torch.zeros(dim))
         self.mlp = nn.Sequential(
@@ -106,24 +117,34 @@ class FiLMAdapter(nn.Module):
         nn.init.zeros_(out.bias)
         self.gate = nn.Parameter(torch.tensor(0.5))
 
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """The adapter's LayerNorm step, ``(..., D)`` -> ``(..., D)``."""
+        if self.norm is None:  # soft_ln, a later task: the LayerNorm is off
+            return x
+        if self.blend is None:
+            return self.norm(x)
+        share = self.blend.clamp(0.0, 1.0)
+        return share * self.norm(x) + (1.0 - share) * x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(..., D)`` -> ``(..., D)``."""
-        y = self.norm(x) * self.gamma + self.beta
+        y = self.normalise(x) * self.gamma + self.beta
         y = y + torch.sigmoid(self.gate) * self.mlp(y)
         return 0.9 * x + 0.1 * y if self.first else y
 
 
 class FiLMInputAdapters(nn.Module):
-    """Per-task :class:`FiLMAdapter` s (``tasks.<t>``), the ``whitening_fallback: film`` reading of "w/o WA"."""
+    """Per-task :class:`FiLMAdapter` s (``tasks.<t>``): the ``film`` and ``soft_ln`` readings of "w/o WA"."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, soft_ln: bool = False) -> None:
         super().__init__()
         self.dim = dim
+        self.soft_ln = soft_ln
         self.tasks = nn.ModuleDict()
 
-    def add_task(self, task: int) -> None:
-        """Create task ``task``'s adapter."""
-        self.tasks[str(task)] = FiLMAdapter(self.dim, first=task == 0)
+    def add_task(self, task: int, first: bool | None = None) -> None:
+        """Create task ``task``'s adapter; ``first`` (default: ``task == 0``) gives it the task-0 form."""
+        self.tasks[str(task)] = FiLMAdapter(self.dim, first=task == 0 if first is None else first, soft_ln=self.soft_ln)
 
     def forward(self, x: torch.Tensor, task: int) -> torch.Tensor:
         """``(..., D)`` -> ``(..., D)`` through task ``task``'s adapter."""

@@ -7,7 +7,7 @@ needs the grid to compute its spatial context, so the flow shares a
 
 Each block: split ``D/2 + D/2``; ``[s, t] = subnet(x1)``; ``x2 <- x2 exp(1.9 tanh(0.1 s)) + t``
 (FrEIA scales the subnet output by 0.1 and soft-clamps), then a global affine
-(SOFTPLUS) and a hard channel permutation drawn from ``permutation_seed + block``,
+(SOFTPLUS) and a hard channel permutation drawn from NumPy seeded with the block's seed,
 applied as a column gather (:class:`GatherPermutationBlock`) rather than FrEIA's
 product with the ``D x D`` permutation matrix: the same numbers without a dense
 product forward and backward.
@@ -184,14 +184,22 @@ class GatherPermutationBlock(AllInOneBlock):
 
 
 def build_coupling_flow(
-    dim: int, blocks: int, grid: GridShape, cfg: SubnetConfig, clamp: float = 1.9, permutation_seed: int = 0
+    dim: int,
+    blocks: int,
+    grid: GridShape,
+    cfg: SubnetConfig,
+    clamp: float = 1.9,
+    permutation_seeds: tuple[int, ...] | None = None,
 ) -> SequenceINN:
     """``blocks`` FrEIA ``AllInOneBlock``s on ``dim``-vectors with :class:`MoLEContextSubnet`s.
 
-    FrEIA draws each hard permutation from NumPy's global generator; it is seeded
-    with ``permutation_seed + block`` and restored afterwards. ``cfg.joint`` builds
-    :class:`MoLEJointSubnet` s instead of :class:`MoLEContextSubnet` s.
+    FrEIA draws each hard permutation from NumPy's global generator; before block ``k`` it
+    is seeded with ``permutation_seeds[k]`` (default ``k``) and restored afterwards.
+    ``cfg.joint`` builds :class:`MoLEJointSubnet` s instead of :class:`MoLEContextSubnet` s.
     """
+    seeds = tuple(range(blocks)) if permutation_seeds is None else permutation_seeds
+    if len(seeds) != blocks:
+        raise ValueError(f"{blocks} coupling blocks need {blocks} permutation seeds, got {len(seeds)}")
     if cfg.joint and cfg.scale_context:
         raise ValueError("the joint subnet has no scale context: set model.scale_context false with model.subnet joint")
 
@@ -202,7 +210,7 @@ def build_coupling_flow(
     state = np.random.get_state()
     try:
         for k in range(blocks):
-            np.random.seed(permutation_seed + k)
+            np.random.seed(seeds[k])
             flow.append(
                 GatherPermutationBlock,
                 subnet_constructor=subnet,

@@ -60,7 +60,7 @@ class ModelConfig:
     positional_encoding: bool = True
     positional_encoding_scale: float = 1.0
     whitening: bool = True
-    whitening_fallback: str = "identity"  # without whitening: "identity" or "film" (FiLMInputAdapters)
+    whitening_fallback: str = "identity"  # without whitening: "identity", "soft_ln" or "film" (FiLMInputAdapters)
     gamma_init_first: float = 1.0
     gamma_init_later: float = 1.25
     spatial_mixer: bool = True
@@ -71,6 +71,7 @@ class ModelConfig:
     affine_clamp: float = 1.9
     global_affine: str = "trained"  # "trained" with the base, or "frozen" at its initialisation
     permutation_seed: int = 0
+    permutation_seeds: tuple[int, ...] | None = None  # one NumPy seed per coupling block; None: permutation_seed + k
     subnet: SubnetConfig = field(default_factory=SubnetConfig)
     dia_blocks: int = 2
     dia_clamp: float = 1.9
@@ -103,7 +104,11 @@ class MoLEFlow(nn.Module):
         self.grid = GridShape()
         self.pe = PositionalEncoding2D(cfg.dim, cfg.positional_encoding_scale) if cfg.positional_encoding else None
         self.whitening = WhiteningAdapter(cfg.dim) if cfg.whitening else None
-        self.film = FiLMInputAdapters(cfg.dim) if not cfg.whitening and cfg.whitening_fallback == "film" else None
+        self.film = (
+            FiLMInputAdapters(cfg.dim, soft_ln=cfg.whitening_fallback == "soft_ln")
+            if not cfg.whitening and cfg.whitening_fallback in ("film", "soft_ln")
+            else None
+        )
         self.mixer = (
             SpatialContextMixer(cfg.dim, cfg.mixer_kernel, cfg.mixer_gate_init, cfg.mixer_bias)
             if cfg.spatial_mixer
@@ -111,7 +116,12 @@ class MoLEFlow(nn.Module):
         )
         self.flow = (
             build_coupling_flow(
-                cfg.dim, cfg.coupling_blocks, self.grid, cfg.subnet, cfg.affine_clamp, cfg.permutation_seed
+                cfg.dim,
+                cfg.coupling_blocks,
+                self.grid,
+                cfg.subnet,
+                cfg.affine_clamp,
+                cfg.permutation_seeds or tuple(cfg.permutation_seed + k for k in range(cfg.coupling_blocks)),
             )
             if cfg.coupling_blocks > 0
             else None
@@ -120,13 +130,19 @@ class MoLEFlow(nn.Module):
         self.n_tasks = 0
 
     # ------------------------------------------------------------------ tasks
-    def add_task(self) -> int:
-        """Create the next task's adapters; return its id."""
+    def add_task(self, first: bool | None = None) -> int:
+        """Create the next task's adapters; return its id.
+
+        ``first`` (default: whether the new task is task 0) chooses the input adapter's form:
+        the whitening adapter starts at ``gamma_init_first`` or ``gamma_init_later``, the
+        fallback adapter takes its task-0 or its later-task form.
+        """
         task = self.n_tasks
+        first = task == 0 if first is None else first
         if self.whitening is not None:
-            self.whitening.add_task(task, self.cfg.gamma_init_first if task == 0 else self.cfg.gamma_init_later)
+            self.whitening.add_task(task, self.cfg.gamma_init_first if first else self.cfg.gamma_init_later)
         if self.film is not None:
-            self.film.add_task(task)
+            self.film.add_task(task, first)
         if self.flow is not None:
             for layer in lora_layers(self.flow):
                 layer.add_task(task)

@@ -2,8 +2,10 @@
 
 * patch score = ``-log p`` on the ``H x W`` grid;
 * anomaly map = bilinear upsampling (``align_corners=True``) to the input size,
-  then a Gaussian blur (``sigma`` 4, kernel radius ``int(4 sigma + 0.5)``, reflect padding);
-* image score = mean of the top-``K`` patch scores (``K = 3``).
+  then a Gaussian blur (``sigma`` 4, kernel radius ``int(4 sigma + 0.5)``), extended beyond
+  the border as scipy's ``gaussian_filter`` does: ``reflect`` (half-sample symmetric, its
+  default) or ``mirror`` (whole-sample, torch's ``reflect``);
+* image score = mean of the top-``K`` patch scores (``K = 3``; ``K = 0``: every patch).
 """
 
 from __future__ import annotations
@@ -20,26 +22,48 @@ def gaussian_kernel1d(sigma: float) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
-def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``(B, S, S)`` maps (reflect padding)."""
+PADDINGS = ("reflect", "mirror")
+
+
+def border_index(size: int, radius: int, padding: str) -> torch.Tensor:
+    """Indices ``(size + 2 radius,)`` into a line of ``size`` samples extended by ``radius`` on each side.
+
+    scipy.ndimage's modes: ``reflect`` repeats the edge sample (``d c b a | a b c d | d c b a``),
+    ``mirror`` does not (``d c b | a b c d | c b a``); both repeat periodically however wide
+    the extension (period ``2 size`` and ``2 size - 2``).
+    """
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    i = torch.arange(-radius, size + radius)
+    period = 2 * size if padding == "reflect" else 2 * size - 2
+    if period <= 0:  # one sample: every position is it
+        return torch.zeros_like(i)
+    j = i % period
+    return torch.where(j < size, j, period - 1 - j if padding == "reflect" else period - j)
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float, padding: str = "reflect") -> torch.Tensor:
+    """Separable Gaussian blur of ``(B, S, S')`` maps, extended beyond the border as ``padding`` says."""
     if sigma <= 0:
         return maps
     kernel = gaussian_kernel1d(sigma).to(maps)
     radius = kernel.numel() // 2
+    rows, cols = (border_index(n, radius, padding).to(maps.device) for n in maps.shape[-2:])
     x = maps[:, None]
-    pad_mode = "reflect" if radius < min(maps.shape[-2:]) else "replicate"
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode=pad_mode), kernel.view(1, 1, 1, -1))
-    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode=pad_mode), kernel.view(1, 1, -1, 1))
+    x = F.conv2d(x.index_select(3, cols), kernel.view(1, 1, 1, -1))
+    x = F.conv2d(x.index_select(2, rows), kernel.view(1, 1, -1, 1))
     return x[:, 0]
 
 
-def anomaly_maps(patch_scores: torch.Tensor, size: int, sigma: float = 4.0) -> torch.Tensor:
+def anomaly_maps(patch_scores: torch.Tensor, size: int, sigma: float = 4.0, padding: str = "reflect") -> torch.Tensor:
     """``(B, H, W)`` patch scores -> ``(B, size, size)`` smoothed anomaly maps."""
     up = F.interpolate(patch_scores[:, None].float(), size=(size, size), mode="bilinear", align_corners=True)[:, 0]
-    return gaussian_blur(up, sigma)
+    return gaussian_blur(up, sigma, padding)
 
 
 def image_scores(patch_scores: torch.Tensor, top_k: int = 3) -> torch.Tensor:
-    """``(B, H, W)`` -> ``(B,)`` mean of the ``top_k`` highest patch scores."""
+    """``(B, H, W)`` -> ``(B,)`` mean of the ``top_k`` highest patch scores (``top_k = 0``: of every patch)."""
     flat = patch_scores.reshape(patch_scores.shape[0], -1)
+    if top_k == 0:
+        return flat.mean(dim=1)
     return flat.topk(min(top_k, flat.shape[1]), dim=1).values.mean(dim=1)

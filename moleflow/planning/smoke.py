@@ -82,6 +82,7 @@ VALUE_ONLY = (
     "model.mixer_gate_init",
     "model.affine_clamp",
     "model.permutation_seed",
+    "model.permutations",
     "model.context_alpha_max",
     "model.lora_alpha",
     "model.dia_clamp",
