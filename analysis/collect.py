@@ -44,6 +44,10 @@ def recorded_runs(plan: dict[str, Any]) -> dict[str, RecordedRun]:
     }
 
 
+#: Per task, the input-collapse diagnostic's figures copied into its category's row (``collapse_<key>``).
+COLLAPSE_COLUMNS = ("input_logdet", "mixer_logdet", "eig_median_ratio", "separation", "nll_good", "nll_defect")
+
+
 def _base_row(run, study: str, variant: str) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
@@ -69,8 +73,10 @@ def _columns() -> list[str]:
         "params_per_task_without_dia",
         "overhead_pct",
         "routing_accuracy_euclidean",
+        "collapsed",
         "category",
         "task_index",
+        *(f"collapse_{key}" for key in COLLAPSE_COLUMNS),
     ]
     cols += [
         f"memory_{k}"
@@ -97,6 +103,8 @@ def _rows_of(run, summary: dict[str, Any] | None, study: str, variant: str) -> l
         "overhead_pct": summary["params"]["overhead_pct"],
     }
     run_level["routing_accuracy_euclidean"] = summary.get("routing_accuracy_euclidean")
+    diagnostic = summary.get("input_collapse")  # flows only; summaries written before it lack it
+    run_level["collapsed"] = diagnostic["collapsed"] if diagnostic else None
     rescored = (summary.get("rescored") or {}).get("mean") or {}  # image top-k re-aggregated from the same scores
     for k, value in rescored.items():
         run_level[f"rescored_image_auroc_top{k}"] = value
@@ -115,6 +123,10 @@ def _rows_of(run, summary: dict[str, Any] | None, study: str, variant: str) -> l
     rows = []
     for index, category in enumerate(summary["tasks"]):
         row = {**base, **run_level, "category": category, "task_index": index}
+        tasks = summary.get("per_task") or []
+        figures = (tasks[index].get("input_collapse") if index < len(tasks) else None) or {}
+        for key in COLLAPSE_COLUMNS:
+            row[f"collapse_{key}"] = figures.get(key)
         final = summary["final"].get(category)
         for metric in METRICS:
             for mode in ("routed", "oracle"):

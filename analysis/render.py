@@ -19,6 +19,7 @@ import pandas as pd
 from moleflow.io import write_text_atomic
 
 MISSING = "--"
+FLAG = "†"  # a row some of whose runs the input-collapse diagnostic flagged
 #: A cell whose runs all finished without the number: the method does not make it (DNE has no anomaly map, the
 #: joint flow no forgetting, a memory bank no base).
 NOT_APPLICABLE = "n/a"
@@ -92,6 +93,7 @@ class TableSpec:
     column_digits: dict[str, int] = field(default_factory=dict)
     p_columns: tuple[str, ...] = ()
     latex_format: str | None = None  # LaTeX column format (default: l then c per column); text tables use p{...}
+    flagged: dict[str, str] = field(default_factory=dict)  # row -> why it is marked (runs whose flow input collapsed)
 
     def cell(self, row: str, column: str) -> Cell:
         return self.cells.get((row, column), Cell())
@@ -135,21 +137,39 @@ class TableSpec:
             return ""
         return f"n={cell.n} of {cell.planned}" if cell.short else f"n={cell.n}"
 
+    def label(self, row: str) -> str:
+        """A row's label as printed: with ``FLAG`` when some of its runs are flagged."""
+        return f"{row} {FLAG}" if row in self.flagged else row
+
+    @property
+    def flag_note(self) -> str:
+        """The footnote of the flagged rows (empty when none is)."""
+        if not self.flagged:
+            return ""
+        rows = "; ".join(f"{row}: {why}" for row, why in self.flagged.items())
+        return (
+            f" {FLAG}: the flow's input collapsed in some of the row's runs (input_collapse in summary.json: the "
+            "maps in front of the flow, which pay no Jacobian under the authors' objective, shrank its input until "
+            f"normal and defect patches score alike); the numbers are kept as measured. {rows}."
+        )
+
     @property
     def full_caption(self) -> str:
-        """The caption, and what n and bold mean when the table has cells drawn from runs."""
+        """The caption, what n and bold mean when the table has cells drawn from runs, and the flagged rows."""
         if not any(c.planned for c in self.cells.values()):
-            return self.caption
+            return self.caption + self.flag_note
+        not_made = (
+            " n/a: every run finished and the method makes no such number (DNE has no anomaly map, the joint "
+            "flow is trained once and has nothing to forget, a memory bank has no base)."
+            if any(c.text == NOT_APPLICABLE for c in self.cells.values())
+            else ""
+        )
         return (
             self.caption + ' n: finished runs behind a cell; "n=2 of 3" marks a cell some of whose planned runs '
             "diverged, failed or are missing (its mean covers the finished ones only). Bold: the best cell of a "
             "column among cells with every planned run finished, on test data: descriptive, not a selection."
-            + (
-                " n/a: every run finished and the method makes no such number (DNE has no anomaly map, the joint "
-                "flow is trained once and has nothing to forget, a memory bank has no base)."
-                if any(c.text == NOT_APPLICABLE for c in self.cells.values())
-                else ""
-            )
+            + not_made
+            + self.flag_note
         )
 
 
@@ -180,6 +200,7 @@ def _latex_escape(text: str) -> str:
         ("≤", r"$\le$"),
         ("≥", r"$\ge$"),
         ("×", r"$\times$"),
+        (FLAG, r"\textsuperscript{\dag}"),
     ):
         text = text.replace(a, b)
     return text
@@ -201,7 +222,7 @@ def to_latex(spec: TableSpec) -> str:
             count = spec.count(row, column)
             values.append(f"{body} {{\\scriptsize ({count})}}" if count else body)
         data[_latex_escape(column)] = values
-    frame = pd.DataFrame(data, index=[_latex_escape(r) for r in spec.rows])
+    frame = pd.DataFrame(data, index=[_latex_escape(spec.label(r)) for r in spec.rows])
     frame.index.name = _latex_escape(spec.row_header) if spec.row_header else None
     styler = frame.style
     latex = styler.to_latex(
@@ -233,7 +254,7 @@ def to_markdown(spec: TableSpec) -> str:
     ]
     for row in spec.rows:
         cells = [_display(spec, row, column, str, lambda t: f"**{t}**") for column in spec.columns]
-        lines.append("| " + " | ".join([row] + cells) + " |")
+        lines.append("| " + " | ".join([spec.label(row)] + cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -247,6 +268,8 @@ def to_csv(spec: TableSpec) -> str:
     records = []
     for row in spec.rows:
         record: dict[str, object] = {spec.row_header or "row": row}
+        if spec.flagged:
+            record["input collapsed"] = spec.flagged.get(row, "")
         for column in spec.columns:
             cell = spec.cell(row, column)
             texts = [spec.cell(r, column).text is not None for r in spec.rows]
@@ -270,7 +293,7 @@ def to_html(spec: TableSpec) -> str:
         column: [_display(spec, row, column, html.escape, lambda t: f"<b>{t}</b>") for row in spec.rows]
         for column in spec.columns
     }
-    frame = pd.DataFrame(data, index=spec.rows)
+    frame = pd.DataFrame(data, index=[spec.label(r) for r in spec.rows])
     frame.index.name = spec.row_header or None
     table = (
         frame.style.set_caption(html.escape(f"Table {spec.paper_table}: {spec.title}. {spec.full_caption}"))

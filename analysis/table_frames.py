@@ -17,13 +17,15 @@ METRIC_LABELS = {"image_auroc": "I-AUROC", "pixel_auroc": "P-AUROC", "pixel_ap":
 
 def run_level(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per (study, variant, dataset, run): routed means over categories and run-level fields."""
-    metric_cols = [f"{m}_routed" for m in METRIC_LABELS]
+    # the routed metrics and the per-task input-collapse figures are means over the run's categories
+    metric_cols = [f"{m}_routed" for m in METRIC_LABELS] + [c for c in frame.columns if c.startswith("collapse_")]
     keys = ["study", "variant", "dataset", "run_id", "seed", "order", "status", "strategy"]
     extra = [
         c
         for c in frame.columns
         if c.startswith(("forgetting_", "routing_", "params_", "overhead", "memory_", "rescored_", "cfg."))
         or c.endswith("_just_trained")
+        or c == "collapsed"
     ]
     grouped = frame.groupby(keys, dropna=False, sort=False)
     out = grouped[metric_cols].mean()
@@ -46,3 +48,20 @@ def main_method(frame: pd.DataFrame) -> pd.DataFrame:
     if sub.empty:
         return sub
     return sub[sub["variant"] == ordered(sub["variant"])[0]]
+
+
+def collapse_flags(frame: pd.DataFrame, rows: dict[str, str]) -> dict[str, str]:
+    """Table rows (label -> variant) some of whose finished runs the input-collapse diagnostic flagged.
+
+    Returns label -> ``"k of n runs"`` (n: the row's finished flow runs), for the rows with k > 0.
+    """
+    if "collapsed" not in frame:
+        return {}
+    out = {}
+    for label, variant in rows.items():
+        runs = frame[(frame["variant"] == variant) & (frame["status"] == "ok")].drop_duplicates("run_id")
+        flagged = runs["collapsed"].map(lambda v: v is True or v == 1.0)
+        diagnosed = int(runs["collapsed"].notna().sum())
+        if flagged.any():
+            out[label] = f"{int(flagged.sum())} of {diagnosed} run{'s' if diagnosed != 1 else ''}"
+    return out

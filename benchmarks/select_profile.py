@@ -88,6 +88,9 @@ def _run_candidate(job: tuple[str, dict[str, Any], str]) -> dict[str, Any]:
         "score": (routed["image_auroc"] + routed["pixel_auroc"]) / 2,
         "per_category": {c: v["routed"]["image_auroc"] for c, v in summary["final"].items()},
         "train_s_per_task": per_task,
+        "train_s": summary["timings"]["training"],
+        "diagnostics": [t["input_collapse"] for t in summary["per_task"] if t.get("input_collapse")],
+        "losses": [t["epoch_losses"][-1] for t in summary["per_task"] if t["epoch_losses"]],
     }
 
 
@@ -243,18 +246,35 @@ def report(results: dict[str, dict[str, Any]], chosen: str, knn: dict[str, Any],
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.select_profile", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="Markdown file to write")
-    parser.add_argument("--workers", type=int, default=2, help="candidates trained at once (one thread each)")
-    parser.add_argument("--budget", type=float, default=30.0, help="largest training time per task (s, one thread)")
+    return selection_cli(
+        argv,
+        "select_profile",
+        __doc__,
+        DEFAULT_OUT,
+        lambda work, args, seconds: report(*select(work, args.workers, args.budget), args.budget, seconds()),
+        budget=True,
+    )
+
+
+def selection_cli(
+    argv: list[str] | None,
+    name: str,
+    doc: str | None,
+    default_out: Path,
+    produce: Callable[[Path, argparse.Namespace, Callable[[], float]], str],
+    budget: bool = False,
+) -> int:
+    """The command line of a ``benchmarks.select_*`` module: ``--out``, ``--workers``, ``--work`` (and ``--budget``);
+    ``produce(work folder, arguments, seconds so far)`` gives the Markdown, written by :func:`write_selection`."""
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}", description=(doc or "").split("\n\n")[0])
+    parser.add_argument("--out", default=str(default_out), help="Markdown file to write")
+    parser.add_argument("--workers", type=int, default=2, help="runs trained at once (one thread each)")
+    if budget:
+        parser.add_argument("--budget", type=float, default=30.0, help="largest training time per task (s, one thread)")
     parser.add_argument("--work", help="working folder (default: a temporary one)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    write_selection(
-        args.out,
-        args.work,
-        lambda work: report(*select(work, args.workers, args.budget), args.budget, time.perf_counter() - start),
-    )
+    write_selection(args.out, args.work, lambda work: produce(work, args, lambda: time.perf_counter() - start))
     return 0
 
 

@@ -20,13 +20,11 @@ categories, routed. Writes ``benchmarks/REDUCED_SCHEDULE.md``.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.select_profile import MIN_GAIN, START, VALIDATION_SEED, _generate, _stage, write_selection
+from benchmarks.select_profile import MIN_GAIN, START, VALIDATION_SEED, _generate, _stage, selection_cli
 
 EPOCHS = [3, 4, 6, 8]
 REFERENCE = 6  # the schedule the reduced studies ran before this selection
@@ -101,14 +99,13 @@ def report(selection: dict[str, dict[str, Any]], seconds: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.select_reduced", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help="Markdown file to write")
-    parser.add_argument("--workers", type=int, default=2, help="runs trained at once (one thread each)")
-    parser.add_argument("--work", help="working folder (default: a temporary one; select_profile's --work is reused)")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    write_selection(args.out, args.work, lambda work: report(select(work, args.workers), time.perf_counter() - start))
-    return 0
+    return selection_cli(
+        argv,
+        "select_reduced",
+        __doc__,
+        DEFAULT_OUT,
+        lambda work, args, seconds: report(select(work, args.workers), seconds()),
+    )
 
 
 if __name__ == "__main__":

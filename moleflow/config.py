@@ -133,6 +133,13 @@ def validate(config: Config) -> Config:
     problem = schema_problem(config, schema())
     if problem:
         raise ConfigError(problem)
+    model = config.get("model", {})
+    if model.get("input_jacobian") == "included" and not model.get("whitening", True):
+        if model.get("whitening_fallback", "identity") != "identity":
+            raise ConfigError(
+                "config key model.input_jacobian: 'included' needs model.whitening true or "
+                f"model.whitening_fallback identity (the {model['whitening_fallback']!r} adapter has no exact Jacobian here)"
+            )
     return config
 
 
@@ -239,7 +246,11 @@ BEFORE_KEY_EXISTED: dict[str, Any] = {
 
 #: Keys left out of a run's identity while they hold the value every run had before the key
 #: existed: adding such a key never renames the runs (and results folders) made before it.
-IDENTITY_ONLY_WHEN_SET: dict[str, Any] = {"strategy.knn_bank": "per_task", "strategy.dne_density": "pooled"}
+IDENTITY_ONLY_WHEN_SET: dict[str, Any] = {
+    "strategy.knn_bank": "per_task",
+    "strategy.dne_density": "pooled",
+    "model.input_jacobian": "excluded",
+}
 
 
 def load_saved_config(path: str | Path) -> Config:

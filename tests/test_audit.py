@@ -33,7 +33,7 @@ from analysis.blocked import contrasts
 def test_registry_lists_every_claim_once_with_a_known_test() -> None:
     reg = registry()
     ids = [c["id"] for c in reg["claims"]]
-    assert ids == [*(f"C{i}" for i in range(1, 19)), "C18g", "C18d", *(f"C{i}" for i in range(19, 46))]
+    assert ids == [*(f"C{i}" for i in range(1, 19)), "C18g", "C18d", "O1", "O2", *(f"C{i}" for i in range(19, 46))]
     assert {c["family"] for c in reg["claims"]} >= {
         "forgetting",
         "headline",
@@ -237,6 +237,8 @@ def test_audit_without_runs_gives_every_claim_a_verdict_and_says_what_data_are_m
         *(f"C{i}" for i in range(1, 19)),
         "C18g",
         "C18d",
+        "O1",
+        "O2",
         *(f"C{i}" for i in range(19, 46)),
     ]
     assert all(o.verdict in VERDICTS and o.why for o in outcomes)

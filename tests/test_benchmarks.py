@@ -47,7 +47,7 @@ def test_params_table_matches_a_closed_formula() -> None:
 @pytest.mark.slow
 def test_workflow_benchmark_plans_the_paper_grid() -> None:
     result = BENCHMARKS["workflow"]("smoke")
-    assert result.rows[0][2] == 490  # the paper's run jobs
+    assert result.rows[0][2] == 515  # the paper's run jobs
 
 
 def test_cli_writes_the_results_file(tmp_path: Path) -> None:

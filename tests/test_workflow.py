@@ -131,7 +131,7 @@ def test_default_and_paper_configs_plan() -> None:
         runs = plan_runs(_validated(yaml.safe_load((ROOT / "config" / name).read_text())))
         assert all(len(r.run_id) == 12 for r in runs.values())
         counts[name] = len(runs)
-    assert counts == {"config.yaml": 131, "paper.yaml": 490}
+    assert counts == {"config.yaml": 148, "paper.yaml": 515}
 
 
 def _rule_counts(text: str) -> dict[str, int]:
@@ -295,7 +295,7 @@ def test_paper_grid_plans_on_stand_in_trees(tmp_path: Path) -> None:
     assert result.returncode == 0, text[-2000:]
     counts = _rule_counts(text)
     features = len(MVTEC_CATEGORIES) + len(VISA_CATEGORIES)  # one feature job per category
-    assert counts["train"] == 490 and counts["features"] == features and counts["track"] == 12, counts
+    assert counts["train"] == 515 and counts["features"] == features and counts["track"] == 13, counts
 
 
 @pytest.mark.parametrize("target", ["all_runs", "study_main", "study_ablation"])

@@ -34,7 +34,7 @@ RUN_COLUMNS = ["study", "variant", "dataset", "run_id", "seed", "order", "status
 
 
 def registry() -> dict[str, Any]:
-    """The validated registry (47 claims: C1-C45, C18g and C18d, each with the keys of :data:`KEYS`, a known test and known needs),
+    """The validated registry (49 claims: C1-C45, C18g, C18d, O1 and O2, each with the keys of :data:`KEYS`, a known test and known needs),
     with ``sha256``: the first 12 hex digits of the file's digest, printed with every claims table."""
     text = resources.files("analysis.audit").joinpath("registry.yaml").read_text(encoding="utf-8")
     data = yaml.safe_load(text)

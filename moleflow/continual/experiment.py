@@ -24,6 +24,7 @@ import yaml
 from moleflow.config import Config, config_hash
 from moleflow.continual.artifacts import pick_samples, save_accuracy_heatmaps, save_sample
 from moleflow.continual.checkpoint import check_run_dir, restore, save_checkpoint, write_status
+from moleflow.continual.diagnostics import input_collapse
 from moleflow.continual.evaluate import METRICS, TaskEvaluation, evaluate_task
 from moleflow.continual.learner import Learner
 from moleflow.continual.settings import ScoreSettings, TrainSettings
@@ -242,6 +243,9 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:
             break
         last_eval = evaluations
         _record_evaluation(state, task, last_eval)
+        if learner.models:  # a flow: did its input collapse (the objective's unbounded direction)?
+            tests = tasks if learner.strategy == "joint" else [data]
+            state.tasks[-1]["input_collapse"] = input_collapse(learner, task, train, tests, config["seed"], device)
         state.tasks[-1]["fingerprints"] = fingerprints(learner, task + 1)
         state.tasks[-1]["invertibility"] = invertibility(
             learner, task + 1, [t.test.patches for t in tasks[: task + 1]], device

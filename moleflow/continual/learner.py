@@ -123,6 +123,7 @@ def model_config(config: Config, dim: int, salt: int = 0) -> ModelConfig:
         subnet=subnet,
         dia_blocks=m["dia_blocks"],
         dia_clamp=m["dia_clamp"],
+        input_jacobian=m["input_jacobian"],
     )
 
 

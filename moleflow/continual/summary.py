@@ -61,6 +61,7 @@ def build_summary(
     for i in range(done):
         final[names[i]] = {mode: {m: state.matrices[mode][m][done - 1][i] for m in METRICS} for mode in MODES}
     routing = state.routing[-1] if state.routing else None
+    diagnosed = [t for t in state.tasks[:done] if "input_collapse" in t]
     return {
         "status": status,
         "message": message,
@@ -88,6 +89,13 @@ def build_summary(
         "params": parameter_counts(config, dim),
         "memory": memory_per_task(config, dim, patches_per_image, train_images),
         "per_task": state.tasks,
+        # a flow whose input collapsed on some task (moleflow.continual.diagnostics): flagged, never a silent row
+        "input_collapse": {
+            "collapsed": any(t["input_collapse"]["collapsed"] for t in diagnosed),
+            "flagged_tasks": [t["task"] for t in diagnosed if t["input_collapse"]["collapsed"]],
+        }
+        if diagnosed
+        else None,
         "timings": timings,
         "environment": {
             "device": str(device),

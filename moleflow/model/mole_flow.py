@@ -2,12 +2,17 @@
 
 A pure torch module. Per patch (eq. 32/37)::
 
-    log p(x) = -0.5 ||z||^2 - D/2 log(2 pi) + logdet_flow + logdet_DIA
+    log p(x) = -0.5 ||z||^2 - D/2 log(2 pi) + logdet_flow + logdet_DIA [+ logdet_input]
 
-where ``u`` (after PE, whitening and mixer) is the density's variable: whitening
-and mixer are preprocessing and their Jacobians are not part of the density
-Tasks are added with :meth:`MoLEFlow.add_task`; a pass
-runs one task's adapters (the caller groups images by task).
+With ``input_jacobian: excluded`` (the paper's and its authors' objective) ``u``, the
+flow's input after PE, whitening and mixer, is the density's variable: the whitening
+adapter and the mixer count as preprocessing and their Jacobians are left out, so a
+trained map that shrinks ``u`` raises every patch's likelihood for free (the objective is
+unbounded below). ``included`` adds ``logdet_input``, the exact log-determinant per patch
+of the trainable maps in front of the flow (the whitening adapter's per-task affine and
+the mixer, :mod:`moleflow.model.jacobian`): the likelihood of the layer-normalised features.
+Tasks are added with :meth:`MoLEFlow.add_task`; a pass runs one task's adapters (the
+caller groups images by task).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from moleflow.model.adapters import FiLMInputAdapters, SpatialContextMixer, Whit
 from moleflow.model.coupling import GridShape, SubnetConfig, build_coupling_flow, lora_layers
 from moleflow.model.dia import DeepInvertibleAdapter
 from moleflow.model.encoding import PositionalEncoding2D
+from moleflow.model.jacobian import mixer_logdet, whitening_logdet
 
 _TASK_PARAM = [
     re.compile(r"^whitening\.[gb]\.(\d+)$"),
@@ -75,15 +81,21 @@ class ModelConfig:
     subnet: SubnetConfig = field(default_factory=SubnetConfig)
     dia_blocks: int = 2
     dia_clamp: float = 1.9
+    input_jacobian: str = "excluded"  # "excluded" (preprocessing, the paper's) or "included" (bounded likelihood)
 
 
 class FlowOutput(NamedTuple):
-    """Result of a forward pass, each ``(B, H, W)`` except ``z`` ``(B, H, W, D)``."""
+    """Result of a forward pass, each ``(B, H, W)`` except ``z`` ``(B, H, W, D)``.
+
+    ``logdet_input`` is the per-patch log-determinant of the trainable maps in front of the
+    flow; ``log_prob`` contains it only with ``input_jacobian: included``.
+    """
 
     z: torch.Tensor
     logdet_flow: torch.Tensor
     logdet_dia: torch.Tensor
     log_prob: torch.Tensor
+    logdet_input: torch.Tensor
 
 
 class MoLEFlow(nn.Module):
@@ -100,7 +112,13 @@ class MoLEFlow(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        if cfg.input_jacobian == "included" and not cfg.whitening and cfg.whitening_fallback != "identity":
+            raise ValueError(
+                "model.input_jacobian: included needs the whitening adapter or none in its place "
+                f"(model.whitening_fallback {cfg.whitening_fallback!r} is a nonlinear map without a cheap exact Jacobian)"
+            )
         self.cfg = cfg
+        self._logdet_cache: tuple[tuple, torch.Tensor] | None = None
         self.grid = GridShape()
         self.pe = PositionalEncoding2D(cfg.dim, cfg.positional_encoding_scale) if cfg.positional_encoding else None
         self.whitening = WhiteningAdapter(cfg.dim) if cfg.whitening else None
@@ -189,6 +207,35 @@ class MoLEFlow(nn.Module):
             x = self.mixer(x)
         return x
 
+    def mixer_logdet(self, height: int, width: int) -> torch.Tensor | None:
+        """The mixer's log-determinant per patch on an ``height x width`` grid (a scalar), or ``None`` without a mixer.
+
+        Cached while no gradient is wanted and the mixer's parameters are unchanged (their
+        version counters), so evaluation and frozen-mixer tasks compute it once.
+        """
+        if self.mixer is None:
+            return None
+        weight, theta = self.mixer.conv.weight, self.mixer.theta
+        wants_grad = torch.is_grad_enabled() and (weight.requires_grad or theta.requires_grad)
+        key = (height, width, weight._version, theta._version, weight.data_ptr(), theta.data_ptr())
+        if not wants_grad and self._logdet_cache is not None and self._logdet_cache[0] == key:
+            return self._logdet_cache[1]
+        value = mixer_logdet(weight, torch.sigmoid(theta), height, width).sum() / (height * width)
+        if not wants_grad:
+            self._logdet_cache = (key, value.detach())
+        return value
+
+    def input_logdet(self, task: int, height: int, width: int) -> torch.Tensor:
+        """Log-determinant per patch (a float64 scalar) of the trainable maps in front of the flow for ``task``:
+        the whitening adapter's affine ``sum_d log gamma_t[d]`` and the mixer's (:meth:`mixer_logdet`)."""
+        total = torch.zeros((), dtype=torch.float64)
+        if self.whitening is not None:
+            total = total + whitening_logdet(self.whitening.gamma_beta(task)[0]).to(torch.float64)
+        mixer = self.mixer_logdet(height, width)
+        if mixer is not None:
+            total = total + mixer
+        return total
+
     def transform(
         self, u: torch.Tensor, task: int, rev: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -226,4 +273,8 @@ class MoLEFlow(nn.Module):
         z, ld_flow, ld_dia = self.transform(u, task)
         dim = z.shape[-1]
         log_pz = -0.5 * (z**2).sum(dim=-1) - 0.5 * dim * math.log(2 * math.pi)
-        return FlowOutput(z, ld_flow, ld_dia, log_pz + ld_flow + ld_dia)
+        log_prob = log_pz + ld_flow + ld_dia
+        if self.cfg.input_jacobian == "included":
+            ld_input = self.input_logdet(task, x.shape[1], x.shape[2]).to(log_prob.dtype).expand_as(log_prob)
+            return FlowOutput(z, ld_flow, ld_dia, log_prob + ld_input, ld_input)
+        return FlowOutput(z, ld_flow, ld_dia, log_prob, torch.zeros_like(log_prob))

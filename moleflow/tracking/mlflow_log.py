@@ -151,7 +151,14 @@ def _metrics(summary: dict[str, Any]) -> list[tuple[str, float, int]]:
             out.append(("final_train_loss", float(task["epoch_losses"][-1]), task["task"]))
         if "skipped_batches" in task:  # batches skipped for a non-finite or too large loss (training.nonfinite: skip)
             out.append(("skipped_batches", float(task["skipped_batches"]), task["task"]))
+        for key, value in (task.get("input_collapse") or {}).items():  # the flow's input-collapse diagnostic
+            if key in COLLAPSE_METRICS and value is not None:
+                out.append((f"input_collapse.{key}", float(value), task["task"]))
     return out
+
+
+#: The input-collapse diagnostic's figures logged per task (``input_collapse.<key>``).
+COLLAPSE_METRICS = ("input_logdet", "logvolume_per_channel", "mixer_self_coefficient", "eig_median_ratio", "separation")
 
 
 def run_summary(run_dir: str | Path) -> dict[str, Any]:
@@ -184,7 +191,9 @@ def log_run(uri: str, run_dir: str | Path, experiment: str, tags: dict[str, str]
     old = client.search_runs([found.experiment_id], filter_string=f"tags.config_hash = '{summary['config_hash']}'")
     for run in old:
         client.delete_run(run.info.run_id)
+    collapse = summary.get("input_collapse")
     all_tags = {
+        **({"input_collapse": "collapsed" if collapse["collapsed"] else "ok"} if collapse else {}),
         "status": summary["status"],
         "strategy": summary["strategy"],
         "seed": str(summary["seed"]),
