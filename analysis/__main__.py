@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{results}/runs.csv", frame.to_csv(index=False, float_format="%.12g")
         )  # exact enough for any count or statistic
         index = []
-        audit_tables, outcomes = audit(frame, plan, summaries)
+        audit_tables, outcomes, parts = audit(frame, plan, summaries)
+        write_text_atomic(f"{results}/tables/claims_parts.csv", parts.to_csv(index=False, float_format="%.12g"))
         for spec in build_all(frame, plan, run_configs(plan, results, summaries)) + audit_tables:
             files = write(spec, f"{results}/tables")
             index.append(

@@ -6,6 +6,12 @@ seed, task order, status, every config key whose value varies across the runs,
 routed and oracle metrics, the run's forgetting, routing accuracy and parameter
 counts. Runs that the plan names but that have no summary yet are listed with
 status ``missing`` (never silently dropped).
+
+Runs are looked up by configuration: a run of another study whose resolved configuration
+equals a variant's but for the seed (same dataset, task order and every other key) is that
+variant's replicate too, so a study reads every seed that exists of the configurations it
+compares (the interaction study's seed 2 of MoLE-Flow is the ablation's too). Such rows carry
+the studies that planned the run in ``planned_by`` (empty for the study's own runs).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from moleflow.config import flat_strings
+from moleflow.config import config_hash, flat_strings
 from moleflow.continual.summary import read_summary
 from moleflow.metrics.continual import METRICS
 
@@ -48,6 +54,36 @@ def recorded_runs(plan: dict[str, Any]) -> dict[str, RecordedRun]:
 COLLAPSE_COLUMNS = ("input_logdet", "mixer_logdet", "eig_median_ratio", "separation", "nll_good", "nll_defect")
 
 
+def configuration_key(config: dict[str, Any]) -> str:
+    """The hash of a resolved configuration without its seed: runs that differ in the seed alone share it."""
+    return config_hash({k: v for k, v in config.items() if k != "seed"})
+
+
+def memberships(runs: dict[str, RecordedRun]) -> list[tuple[RecordedRun, str, str, str]]:
+    """``(run, study, variant, planned_by)`` for every membership, with the runs of other studies that share a
+    variant's configuration (all but the seed) added to it; ``planned_by`` names their studies (empty for the
+    variant's own runs). Each run appears once per (study, variant)."""
+    by_key: dict[tuple[str, str], list[RecordedRun]] = {}
+    for run in runs.values():
+        by_key.setdefault((run.dataset, configuration_key(run.config)), []).append(run)
+    out = []
+    for run in runs.values():
+        for study, variant in run.memberships:
+            out.append((run, study, variant, ""))
+    own = {(study, variant, run.run_id) for run, study, variant, _ in out}
+    variant_keys: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for run, study, variant, _ in list(out):
+        variant_keys.setdefault((study, variant), set()).add((run.dataset, configuration_key(run.config)))
+    for (study, variant), keys in variant_keys.items():
+        for key in sorted(keys):
+            for other in by_key[key]:
+                if (study, variant, other.run_id) not in own:
+                    lenders = ", ".join(sorted({s for s, _ in other.memberships}))
+                    out.append((other, study, variant, lenders))
+                    own.add((study, variant, other.run_id))
+    return out
+
+
 def _base_row(run, study: str, variant: str) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
@@ -73,6 +109,7 @@ def _columns() -> list[str]:
         "params_per_task_without_dia",
         "overhead_pct",
         "routing_accuracy_euclidean",
+        "planned_by",
         "collapsed",
         "category",
         "task_index",
@@ -166,12 +203,12 @@ def collect(plan: dict[str, Any], results: str | Path, summaries: Summaries | No
     rows: list[dict[str, Any]] = []
     configs = {}
     for run in runs.values():
-        summary = summaries.get(run.run_id)
         configs[run.run_id] = flat_strings(run.config)
-        for study, variant in run.memberships:
-            for row in _rows_of(run, summary, study, variant):
-                row["variant_index"] = variant_index[(study, variant)]
-                rows.append(row)
+    for run, study, variant, planned_by in memberships(runs):
+        for row in _rows_of(run, summaries.get(run.run_id), study, variant):
+            row["variant_index"] = variant_index[(study, variant)]
+            row["planned_by"] = planned_by
+            rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame

@@ -15,7 +15,14 @@ test checks it). The interval for ``mu`` is a t interval on ``categories - 1`` d
 freedom, exact for the balanced design, whose standard error is sqrt(MS_between / N).
 Runs that diverged or did not finish are left out; a category missing in some seeds leaves
 the design unbalanced, which the note says. The model is a normal one on a bounded metric:
-an interval may reach past 1, which says that so few categories pin the mean down no better.
+the mean's interval may reach past 1, which says that so few categories pin the mean down
+no better.
+
+A new category is another question than the mean: :func:`prediction_interval` gives the
+interval for a new category's mean over the same seeds, from the categories' own means
+(``mean ± t_{c-1} sd sqrt(1 + 1/c)``, which needs no pooled seed variance: a category at a
+ceiling of 1.000 with no seed variance is not pooled with another's), on the logit scale
+(values clipped to ``[EPS, 1 - EPS]``), so that the interval stays inside (0, 1).
 """
 
 from __future__ import annotations
@@ -29,13 +36,36 @@ import statsmodels.formula.api as smf
 from scipy import stats as scipy_stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
+EPS = 0.001  # the logit scale's clip: a category mean at 1.000 counts as 0.999
+
+
+def logit(values: np.ndarray, eps: float = EPS) -> np.ndarray:
+    v = np.clip(np.asarray(values, dtype=float), eps, 1 - eps)
+    return np.log(v / (1 - v))
+
+
+def expit(values: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(values, dtype=float)))
+
+
+def prediction_interval(category_means: np.ndarray, level: float = 0.95, eps: float = EPS) -> tuple[float, float]:
+    """The ``level`` prediction interval of a new category's mean (over as many seeds as these), from the ``c``
+    categories' means: on the logit scale ``m ± t_{c-1} sd sqrt(1 + 1/c)``, back-transformed (NaN for c < 2)."""
+    z = logit(category_means, eps)
+    c = len(z)
+    if c < 2:
+        return float("nan"), float("nan")
+    half = float(scipy_stats.t.ppf(0.5 + level / 2, c - 1)) * float(z.std(ddof=1)) * np.sqrt(1 + 1 / c)
+    return float(expit(z.mean() - half)), float(expit(z.mean() + half))
+
 
 @dataclass
 class MixedResult:
     """The fitted grand mean and variance components of one dataset and metric (NaN when not fitted)."""
 
     mean: float = float("nan")
-    interval: tuple[float, float] = (float("nan"), float("nan"))
+    interval: tuple[float, float] = (float("nan"), float("nan"))  # the mean's t interval
+    prediction: tuple[float, float] = (float("nan"), float("nan"))  # a new category's mean, logit scale
     sd_category: float = float("nan")  # sqrt(var_category): how far categories spread around the mean
     sd_seed: float = float("nan")  # sqrt(var_seed): how far a category's seeds spread
     categories: int = 0
@@ -73,6 +103,7 @@ def category_model(data: pd.DataFrame, level: float = 0.95) -> MixedResult:
     result.mean = mean
     half = float(scipy_stats.t.ppf(0.5 + level / 2, result.categories - 1)) * se
     result.interval = (mean - half, mean + half)
+    result.prediction = prediction_interval(present.groupby("category")["y"].mean().to_numpy(), level)
     result.sd_category = float(np.sqrt(var_category))
     result.sd_seed = float(np.sqrt(var_seed))
     notes = []

@@ -119,22 +119,35 @@ def dataset_summary(runs: pd.DataFrame) -> TableSpec:
 def category_model_table(frame: pd.DataFrame) -> TableSpec:
     """Table 16b: per dataset and metric, MoLE-Flow's mean with categories as a random effect (:mod:`analysis.mixed`).
 
-    ``frame``: the per-category rows. The interval covers a category drawn like these,
-    not only these categories under new seeds (Table 16's standard deviation).
+    ``frame``: the per-category rows. The mean's interval covers the mean of categories drawn like these (not
+    only these categories under new seeds, Table 16's standard deviation); the prediction interval a new one.
     """
     sub = main_method(frame)
     sub = sub[sub["category"].notna()]
     rows = [f"{dataset} {label}" for dataset in ordered(sub["dataset"]) for label in METRIC_LABELS.values()]
-    columns = ["mean", "95% CI", "SD categories", "SD seeds", "categories", "seeds", "values", "note"]
+    columns = [
+        "mean",
+        "mean's 95% CI",
+        "new category's 95% PI",
+        "SD categories",
+        "SD seeds",
+        "categories",
+        "seeds",
+        "values",
+        "note",
+    ]
     spec = TableSpec(
         "T16b_category_model",
         "16b",
         "Main study with categories as a random effect",
         "MoLE-Flow's routed metrics, per category and seed, fitted as y = mu + u[category] + e (REML, "
-        "categories as random intercepts, seeds as replicates): mean = mu; 95% CI = t interval on "
-        "categories - 1 df (it covers a category drawn like these, so it is wider than Table 16's "
-        "seed-only standard deviation); SD categories / SD seeds = the square roots of the two variance "
-        "components; a normal model on a bounded metric, so an interval may pass 1. Finished runs only.",
+        "categories as random intercepts, seeds as replicates): mean = mu; mean's 95% CI = its t interval on "
+        "categories - 1 df, for the mean of categories drawn like these (wider than Table 16's seed-only "
+        "standard deviation; a normal model on a bounded metric, so it may pass 1); new category's 95% PI = the "
+        "prediction interval of one new category's mean over as many seeds, from the categories' means on the "
+        "logit scale (m ± t sd sqrt(1 + 1/c), clipped to [0.001, 0.999] and back-transformed: it stays in (0, 1) and "
+        "pools no seed variance, so a category at the ceiling of 1.000 does not borrow another's); SD categories / "
+        "SD seeds = the square roots of the two variance components. Finished runs only.",
         rows,
         columns,
         row_header="dataset metric",
@@ -146,7 +159,10 @@ def category_model_table(frame: pd.DataFrame) -> TableSpec:
             found = category_model(category_values(sub, dataset, f"{metric}_routed"))
             if found.fitted:
                 spec.cells[(row, "mean")] = Cell(mean=found.mean, n=found.values)
-                spec.cells[(row, "95% CI")] = Cell(text=f"[{found.interval[0]:.3f}, {found.interval[1]:.3f}]")
+                spec.cells[(row, "mean's 95% CI")] = Cell(text=f"[{found.interval[0]:.3f}, {found.interval[1]:.3f}]")
+                spec.cells[(row, "new category's 95% PI")] = Cell(
+                    text=f"[{found.prediction[0]:.3f}, {found.prediction[1]:.3f}]"
+                )
                 spec.cells[(row, "SD categories")] = Cell(mean=found.sd_category, n=found.values)
                 spec.cells[(row, "SD seeds")] = Cell(mean=found.sd_seed, n=found.values)
             for column, value in (("categories", found.categories), ("seeds", found.seeds), ("values", found.values)):

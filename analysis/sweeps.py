@@ -136,6 +136,23 @@ def _class(spread_pp: float) -> str:
     return next(name for limit, name in CLASSES if spread_pp >= limit)
 
 
+def anova_tests(sweeps: dict[str, pd.DataFrame]) -> dict[str, tuple[float, float, str]]:
+    """Per sweep with two finished values or more: the one-way ANOVA p of P-AP on the value (seeds as replicates),
+    its Holm adjustment across these sweeps, and the test's note: what Table 10 prints and C43 reads."""
+    raw: dict[str, tuple[float, str]] = {}
+    for sweep, frame in sweeps.items():
+        ok = frame[(frame["status"] == "ok") & frame[RESPONSE].notna()]
+        if ok["value"].nunique() < 2:
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            raw[sweep] = one_way_anova(ok, "value", RESPONSE)
+        for w in caught:
+            warnings.warn(str(w.message), stacklevel=2)
+    adjusted = dict(zip(raw, holm([p for p, _ in raw.values()])))
+    return {sweep: (p, adjusted[sweep], note) for sweep, (p, note) in raw.items()}
+
+
 def summary_table(sweeps: dict[str, pd.DataFrame], dataset: str, alpha: float = 0.05) -> TableSpec:
     """Table 10: per sweep, the best value, the spread of mean P-AP and I-AUROC over values, a one-way ANOVA.
 
@@ -170,7 +187,7 @@ def summary_table(sweeps: dict[str, pd.DataFrame], dataset: str, alpha: float = 
         column_digits={"spread P-AP (pp)": 1, "spread I-AUROC (pp)": 1},
         p_columns=("ANOVA p (P-AP)", "Holm p (P-AP)"),
     )
-    tests: dict[str, tuple[float, float, str]] = {}  # sweep -> (spread, p, note)
+    spreads: dict[str, float] = {}
     for sweep, frame in sweeps.items():
         ok = frame[(frame["status"] == "ok") & frame[RESPONSE].notna()]
         values = ordered_values(frame)
@@ -185,21 +202,15 @@ def summary_table(sweeps: dict[str, pd.DataFrame], dataset: str, alpha: float = 
         spec.cells[(sweep, "spread I-AUROC (pp)")] = Cell(
             mean=float(100 * (means["image_auroc_routed"].max() - means["image_auroc_routed"].min())), n=len(ok)
         )
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            p_value, note = one_way_anova(ok, "value", RESPONSE)
-        for w in caught:
-            warnings.warn(str(w.message), stacklevel=2)
-        if np.isfinite(p_value):
-            spec.cells[(sweep, "ANOVA p (P-AP)")] = Cell(mean=p_value, n=len(ok))
-        tests[sweep] = (float(spread), p_value, note)
-    adjusted = dict(zip(tests, holm([p for _, p, _ in tests.values()])))
-    for sweep, (spread, p_value, note) in tests.items():
+        spreads[sweep] = float(spread)
+    for sweep, (p_value, adjusted, note) in anova_tests(sweeps).items():
+        n = int(((sweeps[sweep]["status"] == "ok") & sweeps[sweep][RESPONSE].notna()).sum())
         if not np.isfinite(p_value):
             spec.cells[(sweep, "sensitivity")] = Cell(text=f"untested ({note})" if note else "untested")
             continue
-        spec.cells[(sweep, "Holm p (P-AP)")] = Cell(mean=adjusted[sweep], n=spec.cell(sweep, "ANOVA p (P-AP)").n)
-        spec.cells[(sweep, "sensitivity")] = Cell(text=_class(spread) if adjusted[sweep] < alpha else "none detected")
+        spec.cells[(sweep, "ANOVA p (P-AP)")] = Cell(mean=p_value, n=n)
+        spec.cells[(sweep, "Holm p (P-AP)")] = Cell(mean=adjusted, n=n)
+        spec.cells[(sweep, "sensitivity")] = Cell(text=_class(spreads[sweep]) if adjusted < alpha else "none detected")
     return spec
 
 

@@ -71,3 +71,19 @@ def test_unbalanced_and_degenerate_designs_are_said() -> None:
     assert not one_seed.fitted and "one seed" in one_seed.note
     assert "fewer than two" in category_model(data[data["category"] == "c1"]).note
     assert category_model(data.assign(y=0.5)).note == "no variance"
+
+
+def test_prediction_interval_of_a_new_category_by_hand_on_the_logit_scale() -> None:
+    from analysis.mixed import prediction_interval
+
+    means = np.array([1.0, 1.0, 0.95, 0.8])  # two categories at the ceiling, clipped to 0.999
+    z = np.log(np.array([0.999, 0.999, 0.95, 0.8]) / (1 - np.array([0.999, 0.999, 0.95, 0.8])))
+    half = sps.t.ppf(0.975, 3) * z.std(ddof=1) * np.sqrt(1 + 1 / 4)
+    expected = tuple(1 / (1 + np.exp(-(z.mean() + sign * half))) for sign in (-1, 1))
+    found = prediction_interval(means)
+    assert found == pytest.approx(expected, abs=1e-12)
+    assert 0 < found[0] < found[1] < 1  # inside the metric's range, unlike a normal interval here
+    data = pd.DataFrame([{"category": f"c{c}", "seed": s, "y": m} for c, m in enumerate(means) for s in range(3)])
+    fitted = category_model(data)
+    assert fitted.prediction == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(prediction_interval(np.array([0.9]))[0])

@@ -106,8 +106,10 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     assert mixed["mean mean"] == pytest.approx(summary16.loc["synth", "I-AUROC mean"], abs=1e-9)
     assert mixed["categories mean"] == 2 and mixed["seeds mean"] == 3
     assert (mixed["SD categories mean"] > 0) != ("boundary" in str(mixed["note"]))
-    low, high = (float(x) for x in mixed["95% CI"].strip("[]").split(","))
+    low, high = (float(x) for x in mixed["mean's 95% CI"].strip("[]").split(","))
     assert high - low > 2 * summary16.loc["synth", "I-AUROC std"]
+    new_low, new_high = (float(x) for x in mixed["new category's 95% PI"].strip("[]").split(","))
+    assert 0 < new_low < new_high < 1  # the logit scale keeps a new category's interval inside (0, 1)
     latex = (tables / "T7_ablation_synth.tex").read_text()
     assert "\\toprule" in latex and "\\bottomrule" in latex and "\\textbf{" in latex
 

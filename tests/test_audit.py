@@ -10,22 +10,20 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from tests_helpers import ALPHA, per_task_by_formula, verdict_of
+from tests_helpers import per_task_by_formula, verdict_of
 
 from analysis.audit import VERDICTS, evaluate, registry
 from analysis.audit.evidence import (
-    Part,
     contrast_part,
     equivalence_test,
     exact,
-    kendall_agreement,
     sign_test,
     slope_test,
     welch_vs_paper,
 )
 from analysis.audit.paper_check import checks
 from analysis.audit.paper_values import overhead_at_table2
-from analysis.audit.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Outcome, adjust, decide
+from analysis.audit.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED
 from analysis.blocked import contrasts
 
 
@@ -53,43 +51,53 @@ def test_registry_lists_every_claim_once_with_a_known_test() -> None:
 
 
 # ------------------------------------------------------------------------------------------ the tests against hand values
-def test_sign_test_is_the_one_sided_t_test() -> None:
+def test_a_directional_part_is_a_t_pivot_with_its_region_beyond_the_margin() -> None:
     diff = np.array([-0.03, -0.05, -0.01, -0.04])
     part = sign_test("d < 0", diff, "<", 0.0, margin=0.005)
     mean, se = diff.mean(), diff.std(ddof=1) / math.sqrt(len(diff))
-    assert part.p_support == pytest.approx(stats.t.cdf(mean / se, len(diff) - 1), rel=1e-12)
-    assert part.p_contradict == pytest.approx(stats.t.sf((mean + 0.005) / se, len(diff) - 1), rel=1e-12)
-    half = stats.t.ppf(0.975, 3) * se
-    assert (part.low, part.high) == pytest.approx((mean - half, mean + half), rel=1e-12)
+    assert part.region == (-math.inf, -0.005)
+    # support: the mean below -0.005; contradiction: above it (the band between -0.005 and 0 included)
+    assert part.p_support == pytest.approx(stats.t.cdf((mean + 0.005) / se, 3), rel=1e-12)
+    assert part.p_contradict == pytest.approx(stats.t.sf((mean + 0.005) / se, 3), rel=1e-12)
+    assert part.p_support + part.p_contradict == pytest.approx(1.0)  # one boundary: never both small
+    half = stats.t.ppf(1 - 0.01, 3) * se
+    assert part.interval(0.01) == pytest.approx((mean - half, mean + half), rel=1e-12)
+    # a stated threshold is the boundary itself: no margin moves it
+    assert sign_test("d < -0.03", diff, "<", -0.03, margin=0.0028).region == (-math.inf, -0.03)
+    assert sign_test("d > 0", diff, ">", 0.0, margin=0.005).region == (0.005, math.inf)
 
 
-def test_equivalence_test_is_two_one_sided_tests() -> None:
+def test_an_equivalence_part_is_inside_or_entirely_outside_its_bounds() -> None:
     diff = np.array([0.001, -0.002, 0.0015, 0.0005, -0.0005])
     part = equivalence_test("|d| < 0.005", diff, -0.005, 0.005)
     mean, se, df = diff.mean(), diff.std(ddof=1) / math.sqrt(len(diff)), len(diff) - 1
-    lower = stats.t.sf((mean + 0.005) / se, df)
-    upper = stats.t.cdf((mean - 0.005) / se, df)
-    assert part.p_support == pytest.approx(max(lower, upper), rel=1e-10)
-    assert part.p_contradict == pytest.approx(
-        min(1.0, 2 * min(stats.t.cdf((mean + 0.005) / se, df), stats.t.sf((mean - 0.005) / se, df))), rel=1e-10
+    assert part.p_support == pytest.approx(
+        max(stats.t.sf((mean + 0.005) / se, df), stats.t.cdf((mean - 0.005) / se, df)), rel=1e-10
     )
+    assert part.p_contradict == pytest.approx(
+        min(stats.t.cdf((mean + 0.005) / se, df), stats.t.sf((mean - 0.005) / se, df)), rel=1e-10
+    )
+    # the interval decides exactly as the p-values: inside at level a iff p_support <= a
+    for a in (0.001, 0.01, 0.05, 0.2):
+        lo, hi = part.interval(a)
+        assert (-0.005 < lo and hi < 0.005) == (part.p_support <= a)
 
 
-def test_welch_against_the_paper_is_an_equivalence_test_with_welchs_error() -> None:
+def test_welch_against_the_paper_is_an_equivalence_part_with_welchs_error() -> None:
     ours = np.array([0.95, 0.96, 0.955])
     part = welch_vs_paper("I-AUROC", ours, 0.9803, 0.0019, 5, 0.005)
     v1, v2 = ours.var(ddof=1) / 3, 0.0019**2 / 5
     se, d = math.sqrt(v1 + v2), ours.mean() - 0.9803
     df = (v1 + v2) ** 2 / (v1**2 / 2 + v2**2 / 4)
-    assert part.estimate == pytest.approx(d)
+    assert (part.estimate, part.se, part.df) == pytest.approx((d, se, df))
+    assert part.region == (-0.005, 0.005)
     assert part.p_support == pytest.approx(
         max(stats.t.sf((d + 0.005) / se, df), stats.t.cdf((d - 0.005) / se, df)), rel=1e-9
     )
-    assert part.p_contradict == pytest.approx(min(1, 2 * stats.t.cdf((d + 0.005) / se, df)), rel=1e-9)
-    assert part.status is None  # no shortcut: both sides go through Holm
+    assert part.p_contradict == pytest.approx(stats.t.cdf((d + 0.005) / se, df), rel=1e-9)
 
 
-def test_slope_kendall_and_contrast_against_hand_values() -> None:
+def test_slope_and_contrast_against_hand_values() -> None:
     levels = np.array([0.0, 0.3, 0.5, 1.0] * 2)
     blocks = ["a"] * 4 + ["b"] * 4
     y = 0.5 + 0.1 * levels + np.array([0.0, 0.01, -0.01, 0.0, 0.02, 0.03, 0.01, 0.02])
@@ -98,12 +106,7 @@ def test_slope_kendall_and_contrast_against_hand_values() -> None:
     num = sum(((x - x.mean()) * (v - v.mean())).sum() for x, v in centred.values())
     den = sum(((x - x.mean()) ** 2).sum() for x, _ in centred.values())
     assert part.estimate == pytest.approx(num / den, rel=1e-10)  # the within-block slope
-
-    tau = kendall_agreement("tau", [7, 6, 5, 4, 3, 2, 1], [0.07, 0.08, 0.04, 0.03, 0.025, 0.01, 0.0])
-    pairs = [(i, j) for i in range(7) for j in range(i + 1, 7)]
-    x, v = [7, 6, 5, 4, 3, 2, 1], [0.07, 0.08, 0.04, 0.03, 0.025, 0.01, 0.0]
-    concordant = sum(np.sign(x[i] - x[j]) == np.sign(v[i] - v[j]) for i, j in pairs)
-    assert tau.estimate == pytest.approx((2 * concordant - len(pairs)) / len(pairs))
+    assert part.region == (0.0, math.inf)
 
     cells = {
         ("frozen", "on"): [0.60, 0.62, 0.61],
@@ -116,6 +119,10 @@ def test_slope_kendall_and_contrast_against_hand_values() -> None:
     per_seed = (a[("frozen", "on")] - a[("frozen", "off")]) - (a[("trainable", "on")] - a[("trainable", "off")])
     assert contrast.estimate == pytest.approx(per_seed.mean(), rel=1e-10)  # seed k of every cell is one block
     assert contrast.se == pytest.approx(per_seed.std(ddof=1) / math.sqrt(3), rel=1e-10) and contrast.df == 2
+    integral = contrast_part("i", contrast, "Integral", 0.005)
+    assert integral.region == (0.005, math.inf)
+    assert integral.p_support == pytest.approx(stats.t.sf((per_seed.mean() - 0.005) / contrast.se, 2), rel=1e-10)
+    assert contrast_part("g", contrast, "Generic", 0.005).region == (-0.005, 0.005)
 
 
 def _frame(cells: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
@@ -130,8 +137,12 @@ def _frame(cells: dict[tuple[str, str], list[float]]) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------------ verdicts per kind of test
 def test_sign_verdicts() -> None:
-    assert verdict_of(sign_test("drop", np.array([-0.05, -0.06, -0.055, -0.052]), "<")) == SUPPORTED
+    assert verdict_of(sign_test("drop", np.array([-0.05, -0.06, -0.055, -0.052]), "<", margin=0.005)) == SUPPORTED
     assert verdict_of(sign_test("drop", np.array([0.01, 0.012, 0.011, 0.013]), "<", margin=0.005)) == CONTRADICTED
+    # a real but negligible effect (smaller than the margin) contradicts a claim of an effect
+    assert (
+        verdict_of(sign_test("drop", np.array([-0.001, -0.0012, -0.0011, -0.0009]), "<", margin=0.005)) == CONTRADICTED
+    )
     assert verdict_of(sign_test("drop", np.array([-0.05, 0.04]), "<")) == INCONCLUSIVE
     lone = sign_test("drop", np.array([-0.05]), "<")
     assert verdict_of(lone) == INCONCLUSIVE and "n = 1" in lone.reason
@@ -146,7 +157,7 @@ def test_equivalence_verdicts() -> None:
 
 
 @pytest.mark.slow
-def test_exact_welch_slope_kendall_and_contrast_verdicts() -> None:
+def test_exact_welch_slope_and_contrast_verdicts() -> None:
     assert verdict_of(exact("zero", True)) == SUPPORTED and verdict_of(exact("zero", False)) == CONTRADICTED
     assert (
         verdict_of(welch_vs_paper("w", np.array([0.980, 0.981, 0.9805, 0.9802]), 0.9803, 0.0019, 5, 0.005)) == SUPPORTED
@@ -168,11 +179,6 @@ def test_exact_welch_slope_kendall_and_contrast_verdicts() -> None:
     assert verdict_of(slope_test("s", down)) == CONTRADICTED
     assert verdict_of(slope_test("s", flat)) == INCONCLUSIVE
 
-    paper = [7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0]
-    assert verdict_of(kendall_agreement("k", paper, [7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0])) == SUPPORTED
-    assert verdict_of(kendall_agreement("k", paper, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])) == CONTRADICTED
-    assert verdict_of(kendall_agreement("k", paper, [3.0, 7.0, 1.0, 6.0, 2.0, 5.0, 4.0])) == INCONCLUSIVE
-
     def design(frozen_effect: float, trainable_effect: float, noise: float):
         rng = np.random.default_rng(0)
         cells = {
@@ -190,39 +196,6 @@ def test_exact_welch_slope_kendall_and_contrast_verdicts() -> None:
     assert verdict_of(contrast_part("g", None, "Generic", 0.005)) == INCONCLUSIVE
 
 
-def test_holm_adjusts_within_a_family() -> None:
-    weak = [sign_test(f"d{i}", np.array([-0.01, -0.03, -0.02]), "<") for i in range(4)]
-    alone = weak[0].p_support
-    assert alone < ALPHA < 4 * alone  # significant alone, not after Holm over four parts
-    outcomes = [Outcome(f"C{i}", "f", "d", parts=[p]) for i, p in enumerate(weak)]
-    adjust(outcomes)
-    assert all(o.adjusted[0][0] == pytest.approx(min(1.0, 4 * alone)) for o in outcomes)
-    for outcome in outcomes:
-        decide(outcome, ALPHA)
-    assert {o.verdict for o in outcomes} == {INCONCLUSIVE}
-
-
-def test_support_is_an_intersection_union_test_with_holm_across_claims() -> None:
-    """A claim's parts are not Holm-adjusted against each other on the support side: all must hold, each at alpha;
-    across the claims of a family, the claims' largest p-values are."""
-    parts = [sign_test(f"d{i}", np.array([-0.01, -0.03, -0.02]), "<") for i in range(4)]
-    p = parts[0].p_support
-    assert p < ALPHA < 4 * p  # Holm over the four parts would lose it
-    assert verdict_of(*parts) == SUPPORTED  # one claim needing all four: the largest p (p) against alpha
-    two = [Outcome("C1", "f", "d", parts=parts[:2]), Outcome("C2", "f", "d", parts=parts[2:])]
-    adjust(two, ALPHA)
-    assert [o.support_p for o in two] == pytest.approx([p, p]) and two[0].adjusted[0][0] == pytest.approx(min(1, 2 * p))
-    assert [o.support_step for o in two] == pytest.approx([ALPHA / 2, ALPHA])
-
-
-def test_a_guard_supports_only_when_it_was_tested() -> None:
-    tested = sign_test("guard", np.array([0.001, -0.002, 0.0015]), ">", 0.0, 0.005)
-    tested.p_support, tested.p_contradict, tested.guard = float("nan"), tested.p_support, True
-    untested = Part("guard", guard=True, reason="no pair")
-    assert verdict_of(tested) == SUPPORTED
-    assert verdict_of(untested) == INCONCLUSIVE
-
-
 def test_a_claim_is_contradicted_by_any_part_and_supported_only_by_all() -> None:
     assert verdict_of(exact("a", True), exact("b", False)) == CONTRADICTED
     assert verdict_of(exact("a", True), sign_test("b", np.array([-0.05]), "<")) == INCONCLUSIVE
@@ -232,7 +205,7 @@ def test_a_claim_is_contradicted_by_any_part_and_supported_only_by_all() -> None
 # ------------------------------------------------------------------------------------------ whole audit
 def test_audit_without_runs_gives_every_claim_a_verdict_and_says_what_data_are_missing() -> None:
     plan = {"datasets": {"synth": {"kind": "mvtec", "generate": True}}, "studies": {}, "runs": []}
-    outcomes, _ = evaluate(pd.DataFrame(), plan, {})
+    outcomes, _, _ = evaluate(pd.DataFrame(), plan, {})
     assert [o.claim_id for o in outcomes] == [
         *(f"C{i}" for i in range(1, 19)),
         "C18g",
@@ -258,15 +231,17 @@ def test_the_paper_is_recomputed_from_its_own_numbers() -> None:
     assert found["Table 11: printed Δ vs the difference of its rows"].consistent
     assert "0.9806" in found["Table 3: printed averages vs their categories' mean"].computed
     assert found["Table 5: printed averages vs their categories' mean"].consistent
-    # the printed p-values are rounded: WA's F 8.47 with p 0.008 fits df 21-24 (24: 7 runs per cell)
+    # F and p are both rounded as printed: WA's F 8.47 (± 0.005) with p 0.008 fits df 21-24 (24: 7 runs per cell)
     wa = next(c for w, c in found.items() if w.startswith("Table 8, Whitening Adapter"))
     assert wa.computed.startswith("df 21-24; balanced: 24 (7 runs per cell)") and wa.consistent
     tal = next(c for w, c in found.items() if w.startswith("Table 8, Tail-Aware Loss"))
     assert tal.computed.startswith("df 20-22; balanced: 20 (6 runs per cell)") and tal.consistent
     assert (
         found["Table 8: one residual df for all five interaction tests (one design, the same runs)"].computed
-        == "df fitting every row: 21"
-    )  # one unbalanced design of 25 runs fits every row; no balanced one does
+        == "df fitting every row: 21-22"
+    )  # with F's rounding as well as p's; an unbalanced design of 25 or 26 runs; no balanced one fits every row
+    dia = next(c for w, c in found.items() if w.startswith("Table 8, DIA"))
+    assert dia.computed.startswith("df 21-22; none balanced") and not dia.consistent
     assert "3.3 of the abstract's SDs" in found["Pixel AP: abstract (5 runs) vs Tables 4, 7, 9, 16"].computed
     # the authors' main script runs Table 2; their method outline lists other values "as implemented"
     assert found["Configuration: Tables 2 and 12 vs the authors' main script"].consistent
@@ -282,3 +257,16 @@ def test_the_paper_is_recomputed_from_its_own_numbers() -> None:
     assert counts["affine"] and counts["overhead_pct"] == pytest.approx(41.51, abs=0.01)
     per = counts["by_rank"]
     assert per[128] - per[64] == 2 * (per[64] - per[32]) == 4 * (per[32] - per[16])
+
+
+def test_printed_f_and_p_rounding_both_widen_the_df_by_hand() -> None:
+    from scipy import stats as sps
+
+    from analysis.audit.paper_values import dfs_for, half_unit
+
+    assert half_unit(8.47) == pytest.approx(0.005) and half_unit(0.008) == pytest.approx(0.0005)
+    # by hand: df fits when [sf(F + 0.005), sf(F - 0.005)] meets [p - 0.0005, p + 0.0005)
+    by_hand = [df for df in range(1, 201) if sps.f.sf(1.245, 1, df) < 0.2785 and sps.f.sf(1.235, 1, df) >= 0.2775]
+    assert dfs_for(1.24, 0.278) == by_hand == [19, 20, 21, 22, 23]
+    # p's rounding alone (F taken as exact) admits only df 21: Spatial Context's row then pins the common df
+    assert [df for df in range(1, 201) if 0.2775 <= sps.f.sf(1.24, 1, df) < 0.2785] == [21]

@@ -1,4 +1,4 @@
-"""The claims audit's rankings, power and margins: the top-two and largest-drop rules by paired tests, minimum detectable effects, margins raised to a metric's resolution, and a comparison against a run bound (C18g)."""
+"""The claims audit's rankings, power and margins: the top-two and largest-drop rules by paired parts, the ranking's tau within replicates, the replicates an undecided part needs, margins raised to a metric's resolution, and a comparison against a run bound (C18g)."""
 
 from __future__ import annotations
 
@@ -59,14 +59,29 @@ def test_top_two_follows_its_rule_and_decides_by_paired_tests() -> None:
     check = {"study": "ablation", "reference": "MoLE-Flow", "metric": "pixel_ap_routed", "order": order, "top": 2}
 
     def top(means: dict[str, float], seeds: int = 3) -> str:
-        return verdict_of(ranking(_ablation_context(_noisy(means, seeds)), check)[1])
+        parts = ranking(_ablation_context(_noisy(means, seeds)), check)[1:]
+        assert len(parts) == 2 * 3  # a pair per named and other ablation
+        return verdict_of(*parts)
 
     clear = {"TAL": 0.08, "WA": 0.07, "A": 0.01, "B": 0.02, "C": 0.0}
     assert top(clear) == SUPPORTED
-    # one of the two among the largest, the other not: the rule contradicts only when neither is
-    assert top({**clear, "WA": 0.015, "B": 0.09}) == INCONCLUSIVE
+    # another ablation costing more than a named one: that one is not among the two largest
+    assert top({**clear, "WA": 0.015, "B": 0.09}) == CONTRADICTED
     assert top({**clear, "TAL": 0.001, "WA": 0.003, "A": 0.08}) == CONTRADICTED
     assert top(clear, seeds=1) == INCONCLUSIVE  # one seed: no test, no decision
+
+
+def test_the_rankings_tau_is_computed_within_each_replicate() -> None:
+    from analysis.audit.comparisons import ranking
+
+    order = ["TAL", "WA", "A", "B", "C"]
+    check = {"study": "ablation", "reference": "MoLE-Flow", "metric": "pixel_ap_routed", "order": order, "top": 2}
+    drops = {"TAL": [0.08, 0.02], "WA": [0.07, 0.08], "A": [0.03, 0.01], "B": [0.02, 0.03], "C": [0.01, 0.0]}
+    tau = ranking(_ablation_context(drops), check)[0]
+    paper = [5, 4, 3, 2, 1]
+    by_hand = [stats.kendalltau(paper, [drops[v][s] for v in order]).statistic for s in range(2)]
+    assert tau.n == 2 and tau.estimate == pytest.approx(np.mean(by_hand))  # (1.0 + 0.4) / 2, not tau of the means
+    assert tau.se == pytest.approx(np.std(by_hand, ddof=1) / math.sqrt(2)) and tau.region == (0.0, math.inf)
 
 
 def _noisy(means: dict[str, float], seeds: int) -> dict[str, list[float]]:
@@ -87,34 +102,26 @@ def test_the_largest_drop_is_tested_against_every_other_ablation() -> None:
 
 
 # ------------------------------------------------------------------------------------------ power
-def test_minimum_detectable_effects_in_sd_units() -> None:
-    """The table of analysis/audit/README.md: one-sided, 80 % power, at alpha and at a twelve-claim family's first step."""
-    from analysis.audit.power import _d
-
-    assert [round(_d(n, 0.05, 0.8), 2) for n in (2, 3, 5, 10)] == [5.79, 2.3, 1.36, 0.85]
-    assert [round(_d(n, 0.05 / 12, 0.8), 1) for n in (2, 3, 5, 10)] == [69.2, 8.0, 2.8, 1.4]
-
-
-def test_part_power_against_the_papers_effect() -> None:
-    from statsmodels.stats.power import TTestPower
-
-    from analysis.audit.power import part_power
+def test_the_replicates_an_undecided_part_needs_at_the_audits_level() -> None:
+    from analysis.audit.power import part_power, replicates_for, sd_upper
 
     diff = np.array([-0.03, -0.05, -0.02])
     part = sign_test("Δ < 0", diff, "<", 0.0, 0.005, paper=-0.076)
-    power = part_power(part, 0.01, 0.005)
-    sd = diff.std(ddof=1)
-    d3 = TTestPower().solve_power(nobs=3, alpha=0.01, power=0.8, alternative="larger")
-    assert power is not None
-    assert power.mde == pytest.approx(d3 * sd, rel=1e-6) and power.target == pytest.approx(0.076)
-    n = power.needed
-    assert n is not None
-    assert (
-        TTestPower().power(0.076 / sd, n, 0.01, alternative="larger")
-        >= 0.8
-        > TTestPower().power(0.076 / sd, n - 1, 0.01, alternative="larger")
+    sd = sd_upper(diff.std(ddof=1), 3)
+    assert sd == pytest.approx(diff.std(ddof=1) * math.sqrt(2 / stats.chi2.ppf(0.2, 2)))
+    needed = replicates_for(0.076 - 0.005, sd, 0.001)  # the paper's effect, from the region's boundary
+    assert needed is not None
+
+    def reach(n: int) -> float:
+        return (stats.t.ppf(1 - 0.001, n - 1) + stats.t.ppf(0.8, n - 1)) * sd / math.sqrt(n)
+
+    assert reach(needed) <= 0.071 < reach(needed - 1)
+    assert f"n={needed}" in part_power(part, "inconclusive", 0.001) and "the paper's -0.076" in part_power(
+        part, "inconclusive", 0.001
     )
-    assert part_power(exact("x", True), 0.05, 0.005) is None  # exact parts have no power to speak of
+    opposite = sign_test("Δ < 0", np.array([0.01, 0.02, 0.015]), "<", 0.0, 0.005)
+    assert "outside the region" in part_power(opposite, "inconclusive", 0.001)
+    assert part_power(part, "supported", 0.001) == "" and part_power(exact("x", True), "inconclusive", 0.01) == ""
 
 
 # ------------------------------------------------------------------------------------------ margins and the metric's resolution

@@ -185,7 +185,7 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
 
     plan = json.loads((tmp_path / "results" / "plan.json").read_text())
     summaries = load_summaries(plan, tmp_path / "results")
-    _, outcomes = audit(collect(plan, tmp_path / "results", summaries), plan, summaries)
+    _, outcomes, _ = audit(collect(plan, tmp_path / "results", summaries), plan, summaries)
     estimated = [p for o in outcomes for p in o.parts if np.isfinite(p.estimate) and np.isfinite(p.low)]
     assert ("claims_effects" in figures) == bool(estimated)
     assert (tmp_path / "results" / "figures" / "claims_effects.png").is_file() == bool(estimated)

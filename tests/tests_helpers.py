@@ -239,12 +239,12 @@ ALPHA = 0.05  # the audit's registry alpha
 
 
 def verdict_of(*parts) -> str:
-    """The verdict of one claim made of ``parts`` (Holm within it, then the audit's rule)."""
-    from analysis.audit.verdicts import Outcome, adjust, decide
+    """The verdict of one claim made of ``parts``, as an audit of that claim alone would decide it (its parts are
+    the audit's only tested parts: Benjamini-Hochberg over them sets the level of their intervals)."""
+    from analysis.audit.verdicts import Outcome, audit_level, decide
 
     outcome = Outcome("C0", "family", "d", parts=list(parts))
-    adjust([outcome])
-    decide(outcome, ALPHA)
+    decide(outcome, audit_level([outcome], ALPHA))
     return outcome.verdict
 
 

@@ -1,15 +1,18 @@
 """The claims audit: every checkable claim of the paper, its rule, and a verdict from the runs.
 
 ``registry.yaml`` is the claims registry (read it for the claims, rules and their
-changes); :mod:`.claims` reads the evidence each check names, :mod:`.evidence` tests
-it, :mod:`.verdicts` adjusts within families (Holm) and decides; :mod:`.paper_check`
+changes); :mod:`.claims` reads the evidence each check names, :mod:`.evidence` states
+each part with its region, :mod:`.verdicts` sets the audit-wide level (Benjamini-Hochberg
+over every tested part) and decides each part by its interval; :mod:`.paper_check`
 recomputes the paper's own numbers against each other. :func:`audit` returns the
-tables (``claims``, ``paper_self_check``) and the outcomes (for the figure).
+tables (``claims``, ``claims_parts``, ``paper_self_check``) and the outcomes (for the figure).
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 from importlib import resources
 from typing import Any
 
@@ -18,10 +21,10 @@ import pandas as pd
 import yaml
 
 from analysis.audit.claims import EVALUATORS, Context, order_note
-from analysis.audit.context import MARGIN
+from analysis.audit.context import describe
 from analysis.audit.paper_check import checks as self_checks
-from analysis.audit.power import part_power, strictest
-from analysis.audit.verdicts import VERDICTS, Outcome, adjust, decide
+from analysis.audit.power import part_power
+from analysis.audit.verdicts import VERDICTS, AuditLevel, Outcome, audit_level, decide
 from analysis.collect import Summaries
 from analysis.render import Cell, TableSpec
 from analysis.table_frames import run_level
@@ -54,6 +57,41 @@ def registry() -> dict[str, Any]:
             raise ConfigError(f"{where}: listed twice")
         seen.add(entry["id"])
     return data
+
+
+def registrations() -> list[dict[str, str]]:
+    """``REGISTRATIONS.csv``: each registry version's digest, the date it was committed and what it judges.
+
+    A line is appended, in the commit that changes ``registry.yaml``, before any run it judges exists
+    (``tests/test_audit.py`` fails when the current registry's digest has no line): the digest dates the rules.
+    """
+    text = resources.files("analysis.audit").joinpath("REGISTRATIONS.csv").read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def deviations() -> list[dict[str, str]]:
+    """``DEVIATIONS.csv``: each change made to the registry after the runs it judges had been seen, per claim
+    (``*`` for the whole audit), with the verdicts before and after on the same runs, both registries applied."""
+    text = resources.files("analysis.audit").joinpath("DEVIATIONS.csv").read_text(encoding="utf-8")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def deviation_note(claim_id: str, logged: list[dict[str, str]]) -> str:
+    """`` [deviation, version 7: what; on the default at ...: inconclusive under version 6, contradicted under 7]``."""
+    return "".join(
+        f" [deviation, version {d['version']}: {d['what']}; on {d['on']}: {d['before']} under version "
+        f"{int(d['version']) - 1}, {d['after']} under version {d['version']}]"
+        for d in logged
+        if d["claim"] == claim_id
+    )
+
+
+def registration_note(reg: dict[str, Any]) -> str:
+    """``; registered 2026-12-06 (REGISTRATIONS.csv)``, or a warning when this digest was never registered."""
+    found = [r for r in registrations() if r["sha256"] == reg["sha256"]]
+    if not found:
+        return "; NOT REGISTERED: this digest is in no line of analysis/audit/REGISTRATIONS.csv"
+    return f"; registered {found[0]['date']} (analysis/audit/REGISTRATIONS.csv)"
 
 
 def _backbones(runs: pd.DataFrame, summaries: Summaries, dataset: str) -> set[str]:
@@ -98,8 +136,10 @@ def _datasets(
     return real, ""
 
 
-def evaluate(frame: pd.DataFrame, plan: dict[str, Any], summaries: Summaries) -> tuple[list[Outcome], dict[str, Any]]:
-    """Every claim's outcome (verdict decided), in registry order."""
+def evaluate(
+    frame: pd.DataFrame, plan: dict[str, Any], summaries: Summaries
+) -> tuple[list[Outcome], dict[str, Any], AuditLevel]:
+    """Every claim's outcome (verdict decided at the audit's level), in registry order, the registry and the level."""
     reg = registry()
     runs = run_level(frame) if not frame.empty else pd.DataFrame(columns=RUN_COLUMNS)
     outcomes: list[Outcome] = []
@@ -110,6 +150,7 @@ def evaluate(frame: pd.DataFrame, plan: dict[str, Any], summaries: Summaries) ->
             continue
         for dataset in datasets:
             ctx = Context(runs, summaries, plan, dataset)
+            ctx.reads.clear()
             outcome = Outcome(
                 entry["id"],
                 entry["family"],
@@ -117,22 +158,36 @@ def evaluate(frame: pd.DataFrame, plan: dict[str, Any], summaries: Summaries) ->
                 parts=EVALUATORS[entry["check"]["test"]](ctx, entry["check"]),
                 scope=_scope(ctx, entry["check"]),
             )
+            claim_runs = ctx.describe_reads() or _study_runs(ctx, entry["check"])
+            for part in outcome.parts:  # a part that does not say which runs entered read the claim's runs
+                part.runs = part.runs or claim_runs
             if entry["check"]["test"] == "order_robust":
                 outcome.note = order_note(ctx, entry["check"])
             if entry["check"]["test"] == "strategy_order":
                 outcome.note = _memory_note(ctx.rows(entry["check"]["study"]))
             outcomes.append(outcome)
-    adjust(outcomes, reg["alpha"])
+    level = audit_level(outcomes, reg["alpha"])
     for outcome in outcomes:
-        decide(outcome, reg["alpha"])
-    return outcomes, reg
+        decide(outcome, level)
+    return outcomes, reg, level
+
+
+def _study_of(check: dict[str, Any]) -> str | None:
+    """The study whose runs a check reads (None for checks of the paper's own numbers)."""
+    return check.get("study") or (
+        "sensitivity" if "sweep" in check or check.get("test") == "sensitivity_classes" else None
+    )
+
+
+def _study_runs(ctx: Context, check: dict[str, Any]) -> str:
+    """``study: seeds ...`` of every run of the check's study, or ``the paper's numbers``."""
+    study = _study_of(check)
+    return f"{study}: {describe(ctx.rows(study))}" if study else "the paper's numbers"
 
 
 def _scope(ctx: Context, check: dict[str, Any]) -> str:
     """``study: categories`` of the runs a check reads (the categories its finished runs trained on)."""
-    study = check.get("study") or (
-        "sensitivity" if "sweep" in check or check.get("test") == "sensitivity_classes" else None
-    )
+    study = _study_of(check)
     if study is None:
         return "the paper's numbers"
     categories: set[str] = set()
@@ -141,15 +196,10 @@ def _scope(ctx: Context, check: dict[str, Any]) -> str:
     return f"{study}: {', '.join(sorted(categories)) if categories else 'no finished run'}"
 
 
-def _power(outcome: Outcome, family_size: int, alpha: float) -> str:
-    """What each t-tested part of the claim could detect, and the replicates it would need (:mod:`.power`)."""
-    step = outcome.support_step if np.isfinite(outcome.support_step) else strictest(alpha, family_size)
-    texts = []
-    for part in outcome.parts:
-        found = part_power(part, step, MARGIN)
-        if found is not None:
-            texts.append(f"{part.label}: {found.text(part.n)}")
-    return "; ".join(texts) or "--"
+def _power(outcome: Outcome, level: AuditLevel) -> str:
+    """What each undecided t-tested part of the claim would need at the audit's level (:mod:`.power`)."""
+    texts = [part_power(p, s, level.a) for p, s in zip(outcome.parts, outcome.statuses)]
+    return "; ".join(t for t in texts if t) or "--"
 
 
 def _memory_note(rows: pd.DataFrame) -> str:
@@ -160,14 +210,12 @@ def _memory_note(rows: pd.DataFrame) -> str:
     return "memory per task (% of the base): " + ", ".join(f"{v} {p:.1f}%" for v, p in per.items() if np.isfinite(p))
 
 
-def claims_table(outcomes: list[Outcome], reg: dict[str, Any]) -> TableSpec:
+def claims_table(outcomes: list[Outcome], reg: dict[str, Any], level: AuditLevel) -> TableSpec:
     """One row per claim (and dataset): claim, paper, harness, rule, verdict, why."""
     entries = {e["id"]: e for e in reg["claims"]}
     several = len({o.dataset for o in outcomes if o.dataset}) > 1
-    family_sizes: dict[tuple[str, str], int] = {}
-    for o in outcomes:
-        family_sizes[(o.family, o.dataset)] = family_sizes.get((o.family, o.dataset), 0) + 1
     rows, cells = [], {}
+    logged = deviations()
     for o in outcomes:
         row = f"{o.claim_id} ({o.dataset})" if several and o.dataset else o.claim_id
         entry = entries[o.claim_id]
@@ -176,7 +224,7 @@ def claims_table(outcomes: list[Outcome], reg: dict[str, Any]) -> TableSpec:
             harness += f" ({o.note})"
         rule = entry["rule"] + (f" [changed from the proposal: {entry['changed']}]" if entry.get("changed") else "")
         rule += f" [runs: {entry['definition']}]" if entry.get("definition") else ""
-        power = _power(o, family_sizes[(o.family, o.dataset)], reg["alpha"]) if not o.not_tested else "--"
+        rule += deviation_note(o.claim_id, logged)
         for column, text in (
             ("Family", o.family),
             ("Claim", entry["claim"]),
@@ -186,24 +234,34 @@ def claims_table(outcomes: list[Outcome], reg: dict[str, Any]) -> TableSpec:
             ("Rule", rule),
             ("Verdict", o.verdict),
             ("Why", o.why),
-            ("Power", power),
+            ("Power", _power(o, level) if not o.not_tested else "--"),
         ):
             cells[(row, column)] = Cell(text=str(text))
         rows.append(row)
     counts = {v: sum(o.verdict == v for o in outcomes) for v in VERDICTS}
+    whole = [d for d in logged if d["claim"] == "*" and d["version"] == str(reg["version"])]
     caption = (
-        f"The claims audit (registry version {reg['version']}, registry.yaml sha256 {reg['sha256']}; its changes: "
-        "analysis/audit/CHANGELOG.md): each claim of the paper, the harness's evidence (estimate [95% interval, "
-        "unadjusted], n = replicates: seeds, or seeds x task orders; Δ = variant - reference, paired), the runs it "
-        "covers (Scope), the pre-registered rule and the verdict. Tests at alpha "
-        f"{reg['alpha']}. A claim is supported when every part is (an intersection-union test: its largest one-sided "
-        "p), with Holm's correction across the claims of a family (column Family); contradicted when a part is, with "
-        "Holm's correction across every part of the family; so within a family the chance of any wrong 'supported', "
-        "and of any wrong 'contradicted', is at most alpha each. The intervals shown are unadjusted 95% intervals; the "
-        "verdicts use the adjusted p-values. Power: for each t-tested part, the smallest effect it detects with 80% "
-        "power at its n and at the level its claim is tested at (its Holm step), the replicates it would need for "
-        "the paper's effect (or the margin), and its detectable effect at the paper grid's 5 seeds, from the observed "
-        "SD. Verdicts: " + ", ".join(f"{v} {n}" for v, n in counts.items()) + "."
+        f"The claims audit (registry version {reg['version']}, registry.yaml sha256 {reg['sha256']}"
+        f"{registration_note(reg)}; its changes: analysis/audit/CHANGELOG.md): each claim of the paper, the "
+        "harness's evidence (estimate [the deciding interval (its coverage)], n = replicates: seeds, or seeds x task "
+        "orders; Δ = variant - reference, paired by seed and task order over every run of the two configurations, "
+        "whatever study planned it: claims_parts.csv names them), the runs it covers (Scope), the pre-registered "
+        "rule and the verdict; a rule changed after its runs had been seen says so in the Rule column ([deviation]: "
+        "what changed, with the verdicts before and after on the same runs; analysis/audit/DEVIATIONS.csv"
+        + (
+            f"; the whole audit: {whole[0]['before']} under version {int(whole[0]['version']) - 1}, {whole[0]['after']} "
+            f"under version {whole[0]['version']}, on {whole[0]['on']}"
+            if whole
+            else ""
+        )
+        + f"). Error control over the whole audit: {level.text()}. A part is supported when its "
+        "interval lies inside the claim's region, contradicted when it lies entirely outside (the complement, where "
+        "an effect no larger than the smallest effect of interest lies too), inconclusive otherwise; exact parts "
+        "(bitwise equality, counts) are decided without a test. A claim is supported when every part is, "
+        "contradicted when any part is. Power: for each undecided t-tested part, the replicates it would need at "
+        "the audit's level, or that its estimate lies outside its region. Verdicts: "
+        + ", ".join(f"{v} {n}" for v, n in counts.items())
+        + "."
     )
     return TableSpec(
         "claims",
@@ -215,6 +273,58 @@ def claims_table(outcomes: list[Outcome], reg: dict[str, Any]) -> TableSpec:
         cells=cells,
         latex_format="lp{1.2cm}p{2.6cm}p{2.2cm}p{3cm}p{1.8cm}p{3cm}p{1.4cm}p{3cm}p{3cm}",
     )
+
+
+#: Columns of ``claims_parts.csv``: one row per part of every claim.
+PART_COLUMNS = [
+    "claim",
+    "dataset",
+    "part",
+    "estimate",
+    "low",
+    "high",
+    "coverage",
+    "region_low",
+    "region_high",
+    "n",
+    "runs",
+    "p_support",
+    "p_contradict",
+    "p_part",
+    "audit_level",
+    "decision",
+    "reason",
+]
+
+
+def parts_frame(outcomes: list[Outcome], level: AuditLevel) -> pd.DataFrame:
+    """Every part of every claim: its estimate, the deciding interval and its coverage, the region, n, the runs
+    that entered, its p-values, the audit's one-sided level and the decision (``claims_parts.csv``)."""
+    rows = []
+    for o in outcomes:
+        for part, status in zip(o.parts, o.statuses):
+            rows.append(
+                {
+                    "claim": o.claim_id,
+                    "dataset": o.dataset,
+                    "part": part.label,
+                    "estimate": part.estimate,
+                    "low": part.low,
+                    "high": part.high,
+                    "coverage": part.level,
+                    "region_low": part.region[0],
+                    "region_high": part.region[1],
+                    "n": part.n,
+                    "runs": part.runs,
+                    "p_support": part.p_support,
+                    "p_contradict": part.p_contradict,
+                    "p_part": part.p_part,
+                    "audit_level": level.a,
+                    "decision": status,
+                    "reason": part.reason,
+                }
+            )
+    return pd.DataFrame(rows, columns=PART_COLUMNS)
 
 
 def self_check_table() -> TableSpec:
@@ -249,7 +359,9 @@ def self_check_table() -> TableSpec:
     )
 
 
-def audit(frame: pd.DataFrame, plan: dict[str, Any], summaries: Summaries) -> tuple[list[TableSpec], list[Outcome]]:
-    """The audit's tables and outcomes."""
-    outcomes, reg = evaluate(frame, plan, summaries)
-    return [claims_table(outcomes, reg), self_check_table()], outcomes
+def audit(
+    frame: pd.DataFrame, plan: dict[str, Any], summaries: Summaries
+) -> tuple[list[TableSpec], list[Outcome], pd.DataFrame]:
+    """The audit's tables, outcomes and parts (``claims_parts.csv``)."""
+    outcomes, reg, level = evaluate(frame, plan, summaries)
+    return [claims_table(outcomes, reg, level), self_check_table()], outcomes, parts_frame(outcomes, level)

@@ -3,23 +3,24 @@ ablations, and the 2 x 2 interaction designs (Table 8)."""
 
 from __future__ import annotations
 
-from itertools import combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from analysis.audit.context import MARGIN, Context, label_of, paired_diff, shortfall, step, with_shortfall
 from analysis.audit.designs import sweep_best
 from analysis.audit.evidence import (
+    INF,
     NAN,
-    NO_VARIANCE,
     Part,
     contrast_part,
     equivalence_test,
     exact,
-    kendall_agreement,
+    pivot_part,
     sign_test,
+    t_part,
 )
 from analysis.blocked import Contrast, contrasts, design_frame
 
@@ -113,7 +114,8 @@ def paired(ctx: Context, check: dict[str, Any]) -> list[Part]:
                 part = equivalence_test(f"{name} in [{lo:g}, {hi:g}]", diff, lo, hi, paper=spec.get("paper", NAN))
             else:
                 threshold = spec.get("threshold", 0.0)
-                margin, note = ctx.margin(study, column, spec.get("margin", 0.0 if threshold else MARGIN))
+                # a stated threshold is the boundary itself; against 0 the smallest effect of interest draws it
+                margin, note = (0.0, "") if threshold else ctx.margin(study, column, spec.get("margin", MARGIN))
                 part = sign_test(
                     f"{name} {spec['direction']} {threshold:g}{note}",
                     diff,
@@ -133,10 +135,12 @@ def paired(ctx: Context, check: dict[str, Any]) -> list[Part]:
 def _larger_drop(ctx: Context, study: str, column: str, a: str, b: str) -> Part:
     """``a`` costs more than ``b`` (both ablations of one reference): ``a - b < 0`` per seed, paired.
 
-    Contradicted only when ``b``'s drop is significantly the larger one (no margin: an order, not an effect size).
+    Region: beyond the smallest effect of interest (an order smaller than it is no order); contradicted when
+    ``b``'s drop is not smaller by more than it.
     """
     diff, why = paired_diff(ctx, study, a, b, column)
-    return with_shortfall(sign_test(f"{label_of(column)}: {a} below {b}", diff, "<", 0.0, 0.0), why)
+    margin, note = ctx.margin(study, column, MARGIN)
+    return with_shortfall(sign_test(f"{label_of(column)}: {a} below {b}{note}", diff, "<", 0.0, margin), why)
 
 
 def _largest_drop(ctx: Context, check: dict[str, Any], spec: dict[str, Any]) -> list[Part]:
@@ -188,46 +192,30 @@ def strategy_order(ctx: Context, check: dict[str, Any]) -> list[Part]:
 
 
 def ranking(ctx: Context, check: dict[str, Any]) -> list[Part]:
-    column, order = check["metric"], check["order"]
-    drops = []
-    for variant in order:
-        diff, _ = paired_diff(ctx, check["study"], variant, check["reference"], column)
-        drops.append(-float(np.mean(diff)) if len(diff) else NAN)
-    paper_rank = [float(r) for r in range(len(order), 0, -1)]  # the paper's order: first = largest drop
-    part = kendall_agreement(f"Kendall tau (paper order vs mean {label_of(column)} drops)", paper_rank, drops)
-    return [part, _top_drops(ctx, check, drops)]
+    """The paper's ranking of the ablations against the runs'.
 
-
-def _top_drops(ctx: Context, check: dict[str, Any], drops: list[float]) -> Part:
-    """The paper's first ``top`` ablations are the ``top`` largest drops, decided by paired tests.
-
-    Supported when each of them costs significantly more than each other ablation (an
-    intersection-union test: the largest of those one-sided p-values); contradicted when
-    none of them is among the largest: there are ``top`` other ablations that each cost
-    significantly more than every one of them (the smallest, over such sets, of the largest p).
+    Kendall's tau between the paper's order and the drops, computed within each replicate (seed, task
+    order) and averaged: the replicates carry the ranking's uncertainty (a tau of means would treat the
+    means as exact); region tau > 0. Then the paper's first ``top`` ablations as the largest drops: each
+    of them against each other ablation, one paired part per pair (supported when each named one costs
+    more than each other; contradicted when another costs more than a named one, which cannot then be
+    among the ``top``).
     """
-    study, column, order, k = check["study"], check["metric"], check["order"], check["top"]
+    column, order, study = check["metric"], check["order"], check["study"]
+    drops = {}
+    for variant in order:
+        a, _ = ctx.values(study, variant, column)
+        b, _ = ctx.values(study, check["reference"], column)
+        drops[variant] = (b - a).dropna()  # per replicate: how much removing the component costs
+    common = sorted(set.intersection(*(set(d.index) for d in drops.values()))) if drops else []
+    paper_rank = [float(r) for r in range(len(order), 0, -1)]  # the paper's order: first = largest drop
+    taus = [float(stats.kendalltau(paper_rank, [drops[v][rep] for v in order]).statistic) for rep in common]
+    label = f"Kendall tau (paper order vs {label_of(column)} drops), per replicate"
+    part = t_part(label, np.asarray([t for t in taus if np.isfinite(t)]), (0.0, INF))
+    part.units = "replicates (a tau each)"
+    k = check["top"]
     named, others = order[:k], order[k:]
-    label = f"{' and '.join(named)} the {k} largest drops"
-    finite = [(d, v) for d, v in zip(drops, order) if np.isfinite(d)]
-    if len(finite) < len(order):
-        return Part(label, reason="an ablation has no finished pair")
-    p = {(a, b): _larger_drop(ctx, study, column, a, b).p_support for a in order for b in order if a != b}
-    largest = ", ".join(v for _, v in sorted(finite, reverse=True)[:k])
-    mean = dict(zip(order, drops))
-    # estimate: the smallest named drop minus the largest other one (> 0 when the named ones lead)
-    part = Part(
-        label,
-        n=len(paired_diff(ctx, study, order[0], check["reference"], column)[0]),
-        estimate=min(mean[v] for v in named) - max(mean[v] for v in others),
-    )
-    support = [p[(a, b)] for a in named for b in others]
-    against = [max(p[(z, a)] for z in chosen for a in named) for chosen in combinations(others, k)]
-    if not all(np.isfinite(v) for v in support + against):
-        part.reason = f"fewer than 2 seeds or no variance in a pair (largest mean drops: {largest})"
-        return part
-    part.p_support, part.p_contradict = max(support), min(against)
-    return part
+    return [part] + [_larger_drop(ctx, study, column, a, b) for a in named for b in others]
 
 
 # ---------------------------------------------------------------------------------------- interaction (Table 8)
@@ -235,12 +223,13 @@ def _contrasts(ctx: Context, study: str, component: str, column: str) -> dict[st
     """The component's blocked contrasts (:mod:`analysis.blocked`): the same numbers as Table 8's."""
     rows = ctx.rows(study)
     rows = rows[rows["variant"].str.startswith(f"{component}|")]
+    ctx.reads.extend((study, variant) for variant in dict.fromkeys(rows["variant"]))
     return contrasts(design_frame(rows, column).dropna()) if not rows.empty else {}
 
 
 def interaction(ctx: Context, check: dict[str, Any]) -> list[Part]:
     label = f"{check['component']}: interaction contrast ({label_of(check['metric'])}) " + (
-        "> 0" if check["kind"] == "Integral" else f"within ±{check['margin']:g}"
+        f"> {check['margin']:g}" if check["kind"] == "Integral" else f"within ±{check['margin']:g}"
     )
     found = _contrasts(ctx, check["study"], check["component"], check["metric"])
     return [contrast_part(label, found.get("interaction"), check["kind"], check["margin"])]
@@ -255,18 +244,18 @@ def simple_effects_parts(ctx: Context, check: dict[str, Any]) -> list[Part]:
     for component, bases in arms.items():
         found = _contrasts(ctx, check["study"], component, check["metric"])
         for base in bases:
-            label = f"{component}: effect with the {base} base > 0"
+            margin, note = ctx.margin(check["study"], check["metric"], MARGIN)
+            label = f"{component}: effect with the {base} base > {margin:g}"
             effect = found.get(f"simple:{base}")
             if effect is None or effect.n == 0:
                 parts.append(Part(label, reason="a cell has no finished run"))
                 continue
-            part = Part(label, estimate=effect.estimate, n=effect.n, sd=effect.se * np.sqrt(effect.n))
             if effect.n < 2:
-                part.reason = "n = 1: no interval"
-            elif not effect.testable:
-                part.reason = NO_VARIANCE
-            else:
-                part.low, part.high = effect.interval()
-                part.p_support, part.p_contradict = effect.p_greater(0.0), effect.p_less(MARGIN)
+                parts.append(Part(label, estimate=effect.estimate, n=effect.n, reason="n = 1: no interval"))
+                continue
+            part = pivot_part(
+                label + note, effect.estimate, effect.se, effect.df, (margin, INF), effect.n, margin=margin
+            )
+            part.sd = effect.se * np.sqrt(effect.n)
             parts.append(part)
     return parts

@@ -1,13 +1,15 @@
 """What the audit's evaluators read: run-level rows of one dataset, the summaries, and paired values.
 
 Replicates are seeds (and task orders), paired on ``(seed, order)``; a check names its
-study and variants; a shortfall (missing, diverged or failed runs) travels with the
-values so that an undecided part says why.
+study and variants, and a variant's rows are every run of its configuration, whatever study
+planned it (:mod:`analysis.collect`); a shortfall (missing, diverged or failed runs) travels
+with the values so that an undecided part says why, and the runs read are recorded so that
+each part says which entered.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,7 @@ class Context:
     summaries: Summaries
     plan: dict[str, Any]
     dataset: str
+    reads: list[tuple[str, str]] = field(default_factory=list)  # (study, variant) read since the last clear
 
     def rows(self, study: str, variant: str | None = None) -> pd.DataFrame:
         """Run-level rows of ``study`` (``pilot`` falls back to ``strategies`` where no pilot is planned)."""
@@ -63,15 +66,23 @@ class Context:
         return worst
 
     def margin(self, study: str, column: str, margin: float) -> tuple[float, str]:
-        """``margin``, raised to the metric's :meth:`resolution` when that is coarser; and a note saying so."""
+        """The smallest effect of interest: ``margin``, raised to the metric's :meth:`resolution` when that is
+        coarser (the registry's convention; it draws a region's boundary away from 0, never past a stated
+        threshold); and a note saying so."""
         step = self.resolution(study, column)
         if step > margin:
             return step, f" (margin raised from {margin:g} to the metric's resolution {step:.4f})"
         return margin, ""
 
+    def describe_reads(self) -> str:
+        """The runs read since :attr:`reads` was cleared, per variant: ``w/o WA: seeds 0, 1, 2 (...)``."""
+        seen = list(dict.fromkeys(self.reads))
+        return "; ".join(f"{study}/{variant}: {describe(self.rows(study, variant))}" for study, variant in seen)
+
     def values(self, study: str, variant: str, column: str) -> tuple[pd.Series, str]:
         """Per replicate ``(seed, order)``, ``column`` of the finished runs; and what is missing or diverged."""
         rows = self.rows(study, variant)
+        self.reads.append((study, variant))
         ok = rows[rows["status"] == "ok"]
         series = ok.set_index(["seed", "order"])[column].astype(float) if column in ok else pd.Series(dtype=float)
         return series, shortfall(rows, study, variant)
@@ -111,10 +122,31 @@ def step(
 ) -> Part:
     """``higher > lower`` on ``column``, paired (a one-sided step of an ordering)."""
     diff, why = paired_diff(ctx, study, higher, lower, column)
-    part = sign_test(label or f"{label_of(column)}: {higher} > {lower}", diff, ">", 0.0, margin)
+    margin, note = ctx.margin(study, column, margin)
+    part = sign_test((label or f"{label_of(column)}: {higher} > {lower}") + note, diff, ">", 0.0, margin)
     return with_shortfall(part, why)
 
 
 def run_values(ctx: Context, check: dict[str, Any], column: str) -> tuple[np.ndarray, str]:
     series, why = ctx.values(check["study"], check["variant"], column)
     return series.to_numpy(dtype=float), why
+
+
+def describe(rows: pd.DataFrame) -> str:
+    """``seeds 0, 1, 2 (seed 2 planned by interaction, sensitivity)``: the finished runs of some rows."""
+    ok = rows[rows["status"] == "ok"].drop_duplicates("run_id")
+    if ok.empty:
+        return "no finished run"
+    seeds = sorted({int(s) for s in ok["seed"]})
+    text = "seeds " + ", ".join(str(s) for s in seeds)
+    orders = sorted({str(o) for o in ok["order"].dropna()})
+    if len(orders) > 1:
+        text += f" x orders {', '.join(orders)}"
+    if "planned_by" in ok:
+        lent = ok[ok["planned_by"].fillna("") != ""]
+        if not lent.empty:
+            by = "; ".join(
+                f"seed {int(seed)} planned by {lenders}" for seed, lenders in zip(lent["seed"], lent["planned_by"])
+            )
+            text += f" ({by})"
+    return text

@@ -8,12 +8,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.audit.context import MARGIN, Context, label_of, paired_diff, run_values, shortfall, step, with_shortfall
-from analysis.audit.evidence import NAN, Part, equivalence_test, exact, sign_test, slope_test
-from analysis.stats import one_way_anova
-from analysis.sweeps import sweep_frames
-
-ALPHA = 0.05
+from analysis.audit.context import MARGIN, Context, describe, label_of, paired_diff, run_values, step, with_shortfall
+from analysis.audit.evidence import INF, NAN, Part, equivalence_test, exact, p_part, sign_test, slope_test, t_part
+from analysis.sweeps import anova_tests, sweep_frames
 
 
 def _depths(ctx: Context, study: str) -> dict[tuple[int, int], str]:
@@ -27,17 +24,23 @@ def _depths(ctx: Context, study: str) -> dict[tuple[int, int], str]:
     return out
 
 
-def depth_best(ctx: Context, check: dict[str, Any]) -> list[Part]:
-    study, column = check["study"], check["metric"]
-    depths = _depths(ctx, study)
+def _reference_depth(ctx: Context, study: str, depths: dict[tuple[int, int], str]) -> str | None:
+    """The depth study's variant at the main study's depth (the schema's 6/2 when no run varies it)."""
     main = ctx.rows("main")
-    reference = None
     cfg = [c for c in ("cfg.model.coupling_blocks", "cfg.model.dia_blocks") if c in main]
     if len(cfg) == 2 and not main[main["strategy"] == "frozen_base"].empty:
         row = main[main["strategy"] == "frozen_base"].iloc[0]
-        reference = depths.get((int(row[cfg[0]]), int(row[cfg[1]])))
-    if reference is None:  # the main study's depth is the schema default when no run varies it
-        reference = next((v for (m, n), v in depths.items() if (m, n) == (6, 2)), None)
+        return depths.get((int(row[cfg[0]]), int(row[cfg[1]])))
+    return next((v for (m, n), v in depths.items() if (m, n) == (6, 2)), None)
+
+
+def depth_best(ctx: Context, check: dict[str, Any]) -> list[Part]:
+    """The reference depth above the all-coupling stack of its total depth and every all-DIA stack (paired
+    steps), and no other depth above it: a non-inferiority guard per depth, region ``other - reference <
+    margin``, supported only when the interval shows it."""
+    study, column = check["study"], check["metric"]
+    depths = _depths(ctx, study)
+    reference = _reference_depth(ctx, study, depths)
     if reference is None:
         return [
             Part(
@@ -48,12 +51,12 @@ def depth_best(ctx: Context, check: dict[str, Any]) -> list[Part]:
     m0, n0 = next(k for k, v in depths.items() if v == reference)
     rivals = [v for (m, n), v in depths.items() if (m == m0 + n0 and n == 0) or (m == 0 and n > 0)]
     parts = [step(ctx, study, reference, rival, column) for rival in rivals]
+    margin, note = ctx.margin(study, column, MARGIN)
     for other in depths.values():
-        if other != reference and other not in rivals:  # can only contradict: a depth significantly above the reference
-            diff, _ = paired_diff(ctx, study, other, reference, column)
-            part = sign_test(f"{label_of(column)}: {other} not above {reference}", diff, ">", 0.0, MARGIN)
-            part.p_support, part.p_contradict, part.guard = NAN, part.p_support, True
-            parts.append(part)
+        if other != reference and other not in rivals:
+            diff, why = paired_diff(ctx, study, other, reference, column)
+            label = f"{label_of(column)}: {other} not above {reference} by {margin:g} or more{note}"
+            parts.append(with_shortfall(t_part(label, diff, (-INF, margin), margin=margin), why))
     if not rivals:
         parts.append(
             Part("an all-coupling or all-DIA rival is planned", reason="no variant M+N/0 or 0/N in the depth study")
@@ -62,42 +65,32 @@ def depth_best(ctx: Context, check: dict[str, Any]) -> list[Part]:
 
 
 def collapse(ctx: Context, check: dict[str, Any]) -> list[Part]:
-    depths = _depths(ctx, check["study"])
+    """``coupling_blocks`` coupling blocks collapse: their metric below the collapse level, scaled to the run's own
+    reference depth as C35's depth is. The paper's collapse, ``below`` (0.70) against its reference
+    ``paper_reference`` (0.979), lies a share ``(below - chance) / (paper_reference - chance)`` of the way from
+    ``chance`` to the reference; per replicate the scaled level is ``chance`` plus that share of the way to the
+    reference depth's value, and the part is the paired difference to it, region ``< 0``. Every run diverged
+    (at least two): supported exactly."""
+    study, column = check["study"], check["metric"]
+    depths = _depths(ctx, study)
     variants = [v for (m, _), v in depths.items() if m == check["coupling_blocks"]]
-    label = (
-        f"{check['coupling_blocks']} coupling blocks diverge or score {label_of(check['metric'])} < {check['below']}"
-    )
-    if not variants:
-        return [Part(label, reason=f"no variant with {check['coupling_blocks']} coupling blocks planned")]
-    rows = ctx.rows(check["study"], variants[0])
+    reference = _reference_depth(ctx, study, depths)
+    share = (check["below"] - check["chance"]) / (check["paper_reference"] - check["chance"])
+    label = f"{check['coupling_blocks']} coupling blocks below {share:.2f} of the way from chance to {reference}"
+    if not variants or reference is None:
+        return [
+            Part(label, reason=f"no variant with {check['coupling_blocks']} coupling blocks, or no reference depth")
+        ]
+    rows = ctx.rows(study, variants[0])
     finished = rows[rows["status"].isin(["ok", "diverged"])]
-    if finished.empty:
-        return [Part(label, reason=shortfall(rows, check["study"], variants[0]))]
-    if len(finished) < 2:  # one run cannot tell a collapse from a bad seed, nor a survivor from a lucky one
-        return [
-            Part(
-                label,
-                n=1,
-                reason=f"n = 1: {variants[0]} {finished['status'].iloc[0]} once; a single run decides nothing",
-            )
-        ]
-    collapsed = [
-        (s == "diverged") or (v < check["below"]) for s, v in zip(finished["status"], finished[check["metric"]])
-    ]
-    values = finished[check["metric"]].astype(float)
-    if all(collapsed):
-        return [exact(label, True, float(values.mean()), len(finished), f"{variants[0]}: {list(finished['status'])}")]
-    if not any(collapsed):
-        return [
-            exact(
-                label,
-                False,
-                float(values.mean()),
-                len(finished),
-                f"{variants[0]}: every run finished above {check['below']}",
-            )
-        ]
-    return [Part(label, estimate=float(values.mean()), n=len(finished), reason="some runs collapsed, some did not")]
+    if len(finished) >= 2 and (finished["status"] == "diverged").all():
+        return [exact(label, True, NAN, len(finished), f"{variants[0]}: every run diverged")]
+    ours, why = ctx.values(study, variants[0], column)
+    ref, why_ref = ctx.values(study, reference, column)
+    both = pd.concat([ours.rename("a"), ref.rename("b")], axis=1, join="inner").dropna()
+    levels = check["chance"] + share * (both["b"] - check["chance"])
+    part = sign_test(label, (both["a"] - levels).to_numpy(dtype=float), "<", 0.0, 0.0)
+    return [with_shortfall(part, why, why_ref)]
 
 
 def _sweep(ctx: Context, name: str) -> tuple[pd.DataFrame | None, str]:
@@ -195,52 +188,60 @@ def rescored_equivalent(ctx: Context, check: dict[str, Any]) -> list[Part]:
     for level in check["levels"]:
         other, _ = run_values(ctx, check, f"rescored_image_auroc_top{level}")
         diff = other - ref if len(other) == len(ref) else np.array([])
-        m = check["margin"]
+        m, note = ctx.margin(check["study"], "image_auroc_routed", check["margin"])
         parts.append(
             with_shortfall(
-                equivalence_test(f"|Δ I-AUROC (image top-k {level} - {check['reference']})| < {m:g}", diff, -m, m), why
+                equivalence_test(
+                    f"|Δ I-AUROC (image top-k {level} - {check['reference']})| < {m:g}{note}", diff, -m, m
+                ),
+                why,
             )
         )
     return parts
 
 
+def _seed_spreads(rows: pd.DataFrame, column: str) -> pd.Series:
+    """Per replicate ``(seed, order)`` with every value of the sweep finished: the spread (max - min) over the values."""
+    ok = rows[rows["status"] == "ok"]
+    table = ok.pivot_table(index=["seed", "order"], columns="value", values=column, aggfunc="first")
+    table = table.dropna()
+    return table.max(axis=1) - table.min(axis=1)
+
+
 def sensitivity_classes(ctx: Context, check: dict[str, Any]) -> list[Part]:
+    """The sweeps' spreads ordered by the paper's classes, each order tested; the highest class beyond seed noise.
+
+    Per pair of adjacent classes, per sweep of the higher and sweep of the lower: the per-replicate spread
+    (max - min over the sweep's values within a seed) of the higher minus the lower's, paired, region ``> 0``.
+    Per sweep of the highest class: Table 10's test that it varies beyond seed noise (its one-way ANOVA p,
+    Holm-adjusted across the sweeps as the table prints it), a part with that p for support.
+    """
     frames = sweep_frames(ctx.runs, ctx.dataset)
-    label = "spreads ordered " + " > ".join(check["classes"])
-    spreads, thin = {}, []
-    for cls, sweeps in check["classes"].items():
+    classes = check["classes"]
+    for sweeps in classes.values():
         for sweep in sweeps:
-            rows = frames.get(sweep)
-            if rows is None or rows["value"].nunique() < 2:
-                return [Part(label, reason=f"sweep {sweep} has fewer than two values planned")]
-            ok = rows[rows["status"] == "ok"]
-            if ok.groupby("value").size().min() < 2:
-                thin.append(sweep)
-            means = ok.groupby("value")[check["metric"]].mean()
-            spreads[(cls, sweep)] = float(means.max() - means.min())
-    detail = ", ".join(f"{s} {v:.4f}" for (_, s), v in spreads.items())
-    if thin:
-        return [Part(label, reason=f"fewer than 2 seeds per value in {', '.join(thin)} ({detail})")]
-    # whether a sweep's spread is more than seed noise: its one-way ANOVA over the values (seeds as replicates)
-    real = {}
-    for _cls, sweep in spreads:
-        ok = frames[sweep][frames[sweep]["status"] == "ok"]
-        p, _ = one_way_anova(ok, "value", check["metric"])
-        real[sweep] = bool(np.isfinite(p) and p < ALPHA)
-    classes = list(check["classes"])
-    reversed_pairs = [
-        (hi_s, lo_s)
-        for hi, lo in zip(classes, classes[1:])
-        for (c_hi, hi_s), v_hi in spreads.items()
-        if c_hi == hi
-        for (c_lo, lo_s), v_lo in spreads.items()
-        if c_lo == lo and v_lo >= v_hi
-    ]
-    detail += "; spread beyond seed noise (one-way ANOVA p < 0.05): " + (
-        ", ".join(s for s, r in real.items() if r) or "none"
-    )
-    if not reversed_pairs and all(real[s] for (c, s) in spreads if c == classes[0]):
-        return [exact(label, True, NAN, len(spreads), detail)]
-    if any(real[lo_s] for _, lo_s in reversed_pairs):  # a lower class's sweep varies for real at least as much
-        return [exact(label, False, NAN, len(spreads), detail)]
-    return [Part(label, n=len(spreads), reason=f"the spreads' order is not backed by their tests ({detail})")]
+            if sweep not in frames or frames[sweep]["value"].nunique() < 2:
+                return [
+                    Part(
+                        "spreads ordered " + " > ".join(classes),
+                        reason=f"sweep {sweep} has fewer than two values planned",
+                    )
+                ]
+    spreads = {sweep: _seed_spreads(frames[sweep], check["metric"]) for sweeps in classes.values() for sweep in sweeps}
+    parts = []
+    names = list(classes)
+    for high, low in zip(names, names[1:]):
+        for a in classes[high]:
+            for b in classes[low]:
+                both = pd.concat([spreads[a].rename("a"), spreads[b].rename("b")], axis=1, join="inner").dropna()
+                label = f"spread of {label_of(check['metric'])}: {a} ({high}) > {b} ({low})"
+                part = sign_test(label, (both["a"] - both["b"]).to_numpy(dtype=float), ">", 0.0, 0.0)
+                part.runs = f"{a}: {describe(frames[a])}; {b}: {describe(frames[b])}"
+                parts.append(part)
+    tests = anova_tests(frames)
+    for sweep in classes[names[0]]:
+        _, adjusted, note = tests.get(sweep, (NAN, NAN, "fewer than two values finished"))
+        part = p_part(f"{sweep} varies beyond seed noise (Table 10's Holm-adjusted ANOVA p)", adjusted)
+        part.reason, part.runs = part.reason or note, describe(frames[sweep])
+        parts.append(part)
+    return parts

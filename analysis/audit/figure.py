@@ -1,4 +1,4 @@
-"""The audit's figure: each tested effect with its 95% interval, beside the paper's value."""
+"""The audit's figure: each tested effect with the interval that decided it, beside the paper's value."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ COLOURS = {"supported": "tab:green", "contradicted": "tab:red", "inconclusive": 
 
 
 def effects_figure(outcomes: list[Outcome]) -> plt.Figure | None:
-    """A forest plot of every part with an estimate: harness (point and 95% interval, coloured by the claim's
-    verdict) and the paper's value (a cross) where the registry has one in the same units; ``None`` if none."""
+    """A forest plot of every part with an estimate: harness (point and the deciding interval at the audit's level,
+    coloured by the claim's verdict) and the paper's value (a cross) where the registry has one in the same units; ``None`` if none."""
     rows = [(o, p) for o in outcomes for p in o.parts if np.isfinite(p.estimate) and np.isfinite(p.low)]
     if not rows:
         return None
@@ -35,8 +35,11 @@ def effects_figure(outcomes: list[Outcome]) -> plt.Figure | None:
     handles = [plt.Line2D([], [], color=c, marker="o", lw=1.5, label=f"claim {v}") for v, c in COLOURS.items()]
     handles.append(plt.Line2D([], [], color="black", marker="x", lw=0, label="the paper's value"))
     ax.legend(handles=handles, fontsize=6, loc="lower right")
+    coverage = next((p.level for _, p in rows if np.isfinite(p.level)), float("nan"))
     ax.set_xlabel(
-        "harness estimate with its 95% interval (metric fractions; differences are variant - reference)", fontsize=7
+        f"harness estimate with the interval that decided it ({coverage:.1%}, the audit's level; metric fractions; "
+        "differences are variant - reference)",
+        fontsize=7,
     )
     ax.set_title("Claims audit: the tested effects", fontsize=9)
     ax.tick_params(axis="x", labelsize=7)

@@ -113,12 +113,26 @@ def reference_row(pv: pd.DataFrame, table: str) -> str:
     return reference
 
 
+def half_unit(printed: float) -> float:
+    """Half a unit of the last printed decimal of ``printed`` (0.008 -> 0.0005, 8.47 -> 0.005)."""
+    decimals = len(repr(float(printed)).split(".")[1].rstrip("0") or "0")
+    return 0.5 * 10.0**-decimals
+
+
 def dfs_for(f_value: float, p_value: float, largest: int = 200) -> list[int]:
-    """Residual df (1 to ``largest``) for which F(1, df) = ``f_value`` has a p that rounds to ``p_value`` as printed
-    (to its number of decimals)."""
-    decimals = len(repr(float(p_value)).split(".")[1].rstrip("0") or "0")
-    half = 0.5 * 10.0**-decimals
-    return [df for df in range(1, largest + 1) if p_value - half <= stats.f.sf(f_value, 1, df) < p_value + half]
+    """Residual df (1 to ``largest``) for which some F(1, df) that rounds to ``f_value`` has a p that rounds to
+    ``p_value`` as printed (each to its own number of decimals).
+
+    p falls as F rises, so the F's within rounding give p in ``[sf(F + h), sf(F - h)]``; a df fits when that
+    range meets the printed p's ``[p - h', p + h')``.
+    """
+    half_f, half_p = half_unit(f_value), half_unit(p_value)
+    fits = []
+    for df in range(1, largest + 1):
+        p_low, p_high = stats.f.sf(f_value + half_f, 1, df), stats.f.sf(max(f_value - half_f, 0.0), 1, df)
+        if p_low < p_value + half_p and p_high >= p_value - half_p:
+            fits.append(df)
+    return fits
 
 
 def ranges(values: list[int]) -> str:

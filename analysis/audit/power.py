@@ -1,98 +1,76 @@
-"""Power of the audit's tests: what each part could detect with its replicates, and how many it would need.
+"""What an undecided part would need: replicates to decide it at the audit's final level.
 
-A part tested by a one-sample (paired) t on ``n`` replicates with standard deviation ``sd``
-detects, with 80 % power at a one-sided level ``alpha``, an effect of ``d * sd`` beyond its
-threshold, where ``d`` is the standardised minimum detectable effect of statsmodels'
-``TTestPower``. ``alpha`` is the level the claim is tested at: its Holm step on the
-support side (``alpha / (m - rank + 1)`` among the family's claims), or the family's
-strictest step (``alpha / m``) where the claim has no support p-value yet. The replicates
-needed are those for 80 % power against the paper's own effect (its value beyond the
-part's threshold), or against the smallest effect of interest (the registry's margin)
-where the paper gives none; an equivalence part needs 90 % power on each of its two
-one-sided tests, about 80 % overall, when the true difference is zero. Everything is
-computed with the part's observed SD, so it is a projection from the runs at hand, not a
-promise.
+For a part decided by a t interval from per-replicate values: the smallest ``n`` for which its
+interval, at the audit's one-sided level ``a``, would fall inside the region with 80 % power
+(90 % on each side of an equivalence region, about 80 % overall), when the true value is the
+paper's (where the claim states one inside the region) or lies the smallest effect of interest
+beyond the region's boundary (where it does not), and the replicates' SD is the 80 % upper
+confidence bound of the observed one (chi-square). A part whose estimate lies outside its
+region says so instead: more replicates of the same runs would not support it. A projection
+from the runs at hand, not a promise.
 """
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
+import math
 
 import numpy as np
-from statsmodels.stats.power import TTestPower
+from scipy import stats
 
+from analysis.audit.context import MARGIN
 from analysis.audit.evidence import Part
 
 POWER = 0.8
-PAPER_SEEDS = 5  # config/paper.yaml's seeds: the projection for the paper's grid
+SD_BOUND = 0.8  # the one-sided confidence of the SD's upper bound
 MAX_REPLICATES = 1000
 
 
-@dataclass(frozen=True)
-class PartPower:
-    """Minimum detectable effects and replicates needed for one part (NaN / None where undefined)."""
-
-    alpha: float
-    mde: float  # at the part's n
-    mde_paper_seeds: float  # at PAPER_SEEDS replicates
-    target: float  # the effect the replicates are counted for
-    target_is_paper: bool
-    needed: int | None  # replicates for POWER against ``target`` (None: more than MAX_REPLICATES)
-
-    def text(self, n: int) -> str:
-        """``MDE 0.021 at n=2 (alpha 0.0042); 80 % power for the paper's 0.076 needs n=9; n=5: MDE 0.006``."""
-        target = "the paper's" if self.target_is_paper else "the margin"
-        needed = f"n={self.needed}" if self.needed is not None else f"more than {MAX_REPLICATES}"
-        return (
-            f"MDE {self.mde:.4f} at n={n} (alpha {self.alpha:.4g}); 80 % power for {target} {self.target:.4f} needs "
-            f"{needed}; at {PAPER_SEEDS} seeds MDE {self.mde_paper_seeds:.4f}"
-        )
+def sd_upper(sd: float, n: int, confidence: float = SD_BOUND) -> float:
+    """The one-sided ``confidence`` upper bound of a standard deviation ``sd`` observed on ``n`` values."""
+    return sd * math.sqrt((n - 1) / float(stats.chi2.ppf(1 - confidence, n - 1)))
 
 
-def _d(n: int, alpha: float, power: float) -> float:
-    """Standardised effect a one-sided one-sample t detects with ``power`` at ``n`` replicates."""
-    if n < 2:
-        return float("nan")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(TTestPower().solve_power(effect_size=None, nobs=n, alpha=alpha, power=power, alternative="larger"))
-
-
-def replicates_for(effect_sd: float, alpha: float, power: float) -> int | None:
-    """Smallest ``n >= 2`` with ``power`` to detect ``effect_sd`` (in SDs) one-sided at ``alpha``."""
-    if not np.isfinite(effect_sd) or effect_sd <= 0:
+def replicates_for(distance: float, sd: float, a: float, power: float = POWER) -> int | None:
+    """Smallest ``n >= 2`` with ``(t_{1-a,n-1} + t_{power,n-1}) sd / sqrt(n) <= distance``; ``None`` beyond
+    :data:`MAX_REPLICATES` or for a distance that is not positive."""
+    if not (np.isfinite(distance) and distance > 0 and np.isfinite(sd) and sd > 0):
         return None
-    test = TTestPower()
     for n in range(2, MAX_REPLICATES + 1):
-        if test.power(effect_size=effect_sd, nobs=n, alpha=alpha, alternative="larger") >= power:
+        if (stats.t.ppf(1 - a, n - 1) + stats.t.ppf(power, n - 1)) * sd / math.sqrt(n) <= distance:
             return n
     return None
 
 
-def part_power(part: Part, alpha: float, default_margin: float) -> PartPower | None:
-    """The power of ``part`` (a t-tested part with an SD), tested at ``alpha``; ``None`` when it has no SD to use."""
-    if part.status or not np.isfinite(part.sd) or part.sd <= 0 or part.n < 2 or not np.isfinite(alpha):
-        return None
-    equivalence = part.kind == "equivalence"
-    margin = part.margin if np.isfinite(part.margin) and part.margin > 0 else default_margin
+def _target(part: Part) -> tuple[float, str]:
+    """How far inside the region the true value is assumed to lie, and which assumption that is."""
+    lo, hi = part.region
+    margin = part.margin if np.isfinite(part.margin) and part.margin > 0 else MARGIN
+    if np.isfinite(lo) and np.isfinite(hi):
+        return (hi - lo) / 2, "the region's centre"
+    boundary = lo if np.isfinite(lo) else hi
+    inside = 1.0 if np.isfinite(lo) else -1.0
+    if np.isfinite(part.paper) and inside * (part.paper - boundary) > 0:
+        return inside * (part.paper - boundary), f"the paper's {part.paper:+.4g}"
+    return margin, f"{margin:g} beyond the boundary"
+
+
+def part_power(part: Part, status: str, a: float) -> str:
+    """What an undecided part would need at the audit's level ``a`` (empty for a decided or untestable part)."""
+    if status != "inconclusive" or part.status or part.n < 2 or not np.isfinite(part.sd) or part.sd <= 0:
+        return ""
+    lo, hi = part.region
+    if not (lo < part.estimate < hi):
+        return f"{part.label}: the estimate {part.estimate:+.4f} lies outside the region {part.region_text()}: more replicates would not support it"
+    distance, what = _target(part)
+    equivalence = np.isfinite(lo) and np.isfinite(hi)
     power = 1 - (1 - POWER) / 2 if equivalence else POWER
-    paper = part.paper - part.threshold if np.isfinite(part.paper) else float("nan")
-    target_is_paper = not equivalence and np.isfinite(paper) and paper != 0
-    target = abs(paper) if target_is_paper else margin
-    return PartPower(
-        alpha=alpha,
-        mde=_d(part.n, alpha, power) * part.sd,
-        mde_paper_seeds=_d(PAPER_SEEDS, alpha, power) * part.sd,
-        target=target,
-        target_is_paper=bool(target_is_paper),
-        needed=replicates_for(target / part.sd, alpha, power),
+    sd = sd_upper(part.sd, part.n)
+    needed = replicates_for(distance, sd, a, power)
+    count = f"n={needed}" if needed is not None else f"more than {MAX_REPLICATES}"
+    return (
+        f"{part.label}: {count} for 80 % power with the true value at {what} "
+        f"(SD <= {sd:.4f}, the 80 % bound of the observed {part.sd:.4f} on n={part.n}; level {a:.2g})"
     )
 
 
-def strictest(alpha: float, family_size: int) -> float:
-    """The first Holm step of a family of ``family_size`` claims."""
-    return alpha / max(family_size, 1)
-
-
-__all__ = ["PAPER_SEEDS", "PartPower", "part_power", "replicates_for", "strictest"]
+__all__ = ["MAX_REPLICATES", "part_power", "replicates_for", "sd_upper"]

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from analysis.audit.context import Context, label_of, run_values, shortfall, with_shortfall
-from analysis.audit.evidence import NAN, Part, exact, sign_test, welch_vs_paper
+from analysis.audit.context import MARGIN, Context, label_of, run_values, shortfall, with_shortfall
+from analysis.audit.evidence import NAN, Part, exact, sign_test, t_part, welch_vs_paper
 from analysis.stats import one_way_anova
 from moleflow.metrics.continual import METRICS
 
@@ -181,31 +181,18 @@ def welch_paper(ctx: Context, check: dict[str, Any]) -> list[Part]:
 
 
 def interval_contains(ctx: Context, check: dict[str, Any]) -> list[Part]:
-    """The harness's 95% interval against the paper's value ± tolerance.
+    """Each metric's mean against the paper's value ± tolerance: region ``(paper - tol, paper + tol)``.
 
-    Supported when the interval lies inside ``[paper - tol, paper + tol]`` (the harness pins the
-    value to the paper's within the tolerance); contradicted when the two do not overlap; undecided
-    otherwise, so that fewer or noisier runs (a wider interval) can never add support.
+    Supported when the deciding interval lies inside it (the harness pins the value to the paper's within
+    the tolerance), contradicted when it lies entirely outside, undecided otherwise: fewer or noisier runs
+    (a wider interval) can never add support.
     """
     parts = []
     for column, paper in check["values"].items():
         values, why = run_values(ctx, check, column)
         tol = check["tolerance"][column]
-        label = f"{label_of(column)} interval within {paper} ± {tol:g}"
-        part = Part(label, n=len(values), paper=paper)
-        if len(values) >= 2:
-            part = sign_test(label, values, ">", paper - tol, paper=paper)  # for the interval only
-            part.p_support = part.p_contradict = NAN
-            lo, hi = paper - tol, paper + tol
-            if lo <= part.low and part.high <= hi:
-                part.status = "supported"
-            elif part.high < lo or part.low > hi:
-                part.status = "contradicted"
-            else:
-                part.reason = f"the interval [{part.low:.4f}, {part.high:.4f}] overlaps [{lo:.4f}, {hi:.4f}] without lying inside it"
-        else:
-            part.reason = "n < 2: no interval"
-        parts.append(with_shortfall(part, why))
+        label = f"{label_of(column)} within {paper} ± {tol:g}"
+        parts.append(with_shortfall(t_part(label, values, (paper - tol, paper + tol), paper=paper, margin=tol), why))
     return parts
 
 
@@ -247,7 +234,7 @@ def router_ablation(ctx: Context, check: dict[str, Any]) -> list[Part]:
         ]
     return [
         with_shortfall(
-            sign_test(label, maha - eucl if len(eucl) == len(maha) else np.array([]), ">", 0.0, 0.0, paper=0.04), why
+            sign_test(label, maha - eucl if len(eucl) == len(maha) else np.array([]), ">", 0.0, MARGIN, paper=0.04), why
         )
     ]
 

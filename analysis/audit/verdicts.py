@@ -1,17 +1,21 @@
-"""From tested parts to verdicts: one verdict per claim, with the error controlled per family.
+"""From tested parts to verdicts, with the error controlled over the whole audit.
 
-A claim is supported only when every part is (an intersection-union test): its support
-p-value is the largest of its parts' one-sided ``p_support``, which controls the error of
-calling that claim supported at alpha without any adjustment inside the claim; across
-the claims of one family (and dataset), those claim p-values are Holm-adjusted, so the
-probability that any claim of a family is wrongly called supported is at most alpha. A
-claim is contradicted when any part is (a union): every part's ``p_contradict`` is
-Holm-adjusted over all the parts of its family, so the probability that any claim of a
-family is wrongly called contradicted is at most alpha. Exact parts (bitwise equality, a
-count, an interval against a tolerance) carry their status; a guard part (a statement only
-a violation decides) counts as supported only when it was tested and not contradicted. A
-claim neither supported nor contradicted is ``inconclusive`` (with the undecided parts'
-reasons), and ``not tested here`` when no planned data meets its needs.
+Every part with a p-value enters one multiplicity procedure over the whole audit (every claim,
+every family, every dataset): the Benjamini-Hochberg step-up at ``q`` (the registry's alpha) on
+the parts' p-values (:attr:`Part.p_part`, twice the smaller of its one-sided p-values), which
+selects ``R`` of the ``m`` tested parts. Every part is then decided by its two-sided interval at
+the one common level ``1 - R q / m`` (``a = R q / (2 m)`` on each side; ``R = 1`` when nothing is
+selected), the false-coverage-rate adjusted intervals of Benjamini and Yekutieli (2005): a part
+is supported when that interval lies inside its region, contradicted when it lies entirely
+outside, inconclusive otherwise; exactly the parts BH selects are decided. The expected share of
+wrong decisions among all the audit's decisions (a part called supported whose true value lies
+outside its region, or contradicted whose true value lies inside) is then at most ``q``, under
+independence or positive dependence of the parts' estimates (parts that share runs are
+dependent; the procedure is the one designed for this, not a proof for every dependence). Exact
+parts (bitwise equality, counts) are decided without error and outside the procedure.
+
+A claim is supported when every part is, contradicted when any part is, inconclusive otherwise
+(with the undecided parts' reasons), and ``not tested here`` when no planned data meets its needs.
 """
 
 from __future__ import annotations
@@ -20,10 +24,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from analysis.audit.evidence import Part
-from analysis.stats import holm
+from analysis.audit.evidence import CONTRADICTED, INCONCLUSIVE, SUPPORTED, Part
 
-SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested here"
+NOT_TESTED = "not tested here"
 VERDICTS = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED)
 
 
@@ -39,111 +42,88 @@ class Outcome:
     note: str = ""  # numbers shown beside (not decided): memory per task, exploratory tests
     verdict: str = ""
     why: str = ""
-    adjusted: list[tuple[float, float]] = field(default_factory=list)  # per part: (the claim's Holm-adjusted
-    # intersection-union support p, the part's Holm-adjusted contradiction p)
-    support_p: float = float("nan")  # the claim's support p before Holm: the largest p_support of its tested parts
-    support_step: float = float("nan")  # the alpha of the claim's Holm step (alpha / (m - rank + 1)), for the power
+    statuses: list[str] = field(default_factory=list)  # per part: its decision
     scope: str = ""  # the studies and categories the verdict covers
 
 
-def claim_support_p(outcome: Outcome) -> float:
-    """The claim's intersection-union p: the largest ``p_support`` of its p-valued parts (NaN if one has none).
+@dataclass(frozen=True)
+class AuditLevel:
+    """The audit's multiplicity: ``m`` tested parts, ``selected`` of them by Benjamini-Hochberg at ``q``, and the
+    one-sided level ``a`` of every part's interval (two-sided coverage ``1 - 2a``)."""
 
-    Exact parts and guard parts carry no support p-value (their status, or a non-contradiction, decides them).
-    """
-    tested = [p.p_support for p in outcome.parts if not p.status and not p.guard]
-    if not tested or not all(np.isfinite(v) for v in tested):
-        return float("nan")
-    return float(max(tested))
+    q: float
+    m: int
+    selected: int
 
+    @property
+    def a(self) -> float:
+        return max(self.selected, 1) * self.q / (2 * max(self.m, 1))
 
-def holm_steps(pvalues: list[float], alpha: float) -> list[float]:
-    """The alpha each p-value is compared with at its Holm step (``alpha / (m - rank + 1)``; NaN for NaN)."""
-    finite = [(v, i) for i, v in enumerate(pvalues) if np.isfinite(v)]
-    out = [float("nan")] * len(pvalues)
-    for rank, (_, i) in enumerate(sorted(finite)):
-        out[i] = alpha / (len(finite) - rank)
-    return out
+    @property
+    def coverage(self) -> float:
+        return 1 - 2 * self.a
 
-
-def adjust(outcomes: list[Outcome], alpha: float = 0.05) -> None:
-    """Per family (and dataset), in place: Holm over the claims' intersection-union support p-values, and
-    Holm over every part's ``p_contradict``."""
-    groups: dict[tuple[str, str], list[Outcome]] = {}
-    for outcome in outcomes:
-        groups.setdefault((outcome.family, outcome.dataset), []).append(outcome)
-    for members in groups.values():
-        claim_p = [claim_support_p(o) for o in members]
-        support = holm(claim_p)
-        steps = holm_steps(claim_p, alpha)
-        indexed = [(o, i) for o in members for i in range(len(o.parts))]
-        contradict = holm([o.parts[i].p_contradict for o, i in indexed])
-        for outcome, raw, adj, step in zip(members, claim_p, support, steps):
-            outcome.support_p, outcome.support_step = raw, step
-            outcome.adjusted = [(adj, np.nan)] * len(outcome.parts)
-        for (outcome, i), c in zip(indexed, contradict):
-            outcome.adjusted[i] = (outcome.adjusted[i][0], c)
+    def text(self) -> str:
+        return (
+            f"Benjamini-Hochberg at q = {self.q:g} over the {self.m} tested parts of the audit selects {self.selected}; "
+            f"every part is decided by its {self.coverage:.2%} interval (one-sided level {self.a:.2g}): the expected "
+            f"share of wrong decisions among the audit's part decisions is at most {self.q:g}"
+        )
 
 
-def part_status(part: Part, adjusted: tuple[float, float], alpha: float) -> str:
-    """``supported``, ``contradicted`` or ``inconclusive`` for one part."""
-    if part.status:
-        return part.status
-    support, contradict = adjusted
-    if np.isfinite(contradict) and contradict < alpha:
-        return CONTRADICTED
-    if part.guard:  # supported only by a test that did not contradict it
-        return SUPPORTED if np.isfinite(part.p_contradict) else INCONCLUSIVE
-    if np.isfinite(support) and support < alpha:
-        return SUPPORTED
-    return INCONCLUSIVE
+def bh_selected(pvalues: list[float], q: float) -> int:
+    """How many p-values the Benjamini-Hochberg step-up selects at ``q`` (NaN values are not tested)."""
+    finite = sorted(v for v in pvalues if np.isfinite(v))
+    m = len(finite)
+    return max((k for k in range(1, m + 1) if finite[k - 1] <= k * q / m), default=0)
 
 
-def decide(outcome: Outcome, alpha: float) -> None:
-    """Set ``outcome.verdict`` and ``outcome.why`` from its parts (after :func:`adjust`)."""
+def audit_level(outcomes: list[Outcome], q: float) -> AuditLevel:
+    """The audit's level: BH over every tested part's :attr:`Part.p_part`."""
+    pvalues = [p.p_part for o in outcomes for p in o.parts]
+    return AuditLevel(q, int(sum(np.isfinite(v) for v in pvalues)), bh_selected(pvalues, q))
+
+
+def decide(outcome: Outcome, level: AuditLevel) -> None:
+    """Decide every part at the audit's level (setting its deciding interval), then the claim."""
     if outcome.not_tested:
         outcome.verdict, outcome.why = NOT_TESTED, outcome.not_tested
         return
     if not outcome.parts:
         outcome.verdict, outcome.why = INCONCLUSIVE, "no evidence planned"
         return
-    statuses = [part_status(p, a, alpha) for p, a in zip(outcome.parts, outcome.adjusted)]
-    if CONTRADICTED in statuses:
+    for part in outcome.parts:
+        part.settle(level.a)
+    outcome.statuses = [part.decide(level.a) for part in outcome.parts]
+    pairs = list(zip(outcome.parts, outcome.statuses))
+    if CONTRADICTED in outcome.statuses:
         outcome.verdict = CONTRADICTED
-        outcome.why = "; ".join(
-            _explain(p, a, CONTRADICTED)
-            for p, a, s in zip(outcome.parts, outcome.adjusted, statuses)
-            if s == CONTRADICTED
-        )
-    elif all(s == SUPPORTED for s in statuses):
-        outcome.verdict, outcome.why = (
-            SUPPORTED,
-            "; ".join(_explain(p, a, SUPPORTED) for p, a in zip(outcome.parts, outcome.adjusted)),
-        )
+        outcome.why = "; ".join(_explain(p, s) for p, s in pairs if s == CONTRADICTED)
+    elif all(s == SUPPORTED for s in outcome.statuses):
+        outcome.verdict, outcome.why = SUPPORTED, "; ".join(_explain(p, s) for p, s in pairs)
     else:
         outcome.verdict = INCONCLUSIVE
-        outcome.why = "; ".join(
-            f"{p.label}: {p.reason or _undecided(p, a)}"
-            for p, a, s in zip(outcome.parts, outcome.adjusted, statuses)
-            if s == INCONCLUSIVE
-        )
+        outcome.why = "; ".join(f"{p.label}: {_undecided(p)}" for p, s in pairs if s == INCONCLUSIVE)
 
 
-def _explain(part: Part, adjusted: tuple[float, float], status: str) -> str:
+def _explain(part: Part, status: str) -> str:
     if part.status:
         return f"{part.label}{': ' + part.reason if part.reason else ''}"
-    p = adjusted[0] if status == SUPPORTED else adjusted[1]
-    side = "for" if status == SUPPORTED else "against"
-    return f"{part.label}: {part.shown()} (Holm p {side} {_p(p)})"
+    where = "inside" if status == SUPPORTED else "outside"
+    if np.isfinite(part.low):
+        return f"{part.label}: interval [{part.low:+.4f}, {part.high:+.4f}] {where} the region {part.region_text()}"
+    p = part.p_support if status == SUPPORTED else part.p_contradict
+    return f"{part.label}: p {'for' if status == SUPPORTED else 'against'} {_p(p)}"
 
 
-def _undecided(part: Part, adjusted: tuple[float, float]) -> str:
-    if part.guard:
-        return "never tested: a guard supports only when a test did not contradict it"
-    return (
-        f"p {_p(part.p_support)} for (the claim's Holm p {_p(adjusted[0])}), Holm p {_p(adjusted[1])} against: "
-        "the interval does not decide"
-    )
+def _undecided(part: Part) -> str:
+    if part.reason and not np.isfinite(part.p_part):
+        return part.reason
+    if np.isfinite(part.low):
+        text = f"the interval [{part.low:+.4f}, {part.high:+.4f}] crosses the region's boundary ({part.region_text()})"
+    else:
+        text = f"p {_p(part.p_support)} for, {_p(part.p_contradict)} against: neither reaches the audit's level"
+    return text + (f"; {part.reason}" if part.reason else "")
 
 
 def _p(value: float) -> str:
