@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
+        if args.docs:  # before any work: the tables must not be written and the page then lost
+            from moleflow.io import ensure_writable_dir
+
+            ensure_writable_dir(args.docs, "--docs")
         plan = _plan_record(args)
         results = args.results or plan["results"]
         _warn_foreign_runs(plan, results)

@@ -180,8 +180,23 @@ def load_summaries(plan: dict[str, Any], results: str | Path) -> Summaries:
     out: Summaries = {}
     for run_id in recorded_runs(plan):
         path = Path(results) / "runs" / run_id / "summary.json"
-        out[run_id] = read_summary(path) if path.is_file() else None
+        out[run_id] = _own_summary(path, run_id) if path.is_file() else None
     return out
+
+
+def _own_summary(path: Path, run_id: str) -> dict[str, Any]:
+    """The summary at ``path``, refused in one line when it records another configuration than its folder's
+    (its ``config_hash`` is not the folder's run id: a summary copied from another run)."""
+    from moleflow.errors import MoleflowError
+
+    summary = read_summary(path)
+    held = summary.get("config_hash")
+    if held != run_id:
+        raise MoleflowError(
+            f"{path}: the summary of another configuration (config_hash {held}) in the folder of run {run_id}; "
+            f"delete it and rerun that run (its folder resumes)"
+        )
+    return summary
 
 
 def run_configs(

@@ -52,6 +52,11 @@ def merge(base: Config, update: dict[str, Any], prefix: str = "") -> Config:
         path = f"{prefix}{key}"
         if props is not None and key not in props:
             raise ConfigError(f"unknown config key {path!r}")
+        if props is not None and "properties" in props[key] and not isinstance(value, dict):
+            raise ConfigError(
+                f"config key {path}: a section of keys ({path}.<key>: value), got {value!r}; "
+                f"write its keys, e.g. {path}: {{{next(iter(props[key]['properties']))}: ...}}"
+            )
         if isinstance(value, dict) and isinstance(base.get(key), dict):
             merge(base[key], value, prefix=f"{path}.")
         else:
@@ -133,6 +138,12 @@ def validate(config: Config) -> Config:
     problem = schema_problem(config, schema())
     if problem:
         raise ConfigError(problem)
+    features = config.get("features", {})
+    if features.get("input_size", 0) > features.get("resize", 0):
+        raise ConfigError(
+            f"config key features.input_size: {features['input_size']} is larger than features.resize "
+            f"({features['resize']}): the centre crop would pad the image with black; make input_size <= resize"
+        )
     model = config.get("model", {})
     if model.get("input_jacobian") == "included" and not model.get("whitening", True):
         if model.get("whitening_fallback", "identity") != "identity":
@@ -207,7 +218,10 @@ def load_config(
     """
     config = copy.deepcopy(base) if base is not None else defaults()
     if path is not None:
-        merge(config, read_yaml(path))
+        try:
+            merge(config, read_yaml(path))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     for text in overrides or []:
         merge(config, parse_override(text))
     return validate(config)

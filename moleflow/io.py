@@ -68,6 +68,21 @@ def ensure_writable_dir(path: str | os.PathLike[str], what: str) -> Path:
     return folder
 
 
+def ensure_writable_file(path: str | os.PathLike[str], what: str) -> Path:
+    """Prove, before any work, that file ``path`` can be written: not a folder, its folder creatable and writable.
+
+    Raises:
+        MoleflowError: one line naming ``what`` and ``path``.
+    """
+    from moleflow.errors import MoleflowError
+
+    target = Path(path)
+    if target.is_dir():
+        raise MoleflowError(f"{what}: {target} is a folder, not a file")
+    ensure_writable_dir(target.parent if str(target.parent) else Path("."), what)
+    return target
+
+
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:

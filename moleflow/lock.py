@@ -55,7 +55,13 @@ def folder_lock(folder: str | os.PathLike[str], what: str) -> Iterator[Path]:
     if fcntl is None:  # pragma: no cover
         yield path
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # a folder (or anything but a file) where the lock file goes
+        raise MoleflowError(
+            f"{what} {folder}: cannot take its lock {path} ({exc.strerror or exc}); remove that entry if it is not "
+            "a lock file"
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -18,8 +18,11 @@ with exit status 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 from moleflow.cli import config, data, features, plan, predict, run, track
 from moleflow.errors import MoleflowError
@@ -44,15 +47,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what SLURM and Snakemake send to stop a job), handled as Ctrl-C: the run is ``interrupted``."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """While a command runs, SIGTERM raises :class:`Terminated` (a :class:`KeyboardInterrupt`), so a run stopped by
+    the scheduler records ``interrupted`` and resumes, as after Ctrl-C; the previous handler comes back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``moleflow`` console script."""
     args = build_parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with _sigterm_as_interrupt():
+            return func(args)
     except MoleflowError as exc:
         print(f"moleflow: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("moleflow: terminated (SIGTERM); a rerun resumes after the last finished task", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("moleflow: interrupted", file=sys.stderr)
         return 130

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from moleflow.errors import MoleflowError
@@ -64,7 +65,7 @@ def resolve(args: argparse.Namespace) -> dict:
 
 def print_outcome(summary: dict, out: str | Path, prefix: str = "") -> None:
     mean = summary["mean"]["routed"]
-    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    fmt = lambda v: "n/a" if v is None or not math.isfinite(v) else f"{v:.3f}"  # noqa: E731  (the joint flow: no FM)
     forgetting = (
         "no forgetting with one task"
         if len(summary["tasks"]) == 1

@@ -13,12 +13,23 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from moleflow.config import read_workflow_config
     from moleflow.errors import ConfigError
     from moleflow.planning import plan_runs
+    from moleflow.planning.plan import check_studies
 
+    _check_smoke_options(args)
     workflow = read_workflow_config(args.configfile)  # its errors name the file already
     try:
         runs = plan_runs(workflow)
+        if args.studies:
+            check_studies(workflow, args.studies)
     except ConfigError as exc:
         raise ConfigError(f"{args.configfile}: {exc}") from None
+    if args.smoke:  # before any work: the device and the report's file
+        from moleflow.device import resolve_device
+        from moleflow.io import ensure_writable_file
+
+        resolve_device(args.device, "--device")
+        if args.json:
+            ensure_writable_file(args.json, "--json")
     per_study = Counter(study for run in runs.values() for study in run.studies)
     for study, count in per_study.items():
         datasets = sorted({r.dataset for r in runs.values() if study in r.studies})
@@ -27,6 +38,19 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if not args.smoke:
         return 0
     return _smoke(args)
+
+
+def _check_smoke_options(args: argparse.Namespace) -> None:
+    """The smoke check's options are refused without ``--smoke`` (they would be ignored silently)."""
+    from moleflow.errors import ConfigError
+
+    given = [
+        option
+        for option, value in (("--json", args.json), ("--studies", args.studies), ("--threads", args.threads))
+        if value
+    ] + (["--device"] if args.device != "auto" else [])
+    if given and not args.smoke:
+        raise ConfigError(f"{', '.join(given)} only apply to the smoke check: add --smoke, or leave them out")
 
 
 def _hours(hours: float) -> str:

@@ -9,16 +9,30 @@ from pathlib import Path
 from moleflow.errors import MoleflowError
 
 
-def _descriptions(text: str | None) -> dict[str, str]:
-    """``--descriptions-json``: ``{"STUDY/DATASET": "what it is", ...}``."""
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    keys = [k for k, _ in pairs]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise MoleflowError(f"--descriptions-json gives {', '.join(map(repr, twice))} more than once")
+    return dict(pairs)
+
+
+def _descriptions(text: str | None, experiments: list[str]) -> dict[str, str]:
+    """``--descriptions-json``: ``{"STUDY/DATASET": "what it is", ...}``, each key one of ``experiments``, once."""
     if not text:
         return {}
     try:
-        found = json.loads(text)
+        found = json.loads(text, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise MoleflowError(f"--descriptions-json is not valid JSON ({exc})") from None
     if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
         raise MoleflowError('--descriptions-json must be one JSON object {"STUDY/DATASET": "text", ...}')
+    unknown = sorted(set(found) - set(experiments))
+    if unknown:
+        raise MoleflowError(
+            f"--descriptions-json describes {', '.join(map(repr, unknown))}, not among the experiments "
+            f"({', '.join(experiments)})"
+        )
     return found
 
 
@@ -27,7 +41,7 @@ def _cmd_track_init(args: argparse.Namespace) -> int:
     from moleflow.tracking import default_tracking_uri, init_store
 
     uri = default_tracking_uri(args.results, args.uri)
-    descriptions = _descriptions(args.descriptions_json)
+    descriptions = _descriptions(args.descriptions_json, args.experiments)
     ids = init_store(uri, args.experiments, Path(args.results) / "mlflow-artifacts", descriptions)
     if args.record:
         write_json_atomic(args.record, {"tracking_uri": uri, "experiments": ids})

@@ -108,6 +108,26 @@ def thresholds_from_normal(tasks: np.ndarray, images: np.ndarray, quantile: floa
     return {int(t): float(np.quantile(images[tasks == t], quantile)) for t in np.unique(tasks)}
 
 
+def self_flagged(
+    tasks: np.ndarray, images: np.ndarray, thresholds: dict[int, float], quantile: float, categories: list[str]
+) -> list[str]:
+    """A note per task where more of the normal images score above the threshold drawn from them than the
+    quantile's share ``(1 - quantile) n`` (rounded down): with few images the quantile interpolates between their
+    scores, so the highest is flagged anomalous by construction (two images at 0.99: one of two)."""
+    notes = []
+    for t, threshold in thresholds.items():
+        own = images[tasks == t]
+        above = int((own > threshold).sum())
+        if above > math.floor((1 - quantile) * len(own) + 1e-9):
+            need = math.ceil(1 / (1 - quantile) - 1e-9) if quantile < 1 else len(own)
+            notes.append(
+                f"note: {above} of the {len(own)} --normal images routed to {categories[t]} score above the threshold "
+                f"drawn from them (their {quantile} quantile), more than its share of {1 - quantile:.0%}: too few normal "
+                f"images for this quantile; give at least {need} per task, or a lower --quantile"
+            )
+    return notes
+
+
 def scores_csv(
     paths: list[Path],
     categories: list[str],
@@ -286,6 +306,7 @@ def _predict(
     elif normal_paths:
         normal_tasks, _, normal_images, _ = assess(normal_paths)
         thresholds = thresholds_from_normal(normal_tasks, normal_images, quantile)
+        notes += self_flagged(normal_tasks, normal_images, thresholds, quantile, trained.categories)
         how = (
             f"per task, the {quantile} quantile of the image scores of the {len(normal_paths)} normal images in {normal} "
             "routed to it (tasks no normal image was routed to have no threshold)"

@@ -6,10 +6,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from PIL import Image
-
 from moleflow.config import Config
 from moleflow.data.layouts import IMAGE_EXTENSIONS, images_in, load_category
+from moleflow.data.transforms import opened
 from moleflow.errors import DatasetError, MoleflowError
 
 
@@ -49,45 +48,62 @@ def training_formats(train: dict[str, list[Path]]) -> dict[str, tuple[set[tuple[
         sizes, modes = set(), set()
         for file in files[:8]:
             try:
-                with Image.open(file) as img:
+                with opened(file) as img:
                     sizes.add(img.size)
                     modes.add(img.mode)
-            except (OSError, SyntaxError, ValueError):  # the run's copy changed since; check against what reads
+            except DatasetError:  # the run's copy changed since; check against what reads
                 continue
         if sizes:
             out[category] = (sizes, modes)
     return out
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _pixels(path: Path) -> tuple[tuple[int, int], str] | None:
+    """The ``(size, mode)`` of an image from its header (nothing decoded), ``None`` when unreadable."""
+    try:
+        with opened(path) as img:
+            return img.size, img.mode
+    except DatasetError:
+        return None
+
+
+def pixel_digest(path: Path) -> str | None:
+    """SHA-256 of an image's decoded pixels, size and mode: the same picture saved as PNG, BMP or TIFF (or
+    re-encoded) has one digest; ``None`` when unreadable."""
+    try:
+        with opened(path) as img:
+            img.load()
+            sha = hashlib.sha256(f"{img.size}|{img.mode}|".encode())
+            sha.update(img.tobytes())
+            return sha.hexdigest()
+    except DatasetError:
+        return None
 
 
 def training_duplicates(normal: list[Path], train: dict[str, list[Path]]) -> list[tuple[Path, str]]:
-    """The ``--normal`` images whose bytes equal one of the run's training images, with its category.
+    """The ``--normal`` images whose decoded pixels equal one of the run's training images, with its category.
 
-    Only training files of the same byte size are hashed, so the check costs little.
+    Images are compared by their decoded pixels, not their bytes, so a training image saved again in another
+    lossless format is found. Only training images of the same size and mode as some ``--normal`` image are
+    decoded (each once), so the check costs one decode per such training image.
     """
-    by_size: dict[int, list[tuple[Path, str]]] = {}
+    shapes = {path: _pixels(path) for path in normal}
+    wanted = {shape for shape in shapes.values() if shape is not None}
+    if not wanted:
+        return []
+    by_digest: dict[str, str] = {}
     for category, files in train.items():
         for file in files:
-            try:
-                by_size.setdefault(file.stat().st_size, []).append((file, category))
-            except OSError:
-                continue
-    found, known = [], {}
+            if _pixels(file) in wanted:
+                found = pixel_digest(file)
+                if found is not None:
+                    by_digest.setdefault(found, category)
+    same = []
     for path in normal:
-        candidates = by_size.get(path.stat().st_size, [])
-        if not candidates:
-            continue
-        digest = _digest(path)
-        for file, category in candidates:
-            if file not in known:
-                known[file] = _digest(file)
-            if known[file] == digest:
-                found.append((path, category))
-                break
-    return found
+        found = pixel_digest(path) if shapes[path] is not None else None
+        if found is not None and found in by_digest:
+            same.append((path, by_digest[found]))
+    return same
 
 
 def check_images(paths: list[Path], formats: dict[str, tuple[set[tuple[int, int]], set[str]]]) -> None:
@@ -97,11 +113,8 @@ def check_images(paths: list[Path], formats: dict[str, tuple[set[tuple[int, int]
     sizes = set().union(*(s for s, _ in formats.values()))
     modes = set().union(*(m for _, m in formats.values()))
     for path in paths:
-        try:
-            with Image.open(path) as img:
-                size, mode = img.size, img.mode
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise DatasetError(f"unreadable image: {path} ({exc})") from None
+        with opened(path) as img:  # unreadable or too large: one line naming it
+            size, mode = img.size, img.mode
         if size not in sizes:
             raise DatasetError(
                 f"{path}: size {size[0]}x{size[1]}, but the run trained on "

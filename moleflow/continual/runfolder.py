@@ -22,7 +22,7 @@ import torch
 
 from moleflow.config import Config, config_hash, differing_keys, load_saved_config, read_yaml
 from moleflow.continual.checkpoint import committed_files, restore
-from moleflow.continual.learner import Learner
+from moleflow.continual.learner import PER_TASK_CHECKPOINTS, Learner
 from moleflow.device import resolve_device
 from moleflow.errors import MoleflowError
 
@@ -127,6 +127,44 @@ def _restore(learner: Learner, ckpt: Path, completed: int) -> None:
         ) from None
 
 
+def _check_fingerprints(learner: Learner, ckpt: Path, state: dict[str, Any], completed: int) -> None:
+    """The restored tensors against the digests the run recorded after its last committed task
+    (:func:`moleflow.continual.structure.fingerprints`): a checkpoint copied from another run, or changed
+    after training, is refused naming the file. Runs that recorded no digest are not checked."""
+    from moleflow.continual.structure import digest
+
+    recorded = next(
+        (t.get("fingerprints") for t in reversed(state["tasks"][:completed]) if t.get("fingerprints")), None
+    )
+    if not isinstance(recorded, dict):
+        return
+    per_task = learner.strategy in PER_TASK_CHECKPOINTS
+    found: list[tuple[str, str | None, str | None]] = []  # (file, recorded, restored)
+    base = learner.base_state()
+    found.append(
+        ("base.pt" if per_task else f"learner_{completed - 1}.pt", recorded.get("base"), digest(base) if base else None)
+    )
+    for t, held in enumerate(recorded.get("tasks") or []):
+        found.append(
+            (f"task_{t}.pt" if per_task else f"learner_{completed - 1}.pt", held, digest(learner.task_state(t)))
+        )
+    for name, held, restored in found:
+        if held != restored:
+            raise MoleflowError(
+                f"--run: {ckpt / name} does not hold the tensors this run recorded after training (digest {restored}, "
+                f"recorded {held}): a checkpoint of another run, or changed since; the run folder cannot be used as it is"
+            )
+
+
+def _waiting(state: dict[str, Any], completed: int) -> list[str]:
+    """(joint) The committed tasks that were only kept for the joint flow, never trained."""
+    return [
+        t["category"]
+        for t in state["tasks"][:completed]
+        if str(t.get("note", "")).startswith("not trained or measured")
+    ]
+
+
 def load_run(run_dir: str | Path) -> TrainedRun:
     """Restore the learner as it was after the run's last committed task, once the folder checks out.
 
@@ -146,10 +184,17 @@ def load_run(run_dir: str | Path) -> TrainedRun:
     if not categories:
         raise MoleflowError(f"--run: {run} holds no finished task")
     total = _planned_tasks(state, len(categories))
-    device = resolve_device(config["device"])
+    waiting = _waiting(state, len(categories))
+    if waiting and len(waiting) == len(categories):
+        raise MoleflowError(
+            f"--run: {run} is a joint flow that has not trained yet ({len(categories)} of {total} tasks kept, "
+            f"{', '.join(waiting)}: it trains once, after the last task); nothing to serve"
+        )
+    device = resolve_device(config["device"], f"{run / 'config.yaml'}: device")
     learner = Learner(config, int(config["features"]["embed_dim"]))
     for _ in categories:
         learner.add_task(None)  # the prototypes come from the checkpoint
     _restore(learner, run / "checkpoints", len(categories))
+    _check_fingerprints(learner, run / "checkpoints", state, len(categories))
     note = _status_note(run, categories, total)
     return TrainedRun(config, learner.to(device).eval(), categories, device, [note] if note else [])

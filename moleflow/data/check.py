@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
 
 from moleflow.data.layouts import CategoryData, load_categories
-from moleflow.data.transforms import open_image
+from moleflow.data.transforms import open_image, opened
 from moleflow.errors import DatasetError
 
 COUNT_KEYS = ("train", "test_normal", "test_anomalous", "masks")
@@ -25,11 +24,8 @@ def _image_size(path: Path) -> tuple[int, int]:
 
 def header_size(path: Path) -> tuple[int, int]:
     """``(width, height)`` of an image from its header (no decoding)."""
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"unreadable or truncated image: {path} ({exc})") from None
+    with opened(path) as img:
+        return img.size
 
 
 def require_same_size(mask: Path, mask_size: tuple[int, int], image_size: tuple[int, int]) -> None:

@@ -111,17 +111,27 @@ def no_categories(kind: str, root: str | Path) -> DatasetError:
     return DatasetError(f"no category found under {root} for dataset.kind={kind}{hint}")
 
 
+MIN_TRAIN_IMAGES = 2  # the router's (and DNE's) covariance of one feature per training image
+
+
 def load_category(kind: str, root: str | Path, category: str) -> CategoryData:
     """Read the sample lists of ``category`` in a dataset copy of layout ``kind``."""
     root = Path(root)
     _require_root(root)
     if kind == "mvtec":
-        return _load_mvtec_like(root, category, (".png",), mask_suffixes=("_mask",))
-    if kind == "folder":
-        return _load_mvtec_like(root, category, IMAGE_EXTENSIONS, mask_suffixes=("_mask", ""))
-    if kind == "visa":
-        return _load_visa(root, category)
-    raise DatasetError(f"unknown dataset kind {kind!r}; expected one of {', '.join(DATASET_KINDS)}")
+        data = _load_mvtec_like(root, category, (".png",), mask_suffixes=("_mask",))
+    elif kind == "folder":
+        data = _load_mvtec_like(root, category, IMAGE_EXTENSIONS, mask_suffixes=("_mask", ""))
+    elif kind == "visa":
+        data = _load_visa(root, category)
+    else:
+        raise DatasetError(f"unknown dataset kind {kind!r}; expected one of {', '.join(DATASET_KINDS)}")
+    if len(data.train) < MIN_TRAIN_IMAGES:
+        raise DatasetError(
+            f"{len(data.train)} training image in category {category} ({data.train[0].image.parent}): a category "
+            f"needs at least {MIN_TRAIN_IMAGES} (the router's covariance of its training images' features)"
+        )
+    return data
 
 
 def load_categories(kind: str, root: str | Path, categories: list[str] | None = None) -> list[CategoryData]:

@@ -82,8 +82,35 @@ def dataset_config(workflow: dict[str, Any], name: str) -> Config:
     return _apply(config, ds.get("set", {}), f"datasets.{name}.set")
 
 
+def check_studies(workflow: dict[str, Any], studies: list[str] | None = None) -> None:
+    """What the schema cannot say: at least one study, variant names unique within a study (the tables and the
+    audit key a study's rows by them: two configurations under one name would be reported as seeds of one), and
+    ``studies`` (a selection) naming planned studies.
+
+    Raises:
+        ConfigError: one line naming the key.
+    """
+    planned = workflow.get("studies") or {}
+    if not planned:
+        raise ConfigError("studies: none; a workflow needs at least one study with at least one variant")
+    for name, study in planned.items():
+        names = [variant["name"] for variant in study["variants"]]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(
+                f"studies.{name}.variants: {len(twice)} name(s) given to more than one variant ({', '.join(map(repr, twice))}); "
+                "names must be unique within a study, or two configurations are reported as seeds of one"
+            )
+    unknown = [s for s in studies or [] if s not in planned]
+    if unknown:
+        raise ConfigError(
+            f"--studies: no study {', '.join(map(repr, unknown))} in the configuration (it has {', '.join(planned)})"
+        )
+
+
 def plan_runs(workflow: dict[str, Any], studies: list[str] | None = None) -> dict[str, PlannedRun]:
     """Every run of the selected studies (all when ``None``), keyed by run id."""
+    check_studies(workflow, studies)
     runs: dict[str, PlannedRun] = {}
     available = {name: known_categories(workflow, name) for name in workflow["datasets"]}  # each root read once
     for study_name, study in workflow["studies"].items():

@@ -98,7 +98,9 @@ def generate(
         raise DatasetError(f"unknown synthetic category {unknown[0]!r}; available: {', '.join(CATEGORIES)}")
     if size < 32:
         raise DatasetError(f"--size must be at least 32 pixels, got {size}")
-    out = Path(out)
+    from moleflow.io import ensure_writable_dir
+
+    out = ensure_writable_dir(out, "synth output folder")  # a file, or read-only: one line, before any image
     summary: dict[str, dict[str, int]] = {}
     for name in names:
         category = CATEGORIES[name]
