@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from tests_helpers import category_test_folders, finished_run, one_line, run_args, two_task_synth
+from tests_helpers import finished_run, one_line, predict_args, run_args, two_task_synth
 
 from moleflow.cli import main
 
@@ -71,15 +71,13 @@ def test_a_checkpoint_of_another_run_is_refused_by_predict(
     shutil.copy(other / "checkpoints" / "task_1.pt", copy / "checkpoints" / "task_1.pt")
     err = one_line(
         capsys,
-        main(["predict", "--run", str(copy), *category_test_folders(data, "tile"), "--out", str(tmp_path / "o")]),
+        main(predict_args(copy, data, "tile", tmp_path / "o")),
     )
     assert f"{copy / 'checkpoints' / 'task_1.pt'} does not hold the tensors this run recorded after training" in err
     assert not (tmp_path / "o").exists()
     # its own checkpoint back: served again
     shutil.copy(run / "checkpoints" / "task_1.pt", copy / "checkpoints" / "task_1.pt")
-    assert (
-        main(["predict", "--run", str(copy), *category_test_folders(data, "tile"), "--out", str(tmp_path / "o")]) == 0
-    )
+    assert main(predict_args(copy, data, "tile", tmp_path / "o")) == 0
 
 
 def test_a_joint_flow_that_never_trained_is_refused_by_predict(
@@ -98,7 +96,7 @@ def test_a_joint_flow_that_never_trained_is_refused_by_predict(
     (joint / "summary.json").unlink()
     err = one_line(
         capsys,
-        main(["predict", "--run", str(joint), *category_test_folders(data, "cap"), "--out", str(tmp_path / "o")]),
+        main(predict_args(joint, data, "cap", tmp_path / "o")),
     )
     assert "is a joint flow that has not trained yet (1 of 2 tasks kept, cap" in err and "nothing to serve" in err
 
@@ -115,21 +113,7 @@ def test_training_images_saved_in_another_format_are_refused_as_normal_images(
         (normal / f"{p.stem}.bmp").read_bytes() == p.read_bytes()
         for p in (data / "cap" / "train" / "good").glob("*.png")
     )
-    err = one_line(
-        capsys,
-        main(
-            [
-                "predict",
-                "--run",
-                str(run),
-                *category_test_folders(data, "cap"),
-                "--out",
-                str(tmp_path / "o"),
-                "--normal",
-                str(normal),
-            ]
-        ),  # fmt: skip
-    )
+    err = one_line(capsys, main(predict_args(run, data, "cap", tmp_path / "o", "--normal", str(normal))))
     assert "4 of the 4 --normal images are the run's own training images" in err
 
 
@@ -141,8 +125,7 @@ def test_a_threshold_that_flags_its_own_normal_images_is_said(
     normal.mkdir()
     for path in sorted((data / "cap" / "test" / "good").glob("*.png"))[:2]:
         shutil.copy(path, normal / path.name)
-    args = ["predict", "--run", str(run), *category_test_folders(data, "cap"), "--out", str(tmp_path / "o")]
-    assert main([*args, "--normal", str(normal), "--task", "cap"]) == 0
+    assert main(predict_args(run, data, "cap", tmp_path / "o", "--normal", str(normal), "--task", "cap")) == 0
     err = capsys.readouterr().err
     assert "note: 1 of the 2 --normal images routed to cap score above the threshold drawn from them" in err
     assert "give at least 100 per task" in err

@@ -235,6 +235,11 @@ def category_test_folders(data, category: str) -> list[str]:
     return [str(p) for p in sorted((data / category / "test").iterdir()) if p.is_dir()]
 
 
+def predict_args(run, data, category: str, out, *extra: str) -> list[str]:
+    """``moleflow predict`` arguments: ``run`` on ``category``'s test folders into ``out``, and ``extra``."""
+    return ["predict", "--run", str(run), *category_test_folders(data, category), "--out", str(out), *extra]
+
+
 ALPHA = 0.05  # the audit's registry alpha
 
 
