@@ -131,7 +131,7 @@ def test_default_and_paper_configs_plan() -> None:
         runs = plan_runs(_validated(yaml.safe_load((ROOT / "config" / name).read_text())))
         assert all(len(r.run_id) == 12 for r in runs.values())
         counts[name] = len(runs)
-    assert counts == {"config.yaml": 148, "paper.yaml": 515}
+    assert counts == {"config.yaml": 133, "paper.yaml": 515}
 
 
 def _rule_counts(text: str) -> dict[str, int]:
