@@ -222,3 +222,36 @@ def test_sensitivity_class_needs_evidence_so_a_null_sweep_is_none_detected() -> 
     null_none = np.mean([label == "none detected" for label in labels["null"]])
     real_high = np.mean([label == "High" for label in labels["real"]])
     assert null_none >= 0.9 and real_high >= 0.9, (null_none, real_high)  # alpha 0.05: about 95% of nulls
+
+
+def test_table8_decides_on_holm_across_components_not_the_raw_p() -> None:
+    """Three components: B's interaction p (0.034) is below 0.05 alone, but Holm over the three components
+    doubles it (B is the second smallest): Table 8 must print 'no interaction detected' for B, not 'Integral'."""
+    from analysis.interaction import interaction_table
+
+    contrasts = {
+        "A": [0.10, 0.11, 0.105, 0.102],  # p 2e-5: Integral either way
+        "B": [0.02, 0.03, 0.005, 0.025],  # p 0.034 raw, 0.068 after Holm (x 2)
+        "C": [0.01, -0.01, 0.005, -0.004],  # p 0.96
+    }
+    rows = []
+    for name, values in contrasts.items():
+        for seed, c in enumerate(values):
+            for base in ("frozen", "trainable"):
+                for level in ("on", "off"):
+                    y = 0.8 + (c if (base, level) == ("frozen", "on") else 0.0) + 0.001 * seed
+                    rows.append(
+                        {
+                            "study": "interaction", "dataset": "d", "variant": f"{name}|{base}|{level}",
+                            "seed": seed, "order": "alphabetical", "status": "ok",
+                            **{column: y for column in ("pixel_ap_routed", "image_auroc_routed",
+                                                        "pixel_ap_just_trained", "image_auroc_just_trained")},
+                        }
+                    )  # fmt: skip
+    spec = interaction_table(pd.DataFrame(rows), "d")
+    raw = {name: sps.ttest_1samp(values, 0).pvalue for name, values in contrasts.items()}
+    assert raw["B"] == pytest.approx(0.0342, abs=1e-4)
+    verdicts = {row.split(" / ")[0]: spec.cells[(row, "verdict")].text for row in spec.rows if row.endswith("/ P-AP")}
+    assert verdicts == {"A": "Integral", "B": "no interaction detected", "C": "no interaction detected"}
+    holm_b = spec.cells[("B / P-AP", "Holm p inter.")].mean
+    assert holm_b == pytest.approx(2 * raw["B"], rel=1e-6)  # Holm's second step: (m - 1) x p

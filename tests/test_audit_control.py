@@ -115,6 +115,12 @@ def test_a_guard_passes_only_on_an_interval_that_shows_it() -> None:
     assert wide.estimate == pytest.approx(0.022) and verdict_of(wide) == INCONCLUSIVE
     narrow = t_part("not above", np.array([-0.02, -0.021, -0.019, -0.022]), (-INF, 0.005))
     assert verdict_of(narrow) == SUPPORTED
+    # a guard is contradicted, by hand: mean 0.04, SD 0.001 on 4 values, far above the margin at any level
+    values = np.array([0.039, 0.041, 0.040, 0.040])
+    above = t_part("not above", values, (-INF, 0.005))
+    t = (values.mean() - 0.005) / (values.std(ddof=1) / 2)
+    assert above.p_contradict == pytest.approx(stats.t.sf(t, 3), rel=1e-9) and verdict_of(above) == CONTRADICTED
+    assert verdict_of(narrow, above) == CONTRADICTED  # one contradicted guard contradicts the claim
 
 
 def test_a_stated_threshold_is_the_boundary_whatever_the_metrics_resolution() -> None:
@@ -239,3 +245,23 @@ def test_every_logged_deviation_names_a_registered_version_and_claim_and_shows_i
     c23 = deviation_note("C23", logged)
     assert "[deviation, version 7:" in c23 and "contradicted under version 6, contradicted under version 7" in c23
     assert deviation_note("C1", logged) == ""  # C1's rule never changed after its runs
+
+
+def test_pairs_are_formed_on_seed_and_task_order_by_hand() -> None:
+    """Two task orders per seed: each variant run is paired with the reference run of the same seed AND order."""
+    from analysis.audit.context import paired_diff
+
+    value = {  # (variant, seed, order) -> P-AP; the reference differs by order, so pairing on seed alone is wrong
+        ("ref", 0, "a"): 0.50, ("ref", 0, "b"): 0.70, ("ref", 1, "a"): 0.52, ("ref", 1, "b"): 0.72,
+        ("v", 0, "a"): 0.49, ("v", 0, "b"): 0.68, ("v", 1, "a"): 0.50, ("v", 1, "b"): 0.69,
+    }  # fmt: skip
+    rows = [
+        {"study": "s", "variant": v, "dataset": "d", "run_id": f"{v}{s}{o}", "seed": s, "order": o, "status": "ok",
+         "pixel_ap_routed": y}
+        for (v, s, o), y in value.items()
+    ]  # fmt: skip
+    ctx = Context(pd.DataFrame(rows), {}, {}, "d")
+    diff, why = paired_diff(ctx, "s", "v", "ref", "pixel_ap_routed")
+    by_hand = sorted(value[("v", s, o)] - value[("ref", s, o)] for s in (0, 1) for o in ("a", "b"))
+    assert why == "" and sorted(diff) == pytest.approx(by_hand, abs=1e-12)  # -0.01, -0.02, -0.02, -0.03
+    assert describe(ctx.rows("s", "v")) == "seeds 0, 1 x orders a, b"

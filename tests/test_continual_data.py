@@ -90,6 +90,19 @@ def test_misrouted_images_are_scored_by_the_task_they_were_routed_to(twins: Path
     for category, metrics in expected.items():
         assert summary["final"][category]["routed"] == pytest.approx(metrics, abs=1e-5), category  # as above
     assert any(summary["final"][c]["routed"] != summary["final"][c]["oracle"] for c in ("cap", "cap_twin"))
+    # forgetting is read from the routed matrix (what a user gets), by hand: FM = mean over i < T-1 of
+    # max_{l < T-1} R[l][i] - R[T-1][i]; the paper's: mean of R[i][i] - R[T-1][i]
+    for metric in ("image_auroc", "pixel_ap"):
+        R = np.array(summary["accuracy_matrix"][metric], dtype=float)
+        fm = np.mean([max(R[l, i] for l in range(i, 2)) - R[2, i] for i in range(2)])
+        paper = np.mean([R[i, i] - R[2, i] for i in range(2)])
+        assert summary["forgetting"][metric]["fm"] == pytest.approx(fm, abs=1e-12)
+        assert summary["forgetting"][metric]["paper"] == pytest.approx(paper, abs=1e-12)
+    # the oracle matrix (each image scored by its own task) differs under misrouting, and so does its forgetting
+    assert summary["accuracy_matrix"] != summary["accuracy_matrix_oracle"]
+    assert any(
+        summary["forgetting"][m]["fm"] != summary["forgetting_oracle"][m]["fm"] for m in ("image_auroc", "pixel_ap")
+    )
 
 
 @pytest.mark.slow

@@ -311,3 +311,56 @@ def test_extract_also_other_feature_settings_in_one_call(tmp_path: Path, capsys:
     assert main([*args[:-2]]) == 0 and "cache: 4 hits, 0 misses" in capsys.readouterr().out
     assert main(["features", "extract", "--profile", "cpu", "--also-features", "{bad"]) == 2
     assert capsys.readouterr().err.startswith("moleflow: error: --also-features is not valid JSON")
+
+
+#: feature settings that cannot change the cached numbers: how many images per pass, decoding workers, where the
+#: cache lives; ``weights`` enters as the weights file's identity (``weights_id``), not as its path
+NOT_IN_CACHE_KEY = {"batch_size", "num_workers", "cache_dir", "weights"}
+
+
+#: every other feature setting, with a value other than the default: each changes the cached numbers
+KEYED = [
+    ("backbone", "resnet18"),
+    ("pretrained", False),
+    ("layers", ["layer1", "layer2"]),
+    ("aggregation", 5),
+    ("embed_dim", 128),
+    ("fusion", "concat_pool"),
+    ("grid", 14),
+    ("resize", 256),
+    ("resize_mode", "square"),
+    ("input_size", 192),
+    ("cache_dtype", "float16"),
+]
+
+
+def test_every_feature_setting_is_keyed_or_listed_as_one_that_cannot_change_the_numbers() -> None:
+    from moleflow.config import schema
+
+    settings = set(schema()["properties"]["features"]["properties"])
+    assert settings == {k for k, _ in KEYED} | NOT_IN_CACHE_KEY | {"init_seed"}
+
+
+@pytest.mark.parametrize(("key", "other"), KEYED)
+def test_every_feature_setting_that_changes_the_numbers_changes_the_cache_key(key: str, other: object) -> None:
+    from moleflow.config import defaults
+    from moleflow.features.cache import cache_fields, entry_key
+
+    config = defaults()
+    base = entry_key(cache_fields(config, "f", "cap", "train", None))
+    changed = {**config, "features": {**config["features"], key: other}}
+    assert entry_key(cache_fields(changed, "f", "cap", "train", None)) != base, key
+
+
+def test_the_random_init_seed_is_keyed_only_without_pretrained_weights() -> None:
+    from moleflow.config import defaults
+    from moleflow.features.cache import cache_fields, entry_key
+
+    config = defaults()
+    random = {**config, "features": {**config["features"], "pretrained": False}}
+    key = lambda c: entry_key(cache_fields(c, "f", "cap", "train", None))  # noqa: E731
+    reseeded = lambda c: {**c, "features": {**c["features"], "init_seed": 7}}  # noqa: E731
+    assert key(reseeded(random)) != key(random) and key(reseeded(config)) == key(config)
+    for setting in NOT_IN_CACHE_KEY - {"weights"}:
+        value = {"batch_size": 3, "num_workers": 2, "cache_dir": "elsewhere"}[setting]
+        assert key({**config, "features": {**config["features"], setting: value}}) == key(config), setting

@@ -291,6 +291,7 @@ def test_tail_k_rounds_down_as_the_authors_or_up() -> None:
     )
     assert (floor.tail_k(784), ceil.tail_k(784)) == (15, 16)  # the paper's 28 x 28 grid
     assert (floor.tail_k(400), ceil.tail_k(400)) == (8, 8)
+    assert (floor.tail_k(256), ceil.tail_k(256)) == (5, 6)  # the reduced studies' 16 x 16 grid: 5.12 (round: 5)
     assert (floor.tail_k(10), ceil.tail_k(10)) == (1, 1)  # at least one patch
     nll = torch.arange(784.0).reshape(1, 28, 28)
     loss, parts = TailAwareLoss(tail_weight=1.0, top_k_ratio=0.02, logdet_reg=0.0, k_rounding="floor")(

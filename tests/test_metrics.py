@@ -79,6 +79,16 @@ def test_aupro_hand_computed(mask: list[int], scores: list[float], limit: float,
     assert aupro(masks, maps, fpr_limit=limit) == pytest.approx(expected, abs=1e-12)
 
 
+def test_aupro_regions_are_eight_connected_by_hand() -> None:
+    """A pixel touching a region only at a corner belongs to it (8-connectivity, as the field computes AUPRO):
+    one region of three pixels, of which only the corner pixel scores above every normal pixel, so PRO is 1/3
+    up to FPR 1; with 4-connectivity it would be two regions and PRO 1/2."""
+    masks = np.array([[[1, 0, 0], [0, 1, 1], [0, 0, 0]]], dtype=bool)
+    maps = np.array([[[9, 7, 6], [5, 1, 1], [4, 3, 2]]], dtype=np.float64)
+    for limit in (0.3, 1.0):
+        assert aupro(masks, maps, fpr_limit=limit) == pytest.approx(1 / 3, abs=1e-12)
+
+
 def _aupro_brute_force(masks: np.ndarray, maps: np.ndarray, limit: float) -> float:
     """Straight from the definition: evaluate FPR and PRO at every distinct threshold."""
     regions = []
