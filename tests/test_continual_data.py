@@ -94,7 +94,7 @@ def test_misrouted_images_are_scored_by_the_task_they_were_routed_to(twins: Path
     # max_{l < T-1} R[l][i] - R[T-1][i]; the paper's: mean of R[i][i] - R[T-1][i]
     for metric in ("image_auroc", "pixel_ap"):
         R = np.array(summary["accuracy_matrix"][metric], dtype=float)
-        fm = np.mean([max(R[l, i] for l in range(i, 2)) - R[2, i] for i in range(2)])
+        fm = np.mean([max(R[j, i] for j in range(i, 2)) - R[2, i] for i in range(2)])
         paper = np.mean([R[i, i] - R[2, i] for i in range(2)])
         assert summary["forgetting"][metric]["fm"] == pytest.approx(fm, abs=1e-12)
         assert summary["forgetting"][metric]["paper"] == pytest.approx(paper, abs=1e-12)
