@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from analysis_fixture import write_results
 from PIL import Image
 
@@ -104,6 +105,17 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     )
     forgetting = pd.read_csv(tables / "T15_forgetting_synth.csv").set_index("task")
     assert forgetting.loc["run", "FM I-AUROC mean"] == 0 and forgetting.loc["run", "FM I-AUROC n"] == 3
+    # per task, by hand from the main study's MoLE-Flow summaries: the mean over seeds of its final routed value
+    import json
+
+    from moleflow.planning import plan_runs
+
+    workflow = yaml.safe_load((results / "config.yaml").read_text())
+    mole = [r for r in plan_runs(workflow).values() if ("main", "MoLE-Flow") in r.memberships]
+    finals = [json.loads((results / "results" / "runs" / r.run_id / "summary.json").read_text())["final"] for r in mole]
+    for category in ("cap", "tile"):
+        by_hand = np.mean([f[category]["routed"]["image_auroc"] for f in finals])
+        assert forgetting.loc[category, "I-AUROC mean"] == pytest.approx(by_hand, abs=1e-12), category
     summary16 = pd.read_csv(tables / "T16_summary.csv").set_index("dataset")
     assert summary16.loc["synth", "I-AUROC n"] == 3 and summary16.loc["synth", "I-AUROC mean"] > 0.8
     # categories as a random effect: the same mean, an interval wider than the seeds' spread
@@ -141,6 +153,32 @@ def test_regenerating_gives_identical_files(results: Path) -> None:
     args = ["--config", str(results / "config.yaml"), "--results", str(results / "results")]
     first = {**_digest(results / "results" / "tables"), **_digest(results / "results" / "figures")}
     assert analysis_main(args) == 0  # over the module's analysis: every file written again, byte for byte
+    assert {**_digest(results / "results" / "tables"), **_digest(results / "results" / "figures")} == first
+    # and it recomputes from the runs: one run's number changed moves its table's cell, and only by that change
+    import json
+
+    from moleflow.planning import plan_runs
+
+    workflow = yaml.safe_load((results / "config.yaml").read_text())
+    run = next(r for r in plan_runs(workflow).values() if ("ablation", "w/o TAL") in r.memberships and r.seed == 0)
+    path = results / "results" / "runs" / run.run_id / "summary.json"
+    original = path.read_text()
+    summary = json.loads(original)
+    for category in summary["final"]:
+        summary["final"][category]["routed"]["pixel_ap"] += 0.03
+    before = pd.read_csv(results / "results" / "tables" / "T7_ablation_synth.csv").set_index("variant")
+    try:
+        path.write_text(json.dumps(summary))
+        assert analysis_main(args) == 0
+        after = pd.read_csv(results / "results" / "tables" / "T7_ablation_synth.csv").set_index("variant")
+        n = after.loc["w/o TAL", "P-AP n"]
+        assert after.loc["w/o TAL", "P-AP mean"] == pytest.approx(
+            before.loc["w/o TAL", "P-AP mean"] + 0.03 / n, abs=1e-9
+        )
+        assert after.loc["MoLE-Flow", "P-AP mean"] == before.loc["MoLE-Flow", "P-AP mean"]
+    finally:
+        path.write_text(original)
+    assert analysis_main(args) == 0
     assert {**_digest(results / "results" / "tables"), **_digest(results / "results" / "figures")} == first
 
 
@@ -271,9 +309,13 @@ def test_the_documentation_page_is_the_analysis_own_tables_and_counts(results: P
     ):
         assert table.read_text().strip() in text
     claims = pd.read_csv(results / "tables" / "claims.csv")
-    counts = claims["Verdict"].value_counts()
-    summary = f"{len(claims)} claims: " + ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS) + "."
-    assert summary in text and sum(int(counts.get(v, 0)) for v in VERDICTS) == len(claims)
+    # the counts the audit itself wrote in the claims table's caption (from its outcomes, not from the CSV's rows)
+    caption = re.search(r"Verdicts: ([^.]*)\.", (results / "tables" / "claims.md").read_text())
+    assert caption is not None
+    written = {v: int(n) for v, n in re.findall(r"([a-z ]+?) (\d+)(?:, |$)", caption.group(1))}
+    assert set(written) == set(VERDICTS) and sum(written.values()) == len(claims) == 49
+    summary = f"{len(claims)} claims: " + ", ".join(f"{written[v]} {v}" for v in VERDICTS) + "."
+    assert summary in text
     assert "at commit abc1234 on 2026-01-01, from " in text and "runs made at commit def5678" in text
     assert all(f"| {claim} |" in text for claim in claims["row"])
     assert (tmp_path / "docs" / "claims_effects.png").is_file() == (

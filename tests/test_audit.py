@@ -218,9 +218,27 @@ def test_audit_without_runs_gives_every_claim_a_verdict_and_says_what_data_are_m
     by_id = {o.claim_id: o for o in outcomes}
     assert by_id["C5"].verdict == NOT_TESTED and "generated" in by_id["C5"].why
     assert by_id["C2"].verdict == NOT_TESTED and "VisA" in by_id["C2"].why
-    assert by_id["C13"].verdict == CONTRADICTED  # no run needed: parameters at Table 2's configuration
-    assert by_id["C19"].verdict == CONTRADICTED  # the paper's own rows
-    assert by_id["C20"].verdict == INCONCLUSIVE
+    # without runs only the claims about numbers are decided: C13 (parameters at Table 2's configuration) and C19
+    # (the paper's own rows); the benchmark's numbers are not tested on generated data; everything else waits
+    decided = {o.claim_id for o in outcomes if o.verdict in (SUPPORTED, CONTRADICTED)}
+    assert decided == {"C13", "C19"} and by_id["C13"].verdict == by_id["C19"].verdict == CONTRADICTED
+    assert {o.claim_id for o in outcomes if o.verdict == NOT_TESTED} == {
+        "C2",
+        "C5",
+        "C6",
+        "C7",
+        "C8",
+        "C10",
+        "C11",
+        "C18",
+    }
+    # every undecided claim says which runs it lacks
+    waiting = [o for o in outcomes if o.verdict == INCONCLUSIVE]
+    assert len(waiting) == 39 and all(
+        any(word in o.why for word in ("not planned", "no finished", "no variant", "no run", "has no", "planned"))
+        for o in waiting
+    ), [o.why for o in waiting if "planned" not in o.why and "no " not in o.why]
+    assert "ablation/w/o TAL: not planned" in by_id["C20"].why
 
 
 # ------------------------------------------------------------------------------------------ the paper against itself
@@ -253,7 +271,14 @@ def test_the_paper_is_recomputed_from_its_own_numbers() -> None:
     counts = overhead_at_table2([16, 32, 64, 128])
     # the paper's 8% does not follow from its Table 2: by the closed formula, 41.5 % of the base per task
     assert counts["per_task"] == per_task_by_formula(768, 6, 64, 2)
-    assert counts["overhead_pct"] == pytest.approx(100 * counts["per_task"] / counts["base"], rel=1e-12)
+    # the base by hand (D = 768, half 384): per coupling block the subnet's four linears with biases
+    # (D -> D, D -> D/2, D/2 -> D, D -> D/2), its scale-context depthwise 5 x 5 convolution with bias over D/2
+    # channels and its gate; the spatial mixer's depthwise 3 x 3 convolution with bias and its gate; the blocks'
+    # global affine is frozen at its initialisation (model.global_affine: frozen, the authors'), so not counted
+    d, h = 768, 384
+    block = (d * d + d) + (d * h + h) + (h * d + d) + (d * h + h) + (h * 25 + h) + 1
+    assert counts["base"] == 6 * block + (d * 9 + d + 1) == 8_928_775
+    assert counts["overhead_pct"] == pytest.approx(100 * per_task_by_formula(768, 6, 64, 2) / 8_928_775, rel=1e-12)
     assert counts["affine"] and counts["overhead_pct"] == pytest.approx(41.51, abs=0.01)
     per = counts["by_rank"]
     assert per[128] - per[64] == 2 * (per[64] - per[32]) == 4 * (per[32] - per[16])

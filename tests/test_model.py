@@ -213,10 +213,25 @@ def test_dia_identity_at_init_and_zero_blocks() -> None:
 
 
 def test_zero_coupling_blocks_is_a_valid_model() -> None:
+    """No coupling block: the flow is the DIA blocks alone; by hand, log p(x) = log N(z; 0, I) + DIA's log-det with
+    z = DIA(u) for the preprocessed u, and at initialisation (DIA the identity) z = u and the log-det is 0."""
+    torch.manual_seed(0)
     model = _model(coupling_blocks=0)
     model.add_task()
-    out = model(torch.randn(1, 2, 2, 8), 0)
-    assert torch.isfinite(out.log_prob).all()
+    model = model.double()
+    assert model.flow is None
+    x = torch.randn(1, 2, 2, 8, dtype=torch.float64)
+    u = model.preprocess(x, 0)
+    out = model(x, 0)
+    by_hand = -0.5 * (u**2).sum(-1) - 4 * math.log(2 * math.pi)
+    assert torch.equal(out.z, u) and torch.equal(out.logdet_flow, torch.zeros(1, 2, 2))
+    assert torch.allclose(out.log_prob, by_hand, atol=1e-12)
+    _perturb(model)  # trained DIA: still exact, now with its own log-det
+    z, logdet = model.dia(model.preprocess(x, 0).reshape(-1, 8), 0)
+    moved = model(x, 0)
+    assert not torch.equal(moved.z.reshape(-1, 8), model.preprocess(x, 0).reshape(-1, 8))
+    expected = -0.5 * (z**2).sum(-1) - 4 * math.log(2 * math.pi) + logdet
+    assert torch.allclose(moved.log_prob.reshape(-1), expected, atol=1e-12)
 
 
 def test_task_parameters_are_separate() -> None:
