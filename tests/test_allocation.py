@@ -120,3 +120,32 @@ def test_the_search_refuses_a_file_with_uncommitted_changes(tmp_path: Path) -> N
     path.write_text(path.read_text() + "\n# changed after the commit\n")
     with pytest.raises(ConfigError, match="uncommitted changes"):
         spec_commit(path)
+
+
+def test_claims_with_a_suffix_are_ordered_and_compared() -> None:
+    from benchmarks.select_allocation import claim_order
+
+    assert sorted(["C19", "C18g", "C18", "O1", "C2", "C18d"], key=claim_order) == [
+        "C2",
+        "C18",
+        "C18d",
+        "C18g",
+        "C19",
+        "O1",
+    ]
+    rows, agree, both = comparison(
+        {"C18g": "contradicted", "O1": "inconclusive"}, {"C18g": "contradicted", "O1": "supported"}
+    )
+    assert (agree, both) == (1, 2) and rows[0].startswith("| C18g |")
+
+
+def test_claims_of_studies_outside_the_search_are_shown_but_not_counted() -> None:
+    from benchmarks.select_allocation import outside_search
+
+    outside = outside_search(("strategies", "ablation", "interaction", "depth", "sensitivity", "objective"))
+    assert {"C1", "C44", "C45", "C18g"} <= outside  # the main and order studies' claims
+    assert not {"C3", "C4", "C13", "C20", "C14"} & outside  # every run, the paper's numbers, searched studies
+    rows, agree, both = comparison(
+        {"C1": "inconclusive", "C20": "supported"}, {"C1": "supported", "C20": "supported"}, outside
+    )
+    assert (agree, both) == (1, 1) and rows[0] == "| C1 | -- (outside the search) | supported | -- |"

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from scipy import stats
 from tests_helpers import validated, verdict_of
 
@@ -46,16 +46,32 @@ def test_a_variant_reads_every_run_of_its_configuration_whatever_study_planned_i
     assert not any(r == "o2" and s != "other" for r, s, _, _ in found)
 
 
-def test_the_defaults_spatial_context_ablation_reads_three_seed_pairs() -> None:
-    plan = plan_runs(validated(yaml.safe_load((ROOT / "config" / "config.yaml").read_text())))
+def test_a_study_reads_every_seed_of_its_configurations_whatever_study_planned_them() -> None:
+    """The ablation plans seeds 0-1, the interaction study seeds 0-2 of the same two configurations (its frozen
+    cells): the ablation reads three seed pairs, seed 2 lent by the interaction study (C23 on the release before)."""
+    import copy
+
+    from analysis_fixture import WORKFLOW
+
+    workflow: Any = copy.deepcopy(WORKFLOW)
+    workflow["studies"]["ablation"] = {
+        "seeds": [0, 1],
+        "variants": [{"name": "MoLE-Flow"}, {"name": "w/o WA", "set": {"model.whitening": False}}],
+    }
+    workflow["studies"]["interaction"]["seeds"] = [0, 1, 2]
+    plan = plan_runs(validated(workflow))
     recorded = {
         r.run_id: RecordedRun(r.run_id, r.dataset, r.seed, r.order, r.memberships, r.config) for r in plan.values()
     }
+    found = [(r.seed, lender) for r, study, v, lender in memberships(recorded) if study == "ablation"]
     seeds = {
         variant: sorted({r.seed for r, study, v, _ in memberships(recorded) if study == "ablation" and v == variant})
-        for variant in ("MoLE-Flow", "w/o Spatial Context")
+        for variant in ("MoLE-Flow", "w/o WA")
     }
-    assert seeds == {"MoLE-Flow": [0, 1, 2], "w/o Spatial Context": [0, 1, 2]}  # C23: seed 2 from other studies
+    assert seeds == {"MoLE-Flow": [0, 1, 2], "w/o WA": [0, 1, 2]}
+    lenders = [lender for seed, lender in found if seed == 2]
+    assert len(lenders) == 2 and all("interaction" in lender for lender in lenders)  # and the others holding it
+    assert all(lender == "" for seed, lender in found if seed < 2)  # its own seeds are its own
 
 
 def test_each_part_says_which_runs_entered() -> None:

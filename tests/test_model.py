@@ -227,6 +227,7 @@ def test_zero_coupling_blocks_is_a_valid_model() -> None:
     assert torch.equal(out.z, u) and torch.equal(out.logdet_flow, torch.zeros(1, 2, 2))
     assert torch.allclose(out.log_prob, by_hand, atol=1e-12)
     _perturb(model)  # trained DIA: still exact, now with its own log-det
+    assert model.dia is not None
     z, logdet = model.dia(model.preprocess(x, 0).reshape(-1, 8), 0)
     moved = model(x, 0)
     assert not torch.equal(moved.z.reshape(-1, 8), model.preprocess(x, 0).reshape(-1, 8))

@@ -1,0 +1,253 @@
+"""Mutation testing of the code that decides the science, in parts that fit a 2-core machine (mutmut).
+
+``python -m benchmarks.mutation --part PART [--work DIR] [--children 2]``  (``--part all`` runs every part in turn)
+``python -m benchmarks.mutation --report``  (rewrites ``benchmarks/MUTATION.md`` from the parts' records)
+
+Each part names the modules it mutates and the test files that judge them (:data:`PARTS`). The part runs in a
+copy of the repository's tracked files under ``--work`` (default ``mutation/<part>``, ignored by git), whose
+``pyproject.toml`` gets the part's ``[tool.mutmut]`` section, so parts run one at a time or on different
+machines and a killed part resumes where it stopped (mutmut keeps its state in the copy's ``mutants/``).
+mutmut first records which tests reach which function, then runs, for each mutant, only the tests that reach
+its function, each in a forked process. The result of a part is written to
+``benchmarks/mutation/<part>.json``: the commit, the date, the counts per module and every surviving mutant
+with its diff. Survivors that no test can kill because they do not change behaviour (equivalent mutants) are
+listed with the reason in ``benchmarks/mutation/equivalent.yaml``; the score is killed / (all - equivalent -
+skipped), per module and per part. Not run in CI (hours of CPU); the contributing page asks for it when a part's
+modules change, and the recorded score is a ratchet: it must not fall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDS = ROOT / "benchmarks" / "mutation"
+EQUIVALENT = RECORDS / "equivalent.yaml"
+REPORT = ROOT / "benchmarks" / "MUTATION.md"
+
+#: part -> (modules mutated, test files that judge them). Tests that start the CLI or Snakemake in a subprocess
+#: are left out: a subprocess imports the unmutated package.
+PARTS: dict[str, tuple[list[str], list[str]]] = {
+    "metrics": (["moleflow/metrics/*"], ["tests/test_metrics.py", "tests/test_metrics_contract.py"]),
+    "model": (
+        [
+            "moleflow/model/loss.py",
+            "moleflow/model/scoring.py",
+            "moleflow/model/router.py",
+            "moleflow/model/coupling.py",
+            "moleflow/model/lora.py",
+            "moleflow/model/gaussian_memory.py",
+        ],
+        [
+            "tests/test_model.py",
+            "tests/test_model_parts.py",
+            "tests/test_fidelity.py",
+            "tests/test_fidelity_variants.py",
+            "tests/test_objective.py",
+            "tests/test_baselines.py",
+            "tests/test_knn.py",
+        ],
+    ),
+    "continual": (
+        ["moleflow/continual/summary.py", "moleflow/continual/evaluate.py", "moleflow/continual/learner.py"],
+        [
+            "tests/test_continual.py",
+            "tests/test_continual_data.py",
+            "tests/test_strategies.py",
+            "tests/test_fidelity_authors.py",
+            "tests/test_baselines.py",
+        ],
+    ),
+    "cache": (["moleflow/features/cache.py"], ["tests/test_features.py", "tests/test_bad_input.py"]),
+    "analysis": (
+        [
+            "analysis/stats.py",
+            "analysis/blocked.py",
+            "analysis/interaction.py",
+            "analysis/tables.py",
+            "analysis/mixed.py",
+        ],
+        [
+            "tests/test_analysis_stats.py",
+            "tests/test_analysis_mixed.py",
+            "tests/test_analysis_tables.py",
+            "tests/test_analysis_figures.py",
+        ],
+    ),
+    "audit": (
+        ["analysis/audit/*"],
+        ["tests/test_audit.py", "tests/test_audit_control.py", "tests/test_audit_rankings.py"],
+    ),
+}
+
+
+def mutmut_section(modules: list[str], tests: list[str]) -> str:
+    """The ``[tool.mutmut]`` section of a part."""
+    lines = [
+        "[tool.mutmut]",
+        'source_paths = ["moleflow/", "analysis/"]',
+        "only_mutate = [" + ", ".join(json.dumps(m) for m in modules) + "]",
+        'also_copy = ["config/", "benchmarks/", "Snakefile", "workflow/", "profiles/"]',
+        "pytest_add_cli_args_test_selection = [" + ", ".join(json.dumps(t) for t in tests) + "]",
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:randomly", "-q"]',
+        "timeout_multiplier = 5.0",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def prepare(part: str, work: Path) -> Path:
+    """A copy of the tracked files at ``work`` with the part's mutmut section (kept when it exists: a rerun resumes)."""
+    modules, tests = PARTS[part]
+    if not (work / "pyproject.toml").is_file():
+        work.mkdir(parents=True, exist_ok=True)
+        files = subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout
+        for name in files.splitlines():
+            source = ROOT / name
+            if source.is_file():
+                (work / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, work / name)
+        text = (work / "pyproject.toml").read_text()
+        (work / "pyproject.toml").write_text(text.rstrip() + "\n\n" + mutmut_section(modules, tests))
+    return work
+
+
+def commit() -> str:
+    """The checkout's commit, ``+changes`` when its tracked files differ from it."""
+    return subprocess.run(
+        ["git", "describe", "--always", "--dirty=+changes"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def run_part(part: str, work: Path, children: int) -> dict[str, Any]:
+    """Run mutmut on a part and return its record (see the module docstring)."""
+    prepare(part, work)
+    started = datetime.datetime.now(datetime.UTC)
+    subprocess.run(["mutmut", "run", "--max-children", str(children)], cwd=work, check=False)
+    return record(part, work, started)
+
+
+def _results(work: Path) -> dict[str, str]:
+    """mutant name -> status (killed, survived, timeout, suspicious, skipped, no tests, ...) of every mutant."""
+    out = subprocess.run(["mutmut", "results", "--all", "true"], cwd=work, capture_output=True, text=True).stdout
+    found = {}
+    for line in out.splitlines():
+        if ":" in line:
+            name, status = line.rsplit(":", 1)
+            found[name.strip()] = status.strip()
+    return found
+
+
+def _diff(work: Path, name: str) -> str:
+    return subprocess.run(["mutmut", "show", name], cwd=work, capture_output=True, text=True).stdout.strip()
+
+
+def module_of(mutant: str) -> str:
+    """``analysis.audit.evidence.x_sign_test__mutmut_3`` -> ``analysis/audit/evidence.py``."""
+    dotted = mutant.split(".x_")[0].split(".xǁ")[0]
+    return dotted.replace(".", "/") + ".py"
+
+
+def record(part: str, work: Path, started: datetime.datetime | None = None) -> dict[str, Any]:
+    """The part's counts per module and its survivors, written to ``benchmarks/mutation/<part>.json``."""
+    results = _results(work)
+    equivalent = (yaml.safe_load(EQUIVALENT.read_text()) or {}) if EQUIVALENT.is_file() else {}
+    modules: dict[str, dict[str, int]] = {}
+    survivors = []
+    for name, status in sorted(results.items()):
+        counts = modules.setdefault(module_of(name), {})
+        kind = "equivalent" if status == "survived" and name in equivalent else status
+        counts[kind] = counts.get(kind, 0) + 1
+        if kind == "survived":
+            survivors.append({"mutant": name, "diff": _diff(work, name)})
+    rec = {
+        "part": part,
+        "commit": commit(),
+        "date": (started or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%d"),
+        "tests": PARTS[part][1],
+        "modules": modules,
+        "survivors": survivors,
+    }
+    RECORDS.mkdir(exist_ok=True)
+    (RECORDS / f"{part}.json").write_text(json.dumps(rec, indent=1) + "\n")
+    return rec
+
+
+def score(counts: dict[str, int]) -> tuple[int, int, float]:
+    """``(killed, judged, share)``: killed (and timeouts, which a test run ends) over every mutant but the
+    equivalent, skipped and untested-by-design ones."""
+    killed = counts.get("killed", 0) + counts.get("timeout", 0)
+    judged = killed + counts.get("survived", 0) + counts.get("no tests", 0) + counts.get("suspicious", 0)
+    return killed, judged, killed / judged if judged else float("nan")
+
+
+def report() -> str:
+    """``benchmarks/MUTATION.md`` from every part's record."""
+    lines = [
+        "# Mutation score of the code that decides the science",
+        "",
+        "Produced by `python -m benchmarks.mutation` (mutmut 3; see its docstring for how a part runs). Score = "
+        "mutants killed (a judging test failed, or timed out) / mutants judged (all but the equivalent ones listed "
+        "in `benchmarks/mutation/equivalent.yaml` with why, and those mutmut skips); a mutant that no test reaches "
+        "counts as a survivor.",
+        "",
+        "| part | module | killed | judged | score | equivalent | commit, date |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    total_k = total_j = 0
+    for path in sorted(RECORDS.glob("*.json")):
+        rec = json.loads(path.read_text())
+        for module, counts in sorted(rec["modules"].items()):
+            k, j, s = score(counts)
+            total_k, total_j = total_k + k, total_j + j
+            lines.append(
+                f"| {rec['part']} | `{module}` | {k} | {j} | {s:.1%} | {counts.get('equivalent', 0)} | "
+                f"{rec['commit']}, {rec['date']} |"
+            )
+    if total_j:
+        lines += ["", f"All parts: {total_k} of {total_j} judged mutants killed ({total_k / total_j:.1%})."]
+    survivors = [
+        (json.loads(p.read_text())["part"], s)
+        for p in sorted(RECORDS.glob("*.json"))
+        for s in json.loads(p.read_text())["survivors"]
+    ]
+    if survivors:
+        lines += ["", "## Survivors", ""]
+        lines += [f"- `{s['mutant']}` ({part})" for part, s in survivors]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.mutation", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=[*PARTS, "all"], help="the part to run")
+    parser.add_argument("--work", help="working copy (default mutation/<part>)")
+    parser.add_argument("--children", type=int, default=2, help="mutants tested at once")
+    parser.add_argument("--record-only", action="store_true", help="write the part's record from its copy, run nothing")
+    parser.add_argument("--report", action="store_true", help="rewrite benchmarks/MUTATION.md from the records")
+    args = parser.parse_args(argv)
+    if shutil.which("mutmut") is None:
+        print("mutation: mutmut is not installed (pip install -e '.[mutation]')", file=sys.stderr)
+        return 2
+    for part in PARTS if args.part == "all" else [args.part] if args.part else []:
+        work = Path(args.work) if args.work and args.part != "all" else ROOT / "mutation" / part
+        rec = record(part, work) if args.record_only else run_part(part, work, args.children)
+        for module, counts in rec["modules"].items():
+            k, j, s = score(counts)
+            print(f"{part}: {module}: {k}/{j} killed ({s:.1%})")
+    if args.report or args.part:
+        REPORT.write_text(report())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
