@@ -174,7 +174,14 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
     # the claims audit: one row per claim, each with a verdict; its pages and the figures go into the Snakemake report
     assert "claims" in index and "paper_self_check" in index
     claims = pd.read_csv(tmp_path / "results" / "tables" / "claims.csv")
-    assert list(claims["row"]) == [*(f"C{i}" for i in range(1, 19)), "C18g", "C18d", *(f"C{i}" for i in range(19, 46))]
+    assert list(claims["row"]) == [
+        *(f"C{i}" for i in range(1, 19)),
+        "C18g",
+        "C18d",
+        "O1",
+        "O2",
+        *(f"C{i}" for i in range(19, 46)),
+    ]
     assert set(claims["Verdict"]) <= {"supported", "contradicted", "inconclusive", "not tested here"}
     assert claims.set_index("row").loc["C1", "Verdict"] == "supported"  # zero forgetting, checked bit for bit
     assert claims.set_index("row").loc["C5", "Verdict"] == "not tested here"  # generated data
