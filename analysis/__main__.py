@@ -21,7 +21,7 @@ from analysis.collect import collect, load_summaries, run_configs
 from analysis.figures import _save
 from analysis.figures import build_all as build_figures
 from analysis.render import to_html, write
-from analysis.tables import build_all
+from analysis.table_registry import build_all
 from moleflow.config import read_workflow_config
 from moleflow.errors import MoleflowError
 from moleflow.io import write_json_atomic, write_text_atomic

@@ -69,9 +69,9 @@ CONFIG_ROWS: dict[str, tuple[str, Any]] = {
 }
 
 
-def forgetting_table(frame: pd.DataFrame, dataset: str, table_id: str) -> TableSpec:
+def forgetting_table(frame: pd.DataFrame, dataset: str, table_id: str, study: str = "main") -> TableSpec:
     """Table 15: per task, routed I-AUROC and P-AP at the end, and the run's forgetting (FM), of MoLE-Flow."""
-    sub = main_method(frame)
+    sub = main_method(frame, study)
     sub = sub[(sub["dataset"] == dataset) & sub["category"].notna()]
     rows = ordered(sub.sort_values("task_index")["category"])
     spec = TableSpec(
@@ -95,9 +95,9 @@ def forgetting_table(frame: pd.DataFrame, dataset: str, table_id: str) -> TableS
     return spec
 
 
-def dataset_summary(runs: pd.DataFrame) -> TableSpec:
+def dataset_summary(runs: pd.DataFrame, study: str = "main") -> TableSpec:
     """Table 16: per dataset, the main study's four metrics and routing accuracy (MoLE-Flow)."""
-    sub = main_method(runs)
+    sub = main_method(runs, study)
     rows = ordered(sub["dataset"])
     columns = {**{f"{m}_routed": label for m, label in METRIC_LABELS.items()}, "routing_accuracy": "Routing"}
     spec = TableSpec(
@@ -116,13 +116,13 @@ def dataset_summary(runs: pd.DataFrame) -> TableSpec:
     return spec
 
 
-def category_model_table(frame: pd.DataFrame) -> TableSpec:
+def category_model_table(frame: pd.DataFrame, study: str = "main") -> TableSpec:
     """Table 16b: per dataset and metric, MoLE-Flow's mean with categories as a random effect (:mod:`analysis.mixed`).
 
     ``frame``: the per-category rows. The mean's interval covers the mean of categories drawn like these (not
     only these categories under new seeds, Table 16's standard deviation); the prediction interval a new one.
     """
-    sub = main_method(frame)
+    sub = main_method(frame, study)
     sub = sub[sub["category"].notna()]
     rows = [f"{dataset} {label}" for dataset in ordered(sub["dataset"]) for label in METRIC_LABELS.values()]
     columns = [

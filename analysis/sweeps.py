@@ -83,9 +83,9 @@ def _key(label: str) -> tuple[int, float, str]:
         return (1, 0.0, label)
 
 
-def sweep_frames(runs: pd.DataFrame, dataset: str) -> dict[str, pd.DataFrame]:
+def sweep_frames(runs: pd.DataFrame, dataset: str, study: str = "sensitivity") -> dict[str, pd.DataFrame]:
     """Per sweep, the run-level rows of the default and the sweep's variants, with a ``value`` column."""
-    sub = runs[(runs["study"] == "sensitivity") & (runs["dataset"] == dataset)]
+    sub = runs[(runs["study"] == study) & (runs["dataset"] == dataset)]
     out = {}
     for sweep, members in split_variants(list(dict.fromkeys(sub["variant"]))).items():
         labels = {variant: label for label, variant in members}
@@ -214,9 +214,9 @@ def summary_table(sweeps: dict[str, pd.DataFrame], dataset: str, alpha: float = 
     return spec
 
 
-def build(runs: pd.DataFrame, dataset: str) -> list[TableSpec]:
+def build(runs: pd.DataFrame, dataset: str, study: str = "sensitivity") -> list[TableSpec]:
     """Every sweep table of ``dataset`` and the summary (no sensitivity runs: no tables)."""
-    sweeps = sweep_frames(runs, dataset)
+    sweeps = sweep_frames(runs, dataset, study)
     if not sweeps:
         return []
     return [sweep_table(rows, sweep, dataset) for sweep, rows in sweeps.items()] + [summary_table(sweeps, dataset)]

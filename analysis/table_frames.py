@@ -42,9 +42,9 @@ def table_caption(runs: pd.DataFrame, what: str) -> str:
     )
 
 
-def main_method(frame: pd.DataFrame) -> pd.DataFrame:
+def main_method(frame: pd.DataFrame, study: str = "main") -> pd.DataFrame:
     """The main study's rows of its first variant (MoLE-Flow; later variants, e.g. the kNN reference, are compared with it)."""
-    sub = frame[frame["study"] == "main"]
+    sub = frame[frame["study"] == study]
     if sub.empty:
         return sub
     return sub[sub["variant"] == ordered(sub["variant"])[0]]

@@ -12,10 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis import sweeps
-from analysis.interaction import interaction_table
 from analysis.literature import load, reported
-from analysis.overview_tables import category_model_table, configuration_table, dataset_summary, forgetting_table
 from analysis.render import NOT_APPLICABLE, Cell, TableSpec, ordered
 from analysis.stats import delta_cell
 from analysis.table_frames import (
@@ -82,7 +79,13 @@ def variant_table(
 
 
 def per_category_table(
-    frame: pd.DataFrame, dataset: str, metric: str, table_id: str, paper_table: str, literature_kind: str | None = None
+    frame: pd.DataFrame,
+    dataset: str,
+    metric: str,
+    table_id: str,
+    paper_table: str,
+    literature_kind: str | None = None,
+    study: str = "main",
 ) -> TableSpec:
     """Tables 3-6: each main-study variant's routed ``metric`` per category, its mean and FM, over seeds.
 
@@ -91,7 +94,7 @@ def per_category_table(
     ``literature_kind`` (``mvtec``/``visa``, real data only) the paper's reported rows for
     that dataset follow, labelled as reported (see :mod:`analysis.literature`).
     """
-    sub = frame[(frame["study"] == "main") & (frame["dataset"] == dataset) & frame["category"].notna()]
+    sub = frame[(frame["study"] == study) & (frame["dataset"] == dataset) & frame["category"].notna()]
     categories = sorted(set(sub["category"]))
     variants = ordered(sub["variant"])
     ours = {f"{v} (this harness)": v for v in variants}
@@ -125,7 +128,7 @@ def per_category_table(
         better={**{c: "max" for c in categories + ["mean"]}, PAPER_FM: "min"},
         row_header="method",
     )
-    everything = frame[(frame["study"] == "main") & (frame["dataset"] == dataset)]
+    everything = frame[(frame["study"] == study) & (frame["dataset"] == dataset)]
     spec.flagged = collapse_flags(everything, ours)
     for row, variant in ours.items():
         own = sub[sub["variant"] == variant]
@@ -201,7 +204,7 @@ def dilemma_table(runs: pd.DataFrame, dataset: str, study: str = "strategies") -
     return spec
 
 
-def objective_table(runs: pd.DataFrame, dataset: str) -> TableSpec:
+def objective_table(runs: pd.DataFrame, dataset: str, study: str = "objective") -> TableSpec:
     """The flow's objective: the input maps' Jacobian excluded or included, at 1x, 2x and 4x the schedule.
 
     Rows: the objective study's variants (``OBJECTIVE|SCHEDULE``). Besides the routed metrics, the
@@ -210,7 +213,7 @@ def objective_table(runs: pd.DataFrame, dataset: str) -> TableSpec:
     """
     spec = variant_table(
         runs,
-        "objective",
+        study,
         dataset,
         f"objective_{dataset}",
         "objective",
@@ -246,106 +249,7 @@ def literature_kinds(plan: dict[str, Any] | None) -> dict[str, str | None]:
     }
 
 
-def main_runs(runs: pd.DataFrame) -> dict[str, str]:
+def main_runs(runs: pd.DataFrame, study: str = "main") -> dict[str, str]:
     """Dataset -> the run id of its main-study MoLE-Flow run with the lowest seed."""
-    sub = main_method(runs).sort_values(["seed", "run_id"])
+    sub = main_method(runs, study).sort_values(["seed", "run_id"])
     return {dataset: group["run_id"].iloc[0] for dataset, group in sub.groupby("dataset", sort=False)}
-
-
-def build_all(
-    frame: pd.DataFrame, plan: dict[str, Any] | None = None, configs: dict[str, dict[str, Any]] | None = None
-) -> list[TableSpec]:
-    """Every table the collected runs support (a study without runs gives no table).
-
-    ``plan`` (the record of the plan behind the runs) tells real datasets from
-    generated ones (literature rows only for real MVTec AD / VisA); ``configs`` (run id ->
-    resolved config) gives Table 2.
-    """
-    runs = run_level(frame[frame["status"].notna()])
-    kinds = literature_kinds(plan)
-    metrics = {f"{m}_routed": label for m, label in METRIC_LABELS.items()}
-    specs: list[TableSpec] = []
-    studies = set(runs["study"])
-    if configs and "main" in studies:
-        specs.append(configuration_table(configs, main_runs(runs)))
-    for dataset in ordered(runs["dataset"]):
-        present = set(runs[runs["dataset"] == dataset]["study"])
-        if "main" in present:
-            specs.append(
-                per_category_table(
-                    frame, dataset, "image_auroc", f"T3_image_auroc_{dataset}", "3/5", kinds.get(dataset)
-                )
-            )
-            specs.append(
-                per_category_table(frame, dataset, "pixel_ap", f"T4_pixel_ap_{dataset}", "4/6", kinds.get(dataset))
-            )
-            specs.append(forgetting_table(frame, dataset, f"T15_forgetting_{dataset}"))
-        if "pilot" in present or "strategies" in present:
-            specs.append(dilemma_table(runs, dataset, "pilot" if "pilot" in present else "strategies"))
-        if "strategies" in present:
-            specs.append(
-                variant_table(
-                    runs,
-                    "strategies",
-                    dataset,
-                    f"T14_strategies_{dataset}",
-                    "14",
-                    "Training strategies",
-                    {"image_auroc_routed": "I-AUROC", "pixel_ap_routed": "P-AP"},
-                    delta_of=("image_auroc_routed", "pixel_ap_routed"),
-                )
-            )
-        if "ablation" in present:
-            specs.append(
-                variant_table(
-                    runs,
-                    "ablation",
-                    dataset,
-                    f"T7_ablation_{dataset}",
-                    "7",
-                    "Component ablation",
-                    metrics,
-                    delta_of=("image_auroc_routed", "pixel_ap_routed"),
-                )
-            )
-        if "depth" in present:
-            specs.append(
-                variant_table(
-                    runs,
-                    "depth",
-                    dataset,
-                    f"T9_depth_{dataset}",
-                    "9",
-                    "Depth (MoLE and DIA blocks)",
-                    {"image_auroc_routed": "I-AUROC", "pixel_ap_routed": "P-AP"},
-                )
-            )
-        if "sensitivity" in present:
-            specs.extend(sweeps.build(runs, dataset))
-        if "order" in present:
-            sub = runs[(runs["study"] == "order") & (runs["dataset"] == dataset)].copy()
-            sub["variant"] = sub["order"]
-            specs.append(
-                variant_table(
-                    sub,
-                    "order",
-                    dataset,
-                    f"order_{dataset}",
-                    "order",
-                    "Class-order sensitivity",
-                    {
-                        "image_auroc_routed": "I-AUROC",
-                        "pixel_ap_routed": "P-AP",
-                        "forgetting_fm_image_auroc": "FM I-AUROC",
-                    },
-                )
-            )
-            specs[-1].caption += f" {CHAUDHRY}"
-        if "objective" in present:
-            specs.append(objective_table(runs, dataset))
-        for study in sorted(s for s in present if s == "interaction" or s.startswith("interaction_")):
-            specs.append(interaction_table(runs, dataset, study=study))
-    if "main" in studies:
-        specs.append(dataset_summary(runs))
-        specs.append(category_model_table(frame[frame["status"].notna()]))
-    return specs

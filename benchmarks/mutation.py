@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -99,7 +100,8 @@ def mutmut_section(modules: list[str], tests: list[str]) -> str:
         'also_copy = ["config/", "benchmarks/", "Snakefile", "workflow/", "profiles/"]',
         "pytest_add_cli_args_test_selection = [" + ", ".join(json.dumps(t) for t in tests) + "]",
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:randomly", "-q"]',
-        "timeout_multiplier = 5.0",
+        "timeout_multiplier = 10.0",
+        "timeout_constant = 30.0",  # a forked mutant run also loads what the test touches first (registry, caches)
     ]
     return "\n".join(lines) + "\n"
 
@@ -133,7 +135,10 @@ def run_part(part: str, work: Path, children: int) -> dict[str, Any]:
     """Run mutmut on a part and return its record (see the module docstring)."""
     prepare(part, work)
     started = datetime.datetime.now(datetime.UTC)
-    subprocess.run(["mutmut", "run", "--max-children", str(children)], cwd=work, check=False)
+    # one thread per process: mutmut forks each mutant's test run from a process that has already run torch, and
+    # a forked child of a process with an OpenMP thread pool waits forever on the pool's lock
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    subprocess.run(["mutmut", "run", "--max-children", str(children)], cwd=work, check=False, env=env)
     return record(part, work, started)
 
 

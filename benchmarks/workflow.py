@@ -51,8 +51,11 @@ SMALL = {
         }
     },
     "studies": {
-        "main": {"variants": [{"name": "MoLE-Flow"}]},
-        "ablation": {"variants": [{"name": "MoLE-Flow"}, {"name": "w/o TAL", "set": {"training.tail_weight": 0.0}}]},
+        "main": {"tables": ["T2", "T3", "T4", "T15", "T16"], "variants": [{"name": "MoLE-Flow"}]},
+        "ablation": {
+            "tables": ["T7"],
+            "variants": [{"name": "MoLE-Flow"}, {"name": "w/o TAL", "set": {"training.tail_weight": 0.0}}],
+        },
     },
 }
 SIZES: dict[str, dict[str, Any]] = {

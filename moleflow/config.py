@@ -138,6 +138,14 @@ def validate(config: Config) -> Config:
     problem = schema_problem(config, schema())
     if problem:
         raise ConfigError(problem)
+    kind = config.get("dataset", {}).get("kind")
+    if kind is not None:
+        from moleflow.data.layouts import LAYOUTS  # the registered layouts (one module each)
+
+        if kind not in LAYOUTS:
+            raise ConfigError(
+                f"config key dataset.kind: {kind!r} is not a dataset layout (registered: {', '.join(LAYOUTS)})"
+            )
     features = config.get("features", {})
     if features.get("input_size", 0) > features.get("resize", 0):
         raise ConfigError(

@@ -20,36 +20,46 @@ WORKFLOW = {
     "base": {"profile": "cpu", "set": {}},
     "datasets": {"synth": {"kind": "mvtec", "root": "data/synth", "categories": CATEGORIES}},
     "studies": {
-        "main": {"variants": [{"name": "MoLE-Flow"}, {"name": "kNN", "set": {"strategy.name": "knn"}}]},
+        "main": {
+            "tables": ["T2", "T3", "T4", "T15", "T16"],
+            "variants": [{"name": "MoLE-Flow"}, {"name": "kNN", "set": {"strategy.name": "knn"}}],
+        },
         "ablation": {
+            "tables": ["T7"],
             "variants": [
                 {"name": "MoLE-Flow"},
                 {"name": "w/o TAL", "set": {"training.tail_weight": 0.0}},
                 {"name": "w/o DIA", "set": {"model.dia_blocks": 0}},
-            ]
+            ],
         },
         "strategies": {
+            "tables": ["T1", "T14"],
             "variants": [
                 {"name": "MoLE-Flow", "set": {"strategy.name": "frozen_base"}},
                 {"name": "Sequential", "set": {"strategy.name": "sequential"}},
-            ]
+            ],
         },
         "sensitivity": {
+            "tables": ["T10", "T11", "T12", "T13"],
             "variants": [
                 {"name": "default"},
                 {"name": "tail_weight 0.3", "set": {"training.tail_weight": 0.3}},
                 {"name": "tail_weight 1.0", "set": {"training.tail_weight": 1.0}},
                 {"name": "lora_rank 4", "set": {"model.lora_rank": 4}},
-            ]
+            ],
         },
-        "depth": {"variants": [{"name": "M4 N2"}, {"name": "M16 N2", "set": {"model.coupling_blocks": 16}}]},
+        "depth": {
+            "tables": ["T9"],
+            "variants": [{"name": "M4 N2"}, {"name": "M16 N2", "set": {"model.coupling_blocks": 16}}],
+        },
         "interaction": {
+            "tables": ["T8"],
             "variants": [
                 {"name": "WA|frozen|on", "set": {"strategy.name": "frozen_base"}},
                 {"name": "WA|frozen|off", "set": {"strategy.name": "frozen_base", "model.whitening": False}},
                 {"name": "WA|trainable|on", "set": {"strategy.name": "sequential"}},
                 {"name": "WA|trainable|off", "set": {"strategy.name": "sequential", "model.whitening": False}},
-            ]
+            ],
         },
     },
 }

@@ -323,3 +323,22 @@ def test_the_documentation_page_is_the_analysis_own_tables_and_counts(results: P
     ).is_file()
     again = write_docs(results, tmp_path / "again", commit="abc1234", date="2026-01-01", runs_commit="def5678")
     assert again.read_bytes() == page.read_bytes()
+
+
+def test_a_study_gets_the_tables_it_declares_whatever_its_name(results: Path, tmp_path: Path) -> None:
+    """Tables follow a study's ``tables`` key: the ablation renamed still gets Table 7 (the same cells, under its
+    new name), the depth study without its key gets no Table 9, and the main study's T16 lists the same values."""
+    root = write_results(tmp_path)
+    workflow = yaml.safe_load((root / "config.yaml").read_text())
+    workflow["studies"]["components"] = workflow["studies"].pop("ablation")
+    del workflow["studies"]["depth"]["tables"]
+    (root / "config.yaml").write_text(yaml.safe_dump(workflow))
+    assert analysis_main(["--config", str(root / "config.yaml"), "--results", str(root / "results")]) == 0
+    tables = root / "results" / "tables"
+    index = pd.read_csv(tables / "index.csv")
+    assert "T7_components_synth" in set(index["id"]) and "T7_ablation_synth" not in set(index["id"])
+    assert not any(i.startswith("T9_") for i in index["id"])  # declared nothing: no table
+    before = pd.read_csv(results / "results" / "tables" / "T7_ablation_synth.csv")
+    after = pd.read_csv(tables / "T7_components_synth.csv")
+    pd.testing.assert_frame_equal(before, after)
+    assert (tables / "T16_summary.csv").read_text() == (results / "results" / "tables" / "T16_summary.csv").read_text()

@@ -160,3 +160,41 @@ def test_hidden_and_in_flight_files_are_ignored(mvtec_root: Path) -> None:
     save(mvtec_root / "bottle" / "train" / "good" / ".000.png.tmp1234.png", np.zeros((40, 40, 3), dtype=np.uint8))
     (mvtec_root / "bottle" / "test" / "crack" / ".001.png.partial.png").write_bytes(b"half")
     assert check_dataset("mvtec", mvtec_root, ["bottle"])["bottle"]["train"] == 4
+
+
+def test_a_new_layout_is_one_registration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A layout registered alone (here: MVTec's tree under ``<root>/images``) is accepted by the config, offered by
+    the command line, read by ``data check``, built by the planner's smoke check and counted by its estimate."""
+    from moleflow.config import load_config
+    from moleflow.data.layouts import LAYOUTS, Layout, list_categories, register
+    from moleflow.data.layouts.mvtec import MVTEC, mvtec_standin
+    from moleflow.planning.estimate import published_counts
+    from moleflow.planning.smoke import standin_tree
+
+    def standin(root: Path, size: int, train: int) -> list[str]:
+        return mvtec_standin(root / "images", size, train)
+
+    register(
+        Layout(
+            name="nested",
+            description="MVTec's tree under <root>/images",
+            list_categories=lambda root: MVTEC.list_categories(root / "images"),
+            load_category=lambda root, category: MVTEC.load_category(root / "images", category),
+            looks_like=lambda root: (root / "images").is_dir(),
+            standin=standin,
+            published_counts={"bottle": (3, 2)},
+        )
+    )
+    try:
+        assert load_config(overrides=["dataset.kind=nested"])["dataset"]["kind"] == "nested"
+        categories = standin_tree(tmp_path / "tree", "nested", 32, 2)
+        assert categories == ["bottle", "screw"] and list_categories("nested", tmp_path / "tree") == categories
+        code, out, _ = run_cli(
+            capsys, "data", "check", "--dataset", "nested", "--root", str(tmp_path / "tree"), "--json"
+        )
+        assert code == 0 and set(json.loads(out)) == {"bottle", "screw"}
+        assert published_counts("nested") == {"bottle": (3, 2)}
+    finally:
+        LAYOUTS.pop("nested", None)
+    with pytest.raises(Exception, match="config key dataset.kind: 'nested' is not a dataset layout"):
+        load_config(overrides=["dataset.kind=nested"])

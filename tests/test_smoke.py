@@ -12,7 +12,7 @@ from moleflow.cli import main
 from moleflow.config import read_yaml
 from moleflow.continual.accounting import parameter_counts
 from moleflow.planning import WorkflowPlan
-from moleflow.planning.estimate import PUBLISHED_COUNTS, GroupCheck, run_cost, split_sizes
+from moleflow.planning.estimate import GroupCheck, published_counts, run_cost, split_sizes
 from moleflow.planning.smoke import shape_signature, smoke_groups
 
 ROOT = Path(__file__).parents[1]
@@ -83,8 +83,8 @@ def test_split_sizes_from_disk_published_or_generated(tmp_path: Path) -> None:
     workflow["studies"]["s"]["set"] = {"dataset.categories": ["bottle", "toothbrush"]}
     plan = WorkflowPlan.from_config(workflow)
     assert split_sizes(plan, "mvtec", ["bottle", "toothbrush"]) == {"bottle": (209, 83), "toothbrush": (60, 42)}
-    assert sum(train for train, _ in PUBLISHED_COUNTS["mvtec"].values()) == 3629  # MVTec AD's training set
-    assert sum(test for _, test in PUBLISHED_COUNTS["mvtec"].values()) == 1725
+    assert sum(train for train, _ in published_counts("mvtec").values()) == 3629  # MVTec AD's training set
+    assert sum(test for _, test in published_counts("mvtec").values()) == 1725
     assert split_sizes(plan, "mvtec", ["not_a_category"]) is None
 
 

@@ -101,7 +101,7 @@ def test_each_experiment_carries_its_studys_description(tmp_path: Path) -> None:
     texts = WorkflowPlan.from_config(workflow).experiment_descriptions
     assert texts["main/tiny"] == "The headline. Dataset: tiny. Tables: T3, T4. 1 runs; variants: MoLE-Flow."
     assert texts["ablation/tiny"] == (
-        "The ablation study. Dataset: tiny. Tables: none. 2 runs; variants: MoLE-Flow, w/o TAL."
+        "The ablation study. Dataset: tiny. Tables: T7. 2 runs; variants: MoLE-Flow, w/o TAL."
     )
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     for _ in range(2):  # a second init (a rerun of the workflow) keeps and re-sets them

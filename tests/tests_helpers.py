@@ -165,8 +165,11 @@ TINY: dict[str, Any] = {
     # ablation first: main's run is ablation's MoLE-Flow run, so both runs are one training job (runs_per_job 2)
     "runs_per_job": 2,
     "studies": {
-        "ablation": {"variants": [{"name": "MoLE-Flow"}, {"name": "w/o TAL", "set": {"training.tail_weight": 0.0}}]},
-        "main": {"variants": [{"name": "MoLE-Flow"}]},
+        "ablation": {
+            "tables": ["T7"],
+            "variants": [{"name": "MoLE-Flow"}, {"name": "w/o TAL", "set": {"training.tail_weight": 0.0}}],
+        },
+        "main": {"tables": ["T2", "T3", "T4", "T15", "T16"], "variants": [{"name": "MoLE-Flow"}]},
     },
 }
 

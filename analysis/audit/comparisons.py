@@ -23,16 +23,20 @@ from analysis.audit.evidence import (
     t_part,
 )
 from analysis.blocked import Contrast, contrasts, design_frame
+from moleflow.continual.strategies import STRATEGIES, strategy_named
 
 
 def _without_random_choice(ctx: Context, run_ids: list[str]) -> bool:
     """Whether these runs make no random choice, so one run stands for every seed: a memory-bank reference
     (``knn``) that keeps its whole bank (no coreset drawn)."""
     configs = [(ctx.summaries.get(r) or {}).get("config") or {} for r in run_ids]
-    return bool(configs) and all(
-        c.get("strategy", {}).get("name") == "knn" and c.get("strategy", {}).get("knn_coreset_ratio", 1.0) >= 1.0
-        for c in configs
-    )
+    return bool(configs) and all(not _draws_at_random(c.get("strategy", {})) for c in configs)
+
+
+def _draws_at_random(options: dict[str, Any]) -> bool:
+    """Whether a run with this ``strategy`` config section makes a random choice (an unknown strategy: yes)."""
+    name = options.get("name")
+    return name not in STRATEGIES or strategy_named(name, options).draws_at_random()
 
 
 def against_bound(ctx: Context, check: dict[str, Any]) -> list[Part]:

@@ -11,6 +11,7 @@ import pandas as pd
 from analysis.audit.context import MARGIN, Context, describe, label_of, paired_diff, run_values, step, with_shortfall
 from analysis.audit.evidence import INF, NAN, Part, equivalence_test, exact, p_part, sign_test, slope_test, t_part
 from analysis.sweeps import anova_tests, sweep_frames
+from moleflow.continual.strategies import METHOD
 
 
 def _depths(ctx: Context, study: str) -> dict[tuple[int, int], str]:
@@ -28,8 +29,8 @@ def _reference_depth(ctx: Context, study: str, depths: dict[tuple[int, int], str
     """The depth study's variant at the main study's depth (the schema's 6/2 when no run varies it)."""
     main = ctx.rows("main")
     cfg = [c for c in ("cfg.model.coupling_blocks", "cfg.model.dia_blocks") if c in main]
-    if len(cfg) == 2 and not main[main["strategy"] == "frozen_base"].empty:
-        row = main[main["strategy"] == "frozen_base"].iloc[0]
+    if len(cfg) == 2 and not main[main["strategy"] == METHOD].empty:
+        row = main[main["strategy"] == METHOD].iloc[0]
         return depths.get((int(row[cfg[0]]), int(row[cfg[1]])))
     return next((v for (m, n), v in depths.items() if (m, n) == (6, 2)), None)
 

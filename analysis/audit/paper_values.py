@@ -64,9 +64,10 @@ def overhead_at_table2(ranks: list[int]) -> dict[str, Any]:
     """
     from moleflow.config import defaults
     from moleflow.continual.accounting import parameter_counts
+    from moleflow.continual.strategies import METHOD
 
     config = defaults()
-    config["strategy"]["name"] = "frozen_base"
+    config["strategy"]["name"] = METHOD
     dim = int(config["features"]["embed_dim"])
     counts = parameter_counts(config, dim)
     by_rank = {}

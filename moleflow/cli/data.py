@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 
+from moleflow.data.layouts import LAYOUTS
+
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from moleflow.data.synth import SynthCounts, generate
@@ -64,9 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     check.add_argument(
         "--dataset",
         required=True,
-        choices=["mvtec", "visa", "folder"],
-        help="layout: mvtec (MVTec AD as released, PNG), visa (VisA with split_csv/1cls.csv), "
-        "folder (the MVTec tree with any category names and image extensions)",
+        choices=LAYOUTS,
+        help="layout: " + "; ".join(f"{name} ({lay.description})" for name, lay in LAYOUTS.items()),
     )
     check.add_argument("--root", required=True, help="folder holding the dataset copy")
     check.add_argument("--categories", nargs="+", help="categories to check (default every category found)")
@@ -75,9 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     baseline = data.add_parser(
         "baseline", help="image AUROC of a per-pixel z-score detector (is the dataset too easy?)"
     )
-    baseline.add_argument(
-        "--dataset", required=True, choices=["mvtec", "visa", "folder"], help="layout (as data check)"
-    )
+    baseline.add_argument("--dataset", required=True, choices=LAYOUTS, help="layout (as data check)")
     baseline.add_argument("--root", required=True, help="folder holding the dataset copy")
     baseline.add_argument("--categories", nargs="+", help="categories (default every category found)")
     baseline.set_defaults(func=_cmd_data_baseline)

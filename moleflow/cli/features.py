@@ -6,6 +6,7 @@ import argparse
 import json
 
 from moleflow.cli.common import add_config_args, positive_int, resolve, set_threads
+from moleflow.data.layouts import LAYOUTS
 from moleflow.errors import MoleflowError
 
 
@@ -80,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     extract = features.add_parser("extract", help="extract and cache patch embeddings")
     add_config_args(extract)
-    extract.add_argument("--dataset", choices=["mvtec", "visa", "folder"], help="shortcut for --set dataset.kind=...")
+    extract.add_argument("--dataset", choices=LAYOUTS, help="shortcut for --set dataset.kind=...")
     extract.add_argument("--root", help="shortcut for --set dataset.root=...")
     extract.add_argument("--categories", nargs="+", help="default: dataset.categories, else every category")
     extract.add_argument(

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from moleflow.cli.common import add_config_args, positive_int, print_outcome, resolve, set_threads
+from moleflow.data.layouts import LAYOUTS
 from moleflow.errors import MoleflowError
 
 
@@ -107,7 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """The ``run`` and ``run-many`` subcommands."""
     runp = sub.add_parser("run", help="one continual run: train every task, evaluate, write RUN_DIR/summary.json")
     add_config_args(runp)
-    runp.add_argument("--dataset", choices=["mvtec", "visa", "folder"], help="shortcut for --set dataset.kind=...")
+    runp.add_argument("--dataset", choices=LAYOUTS, help="shortcut for --set dataset.kind=...")
     runp.add_argument("--root", help="shortcut for --set dataset.root=...")
     runp.add_argument("--config-json", help="the whole configuration as one JSON object (what the workflow passes)")
     runp.add_argument("--out", required=True, help="run directory (a rerun resumes after its last finished task)")

@@ -2,6 +2,7 @@
 
 from moleflow.continual.accounting import parameter_counts
 from moleflow.continual.experiment import run
-from moleflow.continual.learner import STRATEGIES, Learner
+from moleflow.continual.learner import Learner
+from moleflow.continual.strategies import STRATEGIES
 
 __all__ = ["Learner", "STRATEGIES", "parameter_counts", "run"]

@@ -17,7 +17,8 @@ import torch
 import yaml
 
 from moleflow.config import Config, config_hash, differing_keys
-from moleflow.continual.learner import PER_TASK_CHECKPOINTS, Learner
+from moleflow.continual.learner import Learner
+from moleflow.continual.strategies import Strategy
 from moleflow.errors import MoleflowError
 from moleflow.io import atomic_path, ensure_writable_dir, write_json_atomic
 
@@ -31,7 +32,7 @@ def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> None:
 
 def save_checkpoint(learner: Learner, ckpt: Path, task: int) -> None:
     """Write what task ``task`` changed, under names no committed state reads (see the module docstring)."""
-    if learner.strategy in PER_TASK_CHECKPOINTS:
+    if learner.strategy.per_task_checkpoints:
         if task == 0:
             _save_tensors(ckpt / "base.pt", learner.base_state())
         _save_tensors(ckpt / f"task_{task}.pt", learner.task_state(task))
@@ -41,9 +42,9 @@ def save_checkpoint(learner: Learner, ckpt: Path, task: int) -> None:
         _save_tensors(ckpt / f"learner_{task}.pt", state)
 
 
-def committed_files(strategy: str, completed: int) -> list[str]:
+def committed_files(strategy: Strategy, completed: int) -> list[str]:
     """The checkpoint files (under ``checkpoints/``) that the state committed after ``completed`` tasks is read from."""
-    if strategy in PER_TASK_CHECKPOINTS:
+    if strategy.per_task_checkpoints:
         return ["base.pt", *(f"task_{t}.pt" for t in range(completed))]
     return [f"learner_{completed - 1}.pt"]
 
@@ -52,7 +53,7 @@ def restore(learner: Learner, ckpt: Path, completed: int) -> None:
     """Load the state committed after ``completed`` tasks into ``learner`` (which has their tasks added)."""
     full = learner.state_dict()
     files = committed_files(learner.strategy, completed)
-    if learner.strategy in PER_TASK_CHECKPOINTS:
+    if learner.strategy.per_task_checkpoints:
         for name in files:  # the base, then each task's own tensors
             full.update(torch.load(ckpt / name))
     else:

@@ -27,12 +27,13 @@ from moleflow.continual.checkpoint import check_run_dir, restore, save_checkpoin
 from moleflow.continual.diagnostics import input_collapse
 from moleflow.continual.evaluate import METRICS, TaskEvaluation, evaluate_task
 from moleflow.continual.learner import Learner
+from moleflow.continual.replay_buffer import ReplayBuffer
 from moleflow.continual.settings import ScoreSettings, TrainSettings
 from moleflow.continual.state import RunState
 from moleflow.continual.structure import fingerprints, invertibility
 from moleflow.continual.summary import MODES, build_summary, dataset_record, rescored_top_k, tasks_csv
 from moleflow.continual.tasks import TaskData, joint_patches, load_tasks
-from moleflow.continual.train import ReplayBuffer, empirical_fisher, train_task
+from moleflow.continual.train import empirical_fisher, train_task
 from moleflow.device import resolve_device
 from moleflow.errors import MoleflowError
 from moleflow.features import FeatureStore
@@ -108,7 +109,7 @@ def _resumed_learner(
 ) -> tuple[Learner, ReplayBuffer | None]:
     """The learner (and replay buffer) as they were after the last committed task."""
     learner = Learner(config, int(tasks[0].train.patches.shape[-1])).to(device)
-    replay = ReplayBuffer(config["strategy"]["replay_images"], config["seed"]) if learner.strategy == "replay" else None
+    replay = learner.strategy.replay_buffer(config["seed"])
     for task in range(state.completed):
         learner.add_task(np.asarray(tasks[task].train.router))
         if replay is not None:
@@ -206,11 +207,11 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:
     for task in range(state.completed, len(tasks)):
         data = tasks[task]
         learner.add_task(np.asarray(data.train.router))
-        if learner.strategy == "joint" and task < len(tasks) - 1:  # the joint flow waits for every task
+        if learner.strategy.waits_for_last_task and task < len(tasks) - 1:  # the joint flow waits for every task
             _commit_waiting(learner, state, ckpt, task, data.category)
             log(f"task {task} ({data.category}): kept for the joint flow (trained after the last task)")
             continue
-        train = joint_patches(tasks) if learner.strategy == "joint" else data.train.patches
+        train = joint_patches(tasks) if learner.strategy.waits_for_last_task else data.train.patches
         result = train_task(
             learner, task, train, training, device, replay, log=log, label=f"task {task} ({data.category}): "
         )
@@ -218,7 +219,7 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:
         state.timings["training_per_task"].append(result.seconds)
         failure = (result.message or result.status) if result.status != "ok" else ""
         if not failure:
-            if learner.strategy == "ewc":
+            if learner.strategy.consolidates:
                 learner.consolidate(task, empirical_fisher(learner, task, data.train.patches, training, device))
             if replay is not None:
                 replay.add(task, data.train.patches)
@@ -244,7 +245,7 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:
         last_eval = evaluations
         _record_evaluation(state, task, last_eval)
         if learner.models:  # a flow: did its input collapse (the objective's unbounded direction)?
-            tests = tasks if learner.strategy == "joint" else [data]
+            tests = tasks if learner.strategy.waits_for_last_task else [data]
             state.tasks[-1]["input_collapse"] = input_collapse(learner, task, train, tests, config["seed"], device)
         state.tasks[-1]["fingerprints"] = fingerprints(learner, task + 1)
         state.tasks[-1]["invertibility"] = invertibility(

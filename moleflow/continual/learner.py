@@ -1,35 +1,9 @@
-"""The continual learner: the model(s), the router and what each strategy trains.
+"""The continual learner: the model(s), the router and the state a strategy keeps.
 
-Strategies (the paper's baselines), all with the same features, flow and router:
-
-* ``frozen_base`` (MoLE-Flow): task 0 trains the base and task 0's adapters; task
-  ``t >= 1`` trains only its own adapters (LoRA, task biases, whitening, DIA);
-* ``sequential``: the base is trained in every task, with the task's adapters
-  (``strategy.sequential_linears: frozen``: all of it but the subnets' base linears,
-  the authors' reading; ``strategy.sequential_adapter_updates: twice``: the task's own
-  parameters listed twice in the optimiser, as the authors' trainer lists them);
-* ``ewc``: sequential plus ``lambda / 2 * sum_i F_i (theta_i - theta*_i)^2`` on the base:
-  online EWC without decay (the per-sample diagonal empirical Fisher summed over earlier
-  tasks, anchored at the base after the last task);
-* ``replay``: sequential plus a buffer of earlier tasks' feature maps replayed
-  through their own adapters;
-* ``separated``: an independent full model per task, each trained as a task 0
-  (the authors' complete-separation mode: ``strategy.separated_mixer: shared``, tasks >= 1
-  use task 0's mixer, frozen; ``separated_global_affine: trained``, their blocks' global
-  affine is trained; ``separated_adapters: later``, their input adapters start as a
-  later task's);
-* ``knn``: no flow and no training: a PatchCore-style memory bank of each task's
-  training patches (nearest-neighbour distance as the patch score), the same router,
-  maps and metrics: the no-training reference. ``strategy.knn_bank`` says which memory
-  a patch is measured against: its routed task's bank (``per_task``: Joint_PatchCore(R)),
-  every bank at once with no router (``joint``: Joint_PatchCore), or the newest task's
-  bank only (``replaced``: FT_PatchCore, the fine-tuned lower bound);
-* ``dne``: DNE (Li et al. 2022): no flow, no training and no map: a Gaussian of each
-  task's image embeddings (the router features), image score = Mahalanobis distance to
-  the density ``strategy.dne_density`` names (:class:`moleflow.model.GaussianMemory`);
-* ``joint``: the joint flow, the flow's upper bound without continual learning: one model
-  (base and task 0's adapters) trained once, after the last task has arrived, on every
-  task's training patches at once; nothing is trained or measured before that.
+What each strategy builds, trains and stores is its own module's business
+(:mod:`moleflow.continual.strategies`): the learner holds the containers (flow models, a memory
+bank or Gaussians, the router, EWC's Fisher) and asks its strategy object where they differ. Every
+strategy has the same features, flow, router, maps and metrics.
 """
 
 from __future__ import annotations
@@ -42,40 +16,10 @@ import torch
 from torch import nn
 
 from moleflow.config import Config
-from moleflow.model import (
-    GaussianMemory,
-    MahalanobisRouter,
-    ModelConfig,
-    MoLEFlow,
-    NearestNeighbourScorer,
-    SubnetConfig,
-)
-from moleflow.model.mole_flow import is_fixed_parameter, task_of_parameter
-
-STRATEGIES = ("frozen_base", "sequential", "separated", "ewc", "replay", "knn", "dne", "joint")
-#: Strategies whose checkpoint is the base once plus each task's own tensors (nothing shared changes later).
-PER_TASK_CHECKPOINTS = ("frozen_base", "knn", "dne")
-#: Strategies without a flow (nothing to train).
-WITHOUT_FLOW = ("knn", "dne")
-
-
-#: Stream of the coupling permutations' seeds (``model.permutations: seed``), apart from every other draw of a run.
-PERMUTATION_STREAM = 0x5EED
-
-
-def permutation_seeds(config: Config, salt: int = 0) -> tuple[int, ...]:
-    """NumPy seeds of the coupling blocks' permutations of the run's model number ``salt``.
-
-    ``model.permutations: fixed``: ``permutation_seed + k`` for block ``k`` (every run alike);
-    ``seed``: drawn from ``(seed, salt)``, so replicates differ in their permutations and
-    each model of a run (``separated``'s one per task) draws its own, as the authors' blocks do.
-    """
-    m = config["model"]
-    blocks = m["coupling_blocks"]
-    if m["permutations"] == "fixed":
-        return tuple(m["permutation_seed"] + k for k in range(blocks))
-    state = np.random.SeedSequence([config["seed"], salt, PERMUTATION_STREAM]).generate_state(blocks)
-    return tuple(int(v) for v in state)
+from moleflow.continual.model_settings import model_config, permutation_seeds
+from moleflow.continual.strategies import strategy_for
+from moleflow.model import MahalanobisRouter, MoLEFlow
+from moleflow.model.mole_flow import task_of_parameter
 
 
 def prototype_rows(n: int, batch_size: int, seed: int, task: int) -> np.ndarray:
@@ -87,46 +31,6 @@ def prototype_rows(n: int, batch_size: int, seed: int, task: int) -> np.ndarray:
     return np.sort(order[:keep])
 
 
-def model_config(config: Config, dim: int, salt: int = 0) -> ModelConfig:
-    """The :class:`ModelConfig` of a run config's ``model`` section for ``dim``-vectors (model number ``salt``)."""
-    m = config["model"]
-    alpha = m["lora_alpha"] * m["lora_rank"] if m["lora_alpha_per_rank"] else m["lora_alpha"]
-    subnet = SubnetConfig(
-        rank=m["lora_rank"],
-        alpha=alpha,
-        use_lora=m["lora"],
-        task_bias=m["task_bias"],
-        task0_adapters=m["task0_adapters"],
-        scale_context=m["scale_context"],
-        context_kernel=m["context_kernel"],
-        context_alpha_max=m["context_alpha_max"],
-        hidden_ratio=m["hidden_ratio"],
-        joint=m["subnet"] == "joint",
-    )
-    return ModelConfig(
-        dim=dim,
-        positional_encoding=m["positional_encoding"],
-        positional_encoding_scale=m["positional_encoding_scale"],
-        whitening=m["whitening"],
-        whitening_fallback=m["whitening_fallback"],
-        gamma_init_first=m["gamma_init_first"],
-        gamma_init_later=m["gamma_init_later"],
-        spatial_mixer=m["spatial_mixer"],
-        mixer_kernel=m["mixer_kernel"],
-        mixer_gate_init=m["mixer_gate_init"],
-        mixer_bias=m["mixer_bias"],
-        coupling_blocks=m["coupling_blocks"],
-        affine_clamp=m["affine_clamp"],
-        global_affine=m["global_affine"],
-        permutation_seed=m["permutation_seed"],
-        permutation_seeds=permutation_seeds(config, salt),
-        subnet=subnet,
-        dia_blocks=m["dia_blocks"],
-        dia_clamp=m["dia_clamp"],
-        input_jacobian=m["input_jacobian"],
-    )
-
-
 class Learner(nn.Module):
     """Model(s), router and strategy state of one continual run.
 
@@ -136,24 +40,16 @@ class Learner(nn.Module):
 
     def __init__(self, config: Config, dim: int) -> None:
         super().__init__()
-        strategy = config["strategy"]
-        self.strategy = strategy["name"]
-        self.sequential_linears = strategy["sequential_linears"]
-        self.adapter_updates = strategy["sequential_adapter_updates"]
-        self.separated_mixer = strategy["separated_mixer"]
-        self.separated_global_affine = strategy["separated_global_affine"]
-        self.separated_adapters = strategy["separated_adapters"]
+        self.strategy = strategy_for(config)
         self.seed = config["seed"]
         self.config = config
         self.mcfg = model_config(config, dim)
         self.models = nn.ModuleList()
-        self.knn = NearestNeighbourScorer() if self.strategy == "knn" else None
+        self.knn = self.strategy.bank()
         self.knn_bank = config["strategy"]["knn_bank"]
-        self.gaussians = (
-            GaussianMemory(config["strategy"]["dne_density"], self.seed) if self.strategy == "dne" else None
-        )
-        if self.strategy not in ("separated", *WITHOUT_FLOW):
-            self.models.append(self._new_model(0))
+        self.gaussians = self.strategy.densities(self.seed)
+        if self.strategy.shared_model:
+            self.models.append(self.new_model(0))
         router = config["router"]
         self.router = MahalanobisRouter(
             router["covariance"], router["ridge"], torch.float32 if router["precision"] == "float32" else torch.float64
@@ -171,7 +67,8 @@ class Learner(nn.Module):
         assert isinstance(model, MoLEFlow)
         return model
 
-    def _new_model(self, salt: int) -> MoLEFlow:
+    def new_model(self, salt: int) -> MoLEFlow:
+        """A fresh flow, model number ``salt`` of the run (its parameters drawn from ``(seed, salt)``)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 100_003 + salt)
             return MoLEFlow(replace(self.mcfg, permutation_seeds=permutation_seeds(self.config, salt)))
@@ -182,18 +79,7 @@ class Learner(nn.Module):
         task = self.n_tasks
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 100_003 + 7919 * (task + 1))
-            if self.strategy == "separated":
-                model = self._new_model(task)
-                # task 0's own adapters of this model (drawn from (seed, task) too), in a later task's form if asked
-                model.add_task(first=None if task == 0 or self.separated_adapters == "first" else False)
-                if task > 0 and self.separated_mixer == "shared" and model.mixer is not None:
-                    model.mixer = self.flow(0).mixer  # task 0's mixer, one module: never trained again
-                self.models.append(model)
-            elif self.strategy == "joint":
-                if task == 0:  # one set of adapters serves every task
-                    self.flow(0).add_task()
-            elif self.strategy not in WITHOUT_FLOW:  # knn's bank is stored by fit_memory, its "training"
-                self.flow(0).add_task()
+            self.strategy.add_task(self, task)
         if router_features is not None:
             prototype = router_features
             if self.prototype_images == "drop_last":
@@ -206,21 +92,20 @@ class Learner(nn.Module):
 
     def model_for(self, task: int) -> tuple[MoLEFlow, int]:
         """The model that serves ``task`` and the task id inside it."""
-        if self.strategy in WITHOUT_FLOW:
-            raise ValueError(f"the {self.strategy} strategy has no flow model")
-        if self.strategy == "joint":
-            return self.flow(0), 0
-        return (self.flow(task), 0) if self.strategy == "separated" else (self.flow(0), task)
+        if not self.strategy.has_flow:
+            raise ValueError(f"the {self.strategy.name} strategy has no flow model")
+        index, local = self.strategy.serving(task)
+        return self.flow(index), local
 
     @property
     def has_maps(self) -> bool:
         """Whether the strategy scores patches (anomaly maps); DNE scores whole images only."""
-        return self.gaussians is None
+        return self.strategy.has_maps
 
     def image_scores(self, task: int, router_features: torch.Tensor) -> torch.Tensor:
         """(dne) Image scores ``(B,)`` of router features ``(B, D_r)`` under task ``task``'s density."""
         if self.gaussians is None:
-            raise ValueError(f"the {self.strategy} strategy scores patches, not image embeddings")
+            raise ValueError(f"the {self.strategy.name} strategy scores patches, not image embeddings")
         return self.gaussians(router_features, task)
 
     def fit_memory(self, bank: torch.Tensor) -> None:
@@ -258,43 +143,20 @@ class Learner(nn.Module):
 
     def trainable_parameters(self, task: int) -> list[nn.Parameter]:
         """What training task ``task`` may change."""
-        if self.strategy in WITHOUT_FLOW:
+        if not self.strategy.has_flow:
             return []
         model, local = self.model_for(task)
-        own = model.task_parameters(local)
-        if task > 0 and self.strategy == "separated":
-            # the authors' separation trains every parameter of a later task's new flow, its global affine included
-            base = (
-                [p for n, p in model.named_parameters() if task_of_parameter(n) is None and not is_fixed_parameter(n)]
-                if self.separated_global_affine == "trained"
-                else model.base_parameters()
-            )
-            if self.separated_mixer == "shared" and model.mixer is not None:
-                mixer = {id(p) for p in model.mixer.parameters()}
-                base = [p for p in base if id(p) not in mixer]
-            return base + own
-        if task > 0 and self.strategy == "sequential" and self.sequential_linears == "frozen":
-            linears = {id(p) for p in model.base_linear_parameters()}
-            # the authors' model never freezes the blocks' global affine, so their Sequential trains it
-            shared = [
-                p
-                for n, p in model.named_parameters()
-                if task_of_parameter(n) is None and id(p) not in linears and not is_fixed_parameter(n)
-            ]
-            return shared + own
-        if self.strategy == "separated" or task == 0 or self.strategy != "frozen_base":
-            return model.base_parameters() + own
-        return own
+        return self.strategy.trainable_parameters(model, local, task)
 
     def optimised_parameters(self, task: int) -> list[nn.Parameter]:
         """The list the optimiser and the gradient clipping get when training ``task``: :meth:`trainable_parameters`,
         but for the authors' Sequential (``sequential_adapter_updates: twice``, tasks >= 1) the task's own
         parameters first and then every trainable parameter again, as their trainer builds it."""
         params = self.trainable_parameters(task)
-        if self.strategy == "sequential" and task > 0 and self.adapter_updates == "twice":
-            model, local = self.model_for(task)
-            return model.task_parameters(local) + params
-        return params
+        if not self.strategy.has_flow:
+            return params
+        model, local = self.model_for(task)
+        return self.strategy.optimised_parameters(model, local, task, params)
 
     def base_named_parameters(self, task: int) -> dict[str, nn.Parameter]:
         """The shared base parameters of the model serving ``task``, by name."""
@@ -308,7 +170,7 @@ class Learner(nn.Module):
         Online EWC (Schwarz et al. 2018, without decay): ``F`` is the sum of the earlier
         tasks' per-sample empirical Fishers and ``theta*`` the base after the last task.
         """
-        if self.strategy != "ewc" or not self.fisher:
+        if not self.strategy.consolidates or not self.fisher:
             return None
         params = self.base_named_parameters(task)
         total = sum((self.fisher[n] * (params[n] - self.anchor[n]) ** 2).sum() for n in self.fisher)
@@ -323,7 +185,7 @@ class Learner(nn.Module):
     # ------------------------------------------------------------------ checkpoints
     def task_state(self, task: int) -> dict[str, torch.Tensor]:
         """Task ``task``'s own tensors (its adapters or model, and its router prototype)."""
-        if self.strategy == "separated":
+        if not self.strategy.shared_model and self.strategy.has_flow:  # a model of its own per task
             state = {f"models.{task}.{k}": v for k, v in self.models[task].state_dict().items()}
         elif self.knn is not None:
             state = {f"knn.bank_{task}": self.knn.bank(task)}

@@ -270,7 +270,7 @@ def _predict(
     config, learner, notes = trained.config, trained.learner, list(trained.notes)
     if not learner.has_maps:
         raise MoleflowError(
-            f"{run_dir}: a {learner.strategy} run scores whole images and makes no anomaly map; "
+            f"{run_dir}: a {learner.strategy.name} run scores whole images and makes no anomaly map; "
             "predict serves runs that make maps (every strategy but dne)"
         )
     paths = list_images(inputs)

@@ -22,7 +22,7 @@ import torch
 
 from moleflow.config import Config, config_hash, differing_keys, load_saved_config, read_yaml
 from moleflow.continual.checkpoint import committed_files, restore
-from moleflow.continual.learner import PER_TASK_CHECKPOINTS, Learner
+from moleflow.continual.learner import Learner
 from moleflow.device import resolve_device
 from moleflow.errors import MoleflowError
 
@@ -138,7 +138,7 @@ def _check_fingerprints(learner: Learner, ckpt: Path, state: dict[str, Any], com
     )
     if not isinstance(recorded, dict):
         return
-    per_task = learner.strategy in PER_TASK_CHECKPOINTS
+    per_task = learner.strategy.per_task_checkpoints
     found: list[tuple[str, str | None, str | None]] = []  # (file, recorded, restored)
     base = learner.base_state()
     found.append(

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from moleflow.continual.learner import WITHOUT_FLOW, Learner
+from moleflow.continual.learner import Learner
 from moleflow.features.cache import float32_rows
 from moleflow.model import MoLEFlow
 
@@ -106,7 +106,7 @@ def invertibility(
         ``logdet_autograd`` (|coded - autograd| on a float64 crop, with the coded value's
         size in ``logdet_scale``; None for the earlier tasks, checked after their own task).
     """
-    if learner.strategy in WITHOUT_FLOW:
+    if not learner.strategy.has_flow:
         return None
     per_task: list[dict[str, Any]] = []
     for task in range(trained):

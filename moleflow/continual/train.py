@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from moleflow.continual.learner import Learner
+from moleflow.continual.replay_buffer import ReplayBuffer
 from moleflow.continual.settings import TrainSettings
 from moleflow.continual.tasks import PatchRows
 from moleflow.features.cache import float32_rows
@@ -92,31 +93,6 @@ def make_optimizer(params: list[torch.nn.Parameter], settings: TrainSettings) ->
     return kind(params, lr=settings.lr, weight_decay=settings.weight_decay, foreach=True)
 
 
-class ReplayBuffer:
-    """Feature maps of earlier tasks: ``(task, patches memmap, indices)`` per task."""
-
-    def __init__(self, images_per_task: int, seed: int) -> None:
-        self.images_per_task, self.seed = images_per_task, seed
-        self.entries: list[tuple[int, np.ndarray, np.ndarray]] = []
-
-    def add(self, task: int, patches: np.ndarray) -> None:
-        rng = np.random.default_rng([self.seed, task, 17])
-        count = min(self.images_per_task, len(patches))
-        self.entries.append((task, patches, np.sort(rng.choice(len(patches), count, replace=False))))
-
-    def sample(self, generator: torch.Generator, size: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
-        """Draw ``size`` stored maps uniformly; return ``(task, patches, rows)`` groups."""
-        if not self.entries:
-            return []
-        pool = [(t, p, i) for t, p, rows in self.entries for i in rows]
-        picks = torch.randint(len(pool), (size,), generator=generator).tolist()
-        groups: dict[int, tuple[np.ndarray, list[int]]] = {}
-        for k in picks:
-            task, patches, row = pool[k]
-            groups.setdefault(task, (patches, []))[1].append(int(row))
-        return [(task, patches, np.array(rows)) for task, (patches, rows) in sorted(groups.items())]
-
-
 def _objective(learner: Learner, task: int, x: torch.Tensor, loss_fn: TailAwareLoss) -> torch.Tensor:
     model, local = learner.model_for(task)
     out = model(x, local)
@@ -171,7 +147,7 @@ def train_task(
     n = len(patches)
     steps_per_epoch = settings.steps_per_epoch(n)
     # a model trained from scratch (task 0, each separated model, the joint flow) has no warm-up
-    warmup_epochs = settings.warmup_epochs if task > 0 and learner.strategy not in ("separated", "joint") else 0
+    warmup_epochs = settings.warmup_epochs if learner.strategy.warms_up(task) else 0
     per_epoch = settings.lr_schedule == "epoch"
     if per_epoch:
         schedule = lambda e: epoch_lr_factor(e, settings.epochs, warmup_epochs, settings.lr_min_ratio)  # noqa: E731

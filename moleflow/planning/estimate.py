@@ -10,40 +10,12 @@ from typing import Any
 
 from moleflow.planning.plan import PlannedRun, WorkflowPlan
 
-#: Published split sizes (training images, test images) per category: MVTec AD as released and VisA's 1cls split.
-PUBLISHED_COUNTS: dict[str, dict[str, tuple[int, int]]] = {
-    "mvtec": {
-        "bottle": (209, 83),
-        "cable": (224, 150),
-        "capsule": (219, 132),
-        "carpet": (280, 117),
-        "grid": (264, 78),
-        "hazelnut": (391, 110),
-        "leather": (245, 124),
-        "metal_nut": (220, 115),
-        "pill": (267, 167),
-        "screw": (320, 160),
-        "tile": (230, 117),
-        "toothbrush": (60, 42),
-        "transistor": (213, 100),
-        "wood": (247, 79),
-        "zipper": (240, 151),
-    },
-    "visa": {
-        "candle": (900, 200),
-        "capsules": (542, 160),
-        "cashew": (450, 150),
-        "chewinggum": (453, 150),
-        "fryum": (450, 150),
-        "macaroni1": (900, 200),
-        "macaroni2": (900, 200),
-        "pcb1": (904, 200),
-        "pcb2": (901, 200),
-        "pcb3": (905, 201),
-        "pcb4": (904, 201),
-        "pipe_fryum": (450, 150),
-    },
-}
+
+def published_counts(kind: str) -> dict[str, tuple[int, int]]:
+    """Published split sizes (training images, test images) per category of layout ``kind`` (none: empty)."""
+    from moleflow.data.layouts import LAYOUTS
+
+    return LAYOUTS[kind].published_counts if kind in LAYOUTS else {}
 
 
 @dataclass
@@ -85,7 +57,7 @@ def split_sizes(plan: WorkflowPlan, dataset: str, categories: list[str]) -> dict
             return {c.category: (len(c.train), len(c.test)) for c in load_categories(ds["kind"], root, categories)}
         except Exception:  # noqa: BLE001 - an incomplete copy: fall back to what is known without it
             pass
-    known = PUBLISHED_COUNTS.get(ds["kind"], {})
+    known = published_counts(ds["kind"])
     if all(c in known for c in categories):
         return {c: known[c] for c in categories}
     generate = ds.get("generate")
@@ -107,33 +79,25 @@ def dataset_categories(plan: WorkflowPlan, dataset: str) -> list[str]:
     try:
         return plan.categories(dataset)
     except DatasetError:
-        return sorted(PUBLISHED_COUNTS.get(plan.workflow["datasets"][dataset]["kind"], {}))
+        return sorted(published_counts(plan.workflow["datasets"][dataset]["kind"]))
 
 
 def run_cost(run: PlannedRun, check: GroupCheck, sizes: dict[str, tuple[int, int]]) -> float:
     """Seconds one planned run takes on the checked device: its steps at the measured step times plus its evaluations."""
     from moleflow.continual.settings import TrainSettings
+    from moleflow.continual.strategies import strategy_for
+    from moleflow.continual.strategies.base import CostInputs
 
     config = run.config
     categories = config["dataset"]["categories"] or sorted(sizes)
-    settings = TrainSettings.from_config(config)
-    batch = settings.batch_size
-    seconds = 0.0
-    strategy = config["strategy"]["name"]
-    if strategy == "joint":  # one training from scratch on every task's images, one evaluation of every task
-        images = sum(sizes[c][0] for c in categories)
-        return settings.epochs * settings.steps_per_epoch(images) * check.task0_step_s + check.eval_image_s * sum(
-            sizes[c][1] for c in categories
+    return strategy_for(config).run_seconds(
+        CostInputs(
+            TrainSettings.from_config(config),
+            [sizes[c] for c in categories],
+            (check.task0_step_s, check.later_step_s),
+            check.eval_image_s,
         )
-    for t, category in enumerate(categories):
-        train, _ = sizes[category]
-        steps = settings.epochs * settings.steps_per_epoch(train)
-        step = check.task0_step_s if t == 0 else check.later_step_s
-        if strategy == "dne":  # no flow: a Gaussian per task; its evaluation reads one vector per image
-            continue
-        seconds += steps * step if strategy != "knn" else step * train / batch
-        seconds += check.eval_image_s * sum(sizes[c][1] for c in categories[: t + 1])
-    return seconds
+    )
 
 
 def estimate(

@@ -179,14 +179,9 @@ def _check_categories(config: Config, available: list[str] | None, where: str, d
 
 def estimated_work(config: Config, tasks: int) -> float:
     """A run's training work in arbitrary units (tasks x epochs x input pixels x flow blocks), for scheduling only."""
-    strategy = config["strategy"]["name"]
-    if strategy == "knn":  # no training; its evaluation (every seen task after each task) is the work
-        return float(8 * tasks * tasks * config["features"]["input_size"] ** 2)
-    if strategy == "dne":  # a Gaussian per task of one vector per image: next to nothing
-        return float(tasks)
-    blocks = max(1, config["model"]["coupling_blocks"] + config["model"]["dia_blocks"])
-    # the joint flow trains once, on every task's images: as many steps as training each task in turn
-    return float(tasks * config["training"]["epochs"] * config["features"]["input_size"] ** 2 * blocks)
+    from moleflow.continual.strategies import strategy_for  # torch: only when a cost is asked for
+
+    return strategy_for(config).estimated_work(config, tasks)
 
 
 def _identifier(name: str) -> str:
@@ -327,6 +322,7 @@ class WorkflowPlan:
             "studies": {
                 name: [v["name"] for v in study["variants"]] for name, study in self.workflow["studies"].items()
             },
+            "tables": {name: list(study.get("tables") or []) for name, study in self.workflow["studies"].items()},
             "jobs": self.jobs,
             "runs": [
                 {

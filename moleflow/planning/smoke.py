@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from moleflow.config import Config, apply_overrides, flat
-from moleflow.planning.estimate import PUBLISHED_COUNTS, ExtractionCheck, GroupCheck, estimate, split_sizes
+from moleflow.planning.estimate import ExtractionCheck, GroupCheck, estimate, published_counts, split_sizes
 from moleflow.planning.memory import PeakMemory
 from moleflow.planning.plan import PlannedRun, WorkflowPlan
 
@@ -75,9 +75,6 @@ VALUE_ONLY = (
     "scoring.",
     "evaluation.",
     "router.",
-    "strategy.ewc_lambda",
-    "strategy.knn_coreset_ratio",
-    "strategy.replay_images",
     "model.gamma_init",
     "model.mixer_gate_init",
     "model.affine_clamp",
@@ -92,7 +89,10 @@ VALUE_ONLY = (
 
 def shape_signature(config: Config) -> str:
     """What of ``config`` can change a tensor's shape or the code that runs (JSON, sorted)."""
-    kept = {k: v for k, v in flat(config).items() if not k.startswith(VALUE_ONLY)}
+    from moleflow.continual.strategies import value_only_keys
+
+    value_only = VALUE_ONLY + value_only_keys()  # and each strategy's own
+    kept = {k: v for k, v in flat(config).items() if not k.startswith(value_only)}
     return json.dumps(kept, sort_keys=True, default=str)
 
 
@@ -127,14 +127,11 @@ def smoke_groups(plan: WorkflowPlan, studies: list[str] | None = None) -> list[S
 
 
 def standin_tree(root: Path, kind: str, size: int, train: int) -> list[str]:
-    """Two noise categories in ``kind``'s layout (``folder``: MVTec's) with ``train`` training images each."""
-    from moleflow.data.synth.standin import make_mvtec, make_visa
+    """A noise-filled tree in ``kind``'s layout with ``train`` training images per category (the layout's
+    ``standin``); its categories."""
+    from moleflow.data.layouts import layout
 
-    if kind == "visa":
-        make_visa(root, ["candle", "pcb1"], size=size, train=train, aspect=1.5, test_normal=1, anomalous=2)
-        return ["candle", "pcb1"]
-    make_mvtec(root, {"bottle": False, "screw": True}, size=size, train=train, test_good=1, per_defect=1)
-    return ["bottle", "screw"]
+    return layout(kind).standin(root, size, train)
 
 
 def weights_available(config: Config) -> bool:
@@ -208,6 +205,7 @@ def check_group(group: SmokeGroup, workdir: Path, device: str) -> GroupCheck:
     """Run the group's first run on its stand-in tree (features cached): one step per task, one evaluation per task."""
     from moleflow.continual import run
     from moleflow.continual.accounting import parameter_counts
+    from moleflow.continual.strategies import strategy_for
 
     smoke, sizes = smoke_config(group.config, workdir, device)
     runs = workdir / "runs"
@@ -236,12 +234,7 @@ def check_group(group: SmokeGroup, workdir: Path, device: str) -> GroupCheck:
     timings = summary.get("timings", {})
     per_task = timings.get("training_per_task", [])
     done = summary.get("tasks_completed", 0)
-    evaluated = sum(sizes[i][1] for t in range(done) for i in range(t + 1))  # every seen task after each task
-    task0 = per_task[0] if per_task else float("nan")
-    later = per_task[1] if len(per_task) > 1 else float("nan")
-    if smoke["strategy"]["name"] == "joint" and per_task:  # one training after the last task: one step per task
-        task0 = later = per_task[-1] / len(per_task)
-        evaluated = sum(sizes[i][1] for i in range(done))  # every task once, after the last
+    task0, later, evaluated = strategy_for(smoke).smoke_timings(per_task, sizes, done)
     counts = parameter_counts(smoke, smoke["features"]["embed_dim"])
     return GroupCheck(
         label=group.label,
@@ -325,7 +318,7 @@ def format_check(k: int, n: int, c: GroupCheck) -> str:
 __all__ = [
     "ExtractionCheck",
     "GroupCheck",
-    "PUBLISHED_COUNTS",
+    "published_counts",
     "check_extraction",
     "SmokeGroup",
     "check_group",
