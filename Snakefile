@@ -21,7 +21,9 @@ report: "workflow/report/workflow.rst"  # snakemake all_tables --report results/
 RESULTS = config["results"]
 try:
     PLAN = WorkflowPlan.from_config(config)  # every list the rules use (tested in Python)
-except MoleflowError as exc:  # a bad key or category: one line, before any job starts
+    # each dataset's feature files: a copy that is missing or broken is found here, not inside a rule's inputs
+    FEATURE_MARKERS = {ds: PLAN.feature_records(RESULTS, ds) for ds in sorted({r.dataset for r in PLAN.runs.values()})}
+except MoleflowError as exc:  # a bad key or category, a missing dataset: one message, before any job starts
     raise WorkflowError(f"workflow configuration: {exc}") from None
 RUNS = PLAN.runs
 

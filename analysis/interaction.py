@@ -84,6 +84,17 @@ def interaction_table(runs: pd.DataFrame, dataset: str, alpha: float = 0.05, stu
         row_header="component / response",
         p_columns=("p base", "p comp.", "p inter.", "Holm p inter.", f"Holm p equiv. ±{GENERIC_MARGIN:g}"),
         column_digits={"df": 0, "n": 0},
+        # the page holds the interaction's test, its size and the simple effects; the F's, df and η²p are in the CSV
+        latex_columns=[
+            "p inter.",
+            "Holm p inter.",
+            "n",
+            "Δ inter.",
+            "95% CI inter.",
+            "Δ comp. frozen",
+            "Δ comp. trainable",
+            "verdict",
+        ],
     )
     counters = {label: 0 for label in RESPONSES.values()}
     for (_name, label, result), row in zip(results, rows_out):

@@ -93,6 +93,7 @@ class TableSpec:
     column_digits: dict[str, int] = field(default_factory=dict)
     p_columns: tuple[str, ...] = ()
     latex_format: str | None = None  # LaTeX column format (default: l then c per column); text tables use p{...}
+    latex_columns: list[str] | None = None  # the columns the LaTeX version keeps (default all; CSV and Markdown: all)
     flagged: dict[str, str] = field(default_factory=dict)  # row -> why it is marked (runs whose flow input collapsed)
 
     def cell(self, row: str, column: str) -> Cell:
@@ -178,7 +179,7 @@ def ordered(values: pd.Series) -> list[str]:
     return list(dict.fromkeys(values.tolist()))
 
 
-def _latex_escape(text: str) -> str:
+def latex_escape(text: str) -> str:
     for a, b in (
         ("\\", r"\textbackslash{}"),
         ("&", r"\&"),
@@ -204,35 +205,6 @@ def _latex_escape(text: str) -> str:
     ):
         text = text.replace(a, b)
     return text
-
-
-def to_latex(spec: TableSpec) -> str:
-    """Booktabs table (pandas Styler) with ``\\pm`` cells and bold best values."""
-    data = {}
-    for column in spec.columns:
-        values = []
-        for row in spec.rows:
-            body, best = spec.text(row, column)
-            cell = spec.cell(row, column)
-            if cell.text is not None:
-                body = _latex_escape(body)
-            elif body != MISSING:
-                body = f"${body}$"
-                body = f"\\textbf{{{body}}}" if best else body
-            count = spec.count(row, column)
-            values.append(f"{body} {{\\scriptsize ({count})}}" if count else body)
-        data[_latex_escape(column)] = values
-    frame = pd.DataFrame(data, index=[_latex_escape(spec.label(r)) for r in spec.rows])
-    frame.index.name = _latex_escape(spec.row_header) if spec.row_header else None
-    styler = frame.style
-    latex = styler.to_latex(
-        hrules=True,
-        column_format=spec.latex_format or "l" + "c" * len(spec.columns),
-        caption=_latex_escape(spec.full_caption),
-        label=f"tab:{spec.table_id}",
-        position="t",
-    )
-    return latex.replace("\\begin{table}[t]", "\\begin{table}[t]\n\\centering")
 
 
 def _display(spec: TableSpec, row: str, column: str, quote: Callable[[str], str], bold: Callable[[str], str]) -> str:
@@ -315,6 +287,8 @@ def write(spec: TableSpec, folder: str | Path) -> list[str]:
     """Write ``<id>.tex``, ``<id>.csv`` and ``<id>.md`` atomically; return the file names."""
     folder = Path(folder)
     files = []
+    from analysis.latex import to_latex  # the LaTeX layout lives apart (it imports this module)
+
     for suffix, text in ((".tex", to_latex(spec)), (".csv", to_csv(spec)), (".md", to_markdown(spec))):
         write_text_atomic(folder / f"{spec.table_id}{suffix}", text)
         files.append(f"{spec.table_id}{suffix}")

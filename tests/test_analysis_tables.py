@@ -14,6 +14,7 @@ from analysis_fixture import write_results
 from PIL import Image
 
 from analysis.__main__ import main as analysis_main
+from analysis.render import latex_escape as _escape
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,7 @@ def test_every_table_is_written_and_indexed(results: Path) -> None:
     new_low, new_high = (float(x) for x in mixed["new category's 95% PI"].strip("[]").split(","))
     assert 0 < new_low < new_high < 1  # the logit scale keeps a new category's interval inside (0, 1)
     latex = (tables / "T7_ablation_synth.tex").read_text()
-    assert "\\toprule" in latex and "\\bottomrule" in latex and "\\textbf{" in latex
+    assert "\\toprule" in latex and "\\bottomrule" in latex and "{\\boldmath$" in latex and "\\textbf{$" not in latex
 
 
 @pytest.mark.slow
@@ -182,9 +183,54 @@ def test_regenerating_gives_identical_files(results: Path) -> None:
     assert {**_digest(results / "results" / "tables"), **_digest(results / "results" / "figures")} == first
 
 
-def _cells_of_latex(text: str) -> list[list[str]]:
-    body = text.split("\\midrule", 1)[1].split("\\bottomrule", 1)[0]
-    return [[c.strip() for c in row.split(" & ")] for row in body.split("\\\\") if row.strip()]
+def _flat(cell: str) -> str:
+    """A LaTeX cell on one line: a stacked cell's lines joined, bold written ``\textbf{...}``, the small line plain."""
+    cell = re.sub(r"\\begin\{tabular\}\[[cb]\]\{@\{\}c@\{\}\}(.*)\\end\{tabular\}", r"\1", cell)
+    cell = cell.replace(r"\\[-2pt]", " ").replace("\\\\", " ")
+    cell = re.sub(r"\{\\scriptsize (.*)\}$", r"\1", cell)
+    if "{\\boldmath" in cell:
+        cell = "\\textbf{" + re.sub(r"\{\\boldmath(\$[^$]*\$)\}", r"\1", cell) + "}"
+    return cell.replace("$ $", " ").strip()
+
+
+def _latex_rows(part: str) -> list[list[str]]:
+    return [[c.strip() for c in row.split(" & ")] for row in re.split(r"\\\\\s*\n", part) if row.strip()]
+
+
+def _cells_of_latex(text: str) -> tuple[list[str], list[list[str]], str]:
+    """``(headers, rows, caption)`` of a LaTeX table, every cell flattened (:func:`_flat`)."""
+    head, body = text.split("\\midrule", 1)
+    headers = [_flat(c) for c in _latex_rows(head.split("\\toprule", 1)[1])[0]]
+    rows = [[_flat(c) for c in row] for row in _latex_rows(body.split("\\bottomrule", 1)[0])]
+    caption = text.split("\\caption{", 1)[1].split("\n", 1)[0]
+    return headers, rows, caption
+
+
+def _latex_table(text: str, columns: list[str]) -> list[list[tuple[str, str]]]:
+    """Per row, per CSV column, ``(cell, n said elsewhere)``: the LaTeX cell (``""`` for a column the LaTeX version
+    leaves out) and the n the layout said once for it (the caption's "Every cell", its header, the row's n column)."""
+    headers, rows, caption = _cells_of_latex(text)
+    every = re.search(r"Every cell: (n=\d+(?: pairs?)?)", caption)
+    named: dict[str, str] = {}
+    for header in headers[1:]:
+        found = re.search(r"\s*\((n=[^)]*)\)$", header)
+        named[header[: found.start()] if found else header] = found.group(1) if found else ""
+    has_n = headers[-1] == "n"
+    out = []
+    for row in rows:
+        cells = dict(zip(named, row[1:]))
+        moved = every.group(1) if every else ("n=" + row[-1] if has_n else "")
+        line = [(row[0], "")]
+        for column in columns:
+            key = _escape(column)
+            line.append((cells[key], moved or named[key]) if key in cells else ("", ""))
+        out.append(line)
+    return out
+
+
+def latex_left_out(stem: str, column: str) -> bool:
+    """Whether the LaTeX version of table ``stem`` leaves ``column`` to the CSV (T8 keeps its tests and effects)."""
+    return stem.startswith("T8_") or column == "input collapsed"
 
 
 def _cells_of_markdown(text: str) -> list[list[str]]:
@@ -221,24 +267,31 @@ def test_latex_and_markdown_cells_hold_the_csv_values(results: Path) -> None:
     """Every printed cell (LaTeX and Markdown) shows the CSV's mean, std and text, rounded as printed."""
     import re
 
-    from analysis.render import _latex_escape
+    from analysis.render import latex_escape as _latex_escape
 
     tables = results / "results" / "tables"
     checked = 0
     for stem in pd.read_csv(tables / "index.csv")["id"]:
         csv = pd.read_csv(tables / f"{stem}.csv")
         columns = list(dict.fromkeys(re.sub(r" (mean|std|n|text|planned|low|high)$", "", c) for c in csv.columns[1:]))
+        markdown = [[(c, "") for c in row] for row in _cells_of_markdown((tables / f"{stem}.md").read_text())]
         for printed, escape in (
-            (_cells_of_latex((tables / f"{stem}.tex").read_text()), _latex_escape),
-            (_cells_of_markdown((tables / f"{stem}.md").read_text()), str),
+            (_latex_table((tables / f"{stem}.tex").read_text(), columns), _latex_escape),
+            (markdown, str),
         ):
             assert len(printed) == len(csv), stem
             for row, cells in zip(csv.itertuples(index=False), printed):
                 values = dict(zip(csv.columns, row))
                 assert len(cells) == 1 + len(columns), (stem, cells)
-                for column, cell in zip(columns, cells[1:]):
+                for column, (cell, said) in zip(columns, cells[1:]):
+                    if escape is _latex_escape and cell == "" and latex_left_out(stem, column):
+                        continue  # a column the LaTeX version leaves to the CSV
                     text, numbers, count, interval = _shown(cell)
                     planned = values.get(f"{column} planned")
+                    counted = (planned is not None and not np.isnan(planned) and planned > 0) or (
+                        column.startswith("Δ") and not np.isnan(values.get(f"{column} mean", np.nan))
+                    )
+                    count = count or (said if counted else "")  # an n said once for the row, column or table
                     if planned is not None and not np.isnan(planned) and planned > 0:  # a cell drawn from runs shows n
                         n = int(values[f"{column} n"])
                         assert count == (f"n={n}" if n == planned else f"n={n} of {int(planned)}"), (stem, column, cell)

@@ -281,3 +281,20 @@ def test_pairs_are_formed_on_seed_and_task_order_by_hand() -> None:
     by_hand = sorted(value[("v", s, o)] - value[("ref", s, o)] for s in (0, 1) for o in ("a", "b"))
     assert why == "" and sorted(diff) == pytest.approx(by_hand, abs=1e-12)  # -0.01, -0.02, -0.02, -0.03
     assert describe(ctx.rows("s", "v")) == "seeds 0, 1 x orders a, b"
+
+
+def test_an_exact_parts_why_says_how_it_was_decided_not_its_values_again() -> None:
+    """The claims table's Why of an exact part (a count) says it was decided exactly, and whether it meets or breaks
+    its rule; the values stay in the Harness column (it repeated them before)."""
+    from analysis.audit.evidence import exact
+    from analysis.audit.verdicts import AuditLevel, Outcome, decide
+
+    detail = "180 later oracle cells of 3 run(s), 0 differ"
+    for holds, verdict, verb in ((True, "supported", "meets"), (False, "contradicted", "breaks")):
+        outcome = Outcome("C1", "forgetting", "synth", [exact("oracle R[j][i] = R[i][i]", holds, detail=detail)])
+        decide(outcome, AuditLevel(0.05, 0, 0))
+        assert outcome.verdict == verdict and outcome.parts[0].shown() == detail
+        assert (
+            outcome.why
+            == f"oracle R[j][i] = R[i][i]: {verb} its rule exactly (a count or an exact comparison, no sampling error)"
+        )

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from tests_helpers import continual_synth, tiny
 
-from analysis.render import FLAG, Cell, TableSpec, to_latex, to_markdown
+from analysis.latex import to_latex
+from analysis.render import FLAG, Cell, TableSpec, to_markdown
 from analysis.table_frames import collapse_flags
 from moleflow.config import load_config
 from moleflow.continual import Learner, run

@@ -79,7 +79,31 @@ def test_an_image_unlike_the_training_images_is_refused_in_one_line(
     assert main(["predict", "--run", str(run), str(odd), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("moleflow: error: ") and err.count("\n") == 1 and message in err, err
-    assert not (tmp_path / "out").exists()
+    assert "--match-training resizes and converts them" in err and not (tmp_path / "out").exists()
+
+
+def test_match_training_scores_another_cameras_image_as_training_did(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--match-training accepts an image of another mode and size, says so, and scores it as the training transform
+    sees it: an RGBA copy of a test image scores exactly as the image itself; a 48x48 copy is scored too."""
+    run, data = trained
+    original = sorted((data / "cap" / "test" / "good").glob("*.png"))[0]
+    image = Image.open(original)
+    image.convert("RGBA").save(tmp_path / "rgba.png")
+    image.resize((48, 48)).save(tmp_path / "small.png")
+    shutil.copy(original, tmp_path / "same.png")
+    args = ["predict", "--run", str(run), "--task", "cap", "--out", str(tmp_path / "out"), "--match-training"]
+    assert (
+        main(
+            [*args[:3], str(tmp_path / "same.png"), str(tmp_path / "rgba.png"), str(tmp_path / "small.png"), *args[3:]]
+        )
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "--match-training: 2 of 3 images differ in size or mode" in err, err
+    scores = {Path(row["image"]).name: float(row["score"]) for row in csv_rows(tmp_path / "out" / "scores.csv")}
+    assert scores["rgba.png"] == scores["same.png"] and len(scores) == 3
 
 
 @pytest.mark.parametrize(

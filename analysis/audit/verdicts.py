@@ -107,8 +107,9 @@ def decide(outcome: Outcome, level: AuditLevel) -> None:
 
 
 def _explain(part: Part, status: str) -> str:
-    if part.status:
-        return f"{part.label}{': ' + part.reason if part.reason else ''}"
+    if part.status:  # an exact part: its detail is the Harness column's; say how it was decided
+        verb = "meets" if status == SUPPORTED else "breaks"
+        return f"{part.label}: {verb} its rule exactly (a count or an exact comparison, no sampling error)"
     where = "inside" if status == SUPPORTED else "outside"
     if np.isfinite(part.low):
         return f"{part.label}: interval [{part.low:+.4f}, {part.high:+.4f}] {where} the region {part.region_text()}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from moleflow.cli.common import positive_int, set_threads
 
@@ -21,6 +22,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         args.normal,
         args.quantile,
         args.allow_training_normal,
+        args.match_training,
     )
     for note in done["notes"]:
         print(note, file=sys.stderr)
@@ -30,9 +32,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         decided = "; no image was routed to a task with a threshold: no decision"
     else:
         decided = f"; {done['anomalous']} of {done['decided']} decided images above their threshold ({done['how']})"
+    out = Path(args.out)
     print(
-        f"scored {done['images']} images ({done['backbone_images']} backbone passes) -> {args.out}/scores.csv, "
-        f"{args.out}/maps/, {args.out}/overlays/{decided}"
+        f"scored {done['images']} images ({done['backbone_images']} backbone passes) -> {out / 'scores.csv'}, "
+        f"{out / 'maps'}/, {out / 'overlays'}/{decided}"
     )
     return 0
 
@@ -67,6 +70,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--allow-training-normal",
         action="store_true",
         help="accept --normal images that are the run's own training images (refused by default: their scores are low by construction)",
+    )
+    pred.add_argument(
+        "--match-training",
+        action="store_true",
+        help="accept images of another size or mode than the run's training images (another camera): resize, crop "
+        "and convert them to RGB as the training images were (refused by default; the output says how many)",
     )
     pred.add_argument("--threads", type=positive_int, help="torch threads (default: torch's, one per core)")
     pred.set_defaults(func=_cmd_predict)

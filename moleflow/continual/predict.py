@@ -241,6 +241,7 @@ def predict_images(
     normal: str | None = None,
     quantile: float = 0.99,
     allow_training_normal: bool = False,
+    match_training: bool = False,
 ) -> dict:
     """Everything ``moleflow predict`` does; returns a short record of it (``notes``: lines for the user)."""
     _check_arguments(threshold, normal, quantile)
@@ -248,7 +249,9 @@ def predict_images(
     out = ensure_writable_dir(out, "--out")
     with folder_lock(out, "--out"):
         try:
-            return _predict(run_dir, inputs, out, task, threshold, normal, quantile, allow_training_normal)
+            return _predict(
+                run_dir, inputs, out, task, threshold, normal, quantile, allow_training_normal, match_training
+            )
         except BaseException:
             if created:  # a refused or failed predict leaves no folder it made
                 shutil.rmtree(out, ignore_errors=True)
@@ -264,6 +267,7 @@ def _predict(
     normal: str | None,
     quantile: float,
     allow_training_normal: bool,
+    match_training: bool,
 ) -> dict:
     """:func:`predict_images` once ``out`` is locked."""
     trained = load_run(run_dir)
@@ -283,7 +287,9 @@ def _predict(
             + (", nor --normal against them" if normal_paths else "")
         )
     else:
-        check_images(paths + normal_paths, training_formats(train))
+        adapted = check_images(paths + normal_paths, training_formats(train), match_training)
+        if adapted:
+            notes.append(adapted)
         refuse_training_normal(normal_paths, train, allow_training_normal, notes)
     extractor = FeatureExtractor.from_config(config)
     scoring = ScoreSettings.from_config(config)

@@ -106,22 +106,35 @@ def training_duplicates(normal: list[Path], train: dict[str, list[Path]]) -> lis
     return same
 
 
-def check_images(paths: list[Path], formats: dict[str, tuple[set[tuple[int, int]], set[str]]]) -> None:
-    """Refuse, in one line, an image whose size or mode no training image of the run had."""
+def check_images(
+    paths: list[Path], formats: dict[str, tuple[set[tuple[int, int]], set[str]]], match: bool = False
+) -> str | None:
+    """Refuse, in one line, an image whose size or mode no training image of the run had; with ``match``
+    (``--match-training``) accept them and return the note that says how many were adapted."""
     if not formats:
-        return
+        return None
     sizes = set().union(*(s for s, _ in formats.values()))
     modes = set().union(*(m for _, m in formats.values()))
+    advice = "; --match-training resizes and converts them as the training images were"
+    other = 0
     for path in paths:
         with opened(path) as img:  # unreadable or too large: one line naming it
             size, mode = img.size, img.mode
-        if size not in sizes:
+        if size not in sizes and not match:
             raise DatasetError(
                 f"{path}: size {size[0]}x{size[1]}, but the run trained on "
-                f"{', '.join(f'{w}x{h}' for w, h in sorted(sizes))} images"
+                f"{', '.join(f'{w}x{h}' for w, h in sorted(sizes))} images{advice}"
             )
-        if mode not in modes:
-            raise DatasetError(f"{path}: mode {mode}, but the run trained on {', '.join(sorted(modes))} images")
+        if mode not in modes and not match:
+            raise DatasetError(f"{path}: mode {mode}, but the run trained on {', '.join(sorted(modes))} images{advice}")
+        other += size not in sizes or mode not in modes
+    if not other:
+        return None
+    return (
+        f"note: --match-training: {other} of {len(paths)} images differ in size or mode from the run's training "
+        f"images ({', '.join(f'{w}x{h}' for w, h in sorted(sizes))}, {', '.join(sorted(modes))}); they were resized, "
+        "cropped and converted to RGB as the training images were"
+    )
 
 
 def refuse_training_normal(normal: list[Path], train: dict[str, list[Path]], allow: bool, notes: list[str]) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from moleflow.config import Config
+from moleflow.config import Config, load_profile
 from moleflow.data.layouts import list_categories, no_categories
-from moleflow.errors import ConfigError
+from moleflow.errors import ConfigError, DatasetError
 from moleflow.features import FeatureSet, FeatureStore
 
 
@@ -39,9 +40,23 @@ class TaskData:
     test: FeatureSet
 
 
+def missing_root(config: Config) -> DatasetError:
+    """The error for a ``dataset.root`` that is not there, saying how to make the CPU profile's generated one."""
+    root = config["dataset"]["root"]
+    hint = "point dataset.root at your dataset copy"
+    if root == load_profile("cpu")["dataset"]["root"]:
+        hint = f"the embedded default is generated: moleflow synth {root}"
+    return DatasetError(f"dataset.root: {root} not found ({hint})")
+
+
 def load_tasks(config: Config, store: FeatureStore) -> list[TaskData]:
-    """Features of every task, in order (extracted on a cache miss)."""
-    return [TaskData(name, store.get(name, "train"), store.get(name, "test")) for name in task_order(config)]
+    """Features of every task, in order (extracted on a cache miss; a cached category needs no dataset copy)."""
+    try:
+        return [TaskData(name, store.get(name, "train"), store.get(name, "test")) for name in task_order(config)]
+    except DatasetError:
+        if not Path(config["dataset"]["root"]).is_dir():
+            raise missing_root(config) from None
+        raise
 
 
 class PatchRows(Protocol):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from moleflow.config import Config, apply_overrides, config_hash, load_config, load_profile
@@ -144,6 +145,11 @@ def dataset_categories(workflow: dict[str, Any], name: str) -> list[str]:
     if ds.get("categories"):
         return list(ds["categories"])
     known = known_categories(workflow, name)
+    if known is None and not Path(ds["root"]).is_dir():
+        raise ConfigError(
+            f"datasets.{name}.root: {ds['root']} not found (point it at your {ds['kind']} copy, or add "
+            f"datasets.{name}.generate to have the workflow generate a dataset there)"
+        )
     return known if known is not None else list_categories(ds["kind"], ds["root"])
 
 
