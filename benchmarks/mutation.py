@@ -59,9 +59,15 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
         ],
     ),
     "continual": (
-        ["moleflow/continual/summary.py", "moleflow/continual/evaluate.py", "moleflow/continual/learner.py"],
+        [
+            "moleflow/continual/summary.py",
+            "moleflow/continual/evaluate.py",
+            "moleflow/continual/learner.py",
+            "moleflow/continual/strategies/*",  # what each strategy trains, keeps and costs (was in learner.py)
+        ],
         [
             "tests/test_continual.py",
+            "tests/test_strategy_registry.py",
             "tests/test_continual_data.py",
             "tests/test_strategies.py",
             "tests/test_fidelity_authors.py",
