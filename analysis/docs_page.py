@@ -106,7 +106,7 @@ def write_docs(
 ) -> Path:
     """Write ``out/default.md`` and ``out/claims_effects.png`` from ``results``; return the page's path."""
     results, out = Path(results), Path(out)
-    commit = commit or _commit(Path.cwd())
+    commit = commit or _commit(Path(__file__).resolve().parents[1])  # the checkout of the code writing the page
     runs_commit = runs_commit or _commit(results.resolve().parent)
     date = date or datetime.now(UTC).strftime("%Y-%m-%d")
     text = page(results, commit, date, runs_commit)

@@ -74,7 +74,10 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_baselines.py",
         ],
     ),
-    "cache": (["moleflow/features/cache.py"], ["tests/test_features.py", "tests/test_bad_input.py"]),
+    "cache": (
+        ["moleflow/features/cache.py"],
+        ["tests/test_features.py", "tests/test_bad_input.py", "tests/test_cache_contract.py"],
+    ),
     "analysis": (
         [
             "analysis/stats.py",
