@@ -109,3 +109,6 @@ def test_each_experiment_carries_its_studys_description(tmp_path: Path) -> None:
     client = MlflowClient(uri)
     for name, experiment_id in ids.items():
         assert client.get_experiment(experiment_id).tags["mlflow.note.content"] == texts[name]
+    # the list shows the studies only: MLflow's own empty Default experiment is retired
+    assert sorted(e.name for e in client.search_experiments()) == sorted(texts)
+    assert client.get_experiment("0").lifecycle_stage == "deleted"

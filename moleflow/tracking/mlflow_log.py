@@ -74,7 +74,18 @@ def init_store(
             ids[name] = found.experiment_id
             for key, value in tags.items():
                 client.set_experiment_tag(found.experiment_id, key, value)
+    _retire_default(client, ids)
     return ids
+
+
+def _retire_default(client: Any, ids: dict[str, str]) -> None:
+    """Delete MLflow's own empty ``Default`` experiment (every new store makes one) so that the experiment list
+    shows the studies only; one that holds runs, or is one of ``ids``, is kept."""
+    default = client.get_experiment_by_name("Default")
+    if default is None or default.lifecycle_stage != "active" or default.experiment_id in ids.values():
+        return
+    if not client.search_runs([default.experiment_id], max_results=1):
+        client.delete_experiment(default.experiment_id)
 
 
 def git_commit(path: str | Path = ".") -> str:
