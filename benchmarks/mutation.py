@@ -106,7 +106,7 @@ def mutmut_section(modules: list[str], tests: list[str]) -> str:
         "[tool.mutmut]",
         'source_paths = ["moleflow/", "analysis/"]',
         "only_mutate = [" + ", ".join(json.dumps(m) for m in modules) + "]",
-        'also_copy = ["config/", "benchmarks/", "Snakefile", "workflow/", "profiles/"]',
+        'also_copy = ["config/", "benchmarks/", "docs/", "Snakefile", "workflow/", "profiles/"]',
         "pytest_add_cli_args_test_selection = [" + ", ".join(json.dumps(t) for t in tests) + "]",
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:randomly", "-q"]',
         "timeout_multiplier = 10.0",
@@ -147,7 +147,9 @@ def run_part(part: str, work: Path, children: int) -> dict[str, Any]:
     # one thread per process: mutmut forks each mutant's test run from a process that has already run torch, and
     # a forked child of a process with an OpenMP thread pool waits forever on the pool's lock
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    subprocess.run(["mutmut", "run", "--max-children", str(children)], cwd=work, check=False, env=env)
+    done = subprocess.run(["mutmut", "run", "--max-children", str(children)], cwd=work, check=False, env=env)
+    if done.returncode != 0 or not _results(work):  # e.g. a judging test failed on the unmutated code
+        raise SystemExit(f"mutation: part {part}: mutmut run failed (exit {done.returncode}); no record written")
     return record(part, work, started)
 
 
@@ -167,9 +169,11 @@ def _diff(work: Path, name: str) -> str:
 
 
 def module_of(mutant: str) -> str:
-    """``analysis.audit.evidence.x_sign_test__mutmut_3`` -> ``analysis/audit/evidence.py``."""
+    """``analysis.audit.evidence.x_sign_test__mutmut_3`` -> ``analysis/audit/evidence.py`` (a package's own
+    functions: its ``__init__.py``)."""
     dotted = mutant.split(".x_")[0].split(".xǁ")[0]
-    return dotted.replace(".", "/") + ".py"
+    path = dotted.replace(".", "/")
+    return f"{path}/__init__.py" if (ROOT / path).is_dir() else f"{path}.py"
 
 
 def record(part: str, work: Path, started: datetime.datetime | None = None) -> dict[str, Any]:

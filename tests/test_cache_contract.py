@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,83 @@ def test_rows_reach_torch_as_writable_float32(dtype: type) -> None:
     np.testing.assert_array_equal(out, rows.astype(np.float32))
     if dtype is np.float32:
         assert not np.shares_memory(out, rows)  # a copy: the cache is never written through
+
+
+FEATURES = {
+    "backbone": "tf_efficientnet_lite0",
+    "pretrained": True,
+    "init_seed": 0,
+    "resize": 160,
+    "input_size": 160,
+    "layers": ["blocks.2", "blocks.4"],
+    "aggregation": 3,
+    "embed_dim": 128,
+    "fusion": "mean",
+    "grid": None,
+    "resize_mode": "square",
+    "cache_dtype": "float16",
+}
+
+
+@pytest.mark.parametrize(
+    "changes, key",
+    [
+        ({}, "ef160065fa7e0c8372d6"),  # square and float16 add no field: entries written before those keys stay valid
+        ({"cache_dtype": "float32"}, "d806dcdddeaf26f56a62"),
+        ({"resize_mode": "short_side"}, "51dde7ba0a86167af31e"),
+        ({"pretrained": False, "init_seed": 3}, "de09ade72d42cb02bc51"),
+    ],
+)
+def test_an_entrys_key_is_stable_across_releases(changes: dict, key: str) -> None:
+    """A cache key is a user's cache: a release that changed it silently would extract every category again (or,
+    worse, mix settings). These are the keys of fixed settings; a deliberate change bumps ``CACHE_FORMAT``."""
+    from moleflow.features.cache import cache_fields, entry_key
+
+    fields = cache_fields({"features": {**FEATURES, **changes}}, "fp0", "cap", "train", "package:lite0")
+    assert entry_key(fields) == key
+
+
+def _files(root: Path) -> list:
+    from moleflow.data.layouts import Sample
+
+    (root / "cap").mkdir(parents=True)
+    (root / "cap" / "a.png").write_bytes(b"image a")
+    (root / "cap" / "b.png").write_bytes(b"image b")
+    (root / "cap" / "b_mask.png").write_bytes(b"mask b")
+    return [
+        Sample(root / "cap" / "a.png", None, 0, "good"),
+        Sample(root / "cap" / "b.png", root / "cap" / "b_mask.png", 1, "crack"),
+    ]
+
+
+def test_a_datasets_fingerprint_is_its_names_labels_masks_and_bytes(tmp_path: Path) -> None:
+    from moleflow.features.cache import dataset_fingerprint
+
+    samples = _files(tmp_path / "data")
+    value = dataset_fingerprint(tmp_path / "data", samples)
+    assert value == "e51ad6df679cdb8ffa2ca88fa0272115"  # 16 bytes of BLAKE2b over the listing and the files
+    (tmp_path / "data" / "cap" / "b_mask.png").write_bytes(b"mask B")  # one byte of one mask
+    assert dataset_fingerprint(tmp_path / "data", samples) != value
+
+
+def test_the_fingerprint_memo_is_read_before_the_files(tmp_path: Path) -> None:
+    """With a memo folder the fingerprint is stored under the files' stat signature (32 hex digits) and read back
+    without reading the files again."""
+    from moleflow.features.cache import dataset_fingerprint
+
+    samples = _files(tmp_path / "data")
+    memo = tmp_path / "memo"
+    memo.mkdir()
+    value = dataset_fingerprint(tmp_path / "data", samples, memo)
+    (written,) = memo.iterdir()
+    assert re.fullmatch(r"[0-9a-f]{32}\.txt", written.name) and written.read_text() == value + "\n"
+    written.write_text("from the memo\n")
+    assert dataset_fingerprint(tmp_path / "data", samples, memo) == "from the memo"
+    assert dataset_fingerprint(tmp_path / "data", samples) == value  # without a memo folder: the files
+
+
+def test_a_writer_makes_missing_parent_folders(tmp_path: Path) -> None:
+    final = tmp_path / "cache" / "cap" / "train" / "entry"
+    with EntryWriter(final, 1, (1, 1, 2), mask_size=None) as writer:
+        writer.write(0, np.ones((1, 1, 1, 2)), np.ones((1, 2)), np.zeros(1), None)
+    assert is_complete(final)
