@@ -217,10 +217,11 @@ def report() -> str:
         "Produced by `python -m benchmarks.mutation` (mutmut 3; see its docstring for how a part runs). Score = "
         "mutants killed (a judging test failed, or timed out) / mutants judged (all but the equivalent ones listed "
         "in `benchmarks/mutation/equivalent.yaml` with why, and those mutmut skips); a mutant that no test reaches "
-        "counts as a survivor.",
+        "counts as a survivor; a part stopped before the end says how many of its mutants were not yet run (they are "
+        "in no count).",
         "",
-        "| part | module | killed | judged | score | equivalent | commit, date |",
-        "|---|---|---|---|---|---|---|",
+        "| part | module | killed | judged | score | equivalent | not yet run | commit, date |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     total_k = total_j = 0
     for path in sorted(RECORDS.glob("*.json")):
@@ -230,7 +231,7 @@ def report() -> str:
             total_k, total_j = total_k + k, total_j + j
             lines.append(
                 f"| {rec['part']} | `{module}` | {k} | {j} | {s:.1%} | {counts.get('equivalent', 0)} | "
-                f"{rec['commit']}, {rec['date']} |"
+                f"{counts.get('not checked', 0)} | {rec['commit']}, {rec['date']} |"
             )
     if total_j:
         lines += ["", f"All parts: {total_k} of {total_j} judged mutants killed ({total_k / total_j:.1%})."]

@@ -148,3 +148,30 @@ def test_a_writer_makes_missing_parent_folders(tmp_path: Path) -> None:
     with EntryWriter(final, 1, (1, 1, 2), mask_size=None) as writer:
         writer.write(0, np.ones((1, 1, 1, 2)), np.ones((1, 2)), np.zeros(1), None)
     assert is_complete(final)
+
+
+@pytest.mark.parametrize("where", ["folder", "reserve", "finish"])
+def test_a_full_disk_is_one_error_naming_the_entry_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """ENOSPC while making the temporary folder, reserving the arrays or writing the small files: one
+    ``DiskFullError`` naming the entry (never the bare OSError), and no folder left behind."""
+    import errno
+
+    import moleflow.features.cache as cache
+    from moleflow.errors import DiskFullError
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = {
+        "folder": (cache.tempfile, "mkdtemp"),
+        "reserve": (cache, "_reserved_memmap"),
+        "finish": (cache.np, "save"),
+    }
+    monkeypatch.setattr(*target[where], full)
+    final = tmp_path / "entry"
+    with pytest.raises(DiskFullError, match=f"no space left on the device of {re.escape(str(final))}"):
+        with EntryWriter(final, 1, (1, 1, 2), mask_size=3) as writer:
+            writer.write(0, np.ones((1, 1, 1, 2)), np.ones((1, 2)), np.zeros(1), np.zeros((1, 3, 3), dtype=bool))
+    assert list(tmp_path.iterdir()) == []
