@@ -68,6 +68,8 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
         [
             "tests/test_continual.py",
             "tests/test_strategy_registry.py",
+            "tests/test_knn.py",  # the knn strategy's bank and accounting
+            "tests/test_smoke.py",  # each strategy's cost for the planner
             "tests/test_continual_data.py",
             "tests/test_strategies.py",
             "tests/test_fidelity_authors.py",
