@@ -133,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         index = []
         audit_tables, outcomes, parts = audit(frame, plan, summaries)
         write_text_atomic(f"{results}/tables/claims_parts.csv", parts.to_csv(index=False, float_format="%.12g"))
+        silent = sorted(s for s, keys in (plan.get("tables") or {}).items() if not keys and s in set(frame["study"]))
+        if silent:  # a study with runs that lists no table (the workflow schema's studies.*.tables)
+            print(
+                f"analysis: note: {', '.join(silent)} list no tables (studies.<name>.tables): none built",
+                file=sys.stderr,
+            )
         for spec in build_all(frame, plan, run_configs(plan, results, summaries)) + audit_tables:
             files = write(spec, f"{results}/tables")
             index.append(

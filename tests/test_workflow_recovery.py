@@ -22,8 +22,9 @@ PARTIAL = copy.deepcopy(TINY)
 PARTIAL["base"]["set"]["training.epochs"] = 2
 PARTIAL["datasets"]["tiny"]["categories"] = ["cap", "tile", "screw"]
 PARTIAL["studies"] = {
-    "main": {"variants": [{"name": "MoLE-Flow"}]},
+    "main": {"tables": ["T3"], "variants": [{"name": "MoLE-Flow"}]},
     "ablation": {
+        "tables": ["T7"],
         "variants": [
             {"name": "MoLE-Flow"},
             {"name": "w/o TAL", "set": {"training.tail_weight": 0.0}},
@@ -31,7 +32,7 @@ PARTIAL["studies"] = {
                 "name": "lr 1e8",
                 "set": {"training.lr": 1.0e8, "training.clip_grad_norm": 0.0, "training.warmup_epochs": 0},
             },
-        ]
+        ],
     },
 }
 
