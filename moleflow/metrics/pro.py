@@ -75,8 +75,8 @@ def pro_curve(masks: np.ndarray, maps: np.ndarray) -> tuple[np.ndarray, np.ndarr
     pro_before = np.concatenate([[0.0], pro_at[:-1]])
     fpr_above = (n_neg - np.searchsorted(negatives, values, side="right")) / n_neg  # score > u
     fpr_at = (n_neg - np.searchsorted(negatives, values, side="left")) / n_neg  # score >= u
-    fpr = np.empty(2 * values.size + 2)
-    pro = np.empty_like(fpr)
+    fpr = np.zeros(2 * values.size + 2)  # every entry is set below; zeros, so none is ever uninitialised memory
+    pro = np.zeros_like(fpr)
     fpr[0], pro[0] = 0.0, 0.0
     fpr[1:-1:2], pro[1:-1:2] = fpr_above, pro_before
     fpr[2:-1:2], pro[2:-1:2] = fpr_at, pro_at
