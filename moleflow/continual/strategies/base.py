@@ -143,7 +143,7 @@ class Strategy:
     def parameter_counts(self, config: Config, dim: int) -> dict[str, float]:
         """``base`` and ``per_task`` parameters (see :func:`moleflow.continual.accounting.parameter_counts`)."""
         counts = flow_counts(config, dim)
-        return _with_overheads(counts["base"], counts["per_task"], counts["per_task_without_dia"])
+        return with_overheads(counts["base"], counts["per_task"], counts["per_task_without_dia"])
 
     def stored_parameters(self, config: Config, dim: int, counts: dict[str, float]) -> float:
         """Parameters each new task adds (default: its adapters)."""
@@ -232,7 +232,8 @@ class MemoryStrategy(Strategy):
         }
 
 
-def _with_overheads(base: float, per_task: float, without_dia: float) -> dict[str, float]:
+def with_overheads(base: float, per_task: float, without_dia: float) -> dict[str, float]:
+    """Parameter counts with the per-task overheads in % of the base (NaN without a base)."""
     return {
         "base": base,
         "per_task": per_task,
@@ -242,4 +243,4 @@ def _with_overheads(base: float, per_task: float, without_dia: float) -> dict[st
     }
 
 
-__all__ = ["REGISTRY", "CostInputs", "MemoryStrategy", "Models", "Strategy", "flow_counts"]
+__all__ = ["REGISTRY", "CostInputs", "MemoryStrategy", "Models", "Strategy", "flow_counts", "with_overheads"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from moleflow.config import Config
-from moleflow.continual.strategies.base import CostInputs, Models, Strategy, _with_overheads, flow_counts
+from moleflow.continual.strategies.base import CostInputs, Models, Strategy, flow_counts, with_overheads
 
 
 class Joint(Strategy):
@@ -30,7 +30,7 @@ class Joint(Strategy):
     def parameter_counts(self, config: Config, dim: int) -> dict[str, float]:
         """Task 0's adapters serve every task: counted with the base; ``per_task`` is 0."""
         counts = flow_counts(config, dim)
-        return _with_overheads(counts["base"] + counts["task0"], 0, 0)
+        return with_overheads(counts["base"] + counts["task0"], 0, 0)
 
     def stored_feature_bytes(self, config: Config, dim: int, patches_per_image: int, train_images: int) -> float:
         return 2.0 * train_images * patches_per_image * dim
