@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from benchmarks import feature_cache, flops, flow_step, growth, inference, params, workflow
+from benchmarks import cpu_step, feature_cache, flops, flow_step, growth, inference, params, workflow
 from benchmarks.common import Result
 
 BENCHMARKS: dict[str, Callable[[str], Result]] = {
     "feature_cache": feature_cache.run,
     "flow_step": flow_step.run,
+    "cpu_step": cpu_step.run,
     "inference": inference.run,
     "params": params.run,
     "workflow": workflow.run,

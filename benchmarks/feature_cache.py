@@ -87,7 +87,7 @@ def _train_all(config: dict, store: FeatureStore, live: FeatureExtractor | None)
     learner: Learner | None = None
     for task, category in enumerate(sorted(config["dataset"]["categories"])):
         train = store.get(category, "train")
-        learner = learner or Learner(config, train.patches.shape[-1]).to(device())
+        learner = learner or Learner.from_config(config, train.patches.shape[-1]).to(device())
         learner.add_task(np.asarray(train.router))
         patches: np.ndarray | LiveFeatures = train.patches
         if live is not None:

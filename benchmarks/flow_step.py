@@ -38,7 +38,7 @@ COMPONENTS = {
 }
 
 
-def _plain_freia(dim: int, blocks: int, block: type[nn.Module] = Fm.AllInOneBlock) -> nn.Module:
+def plain_freia(dim: int, blocks: int, block: type[nn.Module] = Fm.AllInOneBlock) -> nn.Module:
     def mlp(c_in: int, c_out: int) -> nn.Module:
         return nn.Sequential(nn.Linear(c_in, dim), nn.ReLU(), nn.Linear(dim, c_out))
 
@@ -48,7 +48,7 @@ def _plain_freia(dim: int, blocks: int, block: type[nn.Module] = Fm.AllInOneBloc
     return flow
 
 
-def _freia_step(flow: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+def freia_step(flow: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     optimizer = torch.optim.AdamW(
         flow.parameters(), lr=3e-4, foreach=True
     )  # as the CPU profile trains (the same for every model)
@@ -65,9 +65,9 @@ def _freia_step(flow: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return step
 
 
-def mole_step(overrides: list[str], dim: int, x: torch.Tensor, task: int) -> Callable[[], None]:
-    config = load_config(overrides=[f"features.embed_dim={dim}", *overrides])
-    model = MoLEFlow(model_config(config, dim)).to(x.device)
+def trainable_flow(config: dict[str, Any], dim: int, task: int, dev: torch.device) -> tuple[MoLEFlow, list]:
+    """The flow of ``config`` with tasks ``0..task`` and the parameters task ``task`` trains (task 0: the base too)."""
+    model = MoLEFlow(model_config(config, dim)).to(dev)
     for _ in range(task + 1):
         model.add_task()
     params = model.task_parameters(task) + (model.base_parameters() if task == 0 else [])
@@ -75,11 +75,13 @@ def mole_step(overrides: list[str], dim: int, x: torch.Tensor, task: int) -> Cal
         p.requires_grad_(False)
     for p in params:
         p.requires_grad_(True)
-    tr = config["training"]
-    loss_fn = TailAwareLoss(tr["tail_weight"], tr["top_k_ratio"], tr["logdet_reg"])
-    optimizer = torch.optim.AdamW(
-        params, lr=tr["lr"], foreach=True
-    )  # as the CPU profile trains (the same for every model)
+    return model, params
+
+
+def flow_loss_step(
+    model: MoLEFlow, x: torch.Tensor, task: int, loss_fn: TailAwareLoss, optimizer: torch.optim.Optimizer
+) -> Callable[[], None]:
+    """One training step: forward, Tail-Aware Loss, backward, the optimiser's step."""
 
     def step() -> None:
         out = model(x, task)
@@ -90,6 +92,15 @@ def mole_step(overrides: list[str], dim: int, x: torch.Tensor, task: int) -> Cal
         sync()
 
     return step
+
+
+def mole_step(overrides: list[str], dim: int, x: torch.Tensor, task: int) -> Callable[[], None]:
+    config = load_config(overrides=[f"features.embed_dim={dim}", *overrides])
+    model, params = trainable_flow(config, dim, task, x.device)
+    tr = config["training"]
+    loss_fn = TailAwareLoss(tr["tail_weight"], tr["top_k_ratio"], tr["logdet_reg"])
+    # AdamW with foreach, as the CPU profile trains (the same for every model)
+    return flow_loss_step(model, x, task, loss_fn, torch.optim.AdamW(params, lr=tr["lr"], foreach=True))
 
 
 def run(scale: str = "full") -> Result:
@@ -116,10 +127,10 @@ def run(scale: str = "full") -> Result:
     torch.manual_seed(0)
     # every configuration is built first, then timed in interleaved rounds: ratios are paired by round
     steps = {
-        "plain6": _freia_step(_plain_freia(dim, 6).to(dev), x),
-        "plain8": _freia_step(_plain_freia(dim, 8).to(dev), x),  # as deep as 6 coupling + 2 DIA blocks
+        "plain6": freia_step(plain_freia(dim, 6).to(dev), x),
+        "plain8": freia_step(plain_freia(dim, 8).to(dev), x),  # as deep as 6 coupling + 2 DIA blocks
         # the same flow with its permutation as the MoLE flow applies it (a gather, not a D x D product)
-        "plain8gather": _freia_step(_plain_freia(dim, 8, GatherPermutationBlock).to(dev), x),
+        "plain8gather": freia_step(plain_freia(dim, 8, GatherPermutationBlock).to(dev), x),
         "task0": mole_step([], dim, x, 0),
         "task1": mole_step([], dim, x, 1),
     }

@@ -43,7 +43,7 @@ def make_learner(config: dict, dim: int, tasks: int, seed: int = 0) -> tuple[Lea
     """A learner with ``tasks`` tasks whose router prototypes are well apart; returns it and each task's centre."""
     rng = np.random.default_rng(seed)
     centres = torch.from_numpy(rng.normal(0, 3, (tasks, dim)))
-    learner = Learner(config, dim)
+    learner = Learner.from_config(config, dim)
     for t in range(tasks):
         learner.add_task(centres[t].numpy() + rng.normal(0, 1, (64, dim)))
     learner.eval()

@@ -1,6 +1,7 @@
 """Mutation testing of the code that decides the science, in parts that fit a 2-core machine (mutmut).
 
 ``python -m benchmarks.mutation --part PART [--work DIR] [--children 2]``  (``--part all`` runs every part in turn)
+``python -m benchmarks.mutation --part PART --rejudge``  (the recorded survivors only, after tests were added)
 ``python -m benchmarks.mutation --report``  (rewrites ``benchmarks/MUTATION.md`` from the parts' records)
 
 Each part names the modules it mutates and the test files that judge them (:data:`PARTS`). The part runs in a
@@ -51,7 +52,9 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
         [
             "tests/test_model.py",
             "tests/test_model_parts.py",
+            "tests/test_model_values.py",  # defaults, errors and constants by hand
             "tests/test_fidelity.py",
+            "tests/test_fidelity_authors.py",  # the blur against scipy, the permutation seeds, the router's float32
             "tests/test_fidelity_variants.py",
             "tests/test_objective.py",
             "tests/test_baselines.py",
@@ -203,6 +206,46 @@ def record(part: str, work: Path, started: datetime.datetime | None = None) -> d
     return rec
 
 
+def rejudge(part: str, work: Path, children: int) -> dict[str, Any]:
+    """Run mutmut again on the survivors of the part's record only (after tests were added; the part's modules
+    unchanged since the record) and fold the new verdicts into it: the record's killed mutants stay killed."""
+    path = RECORDS / f"{part}.json"
+    rec = json.loads(path.read_text())
+    names = [s["mutant"] for s in rec["survivors"]]
+    changed = subprocess.run(
+        ["git", "diff", "--quiet", rec["commit"].removesuffix("+changes"), "--", *PARTS[part][0]],
+        cwd=ROOT,
+        check=False,
+    )
+    if changed.returncode != 0:
+        raise SystemExit(f"mutation: part {part}: its modules changed since {rec['commit']}: run the whole part")
+    shutil.rmtree(work, ignore_errors=True)  # a fresh copy: the tests added since are what judges
+    prepare(part, work)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    done = subprocess.run(["mutmut", "run", "--max-children", str(children), *names], cwd=work, check=False, env=env)
+    results = _results(work)
+    if done.returncode != 0 or any(results.get(n) in (None, "not checked") for n in names):
+        raise SystemExit(f"mutation: part {part}: mutmut run failed (exit {done.returncode}); the record is unchanged")
+    equivalent = (yaml.safe_load(EQUIVALENT.read_text()) or {}) if EQUIVALENT.is_file() else {}
+    survivors = []
+    for name in names:
+        counts = rec["modules"][module_of(name)]
+        counts["survived"] -= 1
+        kind = "equivalent" if results[name] == "survived" and name in equivalent else results[name]
+        counts[kind] = counts.get(kind, 0) + 1
+        if kind == "survived":
+            survivors.append({"mutant": name, "diff": _diff(work, name)})
+    rec["survivors"] = survivors
+    rec["rejudged"] = {
+        "commit": commit(),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
+        "mutants": len(names),
+        "tests": PARTS[part][1],
+    }
+    path.write_text(json.dumps(rec, indent=1) + "\n")
+    return rec
+
+
 def score(counts: dict[str, int]) -> tuple[int, int, float]:
     """``(killed, judged, share)``: killed (and timeouts, which a test run ends) over every mutant but the
     equivalent, skipped and untested-by-design ones."""
@@ -231,9 +274,12 @@ def report() -> str:
         for module, counts in sorted(rec["modules"].items()):
             k, j, s = score(counts)
             total_k, total_j = total_k + k, total_j + j
+            when = f"{rec['commit']}, {rec['date']}"
+            if "rejudged" in rec:
+                when += f"; survivors re-judged at {rec['rejudged']['commit']}, {rec['rejudged']['date']}"
             lines.append(
                 f"| {rec['part']} | `{module}` | {k} | {j} | {s:.1%} | {counts.get('equivalent', 0)} | "
-                f"{counts.get('not checked', 0)} | {rec['commit']}, {rec['date']} |"
+                f"{counts.get('not checked', 0)} | {when} |"
             )
     if total_j:
         lines += ["", f"All parts: {total_k} of {total_j} judged mutants killed ({total_k / total_j:.1%})."]
@@ -254,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", help="working copy (default mutation/<part>)")
     parser.add_argument("--children", type=int, default=2, help="mutants tested at once")
     parser.add_argument("--record-only", action="store_true", help="write the part's record from its copy, run nothing")
+    parser.add_argument(
+        "--rejudge", action="store_true", help="run the part's recorded survivors only, after tests were added"
+    )
     parser.add_argument("--report", action="store_true", help="rewrite benchmarks/MUTATION.md from the records")
     args = parser.parse_args(argv)
     if shutil.which("mutmut") is None:
@@ -261,7 +310,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for part in PARTS if args.part == "all" else [args.part] if args.part else []:
         work = Path(args.work) if args.work and args.part != "all" else ROOT / "mutation" / part
-        rec = record(part, work) if args.record_only else run_part(part, work, args.children)
+        if args.rejudge:
+            rec = rejudge(part, work, args.children)
+        else:
+            rec = record(part, work) if args.record_only else run_part(part, work, args.children)
         for module, counts in rec["modules"].items():
             k, j, s = score(counts)
             print(f"{part}: {module}: {k}/{j} killed ({s:.1%})")

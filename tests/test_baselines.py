@@ -173,7 +173,7 @@ def test_joint_flow_batches_mix_the_tasks(dataset: Path, tmp_path: Path) -> None
             read.update(int(r) for r in np.asarray(rows))
             return super().__getitem__(rows)
 
-    learner = Learner(config, int(tasks[0].train.patches.shape[-1]))
+    learner = Learner.from_config(config, int(tasks[0].train.patches.shape[-1]))
     for t in tasks:
         learner.add_task(np.asarray(t.train.router))
     result = train_task(learner, 2, Recording(stacked.parts), TrainSettings.from_config(config), torch.device("cpu"))

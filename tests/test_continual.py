@@ -174,7 +174,7 @@ def test_predict_routes_a_mixed_batch_and_scores_each_group_with_its_adapters(da
 
     config = tiny(dataset, cache)
     tasks = load_tasks(config, FeatureStore(config, progress=False))
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     for task, data in enumerate(tasks):
         learner.add_task(np.asarray(data.train.router))
         assert (
@@ -250,7 +250,7 @@ def test_runs_record_what_the_claims_audit_reads(dataset: Path, cache: Path, tmp
 
     config = tiny(dataset, cache)
     tasks = load_tasks(config, FeatureStore(config, progress=False))
-    learner = Learner(config, int(tasks[0].train.patches.shape[-1]))
+    learner = Learner.from_config(config, int(tasks[0].train.patches.shape[-1]))
     for t in tasks:
         learner.add_task(np.asarray(t.train.router))
     feats = torch.from_numpy(np.concatenate([np.asarray(t.test.router) for t in tasks]))

@@ -41,7 +41,7 @@ def test_misrouted_images_are_scored_by_the_task_they_were_routed_to(twins: Path
     config = tiny(twins, cache, "dataset.categories=[cap,cap_twin,tile]")
     device = torch.device("cpu")
     tasks = load_tasks(config, FeatureStore(config, progress=False))
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     for task, data in enumerate(tasks):
         learner.add_task(np.asarray(data.train.router))
         assert train_task(learner, task, data.train.patches, TrainSettings.from_config(config), device).status == "ok"

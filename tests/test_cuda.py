@@ -50,7 +50,7 @@ def test_untrained_learner_scores_equal_on_cuda_and_cpu() -> None:
     config = load_config(
         overrides=["dataset.root=.", "model.coupling_blocks=2", "model.lora_rank=4"], base=load_profile("cpu")
     )
-    learner = Learner(config, 16)
+    learner = Learner.from_config(config, 16)
     learner.add_task(np.random.default_rng(0).normal(size=(32, 16)))
     x = torch.randn(3, 8, 8, 16, generator=torch.Generator().manual_seed(0))
     on_cpu = learner.patch_scores(0, x)

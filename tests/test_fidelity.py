@@ -139,7 +139,7 @@ def test_training_uses_adamp_and_changes_the_lr_once_per_epoch(
 
     monkeypatch.setattr(train_module, "make_optimizer", recording)
     tasks = load_tasks(config, FeatureStore(config, progress=False))
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     for task in (0, 1):
         seen.clear()
         learner.add_task(np.asarray(tasks[task].train.router))
@@ -182,7 +182,7 @@ def test_a_non_finite_batch_is_skipped_counted_and_leaves_the_parameters(
     config = authors(dataset, cache, "training.max_skipped_share=0.2")
     settings = TrainSettings.from_config(config)
     tasks = load_tasks(config, FeatureStore(config, progress=False))
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     learner.add_task(np.asarray(tasks[0].train.router))
     _nan_on({1}, monkeypatch)
     result = train_task(learner, 0, tasks[0].train.patches, settings, CPU)
@@ -190,7 +190,7 @@ def test_a_non_finite_batch_is_skipped_counted_and_leaves_the_parameters(
     assert all(loss is not None and np.isfinite(loss) for loss in result.epoch_losses)
     # more than the allowed share: diverged, with the count in the message
     _nan_on({1, 2}, monkeypatch)
-    learner2 = Learner(config, tasks[0].train.patches.shape[-1])
+    learner2 = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     learner2.add_task(np.asarray(tasks[0].train.router))
     tight = TrainSettings(**{**settings.__dict__, "max_skipped_share": 0.1})
     result = train_task(learner2, 0, tasks[0].train.patches, tight, CPU)
@@ -204,7 +204,7 @@ def test_skipping_a_batch_is_the_same_as_never_drawing_its_update(
     config = authors(dataset, cache, "training.epochs=1", "training.max_skipped_share=1.0")
     settings = TrainSettings.from_config(config)
     tasks = load_tasks(config, FeatureStore(config, progress=False))
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     learner.add_task(np.asarray(tasks[0].train.router))
     before = {k: v.clone() for k, v in learner.state_dict().items()}
     _nan_on({1, 2}, monkeypatch)  # both batches of the only epoch
@@ -218,7 +218,7 @@ def test_stop_ends_the_run_at_the_first_non_finite_loss(
 ) -> None:
     config = authors(dataset, cache, "training.nonfinite=stop")
     tasks = load_tasks(config, FeatureStore(config, progress=False))
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     learner.add_task(np.asarray(tasks[0].train.router))
     _nan_on({3}, monkeypatch)
     result = train_task(learner, 0, tasks[0].train.patches, TrainSettings.from_config(config), CPU)
@@ -228,7 +228,7 @@ def test_stop_ends_the_run_at_the_first_non_finite_loss(
 def test_a_loss_above_the_ceiling_is_skipped(dataset: Path, cache: Path) -> None:
     config = authors(dataset, cache, "training.loss_ceiling=1.0e-9")  # every loss is above it
     tasks = load_tasks(config, FeatureStore(config, progress=False))
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     learner.add_task(np.asarray(tasks[0].train.router))
     result = train_task(learner, 0, tasks[0].train.patches, TrainSettings.from_config(config), CPU)
     assert result.status == "diverged" and (result.skipped, result.steps) == (6, 0)

@@ -85,7 +85,7 @@ def test_soft_ln_fallback_blends_the_layernorm_in_task_0_only() -> None:
 def test_the_soft_ln_fallback_forgets_nothing_and_keeps_no_layernorm_after_task_0(dataset: Path, cache: Path) -> None:
     config = authors(dataset, cache, "model.whitening=false", "model.whitening_fallback=soft_ln")
     tasks = _tasks(config)
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     _train(learner, tasks, 0, config)
     names = {n for n, _ in learner.named_parameters()}
     assert {"models.0.film.tasks.0.blend", "models.0.film.tasks.0.norm.weight"} <= names
@@ -140,7 +140,7 @@ def test_without_lora_and_task_biases_a_later_task_trains_only_its_input_adapter
     dataset: Path, cache: Path
 ) -> None:
     config = authors(dataset, cache, "model.lora=false", "model.task_bias=false")
-    learner = Learner(config, 16)
+    learner = Learner.from_config(config, 16)
     learner.add_task(np.random.default_rng(0).normal(size=(9, 16)))
     learner.add_task(np.random.default_rng(1).normal(size=(9, 16)))
     names = {n for n, p in learner.named_parameters() if any(p is q for q in learner.trainable_parameters(1))}
@@ -160,7 +160,7 @@ def test_the_authors_sequential_steps_the_tasks_adapters_twice(
         f"strategy.sequential_adapter_updates={updates}",
     )
     tasks = _tasks(config)
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     _train(learner, tasks, 0, config)
     optimizers: list[torch.optim.Optimizer] = []
     clipped: list[list[torch.nn.Parameter]] = []
@@ -198,7 +198,7 @@ def _blocks(model: Any) -> list[Any]:
 def _permutations(**sets: Any) -> list[list[int]]:
     over = [f"{k.replace('__', '.')}={v}" for k, v in sets.items()]
     config = load_config(overrides=["model.coupling_blocks=3", "model.lora_rank=2", *over])
-    learner = Learner(config, 16)
+    learner = Learner.from_config(config, 16)
     for task in range(2):
         learner.add_task(np.random.default_rng(task).normal(size=(6, 16)))
     return [[int(b.perm_index[0]) for b in _blocks(learner.flow(m))] + [m] for m in range(len(learner.models))]
@@ -207,14 +207,14 @@ def _permutations(**sets: Any) -> list[list[int]]:
 def test_permutations_follow_the_seed_and_fixed_ones_do_not() -> None:
     seed0, again, seed1 = _permutations(seed=0), _permutations(seed=0), _permutations(seed=1)
     assert seed0 == again and seed0 != seed1
-    full = [b.perm_index.tolist() for b in _blocks(Learner(load_config(overrides=["seed=3"]), 32).flow(0))]
+    full = [b.perm_index.tolist() for b in _blocks(Learner.from_config(load_config(overrides=["seed=3"]), 32).flow(0))]
     assert len({tuple(p) for p in full}) == len(full) == 6  # each block its own permutation
     assert _permutations(seed=0, model__permutations="fixed") == _permutations(seed=1, model__permutations="fixed")
     # separated: every model of a run draws its own
     models = _permutations(seed=0, strategy__name="separated")
     assert models[0][:-1] != models[1][:-1]
     # fixed: block k's permutation is NumPy's after seeding it with permutation_seed + k, as before the key
-    fixed = Learner(load_config(overrides=["model.permutations=fixed", "model.permutation_seed=5"]), 16)
+    fixed = Learner.from_config(load_config(overrides=["model.permutations=fixed", "model.permutation_seed=5"]), 16)
     for k, block in enumerate(_blocks(fixed.flow(0))):
         np.random.seed(5 + k)
         assert block.perm_index.tolist() == np.random.permutation(16).tolist()
@@ -225,7 +225,7 @@ def test_full_copy_authors_trains_later_global_affines_and_starts_later_adapters
     sets = ("strategy.name=separated", "strategy.separated_mixer=shared", "strategy.separated_adapters=later")
     config = authors(dataset, cache, *sets, "strategy.separated_global_affine=trained")
     tasks = _tasks(config)
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     _train(learner, tasks, 0, config)
     learner.add_task(np.asarray(tasks[1].train.router))
     model1, model0 = learner.flow(1), learner.flow(0)
@@ -281,7 +281,7 @@ def test_a_nan_patch_score_is_diverged_or_replaced(
 ) -> None:
     config = authors(dataset, cache, f"evaluation.nonfinite_scores={mode}")
     tasks = _tasks(config)
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     _train(learner, tasks, 0, config)
     real = learner.patch_scores
 
@@ -312,7 +312,7 @@ def test_the_router_prototype_is_the_authors_drop_last_float32_one(dataset: Path
     assert len(prototype_rows(3, 4, 0, 0)) == 3  # fewer images than a batch: all of them
     config = authors(dataset, cache)
     feats = np.random.default_rng(0).normal(size=(9, 16)).astype(np.float32)
-    learner = Learner(config, 16)
+    learner = Learner.from_config(config, 16)
     learner.add_task(feats)
     kept = torch.from_numpy(feats[prototype_rows(9, config["training"]["batch_size"], config["seed"], 0)])
     mean = kept.mean(dim=0)
@@ -320,7 +320,7 @@ def test_the_router_prototype_is_the_authors_drop_last_float32_one(dataset: Path
     stored = learner.router.state_dict()
     assert stored["mean_0"].dtype == torch.float32 and torch.equal(stored["mean_0"], mean)
     assert torch.equal(stored["precision_0"], torch.linalg.inv(cov))
-    every = Learner(authors(dataset, cache, "router.prototype_images=all", "router.precision=float64"), 16)
+    every = Learner.from_config(authors(dataset, cache, "router.prototype_images=all", "router.precision=float64"), 16)
     every.add_task(feats)
     mean64 = every.router.state_dict()["mean_0"].numpy()
     np.testing.assert_allclose(mean64, feats.astype(np.float64).mean(axis=0), rtol=1e-12)
@@ -330,7 +330,7 @@ def test_the_router_prototype_is_the_authors_drop_last_float32_one(dataset: Path
 def test_batch_fisher_is_the_batches_squared_gradients_times_their_size(dataset: Path, cache: Path) -> None:
     config = authors(dataset, cache, "strategy.name=ewc", "strategy.ewc_fisher=batch", "strategy.ewc_fisher_images=5")
     tasks = _tasks(config)
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     _train(learner, tasks, 0, config)
     settings = TrainSettings.from_config(config)
     fisher = empirical_fisher(learner, 0, tasks[0].train.patches, settings, CPU)

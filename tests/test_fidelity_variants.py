@@ -40,7 +40,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _after_task0(config: dict) -> tuple[Learner, Callable[[], None]]:
     """A learner trained on task 0 of ``config``, and a function that adds and trains task 1."""
     tasks = load_tasks(config, FeatureStore(config, progress=False))
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     settings = TrainSettings.from_config(config)
 
     def train(task: int) -> None:

@@ -96,7 +96,7 @@ def _learner_with_banks(mode: str, banks: list[torch.Tensor]):
     from moleflow.continual import Learner
 
     config = load_config(overrides=["strategy.name=knn", f"strategy.knn_bank={mode}"], base=load_profile("cpu"))
-    learner = Learner(config, banks[0].shape[1])
+    learner = Learner.from_config(config, banks[0].shape[1])
     for bank in banks:
         learner.add_task(None)
         learner.fit_memory(bank)

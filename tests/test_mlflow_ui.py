@@ -12,13 +12,14 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from tests_helpers import fake_summary
 
 pytestmark = pytest.mark.slow  # an mlflow server start (about 25 s) and a browser
 
-EXPERIMENT = "ablation/synth"
+EXPERIMENT = "ablation (synth)"  # as the workflow names it (moleflow.tracking.mlflow_log.experiment_name)
 
 
 def _summary(index: int, start: float) -> dict:
@@ -27,6 +28,7 @@ def _summary(index: int, start: float) -> dict:
     for key in ("accuracy_matrix", "accuracy_matrix_oracle"):
         summary[key] = {m: [[0.6, None], [0.6, 0.7 + index / 100]] for m in summary[key]}
     summary["per_task"] = [{"task": 0, "epoch_losses": [3.0]}, {"task": 1, "epoch_losses": [2.0]}]
+    summary["forgetting"] = {m: {"fm": 0.0, "paper": 0.0, "bwt": 0.0} for m in summary["forgetting"]}
     summary["timings"] = {
         "training": 40.0,
         "training_per_task": [20.0, 20.0],
@@ -156,7 +158,9 @@ def _post(url: str, body: dict) -> dict:
 
 def test_the_rest_api_serves_what_the_runs_page_shows(server: str, store: tuple[Path, dict[str, dict]]) -> None:
     _, summaries = store
-    experiment = _get(f"{server}/api/2.0/mlflow/experiments/get-by-name?experiment_name={EXPERIMENT}")["experiment"]
+    experiment = _get(f"{server}/api/2.0/mlflow/experiments/get-by-name?experiment_name={quote(EXPERIMENT)}")[
+        "experiment"
+    ]
     tags = {t["key"]: t["value"] for t in experiment.get("tags", [])}
     assert tags["mlflow.experimentKind"] == "custom_model_development"  # the model-training view, not GenAI's
     runs = _post(f"{server}/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
@@ -198,6 +202,7 @@ def _dom_text(page: str, profile: Path, wanted: list[str]) -> str:
                 "--disable-dev-shm-usage",
                 f"--user-data-dir={profile}",
                 f"--virtual-time-budget={budget}",
+                "--window-size=2400,1000",  # the table renders only the columns in view
                 "--dump-dom",
                 page,
             ],
@@ -218,11 +223,20 @@ def test_a_real_browser_shows_the_runs_their_dataset_and_duration(
 ) -> None:
     """The README's link (the experiment with ?workflowType=machine_learning) opens on the runs table; a run's
     page shows the training's duration and the dataset."""
-    experiment = _get(f"{server}/api/2.0/mlflow/experiments/get-by-name?experiment_name={EXPERIMENT}")["experiment"]
+    from moleflow.tracking.mlflow_log import HEADLINE_COLUMNS, experiment_url
+
+    experiment = _get(f"{server}/api/2.0/mlflow/experiments/get-by-name?experiment_name={quote(EXPERIMENT)}")[
+        "experiment"
+    ]
     home = f"{server}/#/experiments/{experiment['experiment_id']}?workflowType=machine_learning"
     wanted = ["MoLE-Flow-seed0", "w/o TAL-seed1", "mvtec:synth"]
     text = _dom_text(home, tmp_path / "profile", wanted)
     assert all(w in text for w in wanted) and "Run Name" in text, text[-3000:]
+    # the experiment's shared view (what `track init` prints): the headline metrics are columns of the runs table
+    assert not any(m in text for m in HEADLINE_COLUMNS)  # MLflow's own default view shows none of them
+    wanted = ["MoLE-Flow-seed0", *HEADLINE_COLUMNS]
+    text = _dom_text(experiment_url(server, experiment["experiment_id"]), tmp_path / "shared", wanted)
+    assert all(w in text for w in wanted), text[-3000:]
     runs = _post(f"{server}/api/2.0/mlflow/runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
     run = next(r for r in runs if r["info"]["run_name"] == "MoLE-Flow-seed0")
     page = f"{server}/#/experiments/{experiment['experiment_id']}/runs/{run['info']['run_id']}?workflowType=machine_learning"

@@ -150,7 +150,7 @@ def test_every_flow_run_records_the_diagnostic_and_a_memory_bank_none(
 def test_the_diagnostic_by_hand(dataset: Path, cache: Path) -> None:
     config = tiny(dataset, cache, "model.input_jacobian=included")
     tasks = load_tasks(config, FeatureStore(config, progress=False))
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     learner.add_task(np.asarray(tasks[0].train.router))
     found = input_collapse(learner, 0, tasks[0].train.patches, [tasks[0]], 0, CPU)
     test = tasks[0].test

@@ -135,7 +135,7 @@ def test_new_task_parameters_do_not_depend_on_the_global_rng(strategy: str) -> N
     states = []
     for global_seed in (1, 2):
         torch.manual_seed(global_seed)
-        learner = Learner(config, 8)
+        learner = Learner.from_config(config, 8)
         for _ in range(2):
             torch.rand(7)  # something else drew from the global RNG in between (a summary, a resume)
             learner.add_task(np.random.default_rng(0).normal(size=(16, 8)))
@@ -152,7 +152,7 @@ def test_ewc_penalty_and_per_sample_fisher_by_hand(dataset: Path, cache: Path) -
     config = tiny(dataset, cache, "strategy.name=ewc", "strategy.ewc_lambda=7.0")
     settings = TrainSettings.from_config(config)
     tasks = load_tasks(config, FeatureStore(config, progress=False))
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     learner.add_task(np.asarray(tasks[0].train.router))
     patches = tasks[0].train.patches
     fisher = empirical_fisher(learner, 0, patches, settings, torch.device("cpu"))

@@ -23,6 +23,13 @@ def test_tracking_uri_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert default_tracking_uri(tmp_path, "http://server:5000") == "postgresql://u@h/db"
 
 
+def test_experiment_names_have_no_slash_and_their_artifacts_a_plain_folder() -> None:
+    from moleflow.tracking.mlflow_log import artifact_folder, experiment_name
+
+    assert experiment_name("ablation", "synth") == "ablation (synth)"
+    assert artifact_folder("ablation (synth)") == "ablation_synth" and artifact_folder("a/b c") == "a_b_c"
+
+
 def test_flat_strings() -> None:
     assert flat_strings({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": "x"}) == {
         "a.b": "1",

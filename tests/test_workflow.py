@@ -215,8 +215,8 @@ def test_end_to_end_workflow_with_mlflow(tmp_path: Path) -> None:
 
     client = MlflowClient(f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}")
     names = sorted(e.name for e in client.search_experiments() if e.name != "Default")
-    assert names == ["ablation/tiny", "main/tiny"]
-    ablation = client.get_experiment_by_name("ablation/tiny")
+    assert names == ["ablation (tiny)", "main (tiny)"]  # no slash: MLflow's breadcrumb would show only "tiny"
+    ablation = client.get_experiment_by_name("ablation (tiny)")
     assert ablation is not None
     ablation_runs = client.search_runs([ablation.experiment_id])
     assert sorted(r.data.tags["variant"] for r in ablation_runs) == ["MoLE-Flow", "w/o TAL"]

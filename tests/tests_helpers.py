@@ -85,7 +85,7 @@ def scores_of_task0_after_each_task(config: dict) -> tuple[list, Any]:
 
     cpu = torch.device("cpu")
     tasks = load_tasks(config, FeatureStore(config, progress=False))
-    learner = Learner(config, tasks[0].train.patches.shape[-1])
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     rows = np.arange(len(tasks[0].test.labels))
     out = []
     for task, data in enumerate(tasks):

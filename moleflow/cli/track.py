@@ -18,7 +18,7 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
 
 
 def _descriptions(text: str | None, experiments: list[str]) -> dict[str, str]:
-    """``--descriptions-json``: ``{"STUDY/DATASET": "what it is", ...}``, each key one of ``experiments``, once."""
+    """``--descriptions-json``: ``{"main (synth)": "what it is", ...}``, each key one of ``experiments``, once."""
     if not text:
         return {}
     try:
@@ -26,7 +26,7 @@ def _descriptions(text: str | None, experiments: list[str]) -> dict[str, str]:
     except json.JSONDecodeError as exc:
         raise MoleflowError(f"--descriptions-json is not valid JSON ({exc})") from None
     if not isinstance(found, dict) or not all(isinstance(v, str) for v in found.values()):
-        raise MoleflowError('--descriptions-json must be one JSON object {"STUDY/DATASET": "text", ...}')
+        raise MoleflowError('--descriptions-json must be one JSON object {"NAME": "text", ...}')
     unknown = sorted(set(found) - set(experiments))
     if unknown:
         raise MoleflowError(
@@ -39,13 +39,18 @@ def _descriptions(text: str | None, experiments: list[str]) -> dict[str, str]:
 def _cmd_track_init(args: argparse.Namespace) -> int:
     from moleflow.io import write_json_atomic
     from moleflow.tracking import default_tracking_uri, init_store
+    from moleflow.tracking.mlflow_log import experiment_url
 
     uri = default_tracking_uri(args.results, args.uri)
     descriptions = _descriptions(args.descriptions_json, args.experiments)
     ids = init_store(uri, args.experiments, Path(args.results) / "mlflow-artifacts", descriptions)
+    local = "http://127.0.0.1:5000"  # where `mlflow ui --backend-store-uri URI` serves by default
+    views = {name: experiment_url(local, experiment_id) for name, experiment_id in ids.items()}
     if args.record:
-        write_json_atomic(args.record, {"tracking_uri": uri, "experiments": ids})
-    print(f"MLflow store {uri}: {len(ids)} experiments")
+        write_json_atomic(args.record, {"tracking_uri": uri, "experiments": ids, "headline_views": views})
+    print(f"MLflow store {uri}: {len(ids)} experiments; each one's runs with the headline metrics:")
+    for name, url in views.items():
+        print(f"  {name}: {url}")
     return 0
 
 
@@ -87,13 +92,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--experiments",
         nargs="+",
         required=True,
-        metavar="STUDY/DATASET",
+        metavar="NAME",
         help="the experiments to create (one per study and dataset)",
     )
     tinit.add_argument(
         "--descriptions-json",
         metavar="JSON",
-        help='{"STUDY/DATASET": "text", ...}: each experiment\'s description (the workflow passes the studies\' own)',
+        help='{"NAME": "text", ...}: each experiment\'s description (the workflow passes the studies\' own)',
     )
     tinit.set_defaults(func=_cmd_track_init)
     tlog = track.add_parser("log", help="log one run directory")
@@ -104,12 +109,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--experiment",
         action="append",
         required=True,
-        metavar="STUDY/DATASET[=VARIANT]",
+        metavar="NAME[=VARIANT]",
         help="an experiment to log it into, with the variant's name (repeatable)",
     )
     tlog.set_defaults(func=_cmd_track_log)
     tstudy = track.add_parser("study", help="log every run of one study and dataset into its experiment (one process)")
-    tstudy.add_argument("--experiment", required=True, metavar="STUDY/DATASET", help="the experiment to log into")
+    tstudy.add_argument("--experiment", required=True, metavar="NAME", help="the experiment to log into")
     tstudy.add_argument(
         "--run",
         action="append",

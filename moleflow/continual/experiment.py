@@ -28,7 +28,7 @@ from moleflow.continual.diagnostics import input_collapse
 from moleflow.continual.evaluate import METRICS, TaskEvaluation, evaluate_task
 from moleflow.continual.learner import Learner
 from moleflow.continual.replay_buffer import ReplayBuffer
-from moleflow.continual.settings import ScoreSettings, TrainSettings
+from moleflow.continual.settings import LearnerSettings, ScoreSettings, TrainSettings
 from moleflow.continual.state import RunState
 from moleflow.continual.structure import fingerprints, invertibility
 from moleflow.continual.summary import MODES, build_summary, dataset_record, rescored_top_k, tasks_csv
@@ -105,11 +105,11 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _resumed_learner(
-    config: Config, tasks: list[TaskData], state: RunState, ckpt: Path, device: torch.device, log
+    settings: LearnerSettings, tasks: list[TaskData], state: RunState, ckpt: Path, device: torch.device, log
 ) -> tuple[Learner, ReplayBuffer | None]:
     """The learner (and replay buffer) as they were after the last committed task."""
-    learner = Learner(config, int(tasks[0].train.patches.shape[-1])).to(device)
-    replay = learner.strategy.replay_buffer(config["seed"])
+    learner = Learner(settings).to(device)
+    replay = learner.strategy.replay_buffer(settings.seed)
     for task in range(state.completed):
         learner.add_task(np.asarray(tasks[task].train.router))
         if replay is not None:
@@ -201,7 +201,8 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:
         )
     state.timings.setdefault("started_at", wall_start)  # wall clock of the first start (a resumed run keeps it)
     state.timings.setdefault("task_finished_at", [])
-    learner, replay = _resumed_learner(config, tasks, state, ckpt, device, log)
+    settings = LearnerSettings.from_config(config, int(tasks[0].train.patches.shape[-1]))
+    learner, replay = _resumed_learner(settings, tasks, state, ckpt, device, log)
     status, message = "ok", ""
     last_eval: list[TaskEvaluation] = []
     for task in range(state.completed, len(tasks)):

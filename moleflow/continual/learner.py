@@ -8,7 +8,6 @@ strategy has the same features, flow, router, maps and metrics.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import cast
 
 import numpy as np
@@ -16,8 +15,8 @@ import torch
 from torch import nn
 
 from moleflow.config import Config
-from moleflow.continual.model_settings import model_config, permutation_seeds
-from moleflow.continual.strategies import strategy_for
+from moleflow.continual.settings import LearnerSettings
+from moleflow.continual.strategies import strategy_named
 from moleflow.model import MahalanobisRouter, MoLEFlow
 from moleflow.model.mole_flow import task_of_parameter
 
@@ -38,28 +37,31 @@ class Learner(nn.Module):
     resumes at task ``k`` builds exactly the parameters an uninterrupted run had.
     """
 
-    def __init__(self, config: Config, dim: int) -> None:
+    def __init__(self, settings: LearnerSettings) -> None:
         super().__init__()
-        self.strategy = strategy_for(config)
-        self.seed = config["seed"]
-        self.config = config
-        self.mcfg = model_config(config, dim)
+        self.settings = settings
+        self.strategy = strategy_named(settings.strategy, dict(settings.strategy_options))
+        self.seed = settings.seed
+        self.mcfg = settings.model
         self.models = nn.ModuleList()
         self.knn = self.strategy.bank()
-        self.knn_bank = config["strategy"]["knn_bank"]
+        self.knn_bank = settings.knn_bank
         self.gaussians = self.strategy.densities(self.seed)
         if self.strategy.shared_model:
             self.models.append(self.new_model(0))
-        router = config["router"]
-        self.router = MahalanobisRouter(
-            router["covariance"], router["ridge"], torch.float32 if router["precision"] == "float32" else torch.float64
-        )
-        self.prototype_images = router["prototype_images"]
-        self.batch_size = config["training"]["batch_size"]
+        router = settings.router
+        self.router = MahalanobisRouter(router.covariance, router.ridge, router.dtype)
+        self.prototype_images = router.prototype_images
+        self.batch_size = settings.batch_size
         self.n_tasks = 0
-        self.ewc_lambda = float(config["strategy"]["ewc_lambda"])
+        self.ewc_lambda = settings.ewc_lambda
         self.fisher: dict[str, torch.Tensor] = {}
         self.anchor: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def from_config(cls, config: Config, dim: int) -> Learner:
+        """The learner of a validated run config for ``dim``-vectors."""
+        return cls(LearnerSettings.from_config(config, dim))
 
     def flow(self, index: int) -> MoLEFlow:
         """``models[index]`` (typed)."""
@@ -71,7 +73,7 @@ class Learner(nn.Module):
         """A fresh flow, model number ``salt`` of the run (its parameters drawn from ``(seed, salt)``)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed * 100_003 + salt)
-            return MoLEFlow(replace(self.mcfg, permutation_seeds=permutation_seeds(self.config, salt)))
+            return MoLEFlow(self.settings.model_config(salt))
 
     def add_task(self, router_features: np.ndarray | None) -> int:
         """Create the next task's adapters (or model) and fit its router prototype on ``(N_t, D)``

@@ -12,19 +12,23 @@ from moleflow.model import ModelConfig, SubnetConfig
 PERMUTATION_STREAM = 0x5EED
 
 
-def permutation_seeds(config: Config, salt: int = 0) -> tuple[int, ...]:
-    """NumPy seeds of the coupling blocks' permutations of the run's model number ``salt``.
+def seeds_of(permutations: str, permutation_seed: int, blocks: int, seed: int, salt: int = 0) -> tuple[int, ...]:
+    """NumPy seeds of the ``blocks`` coupling permutations of model number ``salt`` of a run of seed ``seed``.
 
-    ``model.permutations: fixed``: ``permutation_seed + k`` for block ``k`` (every run alike);
+    ``permutations: fixed``: ``permutation_seed + k`` for block ``k`` (every run alike);
     ``seed``: drawn from ``(seed, salt)``, so replicates differ in their permutations and
     each model of a run (``separated``'s one per task) draws its own, as the authors' blocks do.
     """
-    m = config["model"]
-    blocks = m["coupling_blocks"]
-    if m["permutations"] == "fixed":
-        return tuple(m["permutation_seed"] + k for k in range(blocks))
-    state = np.random.SeedSequence([config["seed"], salt, PERMUTATION_STREAM]).generate_state(blocks)
+    if permutations == "fixed":
+        return tuple(permutation_seed + k for k in range(blocks))
+    state = np.random.SeedSequence([seed, salt, PERMUTATION_STREAM]).generate_state(blocks)
     return tuple(int(v) for v in state)
+
+
+def permutation_seeds(config: Config, salt: int = 0) -> tuple[int, ...]:
+    """:func:`seeds_of` for a validated run config (``model.permutations``, ``model.permutation_seed``)."""
+    m = config["model"]
+    return seeds_of(m["permutations"], m["permutation_seed"], m["coupling_blocks"], config["seed"], salt)
 
 
 def model_config(config: Config, dim: int, salt: int = 0) -> ModelConfig:

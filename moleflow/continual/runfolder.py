@@ -191,7 +191,7 @@ def load_run(run_dir: str | Path) -> TrainedRun:
             f"{', '.join(waiting)}: it trains once, after the last task); nothing to serve"
         )
     device = resolve_device(config["device"], f"{run / 'config.yaml'}: device")
-    learner = Learner(config, int(config["features"]["embed_dim"]))
+    learner = Learner.from_config(config, int(config["features"]["embed_dim"]))
     for _ in categories:
         learner.add_task(None)  # the prototypes come from the checkpoint
     _restore(learner, run / "checkpoints", len(categories))

@@ -7,10 +7,15 @@ what each step reads is visible in its signature (the schema documents every fie
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
 
 from moleflow.config import Config
-from moleflow.model import TailAwareLoss
+from moleflow.continual.model_settings import model_config, seeds_of
+from moleflow.model import ModelConfig, TailAwareLoss
 
 
 @dataclass(frozen=True)
@@ -107,3 +112,61 @@ class ScoreSettings:
             map_padding=sc["map_padding"],
             nonfinite_scores=config["evaluation"]["nonfinite_scores"],
         )
+
+
+@dataclass(frozen=True)
+class RouterSettings:
+    """The Mahalanobis router's estimator (``router.*``)."""
+
+    covariance: str
+    ridge: float
+    precision: str  # float32 | float64
+    prototype_images: str  # all | drop_last
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.float32 if self.precision == "float32" else torch.float64
+
+    @classmethod
+    def from_config(cls, config: Config) -> RouterSettings:
+        r = config["router"]
+        return cls(r["covariance"], r["ridge"], r["precision"], r["prototype_images"])
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    """What the continual learner reads of a run (its model, router, strategy and seeds), built once.
+
+    ``model`` is model number 0's :class:`ModelConfig`; :meth:`model_config` gives model number
+    ``salt``'s (its own coupling permutations, ``model.permutations: seed``).
+    """
+
+    seed: int
+    model: ModelConfig
+    permutations: str
+    router: RouterSettings
+    batch_size: int  # training.batch_size: the router's drop_last prototype rows
+    strategy: str
+    strategy_options: Mapping[str, Any]  # the strategy section, read by the strategy object
+    ewc_lambda: float
+    knn_bank: str
+
+    @classmethod
+    def from_config(cls, config: Config, dim: int) -> LearnerSettings:
+        st = config["strategy"]
+        return cls(
+            seed=config["seed"],
+            model=model_config(config, dim),
+            permutations=config["model"]["permutations"],
+            router=RouterSettings.from_config(config),
+            batch_size=config["training"]["batch_size"],
+            strategy=st["name"],
+            strategy_options=dict(st),
+            ewc_lambda=float(st["ewc_lambda"]),
+            knn_bank=st["knn_bank"],
+        )
+
+    def model_config(self, salt: int) -> ModelConfig:
+        """Model number ``salt``'s settings: model 0's with its own permutation seeds."""
+        seeds = seeds_of(self.permutations, self.model.permutation_seed, self.model.coupling_blocks, self.seed, salt)
+        return replace(self.model, permutation_seeds=seeds)

@@ -265,6 +265,13 @@ class WorkflowPlan:
         """Snakemake priority of a training job: its rank by estimated work, so the longest start first."""
         return self._job_ranks[job]
 
+    @cached_property
+    def experiment_parts(self) -> dict[str, tuple[str, str]]:
+        """``{"<study>/<dataset>": (study, dataset)}`` of every key of :attr:`study_runs`."""
+        return {
+            f"{study}/{run.dataset}": (study, run.dataset) for run in self.runs.values() for study, _ in run.memberships
+        }
+
     @property
     def experiments(self) -> list[str]:
         """The MLflow experiment names, sorted."""

@@ -6,7 +6,8 @@
   dataset) in one process, before any run logs: a brand-new sqlite store
   initialised by several processes at once can break for good. Each experiment is
   tagged ``mlflow.experimentKind = custom_model_development``, so MLflow 3's UI opens
-  it on its training runs rather than on the GenAI overview.
+  it on its training runs rather than on the GenAI overview, and carries a shared view
+  (:func:`experiment_url`) whose runs table shows the headline metrics.
 * :func:`log_run`: one MLflow run per (experiment, run directory) with every config
   key as a param, tags, per-task metrics as steps (each stamped with the wall-clock
   time its task finished), final metrics, the dataset as an MLflow dataset input
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -41,8 +43,56 @@ def default_tracking_uri(results_dir: str | Path, configured: str | None = None)
 
 
 def experiment_name(study: str, dataset: str) -> str:
-    """One experiment per study and dataset."""
-    return f"{study}/{dataset}"
+    """One experiment per study and dataset: ``"main (synth)"``.
+
+    No slash: MLflow's breadcrumb reads a name as a path and shows only what follows the last ``/``."""
+    return f"{study} ({dataset})"
+
+
+def study_and_dataset(name: str) -> tuple[str, str]:
+    """The study and dataset an experiment name stands for (:func:`experiment_name`'s inverse; a name of another
+    form, e.g. ``main/synth`` from a store written before, is split at its first slash)."""
+    found = re.fullmatch(r"(.+) \(([^()]+)\)", name)
+    if found:
+        return found.group(1), found.group(2)
+    study, _, dataset = name.partition("/")
+    return study, dataset
+
+
+#: The runs-table columns the experiment's shared view shows (MLflow 3's ``mlflow.sharedViewState.<key>`` tag,
+#: opened with ``?viewStateShareKey=<key>``): the dataset, the duration and the headline metrics.
+HEADLINE_VIEW = "headline"
+HEADLINE_COLUMNS = (
+    "final.routed.image_auroc",
+    "final.routed.pixel_ap",
+    "forgetting.fm.image_auroc",
+    "routing_accuracy",
+)
+
+
+def headline_view(now_ms: int | None = None) -> str:
+    """The shared view as MLflow 3.17 stores a saved view: an envelope (name, times) around the view's state,
+    whose ``selectedColumns`` are MLflow's column keys (``<type>.`<name>```). It is listed under the runs
+    table's "Views" and opened by :func:`experiment_url`."""
+    import time
+
+    columns = ["attributes.`Dataset`", "attributes.`Duration`", *(f"metrics.`{m}`" for m in HEADLINE_COLUMNS)]
+    stamp = int(time.time() * 1000) if now_ms is None else now_ms
+    state = json.dumps({"selectedColumns": columns})
+    return json.dumps({"name": "Headline metrics", "createdAt": stamp, "updatedAt": stamp, "state": state})
+
+
+def experiment_url(server: str, experiment_id: str) -> str:
+    """The experiment's runs table with the headline columns, on a server at ``server`` (``http://host:port``)."""
+    return (
+        f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs"  # the runs tab itself: a redirect drops the key
+        f"?workflowType=machine_learning&viewStateShareKey={HEADLINE_VIEW}"
+    )
+
+
+def artifact_folder(name: str) -> str:
+    """A folder name for an experiment's artifacts: ``main (synth)`` -> ``main_synth``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "experiment"
 
 
 def _client(uri: str):
@@ -63,12 +113,12 @@ def init_store(
     client = _client(uri)
     ids = {}
     for name in experiments:
-        tags = dict(EXPERIMENT_KIND)
+        tags = {**EXPERIMENT_KIND, f"mlflow.sharedViewState.{HEADLINE_VIEW}": headline_view()}
         if descriptions and descriptions.get(name):
             tags["mlflow.note.content"] = descriptions[name]  # MLflow's experiment description
         found = client.get_experiment_by_name(name)
         if found is None:
-            location = (Path(artifact_root).resolve() / name.replace("/", "__")).as_uri()
+            location = (Path(artifact_root).resolve() / artifact_folder(name)).as_uri()
             ids[name] = client.create_experiment(name, artifact_location=location, tags=tags)
         else:
             ids[name] = found.experiment_id
@@ -249,7 +299,7 @@ def log_memberships(
 
     logged = {}
     for experiment, variant in memberships:
-        study, _, dataset = experiment.partition("/")
+        study, dataset = study_and_dataset(experiment)
         tags = {"study": study, "dataset": dataset, "variant": variant or study, "git_commit": git_commit()}
         logged[experiment] = log_run(uri, run_dir, experiment, tags)
     if record:

@@ -3,6 +3,8 @@ import json
 import re
 from pathlib import Path
 
+from moleflow.tracking.mlflow_log import experiment_name
+
 MLFLOW_URI = config.get("mlflow", {}).get("tracking_uri") or ""
 
 
@@ -13,8 +15,12 @@ rule mlflow_init:
         results=re.escape(RESULTS),
     params:
         uri=f"--uri {MLFLOW_URI}" if MLFLOW_URI else "",
-        experiments=" ".join(f"'{e}'" for e in PLAN.experiments),
-        descriptions=json.dumps(PLAN.experiment_descriptions, sort_keys=True),
+        # the plan's keys are "<study>/<dataset>" (its files' layout); MLflow's names have no slash
+        experiments=" ".join(f"'{experiment_name(*PLAN.experiment_parts[e])}'" for e in PLAN.experiments),
+        descriptions=json.dumps(
+            {experiment_name(*PLAN.experiment_parts[e]): text for e, text in PLAN.experiment_descriptions.items()},
+            sort_keys=True,
+        ),
     log:
         "{results}/logs/mlflow_init.log",
     benchmark:
@@ -44,6 +50,7 @@ rule track:
             f"--run '{RESULTS}/runs/{rid}={variant}'" for rid, variant in STUDY_RUNS[f"{w.study}/{w.dataset}"]
         ),
         results=lambda w, input: str(Path(input.store).parents[1]),
+        experiment=lambda w: experiment_name(w.study, w.dataset),
     log:
         f"{RESULTS}/logs/track/{{study}}/{{dataset}}.log",
     benchmark:
@@ -54,5 +61,5 @@ rule track:
     conda:
         ENVIRONMENT
     shell:
-        "moleflow track study --results {params.results} {params.uri} --experiment '{wildcards.study}/{wildcards.dataset}' "
+        "moleflow track study --results {params.results} {params.uri} --experiment {params.experiment:q} "
         "{params.runs} --record {output} > {log} 2>&1"
