@@ -103,7 +103,16 @@ def top_operations(fn: Callable[[], None], steps: int, count: int = 6) -> str:
 
 
 def run(scale: str = "full") -> Result:
-    size = SIZES[scale]
+    """Measured with one torch thread, as the workflow's jobs train (``threads: 1``, two jobs side by side)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _measure(SIZES[scale], scale)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _measure(size: dict[str, Any], scale: str) -> Result:
     config = load_profile("cpu")
     dim, batch = config["features"]["embed_dim"], config["training"]["batch_size"]
     grid, repeat, dev = size["grid"], size["repeat"], device()
@@ -162,7 +171,7 @@ def run(scale: str = "full") -> Result:
         f"The CPU profile (moleflow/configs/cpu.yaml): D = {dim}, {config['model']['coupling_blocks']} coupling blocks, "
         f"rank {config['model']['lora_rank']}, {config['model']['dia_blocks']} DIA blocks, optimiser "
         f"{config['training']['optimizer']}, a batch of {batch} maps of {grid} x {grid} patches "
-        f"({batch * grid * grid} vectors); device {dev}; {repeat} interleaved rounds after one warm-up, medians, ratios "
+        f"({batch * grid * grid} vectors); device {dev}, one torch thread (as each workflow job); {repeat} interleaved rounds after one warm-up, medians, ratios "
         f"paired by round. Evaluation: {per_image:.2f} ms per image. FLOPs count matrix products and convolutions "
         "only (FlopCounterMode): the rest of the time (elementwise work, the clamp, the log-det sums, the optimiser, "
         "the framework's per-operation cost) is time without counted FLOPs, so a share well below 1 at the step's own "

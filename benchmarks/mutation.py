@@ -206,9 +206,12 @@ def record(part: str, work: Path, started: datetime.datetime | None = None) -> d
     return rec
 
 
-def rejudge(part: str, work: Path, children: int) -> dict[str, Any]:
+def rejudge(part: str, work: Path, children: int, untested: list[str] | None = None) -> dict[str, Any]:
     """Run mutmut again on the survivors of the part's record only (after tests were added; the part's modules
-    unchanged since the record) and fold the new verdicts into it: the record's killed mutants stay killed."""
+    unchanged since the record) and fold the new verdicts into it: the record's killed mutants stay killed.
+    ``untested``: name patterns (fnmatch) of mutants the record counts as reached by no test, judged too."""
+    from fnmatch import fnmatch
+
     path = RECORDS / f"{part}.json"
     rec = json.loads(path.read_text())
     names = [s["mutant"] for s in rec["survivors"]]
@@ -222,15 +225,21 @@ def rejudge(part: str, work: Path, children: int) -> dict[str, Any]:
     shutil.rmtree(work, ignore_errors=True)  # a fresh copy: the tests added since are what judges
     prepare(part, work)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    done = subprocess.run(["mutmut", "run", "--max-children", str(children), *names], cwd=work, check=False, env=env)
+    patterns = untested or []
+    run = ["mutmut", "run", "--max-children", str(children), *names, *patterns]
+    done = subprocess.run(run, cwd=work, check=False, env=env)
     results = _results(work)
-    if done.returncode != 0 or any(results.get(n) in (None, "not checked") for n in names):
+    extra = sorted(n for n in results if n not in names and any(fnmatch(n, p) for p in patterns))
+    if done.returncode != 0 or any(results.get(n) in (None, "not checked") for n in [*names, *extra]):
         raise SystemExit(f"mutation: part {part}: mutmut run failed (exit {done.returncode}); the record is unchanged")
     equivalent = (yaml.safe_load(EQUIVALENT.read_text()) or {}) if EQUIVALENT.is_file() else {}
     survivors = []
-    for name in names:
+    for name in [*names, *extra]:
         counts = rec["modules"][module_of(name)]
-        counts["survived"] -= 1
+        was = "survived" if name in names else "no tests"
+        if counts.get(was, 0) < 1:
+            raise SystemExit(f"mutation: part {part}: the record counts no {was!r} mutant of {module_of(name)}")
+        counts[was] -= 1
         kind = "equivalent" if results[name] == "survived" and name in equivalent else results[name]
         counts[kind] = counts.get(kind, 0) + 1
         if kind == "survived":
@@ -239,11 +248,26 @@ def rejudge(part: str, work: Path, children: int) -> dict[str, Any]:
     rec["rejudged"] = {
         "commit": commit(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
-        "mutants": len(names),
+        "mutants": len(names) + len(extra),
         "tests": PARTS[part][1],
     }
     path.write_text(json.dumps(rec, indent=1) + "\n")
     return rec
+
+
+def apply_equivalents(path: Path) -> None:
+    """Count a record's survivors listed in ``equivalent.yaml`` since the record was written as equivalent."""
+    equivalent = (yaml.safe_load(EQUIVALENT.read_text()) or {}) if EQUIVALENT.is_file() else {}
+    rec = json.loads(path.read_text())
+    listed = [s for s in rec["survivors"] if s["mutant"] in equivalent]
+    if not listed:
+        return
+    for s in listed:
+        counts = rec["modules"][module_of(s["mutant"])]
+        counts["survived"] -= 1
+        counts["equivalent"] = counts.get("equivalent", 0) + 1
+    rec["survivors"] = [s for s in rec["survivors"] if s["mutant"] not in equivalent]
+    path.write_text(json.dumps(rec, indent=1) + "\n")
 
 
 def score(counts: dict[str, int]) -> tuple[int, int, float]:
@@ -270,6 +294,7 @@ def report() -> str:
     ]
     total_k = total_j = 0
     for path in sorted(RECORDS.glob("*.json")):
+        apply_equivalents(path)
         rec = json.loads(path.read_text())
         for module, counts in sorted(rec["modules"].items()):
             k, j, s = score(counts)
@@ -303,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rejudge", action="store_true", help="run the part's recorded survivors only, after tests were added"
     )
+    parser.add_argument(
+        "--untested",
+        nargs="+",
+        metavar="PATTERN",
+        help="with --rejudge: also the mutants matching these names (fnmatch) that the record counts as untested",
+    )
     parser.add_argument("--report", action="store_true", help="rewrite benchmarks/MUTATION.md from the records")
     args = parser.parse_args(argv)
     if shutil.which("mutmut") is None:
@@ -311,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     for part in PARTS if args.part == "all" else [args.part] if args.part else []:
         work = Path(args.work) if args.work and args.part != "all" else ROOT / "mutation" / part
         if args.rejudge:
-            rec = rejudge(part, work, args.children)
+            rec = rejudge(part, work, args.children, args.untested)
         else:
             rec = record(part, work) if args.record_only else run_part(part, work, args.children)
         for module, counts in rec["modules"].items():

@@ -318,3 +318,42 @@ def test_gaussian_memory_defaults_errors_and_small_distances() -> None:
     by_hand = np.sqrt(np.einsum("bi,ij,bj->b", diff, fit.precision_, diff))
     assert by_hand[0] < 1.0
     np.testing.assert_allclose(memory(torch.from_numpy(near), 0).numpy(), by_hand, rtol=1e-6)
+
+
+@pytest.mark.parametrize("reverse_permutation", [False, True])
+def test_gather_permutation_is_freias_block_forward_and_back(reverse_permutation: bool) -> None:
+    """The gather form against FrEIA's own AllInOneBlock with the same weights, also with FrEIA's
+    ``reverse_permutation`` (the inverse permutation applied before the block, Putzky et al.)."""
+    from FrEIA.modules import AllInOneBlock
+
+    from moleflow.model.coupling import GatherPermutationBlock
+
+    def block(cls: type) -> torch.nn.Module:
+        np.random.seed(3)
+        torch.manual_seed(3)
+        return cls(
+            [(8,)],
+            subnet_constructor=lambda i, o: torch.nn.Sequential(
+                torch.nn.Linear(i, 16), torch.nn.ReLU(), torch.nn.Linear(16, o)
+            ),
+            affine_clamping=1.9,
+            permute_soft=False,
+            reverse_permutation=reverse_permutation,
+        )
+
+    freia, ours = block(AllInOneBlock), block(GatherPermutationBlock)
+    with torch.no_grad():
+        for p in freia.parameters():
+            if p.requires_grad:  # not the permutation matrices
+                p.add_(0.1 * torch.randn_like(p))
+        freia.global_offset.add_(0.3)
+    ours.load_state_dict(freia.state_dict())
+    x = torch.randn(5, 8, dtype=torch.float32)
+    (z_f,), jac_f = freia([x])
+    (z_o,), jac_o = ours([x])
+    torch.testing.assert_close(z_o, z_f)
+    torch.testing.assert_close(jac_o, jac_f)
+    (back,), _ = ours([z_o], rev=True)
+    (back_f,), _ = freia([z_f], rev=True)
+    torch.testing.assert_close(back, back_f)
+    torch.testing.assert_close(back, x, atol=1e-5, rtol=1e-5)

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -42,17 +44,34 @@ def border_index(size: int, radius: int, padding: str) -> torch.Tensor:
     return torch.where(j < size, j, period - 1 - j if padding == "reflect" else period - j)
 
 
+@functools.lru_cache(maxsize=32)
+def blur_matrix(size: int, sigma: float, padding: str) -> torch.Tensor:
+    """``(size, size)`` float32 matrix ``B`` with ``B @ line`` = the line of ``size`` samples convolved with
+    :func:`gaussian_kernel1d` and extended beyond its ends as ``padding`` says: row ``i`` holds the kernel's weights
+    at the columns :func:`border_index` maps its taps to (a reflected tap adds its weight to the sample it repeats)."""
+    kernel = gaussian_kernel1d(sigma)
+    taps = kernel.numel()
+    index = border_index(size, taps // 2, padding)
+    cols = index[torch.arange(size)[:, None] + torch.arange(taps)[None, :]]
+    rows = torch.arange(size)[:, None].expand(size, taps)
+    matrix = torch.zeros(size, size)
+    matrix.index_put_((rows, cols), kernel.expand(size, taps), accumulate=True)
+    return matrix
+
+
 def gaussian_blur(maps: torch.Tensor, sigma: float, padding: str = "reflect") -> torch.Tensor:
-    """Separable Gaussian blur of ``(B, S, S')`` maps, extended beyond the border as ``padding`` says."""
+    """Separable Gaussian blur of ``(B, S, S')`` maps, extended beyond the border as ``padding`` says.
+
+    As two products with banded matrices, ``B_S @ map @ B_S'^T`` (:func:`blur_matrix`): the same sums as the
+    two one-dimensional convolutions, in another order (float rounding apart), and several times faster on a CPU
+    than a one-channel convolution.
+    """
     if sigma <= 0:
         return maps
-    kernel = gaussian_kernel1d(sigma).to(maps)
-    radius = kernel.numel() // 2
-    rows, cols = (border_index(n, radius, padding).to(maps.device) for n in maps.shape[-2:])
-    x = maps[:, None]
-    x = F.conv2d(x.index_select(3, cols), kernel.view(1, 1, 1, -1))
-    x = F.conv2d(x.index_select(2, rows), kernel.view(1, 1, -1, 1))
-    return x[:, 0]
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+    rows, cols = (blur_matrix(n, float(sigma), padding).to(maps) for n in maps.shape[-2:])
+    return rows @ maps @ cols.T
 
 
 def anomaly_maps(patch_scores: torch.Tensor, size: int, sigma: float = 4.0, padding: str = "reflect") -> torch.Tensor:
