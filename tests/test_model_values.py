@@ -346,7 +346,7 @@ def test_gather_permutation_is_freias_block_forward_and_back(reverse_permutation
         for p in freia.parameters():
             if p.requires_grad:  # not the permutation matrices
                 p.add_(0.1 * torch.randn_like(p))
-        freia.global_offset.add_(0.3)
+        _buffer(freia, "global_offset").add_(0.3)
     ours.load_state_dict(freia.state_dict())
     x = torch.randn(5, 8, dtype=torch.float32)
     (z_f,), jac_f = freia([x])
