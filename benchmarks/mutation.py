@@ -207,11 +207,27 @@ def record(part: str, work: Path, started: datetime.datetime | None = None) -> d
     return rec
 
 
-def rejudge(part: str, work: Path, children: int, untested: list[str] | None = None) -> dict[str, Any]:
+def _run_for(command: list[str], work: Path, env: dict[str, str], minutes: float | None) -> int:
+    """Run ``command`` in ``work``; after ``minutes`` (None: no limit) stop it and its forked mutants: 0 then."""
+    import signal
+
+    proc = subprocess.Popen(command, cwd=work, env=env, start_new_session=True)
+    try:
+        return proc.wait(timeout=None if minutes is None else 60 * minutes)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        return 0
+
+
+def rejudge(
+    part: str, work: Path, children: int, untested: list[str] | None = None, minutes: float | None = None
+) -> dict[str, Any]:
     """Run mutmut again on the survivors of the part's record only (after tests were added; the part's modules
     unchanged since the record) and fold the new verdicts into it: the record's killed mutants stay killed.
     ``untested``: name patterns (fnmatch) of mutants the record counts as reached by no test or not yet run (a
-    stopped part), judged too; those the run judged before it was stopped are folded in, the rest stay as they were."""
+    stopped part), judged too; those the run judged before it was stopped are folded in, the rest stay as they were.
+    ``minutes``: stop mutmut after this long and fold in what it judged."""
     from fnmatch import fnmatch
 
     path = RECORDS / f"{part}.json"
@@ -229,15 +245,17 @@ def rejudge(part: str, work: Path, children: int, untested: list[str] | None = N
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     patterns = untested or []
     run = ["mutmut", "run", "--max-children", str(children), *names, *patterns]
-    done = subprocess.run(run, cwd=work, check=False, env=env)
+    returncode = _run_for(run, work, env, minutes)
     results = _results(work)
+    if minutes is not None:  # a stopped run: the survivors it did not reach again stay survivors
+        names = [n for n in names if results.get(n) not in (None, "not checked")]
     extra = sorted(  # the record's untested or not yet run mutants that this run judged (a stopped run: some)
         n
         for n in results
-        if n not in names and any(fnmatch(n, p) for p in patterns) and results[n] not in ("not checked", "no tests")
+        if n not in names and any(fnmatch(n, p) for p in patterns) and results[n] != "not checked"
     )
-    if done.returncode != 0 or any(results.get(n) in (None, "not checked") for n in names):
-        raise SystemExit(f"mutation: part {part}: mutmut run failed (exit {done.returncode}); the record is unchanged")
+    if returncode != 0 or any(results.get(n) in (None, "not checked") for n in names):
+        raise SystemExit(f"mutation: part {part}: mutmut run failed (exit {returncode}); the record is unchanged")
     equivalent = (yaml.safe_load(EQUIVALENT.read_text()) or {}) if EQUIVALENT.is_file() else {}
     survivors = []
     for name in [*names, *extra]:
@@ -250,7 +268,8 @@ def rejudge(part: str, work: Path, children: int, untested: list[str] | None = N
         counts[kind] = counts.get(kind, 0) + 1
         if kind == "survived":
             survivors.append({"mutant": name, "diff": _diff(work, name)})
-    rec["survivors"] = survivors
+    rec["survivors"] = [s for s in rec["survivors"] if s["mutant"] not in names and s["mutant"] not in extra]
+    rec["survivors"] += survivors
     rec["rejudged"] = {
         "commit": commit(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
@@ -334,6 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rejudge", action="store_true", help="run the part's recorded survivors only, after tests were added"
     )
+    parser.add_argument("--minutes", type=float, help="with --rejudge: stop after this long, keep what was judged")
     parser.add_argument(
         "--untested",
         nargs="+",
@@ -348,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     for part in PARTS if args.part == "all" else [args.part] if args.part else []:
         work = Path(args.work) if args.work and args.part != "all" else ROOT / "mutation" / part
         if args.rejudge:
-            rec = rejudge(part, work, args.children, args.untested)
+            rec = rejudge(part, work, args.children, args.untested, args.minutes)
         else:
             rec = record(part, work) if args.record_only else run_part(part, work, args.children)
         for module, counts in rec["modules"].items():
