@@ -250,9 +250,7 @@ def rejudge(
     if minutes is not None:  # a stopped run: the survivors it did not reach again stay survivors
         names = [n for n in names if results.get(n) not in (None, "not checked")]
     extra = sorted(  # the record's untested or not yet run mutants that this run judged (a stopped run: some)
-        n
-        for n in results
-        if n not in names and any(fnmatch(n, p) for p in patterns) and results[n] != "not checked"
+        n for n in results if n not in names and any(fnmatch(n, p) for p in patterns) and results[n] != "not checked"
     )
     if returncode != 0 or any(results.get(n) in (None, "not checked") for n in names):
         raise SystemExit(f"mutation: part {part}: mutmut run failed (exit {returncode}); the record is unchanged")

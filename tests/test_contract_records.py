@@ -20,12 +20,12 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    assert main(["track", "init", "--results", str(tmp_path), "--experiments", "main/synth"]) == 0
+    assert main(["track", "init", "--results", str(tmp_path), "--experiments", "main (synth)"]) == 0
     capsys.readouterr()
     return tmp_path
 
 
-def _runs_in(store: Path, experiment: str = "main/synth") -> list:
+def _runs_in(store: Path, experiment: str = "main (synth)") -> list:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
@@ -49,14 +49,14 @@ def test_track_refuses_a_folder_without_a_good_summary_in_one_line(
     for folder, message in cases.items():
         err = one_line(
             capsys,
-            main(["track", "log", "--results", str(store), "--run-dir", str(folder), "--experiment", "main/synth=x"]),
+            main(["track", "log", "--results", str(store), "--run-dir", str(folder), "--experiment", "main (synth)=x"]),
         )
         assert message in err and str(folder) in err
     err = one_line(
         capsys,
-        main(["track", "log", "--results", str(store), "--run-dir", str(finished), "--experiment", "nope/synth=x"]),
+        main(["track", "log", "--results", str(store), "--run-dir", str(finished), "--experiment", "nope (synth)=x"]),
     )
-    assert "MLflow experiment 'nope/synth' does not exist" in err and "moleflow track init" in err
+    assert "MLflow experiment 'nope (synth)' does not exist" in err and "moleflow track init" in err
     # a good run then a bad one: refused before the good one is logged, so the study is never half logged
     one_line(
         capsys,
@@ -67,7 +67,7 @@ def test_track_refuses_a_folder_without_a_good_summary_in_one_line(
                 "--results",
                 str(store),
                 "--experiment",
-                "main/synth",
+                "main (synth)",
                 "--run",
                 f"{finished}=a",
                 "--run",
@@ -92,7 +92,7 @@ def test_a_run_logged_twice_is_one_mlflow_run_and_a_diverged_run_is_failed(
                     "--run-dir",
                     str(finished),
                     "--experiment",
-                    "main/synth=MoLE-Flow",
+                    "main (synth)=MoLE-Flow",
                 ]
             )
             == 0
@@ -114,7 +114,7 @@ def test_a_run_logged_twice_is_one_mlflow_run_and_a_diverged_run_is_failed(
                 "--run-dir",
                 str(diverged),
                 "--experiment",
-                "main/synth=MoLE-Flow",
+                "main (synth)=MoLE-Flow",
             ]
         )
         == 0

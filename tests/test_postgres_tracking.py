@@ -125,7 +125,7 @@ def test_logging_against_an_mlflow_server_backed_by_postgresql(postgres: str, tm
         _wait_http(f"{uri}/health")
         cli = [sys.executable, "-m", "moleflow"]
         subprocess.run(
-            [*cli, "track", "init", "--uri", uri, "--results", str(tmp_path), "--experiments", "main/mvtec"],
+            [*cli, "track", "init", "--uri", uri, "--results", str(tmp_path), "--experiments", "main (mvtec)"],
             check=True,
             capture_output=True,
             env=env,
@@ -147,7 +147,7 @@ def test_logging_against_an_mlflow_server_backed_by_postgresql(postgres: str, tm
                         "--run-dir",
                         str(run_dir),
                         "--experiment",
-                        "main/mvtec=MoLE-Flow",
+                        "main (mvtec)=MoLE-Flow",
                     ],
                     env=env,
                     stdout=subprocess.PIPE,
@@ -160,7 +160,7 @@ def test_logging_against_an_mlflow_server_backed_by_postgresql(postgres: str, tm
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(uri)
-        experiment = client.get_experiment_by_name("main/mvtec")
+        experiment = client.get_experiment_by_name("main (mvtec)")
         assert experiment is not None
         runs = client.search_runs([experiment.experiment_id])
         assert sorted(r.data.tags["config_hash"] for r in runs) == [f"hash{i:03d}" for i in range(4)]

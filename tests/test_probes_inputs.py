@@ -189,8 +189,8 @@ def test_analysis_docs_at_a_file_is_refused_before_the_tables(
 @pytest.mark.parametrize(
     ("descriptions", "message"),
     [
-        ('{"nosuch/synth": "x"}', "--descriptions-json describes 'nosuch/synth', not among the experiments"),
-        ('{"main/synth": "a", "main/synth": "b"}', "--descriptions-json gives 'main/synth' more than once"),
+        ('{"nosuch (synth)": "x"}', "--descriptions-json describes 'nosuch (synth)', not among the experiments"),
+        ('{"main (synth)": "a", "main (synth)": "b"}', "--descriptions-json gives 'main (synth)' more than once"),
     ],
 )
 def test_descriptions_of_unknown_or_repeated_experiments_are_refused(
@@ -202,7 +202,7 @@ def test_descriptions_of_unknown_or_repeated_experiments_are_refused(
         "--results",
         str(tmp_path),
         "--experiments",
-        "main/synth",
+        "main (synth)",
         "--descriptions-json",
         descriptions,
     ]

@@ -44,7 +44,7 @@ def test_eight_parallel_writers_on_one_new_store_lose_nothing(tmp_path: Path) ->
     results = tmp_path / "results"
     cli = [sys.executable, "-m", "moleflow"]
     subprocess.run(
-        [*cli, "track", "init", "--results", str(results), "--experiments", "main/synth"],
+        [*cli, "track", "init", "--results", str(results), "--experiments", "main (synth)"],
         check=True,
         capture_output=True,
         env=_env(),
@@ -65,7 +65,7 @@ def test_eight_parallel_writers_on_one_new_store_lose_nothing(tmp_path: Path) ->
                     "--results",
                     str(results),
                     "--experiment",
-                    "main/synth=MoLE-Flow",
+                    "main (synth)=MoLE-Flow",
                 ],
                 env=_env(),
                 stdout=subprocess.PIPE,
@@ -78,7 +78,7 @@ def test_eight_parallel_writers_on_one_new_store_lose_nothing(tmp_path: Path) ->
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(default_tracking_uri(results))
-    experiment = client.get_experiment_by_name("main/synth")
+    experiment = client.get_experiment_by_name("main (synth)")
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.data.tags["config_hash"] for r in runs) == [f"hash{i:03d}" for i in range(8)]
