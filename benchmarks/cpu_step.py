@@ -27,24 +27,16 @@ from typing import Any
 import torch
 
 from benchmarks.common import Result, count_flops, device, interleaved_seconds, paired_ratio, sync
-from benchmarks.flow_step import flow_loss_step, freia_step, plain_freia, trainable_flow
+from benchmarks.flow_step import flow_loss_step, flow_with_tasks, freia_step, plain_freia, trainable_flow
 from moleflow.config import load_profile
-from moleflow.continual.model_settings import model_config
 from moleflow.continual.settings import TrainSettings
 from moleflow.continual.train import make_optimizer
-from moleflow.model import MoLEFlow, TailAwareLoss, anomaly_maps, image_scores
+from moleflow.model import TailAwareLoss, anomaly_maps, image_scores
 
 SIZES: dict[str, dict[str, Any]] = {
     "smoke": {"grid": 6, "repeat": 2, "eval_images": 4, "limit": 256, "profile_steps": 1},
     "full": {"grid": 20, "repeat": 7, "eval_images": 32, "limit": 2048, "profile_steps": 5},
 }
-
-
-def _flow(config: dict[str, Any], dim: int, tasks: int, dev: torch.device) -> MoLEFlow:
-    model = MoLEFlow(model_config(config, dim)).to(dev)
-    for _ in range(tasks):
-        model.add_task()
-    return model
 
 
 def train_step(config: dict[str, Any], dim: int, x: torch.Tensor, task: int) -> Callable[[], None]:
@@ -64,7 +56,7 @@ def train_step(config: dict[str, Any], dim: int, x: torch.Tensor, task: int) -> 
 
 def eval_call(config: dict[str, Any], dim: int, x: torch.Tensor) -> Callable[[], None]:
     """Score a batch of maps under task 1 as evaluation does: patch NLL, anomaly maps, image scores."""
-    model = _flow(config, dim, 2, x.device).eval()
+    model = flow_with_tasks(config, dim, 2, x.device).eval()
     scoring = config["scoring"]
     size = config["features"]["input_size"]
 

@@ -65,11 +65,17 @@ def freia_step(flow: nn.Module, x: torch.Tensor) -> Callable[[], None]:
     return step
 
 
+def flow_with_tasks(config: dict[str, Any], dim: int, tasks: int, dev: torch.device) -> MoLEFlow:
+    """The flow of ``config`` for ``dim``-vectors with ``tasks`` tasks' adapters, on ``dev``."""
+    model = MoLEFlow(model_config(config, dim)).to(dev)
+    for _ in range(tasks):
+        model.add_task()
+    return model
+
+
 def trainable_flow(config: dict[str, Any], dim: int, task: int, dev: torch.device) -> tuple[MoLEFlow, list]:
     """The flow of ``config`` with tasks ``0..task`` and the parameters task ``task`` trains (task 0: the base too)."""
-    model = MoLEFlow(model_config(config, dim)).to(dev)
-    for _ in range(task + 1):
-        model.add_task()
+    model = flow_with_tasks(config, dim, task + 1, dev)
     params = model.task_parameters(task) + (model.base_parameters() if task == 0 else [])
     for p in model.parameters():
         p.requires_grad_(False)

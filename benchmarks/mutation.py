@@ -146,14 +146,23 @@ def commit() -> str:
     ).stdout.strip()
 
 
+def _one_thread_env() -> dict[str, str]:
+    """The environment a part runs mutmut in: one thread per process (a forked child of a process with an OpenMP
+    thread pool waits forever on the pool's lock)."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def _equivalents() -> dict[str, str]:
+    """``equivalent.yaml``: mutant name -> why it cannot change a result."""
+    return (yaml.safe_load(EQUIVALENT.read_text()) or {}) if EQUIVALENT.is_file() else {}
+
+
 def run_part(part: str, work: Path, children: int) -> dict[str, Any]:
     """Run mutmut on a part and return its record (see the module docstring)."""
     prepare(part, work)
     started = datetime.datetime.now(datetime.UTC)
-    # one thread per process: mutmut forks each mutant's test run from a process that has already run torch, and
-    # a forked child of a process with an OpenMP thread pool waits forever on the pool's lock
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    done = subprocess.run(["mutmut", "run", "--max-children", str(children)], cwd=work, check=False, env=env)
+    run = ["mutmut", "run", "--max-children", str(children)]  # mutmut forks each mutant's run: one thread each
+    done = subprocess.run(run, cwd=work, check=False, env=_one_thread_env())
     if done.returncode != 0 or not _results(work):  # e.g. a judging test failed on the unmutated code
         raise SystemExit(f"mutation: part {part}: mutmut run failed (exit {done.returncode}); no record written")
     return record(part, work, started)
@@ -185,7 +194,7 @@ def module_of(mutant: str) -> str:
 def record(part: str, work: Path, started: datetime.datetime | None = None) -> dict[str, Any]:
     """The part's counts per module and its survivors, written to ``benchmarks/mutation/<part>.json``."""
     results = _results(work)
-    equivalent = (yaml.safe_load(EQUIVALENT.read_text()) or {}) if EQUIVALENT.is_file() else {}
+    equivalent = _equivalents()
     modules: dict[str, dict[str, int]] = {}
     survivors = []
     for name, status in sorted(results.items()):
@@ -242,7 +251,7 @@ def rejudge(
         raise SystemExit(f"mutation: part {part}: its modules changed since {rec['commit']}: run the whole part")
     shutil.rmtree(work, ignore_errors=True)  # a fresh copy: the tests added since are what judges
     prepare(part, work)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    env = _one_thread_env()
     patterns = untested or []
     run = ["mutmut", "run", "--max-children", str(children), *names, *patterns]
     returncode = _run_for(run, work, env, minutes)
@@ -254,7 +263,7 @@ def rejudge(
     )
     if returncode != 0 or any(results.get(n) in (None, "not checked") for n in names):
         raise SystemExit(f"mutation: part {part}: mutmut run failed (exit {returncode}); the record is unchanged")
-    equivalent = (yaml.safe_load(EQUIVALENT.read_text()) or {}) if EQUIVALENT.is_file() else {}
+    equivalent = _equivalents()
     survivors = []
     for name in [*names, *extra]:
         counts = rec["modules"][module_of(name)]
@@ -280,7 +289,7 @@ def rejudge(
 
 def apply_equivalents(path: Path) -> None:
     """Count a record's survivors listed in ``equivalent.yaml`` since the record was written as equivalent."""
-    equivalent = (yaml.safe_load(EQUIVALENT.read_text()) or {}) if EQUIVALENT.is_file() else {}
+    equivalent = _equivalents()
     rec = json.loads(path.read_text())
     listed = [s for s in rec["survivors"] if s["mutant"] in equivalent]
     if not listed:
