@@ -91,8 +91,7 @@ def interaction_table(runs: pd.DataFrame, dataset: str, alpha: float = 0.05, stu
             "n",
             "Δ inter.",
             "95% CI inter.",
-            "Δ comp. frozen",
-            "Δ comp. trainable",
+            *(f"Δ comp. {arm}" for arm in arms),
             "verdict",
         ],
     )

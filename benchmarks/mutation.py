@@ -77,27 +77,27 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_strategies.py",
             "tests/test_fidelity_authors.py",
             "tests/test_baselines.py",
+            "tests/test_strategy_values.py",  # each strategy's accounting, costs and summary reading, by hand
         ],
     ),
     "cache": (
         ["moleflow/features/cache.py"],
         ["tests/test_features.py", "tests/test_bad_input.py", "tests/test_cache_contract.py"],
     ),
-    "analysis": (
-        [
-            "analysis/stats.py",
-            "analysis/blocked.py",
-            "analysis/interaction.py",
-            "analysis/tables.py",
-            "analysis/mixed.py",
-        ],
+    "statistics": (  # Table 8's analysis, the tests and intervals every table prints, the mixed model
+        ["analysis/stats.py", "analysis/blocked.py", "analysis/interaction.py", "analysis/mixed.py"],
         [
             "tests/test_analysis_stats.py",
             "tests/test_stats_values.py",  # intervals, pairs and table directions at their edges, by hand
+            "tests/test_interaction_values.py",  # Table 8 cell by cell, by hand
+            "tests/test_blocked_values.py",  # contrasts, t tests, eta squared interval, notes and verdicts, by hand
             "tests/test_analysis_mixed.py",
-            "tests/test_analysis_tables.py",
-            "tests/test_analysis_figures.py",
+            "tests/test_mixed_values.py",  # the category model's notes, fallbacks and edges, by hand
         ],
+    ),
+    "tables": (
+        ["analysis/tables.py"],
+        ["tests/test_stats_values.py", "tests/test_analysis_tables.py", "tests/test_analysis_figures.py"],
     ),
     "audit": (
         ["analysis/audit/*"],
@@ -208,12 +208,26 @@ def record(part: str, work: Path, started: datetime.datetime | None = None) -> d
         "commit": commit(),
         "date": (started or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%d"),
         "tests": PARTS[part][1],
+        "sources": sources_digest(part, work),
         "modules": modules,
         "survivors": survivors,
     }
     RECORDS.mkdir(exist_ok=True)
     (RECORDS / f"{part}.json").write_text(json.dumps(rec, indent=1) + "\n")
     return rec
+
+
+def sources_digest(part: str, root: Path = ROOT) -> str:
+    """SHA-256 of the part's mutated modules as they are under ``root`` (the part's copy: what was mutated), so
+    that a re-judging run knows whether they changed since, committed or not."""
+    import glob
+    import hashlib
+
+    digest = hashlib.sha256()
+    for pattern in PARTS[part][0]:
+        for name in sorted(glob.glob(pattern, root_dir=root)):
+            digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _run_for(command: list[str], work: Path, env: dict[str, str], minutes: float | None) -> int:
@@ -242,12 +256,18 @@ def rejudge(
     path = RECORDS / f"{part}.json"
     rec = json.loads(path.read_text())
     names = [s["mutant"] for s in rec["survivors"]]
-    changed = subprocess.run(
-        ["git", "diff", "--quiet", rec["commit"].removesuffix("+changes"), "--", *PARTS[part][0]],
-        cwd=ROOT,
-        check=False,
-    )
-    if changed.returncode != 0:
+    if "sources" in rec:  # the mutated modules' digest, uncommitted changes included
+        changed = rec["sources"] != sources_digest(part)
+    else:  # a record from before the digest: the commit, which tells nothing of uncommitted changes
+        changed = (
+            subprocess.run(
+                ["git", "diff", "--quiet", rec["commit"].removesuffix("+changes"), "--", *PARTS[part][0]],
+                cwd=ROOT,
+                check=False,
+            ).returncode
+            != 0
+        )
+    if changed:
         raise SystemExit(f"mutation: part {part}: its modules changed since {rec['commit']}: run the whole part")
     shutil.rmtree(work, ignore_errors=True)  # a fresh copy: the tests added since are what judges
     prepare(part, work)

@@ -1,0 +1,269 @@
+"""What each strategy object says of itself, against values by hand: the planner's work units, whether its
+seeds differ, its name; and a run summary read back (the refusals name the file and what it lacks)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from tests_helpers import per_task_by_formula
+
+from moleflow.continual.strategies import STRATEGIES, Strategy, strategy_named
+from moleflow.continual.strategies.base import CostInputs
+from moleflow.continual.summary import SUMMARY_KEYS, read_summary
+from moleflow.errors import MoleflowError
+
+CONFIG = {"model": {"coupling_blocks": 6, "dia_blocks": 2}, "training": {"epochs": 3}, "features": {"input_size": 64}}
+
+
+@pytest.mark.parametrize("name", ["frozen_base", "sequential", "ewc", "replay", "joint", "separated"])
+def test_a_flow_strategys_work_is_tasks_epochs_pixels_and_blocks(name: str) -> None:
+    assert strategy_named(name).estimated_work(CONFIG, 5) == 5 * 3 * 64 * 64 * (6 + 2)
+    no_blocks = {**CONFIG, "model": {"coupling_blocks": 0, "dia_blocks": 0}}
+    assert strategy_named(name).estimated_work(no_blocks, 2) == 2 * 3 * 64 * 64 * 1  # at least one block
+
+
+def test_the_memories_work_is_their_evaluation_or_nothing() -> None:
+    work = strategy_named("knn").estimated_work(CONFIG, 5)
+    assert work == 8 * 5 * 5 * 64 * 64 and isinstance(work, float)
+    assert strategy_named("dne").estimated_work(CONFIG, 7) == 7.0
+
+
+def test_seeds_differ_unless_a_bank_is_kept_whole() -> None:
+    for name in STRATEGIES:
+        if name != "knn":
+            assert strategy_named(name).draws_at_random() is True, name
+    assert strategy_named("knn").draws_at_random() is False  # the default keeps every patch
+    assert strategy_named("knn", {"knn_coreset_ratio": 1.0}).draws_at_random() is False
+    assert strategy_named("knn", {"knn_coreset_ratio": 0.25}).draws_at_random() is True
+
+
+def test_a_strategy_names_itself() -> None:
+    assert repr(strategy_named("frozen_base")) == "FrozenBase('frozen_base')"
+    assert {strategy_named(name).name for name in STRATEGIES} == set(STRATEGIES)
+
+
+def _summary() -> dict[str, object]:
+    return {key: i for i, key in enumerate(SUMMARY_KEYS)}
+
+
+def test_a_summary_is_read_back_whole(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "summary.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({**_summary(), "extra": [1, 2]}), encoding="utf-8")
+    assert read_summary(str(path)) == {**_summary(), "extra": [1, 2]}
+
+
+def test_a_broken_summary_is_refused_naming_the_file_and_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "summary.json"
+    path.parent.mkdir()
+    fix = f"rerun that run (its folder resumes) or delete {path.parent}"
+    path.write_text('{"status": "ok", "config', encoding="utf-8")
+    with pytest.raises(MoleflowError) as error:
+        read_summary(path)
+    assert str(error.value).startswith(f"{path}: truncated or not JSON (Unterminated string")
+    assert str(error.value).endswith(f"); {fix}")
+    missing = tmp_path / "run" / "absent.json"
+    with pytest.raises(MoleflowError, match=r"absent\.json: truncated or not JSON \(\[Errno 2\] No such file"):
+        read_summary(missing)
+    lacking = _summary()
+    del lacking["tasks"], lacking["forgetting"]
+    path.write_text(json.dumps(lacking), encoding="utf-8")
+    with pytest.raises(MoleflowError) as error:
+        read_summary(path)
+    assert str(error.value) == f"{path}: not a run summary (no tasks, forgetting); {fix}"
+    path.write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(MoleflowError) as error:
+        read_summary(path)
+    assert str(error.value) == f"{path}: not a run summary (no {', '.join(SUMMARY_KEYS)}); {fix}"
+
+
+# ---------------------------------------------------------------------------------------------- Table 1's accounting
+DIM, CELLS, TRAIN = 16, 36, 10
+SMALL = {"model.coupling_blocks": 2, "model.lora_rank": 4, "model.dia_blocks": 2, "strategy.replay_images": 5}
+
+
+def _config(strategy: str, **extra: object) -> dict:
+    from moleflow.config import apply_overrides, load_profile
+
+    return apply_overrides(load_profile("cpu"), {**SMALL, "strategy.name": strategy, **extra})
+
+
+def _shared_and_task0(config: dict) -> tuple[int, int]:
+    """The shared parameters (no task index, not fixed: a permutation, a frozen global affine) and task 0's own, counted name by name in
+    a model of three tasks (the count of a later task's adapters is the closed formula's)."""
+    from moleflow.continual.model_settings import model_config
+    from moleflow.model import MoLEFlow
+    from moleflow.model.mole_flow import is_fixed_parameter, task_of_parameter
+
+    model = MoLEFlow(model_config(config, DIM))
+    for _ in range(3):
+        model.add_task()
+    named = list(model.named_parameters())
+    affine = config["model"]["global_affine"]  # a frozen global affine is a constant, as the permutations are
+    shared = sum(p.numel() for n, p in named if task_of_parameter(n) is None and not is_fixed_parameter(n, affine))
+    return shared, sum(p.numel() for n, p in named if task_of_parameter(n) == 0)
+
+
+def _numel(config: dict, prefix: str = "", suffixes: tuple[str, ...] = ()) -> int:
+    """Parameters of a one-task model whose names start with ``prefix`` or end with one of ``suffixes``."""
+    from moleflow.continual.model_settings import model_config
+    from moleflow.model import MoLEFlow
+
+    model = MoLEFlow(model_config(config, DIM))
+    model.add_task()
+    return sum(
+        p.numel() for n, p in model.named_parameters() if (prefix and n.startswith(prefix)) or n.endswith(suffixes)
+    )
+
+
+ADAPTERS = per_task_by_formula(DIM, blocks=2, rank=4, dia=2)
+DIA = 2 * 2 * 3 * (DIM // 2 * DIM // 2 + DIM // 2)  # two blocks of two MLPs of three D/2 x D/2 linears with biases
+ROUTER = 8.0 * (DIM + DIM * DIM)  # a float64 mean and precision per task
+
+
+def test_flow_counts_are_the_shared_task0_and_a_later_tasks_parameters() -> None:
+    from moleflow.continual.strategies.base import flow_counts
+
+    config = _config("frozen_base")
+    base, task0 = _shared_and_task0(config)
+    state = torch.random.get_rng_state()
+    assert flow_counts(config, DIM) == {
+        "base": base, "task0": task0, "per_task": ADAPTERS, "per_task_without_dia": ADAPTERS - DIA,
+    }  # fmt: skip
+    assert torch.equal(torch.random.get_rng_state(), state)  # counting draws nothing from the global RNG
+
+
+def test_parameter_counts_of_every_strategy() -> None:
+    from moleflow.continual.accounting import parameter_counts
+    from moleflow.continual.strategies.base import with_overheads
+
+    base, task0 = _shared_and_task0(_config("frozen_base"))
+    flow = {
+        "base": base, "per_task": ADAPTERS, "per_task_without_dia": ADAPTERS - DIA,
+        "overhead_pct": 100.0 * ADAPTERS / base, "overhead_without_dia_pct": 100.0 * (ADAPTERS - DIA) / base,
+    }  # fmt: skip
+    for name in ("frozen_base", "sequential", "ewc", "replay", "separated"):
+        assert parameter_counts(_config(name), DIM) == pytest.approx(flow), name
+    joint = {"base": base + task0, "per_task": 0, "per_task_without_dia": 0, "overhead_pct": 0.0}
+    assert parameter_counts(_config("joint"), DIM) == pytest.approx({**joint, "overhead_without_dia_pct": 0.0})
+    for name in ("knn", "dne"):
+        counts = parameter_counts(_config(name), DIM)
+        assert {k: counts[k] for k in ("base", "per_task", "per_task_without_dia")} == dict.fromkeys(
+            ("base", "per_task", "per_task_without_dia"), 0
+        )
+        assert math.isnan(counts["overhead_pct"]) and math.isnan(counts["overhead_without_dia_pct"])
+    none = with_overheads(0, 5, 3)
+    assert (none["per_task"], none["per_task_without_dia"]) == (5, 3) and math.isnan(none["overhead_pct"])
+    assert math.isnan(none["overhead_without_dia_pct"])
+
+
+def _memory(strategy: str, **extra: object) -> dict[str, float]:
+    from moleflow.continual.accounting import memory_per_task
+
+    return memory_per_task(_config(strategy, **extra), DIM, CELLS, TRAIN)
+
+
+def test_memory_per_task_of_each_flow_strategy() -> None:
+    base, task0 = _shared_and_task0(_config("frozen_base"))
+    adapters = {
+        "params_per_task": ADAPTERS, "bytes_per_task": 4.0 * ADAPTERS, "pct_of_base": 100.0 * ADAPTERS / base,
+        "fixed_bytes": 0.0, "router_bytes_per_task": ROUTER,
+    }  # fmt: skip
+    assert _memory("frozen_base") == pytest.approx(adapters)
+    assert _memory("sequential") == pytest.approx(adapters)
+    assert _memory("ewc") == pytest.approx({**adapters, "fixed_bytes": 2 * 4.0 * base})  # Fisher and anchor
+    replay = 4.0 * ADAPTERS + 2.0 * 5 * CELLS * DIM  # adapters and five float16 feature maps
+    assert _memory("replay") == pytest.approx({**adapters, "bytes_per_task": replay, "pct_of_base": 25 * replay / base})
+    joint = 2.0 * TRAIN * CELLS * DIM  # every training feature map, float16
+    assert _memory("joint") == pytest.approx(
+        {"params_per_task": 0.0, "bytes_per_task": joint, "pct_of_base": 25 * joint / (base + task0),
+         "fixed_bytes": 0.0, "router_bytes_per_task": 0.0}
+    )  # fmt: skip
+
+
+def test_memory_per_task_of_a_whole_model_per_task_in_each_form() -> None:
+    base, task0 = _shared_and_task0(_config("separated"))
+    whole = base + task0
+
+    def expected(params: int, shared_base: int) -> dict[str, float]:
+        return {
+            "params_per_task": params, "bytes_per_task": 4.0 * params, "pct_of_base": 100.0 * params / shared_base,
+            "fixed_bytes": 0.0, "router_bytes_per_task": ROUTER,
+        }  # fmt: skip
+
+    assert _memory("separated") == pytest.approx(expected(whole, base))
+    mixer = _numel(_config("separated"), prefix="mixer.")
+    assert mixer > 0 and _memory("separated", **{"strategy.separated_mixer": "shared"}) == pytest.approx(
+        expected(whole - mixer, base)
+    )
+    frozen = {"model.global_affine": "frozen"}
+    base_f, task0_f = _shared_and_task0(_config("separated", **frozen))
+    affine = _numel(_config("separated"), suffixes=(".global_scale", ".global_offset"))
+    assert affine > 0 and base_f == base - affine
+    assert _memory("separated", **frozen) == pytest.approx(expected(base_f + task0_f, base_f))
+    trained = _memory("separated", **frozen, **{"strategy.separated_global_affine": "trained"})
+    assert trained == pytest.approx(expected(base_f + task0_f + affine, base_f))  # a later task trains its affine
+
+
+@pytest.mark.parametrize("mode", ["per_task", "joint", "replaced"])
+def test_a_memory_bank_is_its_coreset_of_float32_patches(mode: str) -> None:
+    bank = 4.0 * math.ceil(0.3 * TRAIN * CELLS) * DIM  # ceil(0.3 x 360) = 108 patches of D float32
+    found = _memory("knn", **{"strategy.knn_coreset_ratio": 0.3, "strategy.knn_bank": mode})
+    assert found["params_per_task"] == 0.0 and math.isnan(found["pct_of_base"])
+    assert (found["bytes_per_task"], found["fixed_bytes"]) == ((0.0, bank) if mode == "replaced" else (bank, 0.0))
+    assert found["router_bytes_per_task"] == (ROUTER if mode == "per_task" else 0.0)
+    assert _memory("knn", **{"strategy.knn_coreset_ratio": 0.301})["bytes_per_task"] == 4.0 * 109 * DIM  # ceil
+
+
+@pytest.mark.parametrize("density", ["pooled", "routed"])
+def test_dne_keeps_a_gaussian_per_task(density: str) -> None:
+    found = _memory("dne", **{"strategy.dne_density": density})
+    gaussian = 8.0 * (1 + 2 * (DIM + DIM * DIM))  # float64: a count, mean and covariance, the density's mean, precision
+    assert {k: v for k, v in found.items() if k != "pct_of_base"} == {
+        "params_per_task": 0.0, "bytes_per_task": gaussian, "fixed_bytes": 0.0,
+        "router_bytes_per_task": ROUTER if density == "routed" else 0.0,
+    }  # fmt: skip
+    assert math.isnan(found["pct_of_base"])
+
+
+# ---------------------------------------------------------------------------------------- what a run costs (planner)
+def _cost(strategy: str = "frozen_base", **extra: object) -> tuple[Strategy, CostInputs]:
+    from moleflow.continual.settings import TrainSettings
+
+    config = _config(strategy, **{"training.epochs": 3, "training.batch_size": 4, **extra})
+    images = [(10, 6), (7, 5), (9, 4)]  # (train, test) per task
+    return strategy_named(strategy, config["strategy"]), CostInputs(
+        TrainSettings.from_config(config), images, (2.0, 0.5), 0.1
+    )
+
+
+def test_a_runs_seconds_by_hand() -> None:
+    strategy, cost = _cost()
+    steps = [3 * 3, 3 * 2, 3 * 3]  # epochs x ceil(train / 4)
+    evaluated = [6, 6 + 5, 6 + 5 + 4]  # every task seen so far, after each task
+    seconds = steps[0] * 2.0 + (steps[1] + steps[2]) * 0.5 + 0.1 * sum(evaluated)
+    assert strategy.run_seconds(cost) == pytest.approx(seconds)
+    dropped, cost = _cost("frozen_base", **{"training.drop_last": True})
+    assert dropped.run_seconds(cost) == pytest.approx((3 * 2) * 2.0 + (3 * 1 + 3 * 2) * 0.5 + 0.1 * sum(evaluated))
+    joint, cost = _cost("joint")
+    assert joint.run_seconds(cost) == pytest.approx(3 * 7 * 2.0 + 0.1 * 15)  # ceil(26 / 4) steps, every test once
+    knn, cost = _cost("knn")
+    assert knn.run_seconds(cost) == pytest.approx(2.0 * 10 / 4 + 0.5 * (7 + 9) / 4 + 0.1 * sum(evaluated))
+    dne, cost = _cost("dne")
+    assert dne.run_seconds(cost) == 0.0
+
+
+def test_smoke_timings_by_hand() -> None:
+    images = [(10, 6), (7, 5), (9, 4)]
+    plain = strategy_named("frozen_base")
+    assert plain.smoke_timings([3.0, 1.5, 1.2], images, 2) == (3.0, 1.5, 6 + 6 + 5)
+    assert plain.smoke_timings([3.0], images, 1)[:2] == (3.0, pytest.approx(float("nan"), nan_ok=True))
+    first, later, n = plain.smoke_timings([], images, 0)
+    assert math.isnan(first) and math.isnan(later) and n == 0
+    joint = strategy_named("joint")
+    assert joint.smoke_timings([0.0, 0.0, 6.0], images, 3) == (2.0, 2.0, 6 + 5 + 4)  # one training shared out
+    assert joint.smoke_timings([], images, 0)[2] == 0
