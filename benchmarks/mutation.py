@@ -78,6 +78,7 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_fidelity_authors.py",
             "tests/test_baselines.py",
             "tests/test_strategy_values.py",  # each strategy's accounting, costs and summary reading, by hand
+            "tests/test_continual_values.py",  # prototype rows, NaN scores, separated's forms, refusals, by hand
         ],
     ),
     "cache": (
@@ -101,7 +102,14 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "audit": (
         ["analysis/audit/*"],
-        ["tests/test_audit.py", "tests/test_audit_control.py", "tests/test_audit_rankings.py"],
+        [
+            "tests/test_audit.py",
+            "tests/test_audit_control.py",
+            "tests/test_audit_rankings.py",
+            "tests/test_evidence_values.py",  # the Welch, slope and p-value parts and the headline checks, by hand
+            "tests/test_paper_check_values.py",  # the paper against itself, every check word for word
+            "tests/test_audit_values.py",  # the parts CSV, notes, sweep spreads, printed averages, by hand
+        ],
     ),
 }
 

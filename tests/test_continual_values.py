@@ -154,3 +154,56 @@ def test_which_strategies_warm_up_a_later_task() -> None:
         assert [strategy_named(name).warms_up(t) for t in range(3)] == [False, True, True], name
     for name in ("separated", "joint"):
         assert [strategy_named(name).warms_up(t) for t in range(3)] == [False, False, False], name
+
+
+# ------------------------------------------------------------------------ the sequential baseline in the authors' form
+def _sequential(**options: str) -> Learner:
+    from moleflow.config import apply_overrides, load_profile
+
+    sets = {"strategy.name": "sequential", "model.coupling_blocks": 1, "model.lora_rank": 2, "model.dia_blocks": 1}
+    sets |= {f"strategy.sequential_{k}": v for k, v in options.items()}
+    learner = Learner.from_config(apply_overrides(load_profile("cpu"), sets), 8)
+    for _ in range(3):
+        learner.add_task(None)
+    return learner
+
+
+def test_the_authors_sequential_freezes_the_base_linears_after_task_0() -> None:
+    learner = _sequential(linears="frozen")
+    model = learner.flow(0)
+    linears, base = _ids(model.base_linear_parameters()), _ids(model.base_parameters())
+    assert linears and linears < base
+    assert _ids(learner.trainable_parameters(0)) == base | _ids(model.task_parameters(0))
+    for task in (1, 2):  # every other shared parameter and the task's own
+        assert _ids(learner.trainable_parameters(task)) == (base - linears) | _ids(model.task_parameters(task))
+    plain = _sequential()
+    assert _ids(plain.trainable_parameters(1)) == _ids(plain.flow(0).base_parameters()) | _ids(
+        plain.flow(0).task_parameters(1)
+    )
+
+
+def test_the_authors_sequential_steps_a_later_tasks_adapters_twice() -> None:
+    for updates, doubled in (("twice", True), ("once", False)):
+        learner = _sequential(adapter_updates=updates)
+        model = learner.flow(0)
+        for task in range(3):
+            trainable = learner.trainable_parameters(task)
+            optimised = learner.strategy.optimised_parameters(model, task, task, trainable)
+            own = model.task_parameters(task)
+            expected = own + trainable if doubled and task > 0 else trainable
+            assert [id(p) for p in optimised] == [id(p) for p in expected], (updates, task)
+
+
+def test_ewc_sums_the_fishers_of_every_task_and_anchors_the_base() -> None:
+    from moleflow.config import apply_overrides, load_profile
+
+    sets = {"strategy.name": "ewc", "model.coupling_blocks": 1, "model.lora_rank": 2, "model.dia_blocks": 1}
+    learner = Learner.from_config(apply_overrides(load_profile("cpu"), sets), 8)
+    learner.add_task(None)
+    name = next(iter(learner.base_named_parameters(0)))
+    learner.consolidate(0, {name: torch.tensor([1.0, 2.0])})
+    learner.consolidate(1, {name: torch.tensor([0.5, 0.5])})
+    assert learner.fisher[name].tolist() == [1.5, 2.5]  # online EWC: the sum over the tasks so far
+    base = learner.base_named_parameters(0)
+    assert set(learner.anchor) == set(base)
+    assert all(torch.equal(learner.anchor[n], p.detach()) and learner.anchor[n] is not p for n, p in base.items())

@@ -267,3 +267,11 @@ def test_smoke_timings_by_hand() -> None:
     joint = strategy_named("joint")
     assert joint.smoke_timings([0.0, 0.0, 6.0], images, 3) == (2.0, 2.0, 6 + 5 + 4)  # one training shared out
     assert joint.smoke_timings([], images, 0)[2] == 0
+
+
+def test_a_flow_without_a_shared_base_has_no_share_of_it() -> None:
+    from moleflow.continual.accounting import memory_per_task
+
+    bare = _config("frozen_base", **{"model.coupling_blocks": 0, "model.spatial_mixer": False})
+    found = memory_per_task(bare, DIM, CELLS, TRAIN)
+    assert math.isnan(found["pct_of_base"]) and found["params_per_task"] > 0  # whitening and DIA, no base

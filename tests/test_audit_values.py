@@ -1,0 +1,176 @@
+"""The claims audit's bookkeeping against values by hand: the parts' CSV row by row, the p-value's print,
+the notes of a deviation and an unregistered registry, the spread of a sweep within a seed, the paper's
+printed averages against their categories and the ranges of integers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.audit import PART_COLUMNS, deviation_note, parts_frame, registration_note
+from analysis.audit.evidence import INF, Part
+from analysis.audit.verdicts import AuditLevel, Outcome, _p
+
+
+def test_every_part_is_one_row_of_the_parts_csv() -> None:
+    first = Part(
+        "Δ P-AP > 0", estimate=0.02, n=5, se=0.005, df=4, region=(0.005, INF), p_support=0.01, p_contradict=0.9
+    )
+    first.runs, first.low, first.high, first.level = "seeds 0-4", 0.01, 0.03, 0.95
+    second = Part("routing >= 0.99", reason="no finished run")
+    level = AuditLevel(q=0.05, m=4, selected=2)
+    frame = parts_frame(
+        [Outcome("C1", "f", "synth", [first], statuses=["supported"]), Outcome("C2", "g", "visa", [second], statuses=["inconclusive"])],
+        level,
+    )  # fmt: skip
+    assert list(frame.columns) == PART_COLUMNS == [
+        "claim", "dataset", "part", "estimate", "low", "high", "coverage", "region_low", "region_high", "n", "runs",
+        "p_support", "p_contradict", "p_part", "audit_level", "decision", "reason",
+    ]  # fmt: skip
+    row = frame.iloc[0].to_dict()
+    assert row == {
+        "claim": "C1", "dataset": "synth", "part": "Δ P-AP > 0", "estimate": 0.02, "low": 0.01, "high": 0.03,
+        "coverage": 0.95, "region_low": 0.005, "region_high": INF, "n": 5, "runs": "seeds 0-4", "p_support": 0.01,
+        "p_contradict": 0.9, "p_part": 0.02, "audit_level": 2 * 0.05 / (2 * 4), "decision": "supported", "reason": "",
+    }  # fmt: skip
+    other = frame.iloc[1]
+    assert (other["claim"], other["dataset"], other["decision"], other["reason"]) == (
+        "C2", "visa", "inconclusive", "no finished run",
+    )  # fmt: skip
+    assert math.isnan(other["estimate"]) and other["region_low"] == -INF and other["n"] == 0
+    empty = parts_frame([], level)
+    assert list(empty.columns) == PART_COLUMNS and empty.empty
+
+
+def test_a_p_value_prints_three_decimals_or_below_a_thousandth() -> None:
+    assert [_p(v) for v in (float("nan"), 0.0004, 0.001, 0.0123, 1.0)] == ["--", "<0.001", "0.001", "0.012", "1.000"]
+
+
+def test_a_deviation_and_a_missing_registration_are_said() -> None:
+    logged = [
+        {"claim": "C7", "version": "7", "what": "margin 0.01", "on": "the default", "before": "inconclusive", "after": "contradicted"},
+        {"claim": "C8", "version": "3", "what": "other", "on": "x", "before": "a", "after": "b"},
+        {"claim": "C7", "version": "9", "what": "n 5", "on": "VisA", "before": "supported", "after": "inconclusive"},
+    ]  # fmt: skip
+    assert deviation_note("C7", logged) == (
+        " [deviation, version 7: margin 0.01; on the default: inconclusive under version 6, contradicted under version 7]"
+        " [deviation, version 9: n 5; on VisA: supported under version 8, inconclusive under version 9]"
+    )
+    assert deviation_note("C9", logged) == ""
+    assert registration_note({"sha256": "0" * 64}) == (
+        "; NOT REGISTERED: this digest is in no line of analysis/audit/REGISTRATIONS.csv"
+    )
+
+
+def test_a_sweeps_spread_within_each_seed() -> None:
+    from analysis.audit.designs import _seed_spreads
+
+    rows = pd.DataFrame(
+        [
+            {"seed": s, "order": "a", "value": v, "status": st, "y": y}
+            for s, v, st, y in [
+                (0, 1, "ok", 0.80), (0, 2, "ok", 0.86), (0, 3, "ok", 0.83),
+                (1, 1, "ok", 0.70), (1, 2, "ok", 0.71), (1, 3, "ok", 0.75),
+                (2, 1, "ok", 0.90), (2, 2, "diverged", 0.10), (2, 3, "ok", 0.95),  # seed 2 lacks a value: left out
+            ]
+        ]
+    )  # fmt: skip
+    spreads = _seed_spreads(rows, "y")
+    assert spreads.to_dict() == pytest.approx({(0, "a"): 0.06, (1, "a"): 0.05})
+
+
+def test_the_papers_averages_and_integer_ranges() -> None:
+    from analysis import literature
+    from analysis.audit.paper_values import averages, ranges
+
+    frame = literature.load()
+    sub = frame[frame["paper_table"] == "6"]
+    expected = []
+    for method in dict.fromkeys(sub["method"]):  # in the table's order
+        rows = sub[sub["method"] == method]
+        cats = rows[~rows["category"].isin(["avg", "FM"])]["value"].dropna()
+        printed = rows[rows["category"] == "avg"]["value"].dropna()
+        if len(cats) and len(printed) and abs(cats.mean() - printed.iloc[0]) > 0.001:
+            expected.append(f"{method} {printed.iloc[0]:.3f} vs {cats.mean():.4f}")
+    assert averages("6") == expected == ["FT_PatchCore 0.311 vs 0.0979"]
+    four = averages("4")
+    assert [line.split(" ")[0] for line in four] == ["Joint_PatchCore", "Joint_PatchCore(R)", "DFM", "MoLE-Flow"]
+    assert averages("5") == [] and averages("none") == []
+    assert ranges([1, 2, 3, 7, 9, 10]) == "1-3, 7, 9-10" and ranges([4]) == "4" and ranges([]) == "none"
+    assert np.isfinite(frame["value"].dropna()).all()
+
+
+def test_a_sweeps_level_is_found_by_value_or_by_name() -> None:
+    from analysis.audit.designs import _level_variant, _levels
+
+    rows = pd.DataFrame(
+        {
+            "value": ["0.5", "0.7 (default)", "1", "ceil", "0.5"],
+            "variant": ["tw0.5", "tw0.7", "tw1", "rounding ceil", "tw0.5 again"],
+        }
+    )
+    assert _level_variant(rows, "0.7") == "tw0.7"  # the default's mark is not part of its value
+    assert _level_variant(rows, "1.0") == "tw1" and _level_variant(rows, "1") == "tw1"  # numbers compared as numbers
+    assert _level_variant(rows, "0.5") == "tw0.5"  # the first row of a value
+    assert _level_variant(rows, "ceil") == "rounding ceil" and _level_variant(rows, "round") is None
+    assert _level_variant(rows, "2") is None
+    assert _levels(rows) == {"0.5": "tw0.5 again", "0.7": "tw0.7", "1": "tw1", "ceil": "rounding ceil"}
+
+
+def _registry() -> dict:
+    claims = [
+        {"id": "C1", "claim": "zero forgetting", "paper": "0.0", "where": "Table 1", "rule": "exact, every run"},
+        {"id": "C2", "claim": "WA helps", "paper": "+7.4 pp", "where": "Table 7", "rule": "Δ > 0.005",
+         "changed": "margin 0.01", "definition": "ablation/w/o WA vs main"},
+    ]  # fmt: skip
+    return {"claims": claims, "version": 99, "sha256": "f" * 64}
+
+
+def test_the_claims_table_row_by_row() -> None:
+    from analysis.audit import claims_table
+    from analysis.audit.evidence import SUPPORTED, exact
+
+    decided = exact("oracle R[j][i] = R[i][i]", True, 0.0, 3, "12 cells, 0 differ")
+    undecided = Part("Δ P-AP > 0", estimate=0.01, n=3, se=0.004, df=2, region=(0.005, INF))
+    undecided.sd = 0.007
+    level = AuditLevel(q=0.05, m=10, selected=0)
+    outcomes = [
+        Outcome("C1", "forgetting", "synth", [decided], verdict=SUPPORTED, why="every part", statuses=[SUPPORTED],
+                scope="main"),
+        Outcome("C2", "components", "synth", [undecided], note="memory 3%", verdict="inconclusive", why="interval",
+                statuses=["inconclusive"]),
+    ]  # fmt: skip
+    spec = claims_table(outcomes, _registry(), level)
+    assert spec.rows == ["C1", "C2"]  # one dataset: no dataset in the row's name
+    assert spec.columns == ["Family", "Claim", "Paper", "Harness", "Scope", "Rule", "Verdict", "Why", "Power"]
+    one = {c: spec.cells[("C1", c)].text for c in spec.columns}
+    assert one == {
+        "Family": "forgetting", "Claim": "zero forgetting", "Paper": "0.0 (Table 1)",
+        "Harness": "oracle R[j][i] = R[i][i]: 12 cells, 0 differ", "Scope": "main", "Rule": "exact, every run",
+        "Verdict": SUPPORTED, "Why": "every part", "Power": "--",
+    }  # fmt: skip
+    two = {c: spec.cells[("C2", c)].text for c in spec.columns}
+    assert two["Harness"] == "Δ P-AP > 0: +0.0100, n=3 (memory 3%)" and two["Scope"] == "--"
+    assert two["Rule"] == "Δ > 0.005 [changed from the proposal: margin 0.01] [runs: ablation/w/o WA vs main]"
+    power = str(two["Power"])
+    assert power.startswith("Δ P-AP > 0: n=") and f"level {level.a:.2g}" in power
+    assert spec.caption.startswith(
+        f"The claims audit (registry version 99, registry.yaml sha256 {'f' * 64}; NOT REGISTERED"
+    )
+    assert level.text() in spec.caption
+    assert spec.caption.endswith("Verdicts: supported 1, contradicted 0, inconclusive 1, not tested here 0.")
+    assert "; the whole audit:" not in spec.caption  # no deviation of the whole audit logged at version 99
+    assert spec.latex_columns == ["Claim", "Paper", "Harness", "Verdict"]
+    untested = Outcome("C1", "forgetting", "visa", [], not_tested="no VisA runs", verdict="not tested")
+    several = claims_table([outcomes[0], untested], _registry(), level)
+    assert several.rows == ["C1 (synth)", "C1 (visa)"]  # two datasets: each row says which
+    assert several.cells[("C1 (visa)", "Harness")].text == "--" and several.cells[("C1 (visa)", "Power")].text == "--"
+    at7 = claims_table(outcomes, {**_registry(), "version": 7}, level).caption
+    assert (
+        "; the whole audit: 6 supported; 7 contradicted; 28 inconclusive; 8 not tested under version 6, "
+        "6 supported; 10 contradicted; 25 inconclusive; 8 not tested under version 7, on the default at 19322c6 "
+        "(148 runs))" in at7
+    )  # analysis/audit/DEVIATIONS.csv's line for the whole audit at version 7
