@@ -109,6 +109,7 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_evidence_values.py",  # the Welch, slope and p-value parts and the headline checks, by hand
             "tests/test_paper_check_values.py",  # the paper against itself, every check word for word
             "tests/test_audit_values.py",  # the parts CSV, notes, sweep spreads, printed averages, by hand
+            "tests/test_structural_values.py",  # forgetting, fingerprints, invertibility, passes, router, overhead
         ],
     ),
 }
