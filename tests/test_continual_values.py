@@ -88,14 +88,15 @@ def test_a_summary_that_cannot_be_read_says_what_happened(tmp_path: Path, monkey
 
 
 # ------------------------------------------------------------------------------- a whole model per task, each form
-def _separated(model_affine: str = "trained", **options: str) -> Learner:
-    """A separated learner of three tasks (small models on 8-vectors) with ``strategy.separated_<key>`` options."""
+def _learner(strategy: str, tasks: int = 3, model_affine: str = "trained", **options: str) -> Learner:
+    """A learner of ``strategy`` with ``tasks`` tasks added (small models on 8-vectors), its own options given
+    without their prefix (``mixer="shared"`` is ``strategy.separated_mixer``)."""
     from moleflow.config import apply_overrides, load_profile
 
-    sets = {"strategy.name": "separated", "model.coupling_blocks": 1, "model.lora_rank": 2, "model.dia_blocks": 1}
-    sets |= {"model.global_affine": model_affine} | {f"strategy.separated_{k}": v for k, v in options.items()}
+    sets = {"strategy.name": strategy, "model.coupling_blocks": 1, "model.lora_rank": 2, "model.dia_blocks": 1}
+    sets |= {"model.global_affine": model_affine} | {f"strategy.{strategy}_{k}": v for k, v in options.items()}
     learner = Learner.from_config(apply_overrides(load_profile("cpu"), sets), 8)
-    for _ in range(3):
+    for _ in range(tasks):
         learner.add_task(None)
     return learner
 
@@ -107,7 +108,7 @@ def _gamma(learner: Learner, task: int) -> float:
 
 
 def test_each_tasks_model_starts_its_input_adapter_in_the_form_asked() -> None:
-    first, later = _separated(), _separated(adapters="later")
+    first, later = _learner("separated"), _learner("separated", adapters="later")
     assert [_gamma(first, t) for t in range(3)] == pytest.approx([1.0, 1.0, 1.0])  # gamma_init_first (cpu profile)
     assert [_gamma(later, t) for t in range(3)] == pytest.approx([1.0, 1.25, 1.25])  # task 0 is first either way
 
@@ -117,7 +118,7 @@ def _ids(params: list[torch.nn.Parameter]) -> set[int]:
 
 
 def test_a_later_tasks_model_trains_its_own_mixer_unless_task_0s_is_shared() -> None:
-    own, shared = _separated(), _separated(mixer="shared")
+    own, shared = _learner("separated"), _learner("separated", mixer="shared")
     assert len({id(own.flow(t).mixer) for t in range(3)}) == 3
     assert shared.flow(1).mixer is shared.flow(0).mixer and shared.flow(2).mixer is shared.flow(0).mixer
     for learner, trained_later in ((own, True), (shared, False)):
@@ -132,7 +133,7 @@ def test_a_later_tasks_model_trains_its_own_mixer_unless_task_0s_is_shared() -> 
 
 def test_a_later_tasks_model_trains_its_global_affine_when_asked() -> None:
     def trained(global_affine: str, separated: str) -> tuple[set[str], set[str]]:
-        learner = _separated(global_affine, global_affine=separated)
+        learner = _learner("separated", 3, global_affine, global_affine=separated)
         names = []
         for task in range(2):
             model, _ = learner.model_for(task)
@@ -157,26 +158,15 @@ def test_which_strategies_warm_up_a_later_task() -> None:
 
 
 # ------------------------------------------------------------------------ the sequential baseline in the authors' form
-def _sequential(**options: str) -> Learner:
-    from moleflow.config import apply_overrides, load_profile
-
-    sets = {"strategy.name": "sequential", "model.coupling_blocks": 1, "model.lora_rank": 2, "model.dia_blocks": 1}
-    sets |= {f"strategy.sequential_{k}": v for k, v in options.items()}
-    learner = Learner.from_config(apply_overrides(load_profile("cpu"), sets), 8)
-    for _ in range(3):
-        learner.add_task(None)
-    return learner
-
-
 def test_the_authors_sequential_freezes_the_base_linears_after_task_0() -> None:
-    learner = _sequential(linears="frozen")
+    learner = _learner("sequential", linears="frozen")
     model = learner.flow(0)
     linears, base = _ids(model.base_linear_parameters()), _ids(model.base_parameters())
     assert linears and linears < base
     assert _ids(learner.trainable_parameters(0)) == base | _ids(model.task_parameters(0))
     for task in (1, 2):  # every other shared parameter and the task's own
         assert _ids(learner.trainable_parameters(task)) == (base - linears) | _ids(model.task_parameters(task))
-    plain = _sequential()
+    plain = _learner("sequential")
     assert _ids(plain.trainable_parameters(1)) == _ids(plain.flow(0).base_parameters()) | _ids(
         plain.flow(0).task_parameters(1)
     )
@@ -184,7 +174,7 @@ def test_the_authors_sequential_freezes_the_base_linears_after_task_0() -> None:
 
 def test_the_authors_sequential_steps_a_later_tasks_adapters_twice() -> None:
     for updates, doubled in (("twice", True), ("once", False)):
-        learner = _sequential(adapter_updates=updates)
+        learner = _learner("sequential", adapter_updates=updates)
         model = learner.flow(0)
         for task in range(3):
             trainable = learner.trainable_parameters(task)
@@ -195,11 +185,7 @@ def test_the_authors_sequential_steps_a_later_tasks_adapters_twice() -> None:
 
 
 def test_ewc_sums_the_fishers_of_every_task_and_anchors_the_base() -> None:
-    from moleflow.config import apply_overrides, load_profile
-
-    sets = {"strategy.name": "ewc", "model.coupling_blocks": 1, "model.lora_rank": 2, "model.dia_blocks": 1}
-    learner = Learner.from_config(apply_overrides(load_profile("cpu"), sets), 8)
-    learner.add_task(None)
+    learner = _learner("ewc", tasks=1)
     name = next(iter(learner.base_named_parameters(0)))
     learner.consolidate(0, {name: torch.tensor([1.0, 2.0])})
     learner.consolidate(1, {name: torch.tensor([0.5, 0.5])})

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
+from tests_helpers import audit_context
 
+from analysis.audit.context import Context
 from analysis.audit.evidence import (
     CONTRADICTED,
     INCONCLUSIVE,
@@ -151,17 +153,8 @@ def test_how_a_part_prints() -> None:
 
 
 # ------------------------------------------------------------------------------------- the headline numbers' checks
-def _ctx(values: list[float], column: str = "image_auroc_routed", statuses: list[str] | None = None):  # noqa: ANN202
-    from analysis.audit.context import Context
-
-    statuses = statuses or ["ok"] * len(values)
-    rows = [
-        {"dataset": "d", "study": "main", "variant": "MoLE-Flow", "run_id": f"r{k}", "seed": k, "order": "a",
-         "status": s, column: v}
-        for k, (v, s) in enumerate(zip(values, statuses))
-    ]  # fmt: skip
-    columns = ["dataset", "study", "variant", "run_id", "seed", "order", "status", column]
-    return Context(pd.DataFrame(rows, columns=columns), {}, {}, "d")
+def _ctx(values: list[float], column: str = "image_auroc_routed", statuses: list[str] | None = None) -> Context:
+    return audit_context(statuses or ["ok"] * len(values), None, **{column: values})
 
 
 CHECK = {"study": "main", "variant": "MoLE-Flow"}

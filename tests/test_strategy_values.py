@@ -92,17 +92,23 @@ def _config(strategy: str, **extra: object) -> dict:
     return apply_overrides(load_profile("cpu"), {**SMALL, "strategy.name": strategy, **extra})
 
 
-def _shared_and_task0(config: dict) -> tuple[int, int]:
-    """The shared parameters (no task index, not fixed: a permutation, a frozen global affine) and task 0's own, counted name by name in
-    a model of three tasks (the count of a later task's adapters is the closed formula's)."""
+def _named(config: dict, tasks: int) -> list[tuple[str, torch.nn.Parameter]]:
+    """The named parameters of the configured model on ``DIM``-vectors with ``tasks`` tasks added."""
     from moleflow.continual.model_settings import model_config
     from moleflow.model import MoLEFlow
-    from moleflow.model.mole_flow import is_fixed_parameter, task_of_parameter
 
     model = MoLEFlow(model_config(config, DIM))
-    for _ in range(3):
+    for _ in range(tasks):
         model.add_task()
-    named = list(model.named_parameters())
+    return list(model.named_parameters())
+
+
+def _shared_and_task0(config: dict) -> tuple[int, int]:
+    """The shared parameters (no task index, not fixed: a permutation, a frozen global affine) and task 0's own,
+    counted name by name in a model of three tasks (the count of a later task's adapters is the closed formula's)."""
+    from moleflow.model.mole_flow import is_fixed_parameter, task_of_parameter
+
+    named = _named(config, 3)
     affine = config["model"]["global_affine"]  # a frozen global affine is a constant, as the permutations are
     shared = sum(p.numel() for n, p in named if task_of_parameter(n) is None and not is_fixed_parameter(n, affine))
     return shared, sum(p.numel() for n, p in named if task_of_parameter(n) == 0)
@@ -110,14 +116,7 @@ def _shared_and_task0(config: dict) -> tuple[int, int]:
 
 def _numel(config: dict, prefix: str = "", suffixes: tuple[str, ...] = ()) -> int:
     """Parameters of a one-task model whose names start with ``prefix`` or end with one of ``suffixes``."""
-    from moleflow.continual.model_settings import model_config
-    from moleflow.model import MoLEFlow
-
-    model = MoLEFlow(model_config(config, DIM))
-    model.add_task()
-    return sum(
-        p.numel() for n, p in model.named_parameters() if (prefix and n.startswith(prefix)) or n.endswith(suffixes)
-    )
+    return sum(p.numel() for n, p in _named(config, 1) if (prefix and n.startswith(prefix)) or n.endswith(suffixes))
 
 
 ADAPTERS = per_task_by_formula(DIM, blocks=2, rank=4, dia=2)

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pytest
+from tests_helpers import audit_context
 
 from analysis.audit.context import Context
 from analysis.audit.evidence import CONTRADICTED, INF, SUPPORTED
@@ -18,14 +18,11 @@ NAN = float("nan")
 
 
 def _ctx(summaries: Mapping[str, Any], statuses: dict[str, str] | None = None, **columns: list) -> Context:
+    """Runs ``r0, r1, ...``: those with a summary, then those only given a status (default ``ok``)."""
     statuses = statuses or {}
     ids = list(summaries) + [r for r in statuses if r not in summaries]
-    rows = [
-        {"dataset": "d", "study": "main", "variant": "MoLE-Flow", "strategy": "frozen_base", "run_id": r, "seed": k,
-         "order": "a", "status": statuses.get(r, "ok"), **{c: v[k] for c, v in columns.items()}}
-        for k, r in enumerate(ids)
-    ]  # fmt: skip
-    return Context(pd.DataFrame(rows), dict(summaries), {}, "d")
+    assert ids == [f"r{k}" for k in range(len(ids))]
+    return audit_context([statuses.get(r, "ok") for r in ids], dict(summaries), **columns)
 
 
 CHECK = {"study": "main", "variant": "MoLE-Flow", "strategy": "frozen_base"}
@@ -91,7 +88,7 @@ def test_fingerprints_of_the_base_and_earlier_tasks_after_every_task() -> None:
     [bad] = fingerprints_unchanged(_ctx({"r0": same, "r1": moved}), CHECK)
     assert (bad.status, bad.estimate, bad.n) == (CONTRADICTED, 2.0, 2)
     assert bad.reason == "7 digests re-checked over 2 run(s); changed: r1: base after task 1, r1: task 0 after task 1"
-    [none] = fingerprints_unchanged(_ctx({"r1": short}), CHECK)
+    [none] = fingerprints_unchanged(_ctx({"r0": short}), CHECK)
     assert none.status is None and none.reason == "no finished multi-task run with fingerprints"
 
 

@@ -283,3 +283,19 @@ def snakemake_cmd(target: str, *args: str, cores: int = 1) -> list[str]:
     snakefile = Path(__file__).resolve().parents[1] / "Snakefile"
     return [sys.executable, "-m", "snakemake", target, "-s", str(snakefile), "--configfile", "config.yaml",
             "--cores", str(cores), "--resources", "gpu=1", *args]  # fmt: skip
+
+
+def audit_context(statuses: list[str], summaries: dict[str, Any] | None = None, **columns: list[Any]) -> Any:
+    """A claims-audit :class:`~analysis.audit.context.Context` of one variant's runs (dataset ``d``, study
+    ``main``, variant ``MoLE-Flow``, strategy ``frozen_base``): run ``r<k>`` has seed ``k``, status ``statuses[k]``
+    and ``columns[name][k]``; ``summaries`` by run id."""
+    import pandas as pd
+
+    from analysis.audit.context import Context
+
+    names = ["dataset", "study", "variant", "strategy", "run_id", "seed", "order", "status", *columns]
+    rows = [
+        ["d", "main", "MoLE-Flow", "frozen_base", f"r{k}", k, "a", status, *(v[k] for v in columns.values())]
+        for k, status in enumerate(statuses)
+    ]
+    return Context(pd.DataFrame(rows, columns=names), dict(summaries or {}), {}, "d")
