@@ -110,6 +110,9 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_paper_check_values.py",  # the paper against itself, every check word for word
             "tests/test_audit_values.py",  # the parts CSV, notes, sweep spreads, printed averages, by hand
             "tests/test_structural_values.py",  # forgetting, fingerprints, invertibility, passes, router, overhead
+            "tests/test_designs_values.py",  # depth, sweeps and re-scored top-k, by hand
+            "tests/test_comparisons_values.py",  # ratio, forgetting and strategy orders, interaction parts, by hand
+            "tests/test_audit_evaluate_values.py",  # datasets a claim may read, scope, notes, runs, the figure
         ],
     ),
 }
@@ -217,7 +220,7 @@ def record(part: str, work: Path, started: datetime.datetime | None = None) -> d
         "commit": commit(),
         "date": (started or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%d"),
         "tests": PARTS[part][1],
-        "sources": sources_digest(part, work),
+        "sources": sources_digests(part, work),
         "modules": modules,
         "survivors": survivors,
     }
@@ -226,17 +229,73 @@ def record(part: str, work: Path, started: datetime.datetime | None = None) -> d
     return rec
 
 
-def sources_digest(part: str, root: Path = ROOT) -> str:
-    """SHA-256 of the part's mutated modules as they are under ``root`` (the part's copy: what was mutated), so
-    that a re-judging run knows whether they changed since, committed or not."""
+def sources_digests(part: str, root: Path | None = None) -> dict[str, str]:
+    """Per file the part mutates or reads beside its modules (``analysis/audit/registry.yaml``), the SHA-256 of
+    its text under ``root`` (the part's copy: what was mutated), so that a re-judging run knows which changed
+    since the record, committed or not."""
     import glob
     import hashlib
 
+    root = root or ROOT
+    return {
+        name: hashlib.sha256((root / name).read_bytes()).hexdigest()
+        for pattern in PARTS[part][0]
+        for name in sorted(glob.glob(pattern, root_dir=root))
+        if (root / name).is_file()
+    }
+
+
+def _whole_digest(files: dict[str, bytes]) -> str:
+    """The one digest over a part's files that records written before :func:`sources_digests` keep."""
+    import hashlib
+
     digest = hashlib.sha256()
-    for pattern in PARTS[part][0]:
-        for name in sorted(glob.glob(pattern, root_dir=root)):
-            digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    for name, text in files.items():
+        digest.update(name.encode() + b"\0" + text + b"\0")
     return digest.hexdigest()
+
+
+def _committed(part: str) -> dict[str, bytes]:
+    """The part's files as the checkout's commit has them (in :func:`sources_digests`' order)."""
+    import glob
+
+    out = {}
+    for pattern in PARTS[part][0]:
+        for name in sorted(glob.glob(pattern, root_dir=ROOT)):
+            shown = subprocess.run(["git", "show", f"HEAD:{name}"], cwd=ROOT, capture_output=True, check=False)
+            if shown.returncode == 0:
+                out[name] = shown.stdout
+    return out
+
+
+def changed_files(rec: dict[str, Any], part: str) -> list[str]:
+    """The part's files that differ from those the record judged. A record with one digest over the whole part
+    (written before per-file digests) is dated by the checkout's commit when that commit's files give its digest;
+    a record without a digest by its commit (which cannot see uncommitted changes)."""
+    import hashlib
+
+    now = sources_digests(part)
+    was = rec.get("sources")
+    if isinstance(was, str):
+        committed = _committed(part)
+        if _whole_digest(committed) != was:
+            raise SystemExit(f"mutation: part {part}: its files changed since {rec['commit']}: run the whole part")
+        was = {name: hashlib.sha256(text).hexdigest() for name, text in committed.items()}
+    elif was is None:
+        diff = subprocess.run(
+            ["git", "diff", "--name-only", rec["commit"].removesuffix("+changes"), "--", *PARTS[part][0]],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+        return sorted(diff)
+    return sorted(name for name in set(now) | set(was) if now.get(name) != was.get(name))
+
+
+def dotted(module: str) -> str:
+    """``analysis/audit/designs.py`` -> ``analysis.audit.designs`` (a package's ``__init__.py``: the package)."""
+    return module.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
 
 
 def _run_for(command: list[str], work: Path, env: dict[str, str], minutes: float | None) -> int:
@@ -253,42 +312,48 @@ def _run_for(command: list[str], work: Path, env: dict[str, str], minutes: float
 
 
 def rejudge(
-    part: str, work: Path, children: int, untested: list[str] | None = None, minutes: float | None = None
+    part: str,
+    work: Path,
+    children: int,
+    untested: list[str] | None = None,
+    minutes: float | None = None,
+    whole: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Run mutmut again on the survivors of the part's record only (after tests were added; the part's modules
-    unchanged since the record) and fold the new verdicts into it: the record's killed mutants stay killed.
+    """Run mutmut again on the survivors of the part's record only (after tests were added) and fold the new
+    verdicts into it: the record's killed mutants stay killed. A module changed since the record (its digest,
+    uncommitted changes included) and the modules named in ``whole`` are run whole instead, and their counts and
+    survivors replaced by this run's; a changed file that is not a module (the registry, a table of the paper's
+    values) is read by every mutant, so the part must run whole.
     ``untested``: name patterns (fnmatch) of mutants the record counts as reached by no test or not yet run (a
     stopped part), judged too; those the run judged before it was stopped are folded in, the rest stay as they were.
-    ``minutes``: stop mutmut after this long and fold in what it judged."""
+    ``minutes``: stop mutmut after this long and fold in what it judged (a module run whole: its mutants not
+    reached count as not yet run)."""
     from fnmatch import fnmatch
 
     path = RECORDS / f"{part}.json"
     rec = json.loads(path.read_text())
-    names = [s["mutant"] for s in rec["survivors"]]
-    if "sources" in rec:  # the mutated modules' digest, uncommitted changes included
-        changed = rec["sources"] != sources_digest(part)
-    else:  # a record from before the digest: the commit, which tells nothing of uncommitted changes
-        changed = (
-            subprocess.run(
-                ["git", "diff", "--quiet", rec["commit"].removesuffix("+changes"), "--", *PARTS[part][0]],
-                cwd=ROOT,
-                check=False,
-            ).returncode
-            != 0
-        )
-    if changed:
-        raise SystemExit(f"mutation: part {part}: its modules changed since {rec['commit']}: run the whole part")
+    changed = changed_files(rec, part)
+    data = [name for name in changed if not name.endswith(".py")]
+    if data:
+        raise SystemExit(f"mutation: part {part}: {', '.join(data)} changed since {rec['commit']}: run the whole part")
+    anew = sorted(set(changed) | set(whole or []))
+    names = [s["mutant"] for s in rec["survivors"] if module_of(s["mutant"]) not in anew]
     shutil.rmtree(work, ignore_errors=True)  # a fresh copy: the tests added since are what judges
     prepare(part, work)
     env = _one_thread_env()
     patterns = untested or []
-    run = ["mutmut", "run", "--max-children", str(children), *names, *patterns]
+    run = ["mutmut", "run", "--max-children", str(children), *names, *patterns, *(f"{dotted(m)}.x*" for m in anew)]
     returncode = _run_for(run, work, env, minutes)
     results = _results(work)
     if minutes is not None:  # a stopped run: the survivors it did not reach again stay survivors
         names = [n for n in names if results.get(n) not in (None, "not checked")]
     extra = sorted(  # the record's untested or not yet run mutants that this run judged (a stopped run: some)
-        n for n in results if n not in names and any(fnmatch(n, p) for p in patterns) and results[n] != "not checked"
+        n
+        for n in results
+        if n not in names
+        and module_of(n) not in anew
+        and any(fnmatch(n, p) for p in patterns)
+        and results[n] != "not checked"
     )
     if returncode != 0 or any(results.get(n) in (None, "not checked") for n in names):
         raise SystemExit(f"mutation: part {part}: mutmut run failed (exit {returncode}); the record is unchanged")
@@ -304,13 +369,26 @@ def rejudge(
         counts[kind] = counts.get(kind, 0) + 1
         if kind == "survived":
             survivors.append({"mutant": name, "diff": _diff(work, name)})
-    rec["survivors"] = [s for s in rec["survivors"] if s["mutant"] not in names and s["mutant"] not in extra]
-    rec["survivors"] += survivors
+    for module in anew:  # run whole: this run's counts and survivors replace the record's
+        rec["modules"].pop(module, None)
+    for name, status in sorted(results.items()):
+        if module_of(name) in anew:
+            counts = rec["modules"].setdefault(module_of(name), {})
+            kind = "equivalent" if status == "survived" and name in equivalent else status
+            counts[kind] = counts.get(kind, 0) + 1
+            if kind == "survived":
+                survivors.append({"mutant": name, "diff": _diff(work, name)})
+    judged = set(names) | set(extra)
+    rec["survivors"] = [
+        s for s in rec["survivors"] if s["mutant"] not in judged and module_of(s["mutant"]) not in anew
+    ] + survivors
+    rec["sources"] = sources_digests(part, work)
     rec["rejudged"] = {
         "commit": commit(),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
-        "mutants": len(names) + len(extra),
+        "mutants": len(names) + len(extra) + sum(module_of(n) in anew for n in results),
         "tests": PARTS[part][1],
+        **({"whole": anew} if anew else {}),
     }
     path.write_text(json.dumps(rec, indent=1) + "\n")
     return rec
@@ -396,6 +474,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PATTERN",
         help="with --rejudge: also the mutants matching these names (fnmatch) that the record counts as untested or not run",
     )
+    parser.add_argument(
+        "--whole",
+        nargs="+",
+        metavar="MODULE",
+        help="with --rejudge: run these modules (paths) whole and replace their counts (a module changed since the "
+        "record is run whole anyway)",
+    )
     parser.add_argument("--report", action="store_true", help="rewrite benchmarks/MUTATION.md from the records")
     args = parser.parse_args(argv)
     if shutil.which("mutmut") is None:
@@ -404,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     for part in PARTS if args.part == "all" else [args.part] if args.part else []:
         work = Path(args.work) if args.work and args.part != "all" else ROOT / "mutation" / part
         if args.rejudge:
-            rec = rejudge(part, work, args.children, args.untested, args.minutes)
+            rec = rejudge(part, work, args.children, args.untested, args.minutes, args.whole)
         else:
             rec = record(part, work) if args.record_only else run_part(part, work, args.children)
         for module, counts in rec["modules"].items():

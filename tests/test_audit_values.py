@@ -174,3 +174,25 @@ def test_the_claims_table_row_by_row() -> None:
         "6 supported; 10 contradicted; 25 inconclusive; 8 not tested under version 7, on the default at 19322c6 "
         "(148 runs))" in at7
     )  # analysis/audit/DEVIATIONS.csv's line for the whole audit at version 7
+
+
+def test_averages_skip_rows_without_terms_and_flag_a_gap_beyond_rounding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from analysis import literature
+    from analysis.audit import paper_values
+
+    rows = [  # (method, category, value): Z printed only, Y categories only, X off by exactly 0.001, W beyond
+        ("Z", "avg", 0.9), ("Y", "a", 0.5), ("X", "a", 0.002), ("X", "b", 0.002), ("X", "avg", 0.001),
+        ("X", "FM", 0.7), ("W", "a", 0.4), ("W", "b", 0.6), ("W", "avg", 0.6),
+    ]  # fmt: skip
+    frame = pd.DataFrame([{"paper_table": "3", "method": m, "category": c, "value": v} for m, c, v in rows])
+    monkeypatch.setattr(literature, "load", lambda: frame)
+    assert paper_values.averages("3") == ["W 0.600 vs 0.5000"]  # X's 0.001 is rounding; FM is not a category
+
+
+def test_the_papers_tables_keep_empty_text_and_name_a_missing_cell() -> None:
+    from analysis.audit.paper_values import paper_values, value
+
+    pv = paper_values()
+    assert pv["text"].notna().all() and (pv["text"] == "").any()  # an empty cell is text, not a missing value
+    with pytest.raises(KeyError, match="analysis/paper_tables.csv has no Table 99 / x / y"):
+        value(pv, "99", "x", "y")

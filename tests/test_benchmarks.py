@@ -78,3 +78,25 @@ def test_reduced_schedule_rule_keeps_the_shortest_level_within_tolerance_of_the_
     assert choose({3: 0.790, 4: 0.8180, 6: 0.8225, 8: 0.841}) == (6, 4)  # 4 within 0.005
     assert choose({3: 0.830, 4: 0.8180, 6: 0.8225}) == (6, 3)  # a shorter level scoring higher qualifies
     assert choose({3: 0.80, 4: 0.81}, reference_epochs=6) == (4, 4)  # the reference level failed: the longest left
+
+
+def test_a_mutation_record_knows_which_of_its_files_changed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import hashlib
+
+    import benchmarks.mutation as mutation
+
+    (tmp_path / "pkg").mkdir()
+    for name, text in (("a.py", b"x = 1\n"), ("b.py", b"y = 2\n"), ("table.csv", b"v\n1\n")):
+        (tmp_path / "pkg" / name).write_bytes(text)
+    monkeypatch.setattr(mutation, "PARTS", {"p": (["pkg/*"], [])})
+    monkeypatch.setattr(mutation, "ROOT", tmp_path)
+    digests = mutation.sources_digests("p", tmp_path)
+    assert digests == {f"pkg/{n}": hashlib.sha256((tmp_path / "pkg" / n).read_bytes()).hexdigest()
+                       for n in ("a.py", "b.py", "table.csv")}  # fmt: skip
+    rec = {"commit": "abc", "sources": dict(digests)}
+    assert mutation.changed_files(rec, "p") == []
+    (tmp_path / "pkg" / "b.py").write_bytes(b"y = 3\n")
+    (tmp_path / "pkg" / "c.py").write_bytes(b"z = 0\n")
+    assert mutation.changed_files(rec, "p") == ["pkg/b.py", "pkg/c.py"]  # an edit and a new module
+    assert mutation.dotted("analysis/audit/__init__.py") == "analysis.audit"
+    assert mutation.dotted("analysis/audit/designs.py") == "analysis.audit.designs"

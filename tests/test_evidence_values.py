@@ -278,3 +278,43 @@ def test_what_an_undecided_part_needs_word_for_word() -> None:
     exact_part = _undecided((0.005, INF), 0.01)
     exact_part.status = SUPPORTED
     assert part_power(exact_part, "inconclusive", 0.025) == ""
+
+
+def test_the_power_projection_at_its_edges() -> None:
+    from analysis.audit.power import MAX_REPLICATES, part_power, replicates_for
+
+    def at(n: int) -> float:  # the distance that n replicates just reach, computed as the function computes it
+        return (sps.t.ppf(1 - 0.025, n - 1) + sps.t.ppf(0.8, n - 1)) * 1.0 / math.sqrt(n)
+
+    assert replicates_for(at(7), 1.0, 0.025) == 7  # the bound itself is reached
+    assert replicates_for(at(MAX_REPLICATES), 1.0, 0.025) == MAX_REPLICATES
+    assert replicates_for(at(MAX_REPLICATES + 1), 1.0, 0.025) is None
+    # the paper's value on the boundary is not inside the region: the margin, and a margin of 0 is no margin
+    on_edge = _undecided((0.005, INF), 0.01, paper=0.005, margin=0.0)
+    assert "with the true value at 0.005 beyond the boundary" in part_power(on_edge, "inconclusive", 0.025)
+    two = _undecided((0.005, INF), 0.01)
+    two.n = 2
+    assert part_power(two, "inconclusive", 0.025).startswith("Δ x: more than 1000 for 80 % power")  # n=2: a text
+    at_end = _undecided((-INF, 0.01), 0.01)
+    assert part_power(at_end, "inconclusive", 0.025) == (
+        "Δ x: the estimate +0.0100 lies outside the region < +0.01: more replicates would not support it"
+    )
+
+
+def test_welch_and_slope_parts_at_their_edges() -> None:
+    # two runs are enough for Welch's difference; the paper's n of 2 keeps its own degrees of freedom
+    part = welch_vs_paper("C5", [0.90, None, 0.92], 0.95, 0.01, 2, 0.02)
+    v1, v2 = np.var([0.90, 0.92], ddof=1) / 2, 0.01**2 / 2
+    assert part.n == 2 and part.df == pytest.approx((v1 + v2) ** 2 / (v1**2 / 1 + v2**2 / 1))
+    assert part.estimate == pytest.approx(0.91 - 0.95) and part.label == "C5"
+    one = welch_vs_paper("C5 alone", [0.9], 0.95, 0.01, 5, 0.02)
+    assert (one.label, one.n, one.reason) == ("C5 alone", 1, "fewer than 2 runs")
+    assert p_part("Table 10", 0.01).n == 0
+    few = slope_test("slope", pd.DataFrame({"level": [1.0, 2.0], "block": ["a", "a"], "y": [0.1, 0.2]}))
+    assert few.label == "slope"
+    fitted = slope_test(
+        "slope", pd.DataFrame({"level": [1.0, 2.0, 3.0, 4.0], "block": ["a"] * 4, "y": [0.1, 0.25, 0.3, 0.4]})
+    )
+    assert fitted.label == "slope" and fitted.estimate == pytest.approx(
+        np.polyfit([1, 2, 3, 4], [0.1, 0.25, 0.3, 0.4], 1)[0]
+    )

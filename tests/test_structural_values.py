@@ -176,3 +176,170 @@ def test_the_parameter_overhead_part_says_the_counts_behind_it() -> None:
     assert math.isnan(affine.estimate)
     assert affine.reason == "per-task counts at ranks " + ", ".join(f"{r}: {by_rank[r]:,}" for r in ranks)
     assert by_rank[64] - by_rank[32] == 2 * (by_rank[32] - by_rank[16])  # affine: a step twice as long, twice as high
+
+
+# ------------------------------------------------------------------------------- which runs a structural check reads
+def _mixed(summaries: dict[str, Any], rows: list[tuple[str, str, str, str, str]]) -> Context:
+    """Runs given as ``(run_id, dataset, strategy, status, variant)`` in study ``main``."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        [{"dataset": d, "study": "main", "variant": v, "strategy": s, "run_id": r, "seed": k, "order": "a",
+          "status": st} for k, (r, d, s, st, v) in enumerate(rows)]
+    )  # fmt: skip
+    return Context(frame, summaries, {}, "d")
+
+
+def test_the_fingerprint_check_reads_the_finished_runs_of_its_strategy_on_its_dataset_only() -> None:
+    from analysis.audit.structural import fingerprints_unchanged
+
+    same = {"per_task": [{"fingerprints": _prints("b", "t0")}, {"fingerprints": _prints("b", "t0", "t1")}]}
+    moved = {"per_task": [{"fingerprints": _prints("b", "t0")}, {"fingerprints": _prints("B", "T0", "t1")}]}
+    summaries = {"short": {"per_task": [{"fingerprints": _prints("b", "t0")}]}, "bare": {}, "ok": same,
+                 "other_data": moved, "other_strategy": moved, "failed": moved}  # fmt: skip
+    ctx = _mixed(summaries, [
+        ("short", "d", "frozen_base", "ok", "MoLE-Flow"), ("bare", "d", "frozen_base", "ok", "MoLE-Flow"),
+        ("ok", "d", "frozen_base", "ok", "MoLE-Flow"), ("other_data", "e", "frozen_base", "ok", "MoLE-Flow"),
+        ("other_strategy", "d", "replay", "ok", "Replay"), ("failed", "d", "frozen_base", "failed", "MoLE-Flow"),
+    ])  # fmt: skip
+    [part] = fingerprints_unchanged(ctx, {"strategy": "frozen_base"})
+    assert (part.status, part.n, part.reason) == (SUPPORTED, 1, "2 digests re-checked over 1 run(s)")
+    many = {"per_task": [{"fingerprints": _prints("b", "t0")}, {"fingerprints": _prints("B", "T0", "t1")},
+                         {"fingerprints": _prints("C", "T0", "T1", "t2")}]}  # fmt: skip
+    [bad] = fingerprints_unchanged(_ctx({"r0": many}), CHECK)
+    assert (bad.estimate, bad.reason) == (
+        5.0,
+        "5 digests re-checked over 1 run(s); changed: r0: base after task 1, r0: task 0 after task 1, "
+        "r0: base after task 2",
+    )  # the first three of the changed digests are named
+    [none] = fingerprints_unchanged(_ctx({"r0": {}}), CHECK)
+    assert none.label == "base and earlier tasks' digests unchanged"
+
+
+def test_the_invertibility_check_reads_every_finished_run_on_its_dataset() -> None:
+    from analysis.audit.structural import invertible
+
+    good = {"per_task": [{}, {"invertibility": _inv(1e-7, 1e-6, 1e-6)}]}  # a task without the record, then one
+    bad = {"per_task": [{"invertibility": _inv(1.0, 1.0, 1.0)}]}
+    ctx = _mixed({"bare": {}, "good": good, "elsewhere": bad, "failed": bad}, [
+        ("bare", "d", "frozen_base", "ok", "MoLE-Flow"), ("good", "d", "replay", "ok", "Replay"),
+        ("elsewhere", "e", "frozen_base", "ok", "MoLE-Flow"), ("failed", "d", "frozen_base", "failed", "MoLE-Flow"),
+    ])  # fmt: skip
+    parts = invertible(ctx, {"tolerance": 1e-4})
+    assert [(p.status, p.estimate, p.n) for p in parts] == [(SUPPORTED, 1e-7, 1), (SUPPORTED, 1e-6, 1),
+                                                            (SUPPORTED, 1e-6, 1)]  # fmt: skip
+
+
+def test_zero_forgetting_reads_its_variant_and_skips_unrecorded_cells() -> None:
+    from analysis.audit.structural import zero_forgetting
+
+    gap = _forgetting([[0.9, None, None], [None, 0.8, None], [0.8, 0.8, 0.7]], 0.0, 1.0)  # R[1][0] not recorded
+    moved = _forgetting([[0.9, None], [0.5, 0.8]], 0.4, 1.0)
+    ctx = _mixed({"r0": gap, "r1": {}, "x": moved}, [
+        ("r0", "d", "frozen_base", "ok", "MoLE-Flow"), ("r1", "d", "frozen_base", "ok", "MoLE-Flow"),
+        ("x", "d", "frozen_base", "ok", "w/o DIA"),
+    ])  # fmt: skip
+    first, second = zero_forgetting(ctx, CHECK)
+    assert (first.status, first.estimate, first.n) == (CONTRADICTED, 1.0, 2)  # R[2][0] = 0.8 differs from 0.9
+    assert first.reason == (
+        "2 later oracle cells of 2 run(s), 1 differ from the cell right after training; "
+        "largest routed |FM| 0.0000 with misrouted share up to 0.0000"
+    )  # the run without a summary has no routed FM (NaN) and counts as routing everything
+    assert second.status == SUPPORTED
+    [none] = zero_forgetting(_ctx({"r0": _forgetting([[0.9]], 0.0, 1.0)}), CHECK)
+    assert none.label == "oracle R[j][i] = R[i][i] for j > i"
+
+
+def test_the_router_ablation_says_what_is_missing_and_keeps_its_margin() -> None:
+    from analysis.audit.structural import router_ablation
+
+    runs: dict[str, Any] = {f"r{k}": {} for k in range(3)}
+    maha, eucl = [1.0, 0.99, 0.98], [0.96, 0.95, 0.97]
+    ctx = _ctx(runs, {"r3": "missing"}, routing_accuracy=maha + [NAN], routing_accuracy_euclidean=eucl + [NAN])
+    [part] = router_ablation(ctx, CHECK)
+    assert part.margin == 0.005 and part.region == (0.005, INF)
+    assert part.reason == "main/MoLE-Flow: 1 of 4 planned run(s) missing"
+    [unrecorded] = router_ablation(_ctx(runs, routing_accuracy=maha), CHECK)  # no Euclidean column
+    assert unrecorded.n == 0 and unrecorded.reason == "no finished run"
+
+
+def test_the_backbone_pass_check_without_a_count_names_itself() -> None:
+    from analysis.audit.structural import single_pass
+
+    [none] = single_pass(_ctx({"r0": {}}), CHECK)
+    assert none.label == "backbone passes per test image = 1"
+
+
+# ------------------------------------------------------------------------------------------ task orders (C44)
+def _orders(values: dict[str, list[float]], oracle: dict[str, float] | None = None) -> Context:
+    import pandas as pd
+
+    rows, summaries = [], {}
+    for order, xs in values.items():
+        for seed, x in enumerate(xs):
+            run_id = f"{order}{seed}"
+            status = "missing" if np.isnan(x) else "ok"
+            rows.append({"dataset": "d", "study": "order", "variant": "MoLE-Flow", "strategy": "frozen_base",
+                         "run_id": run_id, "seed": seed, "order": order, "status": status, "image_auroc_routed": x})  # fmt: skip
+            drop = (oracle or {}).get(run_id, 0.0)
+            summaries[run_id] = {"forgetting_oracle": {"cable": {"fm": drop, "paper": NAN}}}
+    return Context(pd.DataFrame(rows), summaries, {}, "d")
+
+
+ORDER_CHECK = {"study": "order", "minimum_orders": 3, "metric": "image_auroc_routed"}
+
+
+def test_order_robustness_is_the_oracle_zero_over_every_order_and_the_number_of_orders() -> None:
+    from analysis.audit.structural import order_robust
+
+    values = {"a": [0.80, 0.82, 0.81], "b": [0.79, 0.83, NAN]}
+    zero, orders = order_robust(_orders(values), ORDER_CHECK)
+    assert (zero.label, zero.status, zero.estimate, zero.n, zero.reason) == (
+        "oracle forgetting 0 in every order", SUPPORTED, 0.0, 5, "2 order(s)",
+    )  # fmt: skip
+    assert (orders.label, orders.n, orders.reason, orders.status) == (
+        "at least 3 orders", 2, "2 order(s) planned (rule: 3)", None,
+    )  # fmt: skip
+    values["c"] = [0.8, 0.8, 0.8]
+    (zero,) = order_robust(_orders(values, {"c1": -0.01, "b2": 0.5}), ORDER_CHECK)  # b2 is missing: not read
+    assert (zero.status, zero.estimate, zero.n, zero.reason) == (CONTRADICTED, 0.01, 8, "3 order(s)")
+
+
+def test_the_order_note_is_the_one_way_anova_on_the_order() -> None:
+    from scipy import stats
+
+    from analysis.audit.structural import order_note
+
+    values = {"a": [0.80, 0.82, 0.81, NAN], "b": [0.79, 0.83, 0.86, 0.9], "c": [0.7, 0.72, 0.71, 0.69]}
+    p = stats.f_oneway([0.80, 0.82, 0.81], [0.79, 0.83, 0.86, 0.9], [0.7, 0.72, 0.71, 0.69]).pvalue
+    assert order_note(_orders(values), ORDER_CHECK) == f"one-way ANOVA of I-AUROC on the order: p {p:.3f}"
+    assert order_note(_orders({"a": [0.8, 0.81]}), ORDER_CHECK) == ""
+    flat = {"a": [0.8, 0.8], "b": [0.7, 0.7]}
+    assert order_note(_orders(flat), ORDER_CHECK) == "ANOVA on the order: zero residual variance"
+    assert order_note(_orders({"a": [0.8, NAN], "b": [0.7, 0.71]}), ORDER_CHECK) == (
+        f"one-way ANOVA of I-AUROC on the order: p {stats.f_oneway([0.8], [0.7, 0.71]).pvalue:.3f}"
+    )
+
+
+# ------------------------------------------------------------------------------------ the paper's bold rows (C19)
+def test_the_papers_own_average_against_its_best_continual_rival() -> None:
+    from analysis.audit.paper_values import best_continual
+    from analysis.audit.structural import paper_best
+
+    parts = paper_best(_ctx({}), {"tables": ["99", "4", "5"]})  # Table 99 has no printed averages: no part
+    assert len(parts) == 2
+    for part, table in zip(parts, ("4", "5")):
+        ours, method, best = best_continual(table)
+        assert part.label == f"Table {table}: Ours' average ({ours:.3f}) the highest continual average"
+        assert part.status == (SUPPORTED if ours >= best else CONTRADICTED)
+        assert (part.estimate, part.n, part.paper) == (pytest.approx(ours - best), 1, ours)
+        assert part.reason == f"{method} {best:.3f} (the paper's own rows)"
+
+
+def test_a_tie_with_the_best_rival_is_still_the_highest(monkeypatch: pytest.MonkeyPatch) -> None:
+    import analysis.audit.paper_values as paper_values
+    from analysis.audit.structural import paper_best
+
+    monkeypatch.setattr(paper_values, "best_continual", lambda table: (0.9, "X", 0.9))
+    [tie] = paper_best(_ctx({}), {"tables": ["4"]})
+    assert (tie.status, tie.estimate) == (SUPPORTED, 0.0)

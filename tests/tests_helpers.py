@@ -299,3 +299,18 @@ def audit_context(statuses: list[str], summaries: dict[str, Any] | None = None, 
         for k, status in enumerate(statuses)
     ]
     return Context(pd.DataFrame(rows, columns=names), dict(summaries or {}), {}, "d")
+
+
+def assert_t_part(part: Any, values: Any, region: tuple[float, float]) -> None:
+    """``part`` (a claims-audit part) is the one-sample t of the finite ``values`` in ``region``, recomputed here:
+    its n, mean, standard error ``sd / sqrt(n)``, degrees of freedom ``n - 1`` and region."""
+    import numpy as np
+    import pytest
+
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    assert part.n == len(x)
+    assert part.estimate == pytest.approx(x.mean(), abs=1e-12)
+    assert part.se == pytest.approx(x.std(ddof=1) / np.sqrt(len(x)), rel=1e-9)
+    assert part.df == len(x) - 1
+    assert part.region == pytest.approx(region)

@@ -172,28 +172,46 @@ def evaluate(
     return outcomes, reg, level
 
 
+#: checks that read every finished run of the dataset (of the check's ``strategy`` when it names one), not one study
+EVERY_RUN = {"fingerprints_unchanged", "invertible"}
+
+
 def _study_of(check: dict[str, Any]) -> str | None:
-    """The study whose runs a check reads (None for checks of the paper's own numbers)."""
+    """The study whose runs a check reads (None for checks over every run or of the paper's own numbers)."""
     return check.get("study") or (
         "sensitivity" if "sweep" in check or check.get("test") == "sensitivity_classes" else None
     )
 
 
-def _study_runs(ctx: Context, check: dict[str, Any]) -> str:
-    """``study: seeds ...`` of every run of the check's study, or ``the paper's numbers``."""
+def _claim_rows(ctx: Context, check: dict[str, Any]) -> tuple[str, pd.DataFrame] | None:
+    """What a check's runs are called and their rows: its study's, every run's (:data:`EVERY_RUN`), or None for a
+    check of the paper's own numbers."""
     study = _study_of(check)
-    return f"{study}: {describe(ctx.rows(study))}" if study else "the paper's numbers"
+    if study is not None:
+        return study, ctx.rows(study)
+    if check.get("test") not in EVERY_RUN:
+        return None
+    rows = ctx.runs[ctx.runs["dataset"] == ctx.dataset]
+    if "strategy" in check:
+        return f"every {check['strategy']} run", rows[rows["strategy"] == check["strategy"]]
+    return "every run", rows
+
+
+def _study_runs(ctx: Context, check: dict[str, Any]) -> str:
+    """``study: seeds ...`` of every run the check reads, or ``the paper's numbers``."""
+    found = _claim_rows(ctx, check)
+    return f"{found[0]}: {describe(found[1])}" if found else "the paper's numbers"
 
 
 def _scope(ctx: Context, check: dict[str, Any]) -> str:
     """``study: categories`` of the runs a check reads (the categories its finished runs trained on)."""
-    study = _study_of(check)
-    if study is None:
+    found = _claim_rows(ctx, check)
+    if found is None:
         return "the paper's numbers"
     categories: set[str] = set()
-    for run_id in ctx.rows(study)["run_id"]:
+    for run_id in found[1]["run_id"]:
         categories.update((ctx.summaries.get(run_id) or {}).get("tasks") or [])
-    return f"{study}: {', '.join(sorted(categories)) if categories else 'no finished run'}"
+    return f"{found[0]}: {', '.join(sorted(categories)) if categories else 'no finished run'}"
 
 
 def _power(outcome: Outcome, level: AuditLevel) -> str:

@@ -9,7 +9,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from analysis.audit.context import MARGIN, Context, label_of, paired_diff, shortfall, step, with_shortfall
+from analysis.audit.context import (
+    MARGIN,
+    Context,
+    label_of,
+    paired_diff,
+    shortfall,
+    step,
+    with_shortfall,
+    worst_oracle_drop,
+)
 from analysis.audit.designs import sweep_best
 from analysis.audit.evidence import (
     INF,
@@ -163,10 +172,7 @@ def forgetting_order(ctx: Context, check: dict[str, Any]) -> list[Part]:
                 Part(f"oracle forgetting of {variant} = 0", reason=shortfall(rows, study, variant) or "no finished run")
             )
             continue
-        worst = 0.0
-        for run_id in ok["run_id"]:
-            oracle = (ctx.summaries.get(run_id) or {}).get("forgetting_oracle") or {}
-            worst = max([worst] + [abs(v[k]) for v in oracle.values() for k in ("fm", "paper") if v[k] == v[k]])
+        worst = worst_oracle_drop(ctx, ok["run_id"])
         parts.append(exact(f"oracle forgetting of {variant} = 0", worst == 0.0, worst, len(ok), paper=0.0))
     order = check["order"]
     for higher, lower in zip(order, order[1:]):

@@ -127,6 +127,16 @@ def step(
     return with_shortfall(part, why)
 
 
+def worst_oracle_drop(ctx: Context, run_ids: Any) -> float:
+    """The largest oracle forgetting of these runs: ``|FM|`` of Chaudhry's and of the paper's definition over every
+    category of each run's oracle matrix (a NaN entry is no value), 0 when none is recorded."""
+    worst = 0.0
+    for run_id in run_ids:
+        oracle = (ctx.summaries.get(run_id) or {}).get("forgetting_oracle") or {}
+        worst = max([worst] + [abs(v[k]) for v in oracle.values() for k in ("fm", "paper") if v[k] == v[k]])
+    return worst
+
+
 def run_values(ctx: Context, check: dict[str, Any], column: str) -> tuple[np.ndarray, str]:
     series, why = ctx.values(check["study"], check["variant"], column)
     return series.to_numpy(dtype=float), why

@@ -114,7 +114,13 @@ def _level_variant(rows: pd.DataFrame, level: str) -> str | None:
 
 
 def _levels(rows: pd.DataFrame) -> dict[str, str]:
-    return {v.replace(" (default)", ""): var for v, var in dict(zip(rows["value"], rows["variant"])).items()}
+    """``{value: variant}`` in the rows' order; a variant planned at the default's own value is the default."""
+    out: dict[str, str] = {}
+    for value, variant in dict(zip(rows["value"], rows["variant"])).items():
+        label = value.replace(" (default)", "")
+        if value.endswith(" (default)") or label not in out:
+            out[label] = variant
+    return out
 
 
 def sweep_best(ctx: Context, check: dict[str, Any]) -> list[Part]:

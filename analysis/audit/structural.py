@@ -7,7 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from analysis.audit.context import MARGIN, Context, label_of, run_values, shortfall, with_shortfall
+from analysis.audit.context import (
+    MARGIN,
+    Context,
+    label_of,
+    run_values,
+    shortfall,
+    with_shortfall,
+    worst_oracle_drop,
+)
 from analysis.audit.evidence import NAN, Part, exact, sign_test, t_part, welch_vs_paper
 from analysis.stats import one_way_anova
 from moleflow.metrics.continual import METRICS
@@ -243,10 +251,7 @@ def order_robust(ctx: Context, check: dict[str, Any]) -> list[Part]:
     rows = ctx.rows(check["study"])
     orders = sorted(set(rows["order"].dropna()))
     ok = rows[rows["status"] == "ok"]
-    worst = 0.0
-    for run_id in ok["run_id"]:
-        oracle = (ctx.summaries.get(run_id) or {}).get("forgetting_oracle") or {}
-        worst = max([worst] + [abs(v[k]) for v in oracle.values() for k in ("fm", "paper") if v[k] == v[k]])
+    worst = worst_oracle_drop(ctx, ok["run_id"])
     parts = [exact("oracle forgetting 0 in every order", worst == 0.0, worst, len(ok), f"{len(orders)} order(s)")]
     if len(orders) < check["minimum_orders"]:
         parts.append(
