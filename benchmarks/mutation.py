@@ -255,31 +255,47 @@ def _whole_digest(files: dict[str, bytes]) -> str:
     return digest.hexdigest()
 
 
-def _committed(part: str) -> dict[str, bytes]:
-    """The part's files as the checkout's commit has them (in :func:`sources_digests`' order)."""
+def _committed(part: str, revision: str) -> dict[str, bytes]:
+    """The part's files as ``revision`` has them (in :func:`sources_digests`' order; files it lacks left out)."""
     import glob
 
     out = {}
     for pattern in PARTS[part][0]:
         for name in sorted(glob.glob(pattern, root_dir=ROOT)):
-            shown = subprocess.run(["git", "show", f"HEAD:{name}"], cwd=ROOT, capture_output=True, check=False)
+            shown = subprocess.run(["git", "show", f"{revision}:{name}"], cwd=ROOT, capture_output=True, check=False)
             if shown.returncode == 0:
                 out[name] = shown.stdout
     return out
 
 
+def _dated(rec: dict[str, Any], part: str) -> dict[str, bytes] | None:
+    """The files a record with one whole-part digest judged: those of the commit (its own, its re-judging's, or
+    one of the checkout's last 30) whose files give that digest; None when none does."""
+    named = [rec.get("rejudged", {}).get("commit", ""), rec["commit"]]
+    recent = subprocess.run(
+        ["git", "rev-list", "--max-count=30", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    ).stdout.split()
+    for revision in [c.removesuffix("+changes") for c in named if c] + recent:
+        files = _committed(part, revision)
+        if _whole_digest(files) == rec["sources"]:
+            return files
+    return None
+
+
 def changed_files(rec: dict[str, Any], part: str) -> list[str]:
     """The part's files that differ from those the record judged. A record with one digest over the whole part
-    (written before per-file digests) is dated by the checkout's commit when that commit's files give its digest;
-    a record without a digest by its commit (which cannot see uncommitted changes)."""
+    (written before per-file digests) is dated by the commit whose files give that digest (:func:`_dated`); a
+    record without a digest by its commit (which cannot see uncommitted changes)."""
     import hashlib
 
     now = sources_digests(part)
     was = rec.get("sources")
     if isinstance(was, str):
-        committed = _committed(part)
-        if _whole_digest(committed) != was:
-            raise SystemExit(f"mutation: part {part}: its files changed since {rec['commit']}: run the whole part")
+        committed = _dated(rec, part)
+        if committed is None:
+            raise SystemExit(
+                f"mutation: part {part}: no commit has the files {rec['commit']} judged: run the whole part"
+            )
         was = {name: hashlib.sha256(text).hexdigest() for name, text in committed.items()}
     elif was is None:
         diff = subprocess.run(
