@@ -98,7 +98,12 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "tables": (
         ["analysis/tables.py"],
-        ["tests/test_stats_values.py", "tests/test_analysis_tables.py", "tests/test_analysis_figures.py"],
+        [
+            "tests/test_stats_values.py",
+            "tests/test_analysis_tables.py",
+            "tests/test_analysis_figures.py",
+            "tests/test_per_category_values.py",  # Tables 3-6 cell by cell, reported rows, caption
+        ],
     ),
     "audit": (
         ["analysis/audit/*"],

@@ -153,7 +153,6 @@ def test_a_stated_threshold_is_the_boundary_whatever_the_metrics_resolution() ->
     ctx = Context(
         pd.DataFrame(rows),
         {f"{v}{s}": {"dataset": counts} for v in ("MoLE-Flow", "w/o DIA") for s in range(4)},
-        {},
         "d",
     )
     check = {"study": "ablation", "reference": "MoLE-Flow",
@@ -171,7 +170,7 @@ def _depth_context(values: dict[str, list[float]]) -> Context:
          "strategy": "frozen_base", "image_auroc_routed": x}
         for v, xs in values.items() for s, x in enumerate(xs)
     ]  # fmt: skip
-    return Context(pd.DataFrame(rows), {}, {}, "d")
+    return Context(pd.DataFrame(rows), {}, "d")
 
 
 def test_c36s_collapse_level_is_scaled_to_the_reference_and_tested() -> None:
@@ -204,7 +203,7 @@ def test_c43_reads_table_10s_adjusted_anova_p() -> None:
         rows.append({"study": "sensitivity", "variant": "default", "dataset": "d", "run_id": f"default{seed}", "seed": seed,
                      "order": "a", "status": "ok", "pixel_ap_routed": 0.4 + 0.002 * rng.standard_normal()})  # fmt: skip
     frame = pd.DataFrame(rows)
-    ctx = Context(frame, {}, {}, "d")
+    ctx = Context(frame, {}, "d")
     parts = sensitivity_classes(
         ctx, {"classes": {"High": ["tail_weight"], "Low": ["top_k_ratio"]}, "metric": "pixel_ap_routed"}
     )
@@ -276,7 +275,7 @@ def test_pairs_are_formed_on_seed_and_task_order_by_hand() -> None:
          "pixel_ap_routed": y}
         for (v, s, o), y in value.items()
     ]  # fmt: skip
-    ctx = Context(pd.DataFrame(rows), {}, {}, "d")
+    ctx = Context(pd.DataFrame(rows), {}, "d")
     diff, why = paired_diff(ctx, "s", "v", "ref", "pixel_ap_routed")
     by_hand = sorted(value[("v", s, o)] - value[("ref", s, o)] for s in (0, 1) for o in ("a", "b"))
     assert why == "" and sorted(diff) == pytest.approx(by_hand, abs=1e-12)  # -0.01, -0.02, -0.02, -0.03

@@ -4,7 +4,7 @@ and the audit's figure (what it draws where)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -19,7 +19,7 @@ from analysis.audit.verdicts import Outcome, audit_level, decide
 PAPER = "wide_resnet50_2"
 
 
-def _summary(backbone: str, pretrained: bool = True, tasks: list[str] | None = None) -> dict[str, Any]:
+def _summary(backbone: str, pretrained: bool = True, tasks: list[str] | None = None) -> Any:
     return {"config": {"features": {"backbone": backbone, "pretrained": pretrained}}, "tasks": tasks or []}
 
 
@@ -109,7 +109,7 @@ def _context(summaries: dict[str, Any]) -> Context:
             ("other", "e4", 4, "ok", "frozen_base", "elsewhere"),
         )
     ]  # fmt: skip
-    return Context(pd.DataFrame(rows), summaries, {}, "d")
+    return Context(pd.DataFrame(rows), summaries, "d")
 
 
 def test_a_checks_study_is_named_or_the_sensitivity_study_for_a_sweep() -> None:
@@ -144,10 +144,10 @@ def test_a_claims_scope_is_the_categories_its_runs_trained_on() -> None:
 
 def test_the_strategies_claim_notes_each_strategys_memory_per_task() -> None:
     rows = pd.DataFrame(
-        {"variant": ["MoLE-Flow", "MoLE-Flow", "Replay", "EWC", "Joint"], "status": ["ok", "ok", "ok", "failed", "ok"],
-         "memory_pct_of_base": [1.23, 9.0, 35.06, 50.0, np.nan]}
+        {"variant": ["Replay", "MoLE-Flow", "MoLE-Flow", "EWC", "Joint"], "status": ["ok", "ok", "ok", "failed", "ok"],
+         "memory_pct_of_base": [35.06, 1.23, 9.0, 50.0, np.nan]}
     )  # fmt: skip
-    assert _memory_note(rows) == "memory per task (% of the base): MoLE-Flow 1.2%, Replay 35.1%"
+    assert _memory_note(rows) == "memory per task (% of the base): Replay 35.1%, MoLE-Flow 1.2%"  # the plan's order
     assert _memory_note(rows.drop(columns="memory_pct_of_base")) == ""
     assert _memory_note(rows[rows["status"] == "failed"]) == ""
 
@@ -160,7 +160,7 @@ def _frame() -> tuple[pd.DataFrame, dict[str, Any]]:
     for study, variant, strategy, seeds, orders in (
         ("main", "MoLE-Flow", "frozen_base", (0, 1), "a"),
         ("strategies", "MoLE-Flow", "frozen_base", (0, 1), "a"),
-        ("strategies", "Replay", "replay", (0, 1), "a"),
+        ("strategies", "Replay", "replay", (0, 1, 2), "a"),
         ("order", "MoLE-Flow", "frozen_base", (0, 1), "ab"),
     ):
         for seed in seeds:
@@ -189,7 +189,7 @@ def test_evaluate_fills_each_outcomes_dataset_scope_runs_and_notes() -> None:
     assert (by_id["C13"].dataset, by_id["C13"].scope) == ("", "the paper's numbers")
     assert [p.runs for p in by_id["C13"].parts] == ["the paper's numbers"] * len(by_id["C13"].parts)
     assert by_id["C3"].scope == "every frozen_base run: bottle, cable"
-    assert by_id["C4"].parts[0].runs == "every run: seeds 0, 1 x orders a, b"
+    assert by_id["C4"].parts[0].runs == "every run: seeds 0, 1, 2 x orders a, b"  # Replay ran seed 2 too
     assert by_id["C5"].dataset == "" and by_id["C5"].not_tested == (
         "needs the real MVTec AD: the plan's synth is generated data, whose numbers are not the benchmark's"
     )
@@ -200,15 +200,28 @@ def test_evaluate_fills_each_outcomes_dataset_scope_runs_and_notes() -> None:
     assert router.runs == "main/MoLE-Flow: seeds 0, 1"
     assert all(p.runs == "main/MoLE-Flow: seeds 0, 1" for p in by_id["C41"].parts)
     assert by_id["C15"].note == "memory per task (% of the base): MoLE-Flow 2.5%, Replay 40.0%"
+    # each variant read, with its own runs (Replay's third seed is not MoLE-Flow's)
+    (ratio,) = by_id["C9"].parts
+    assert ratio.runs == "strategies/MoLE-Flow: seeds 0, 1; strategies/Full-Copy: no finished run"
+    assert [o.family for o in outcomes] == [e["family"] for e in reg["claims"]]
     assert by_id["C15"].scope == "pilot: bottle, cable"  # the pilot reads the strategies study's runs
-    ctx = Context(
-        __import__("analysis.table_frames", fromlist=["run_level"]).run_level(frame), summaries, plan, "synth"
-    )
+    ctx = Context(__import__("analysis.table_frames", fromlist=["run_level"]).run_level(frame), summaries, "synth")
     check = next(e["check"] for e in reg["claims"] if e["id"] == "C44")
     assert by_id["C44"].note == order_note(ctx, check) and by_id["C44"].note.startswith("one-way ANOVA of I-AUROC")
     assert all(o.note == "" for o in outcomes if o.claim_id not in ("C15", "C44"))
     assert level.a == audit_level(outcomes, reg["alpha"]).a
     assert all(o.verdict for o in outcomes)
+
+
+def test_evaluate_reads_the_backbone_of_a_real_datasets_runs() -> None:
+    frame, summaries = _frame()
+    frame = frame.assign(dataset="real")
+    for summary in summaries.values():
+        summary["config"] = {"features": {"backbone": "wide_resnet50_2", "pretrained": True}}
+    outcomes, _, _ = evaluate(frame, {"datasets": {"real": {"kind": "mvtec"}}}, summaries)
+    by_id = {o.claim_id: o for o in outcomes}
+    assert by_id["C5"].dataset == "real" and not by_id["C5"].not_tested  # the paper's backbone on real MVTec AD
+    assert by_id["C2"].not_tested == "needs a VisA dataset; the plan has none"
 
 
 def test_evaluate_judges_each_dataset_a_claim_may_read() -> None:
@@ -224,6 +237,12 @@ def test_evaluate_judges_each_dataset_a_claim_may_read() -> None:
 
 
 # --------------------------------------------------------------------------------------------------------- the figure
+def plt_default(key: str) -> float:
+    import matplotlib
+
+    return float(cast(Any, matplotlib.rcParams)[key])
+
+
 def test_the_figure_draws_each_interval_with_its_claims_colour_and_the_papers_value() -> None:
     from matplotlib.colors import to_rgba
 
@@ -238,10 +257,12 @@ def test_the_figure_draws_each_interval_with_its_claims_colour_and_the_papers_va
     for o in outcomes:
         decide(o, level)
     assert [o.verdict for o in outcomes] == ["supported", "contradicted"]
-    fig = effects_figure(outcomes)
-    ax = fig.axes[0]
+    fig: Any = effects_figure(outcomes)
+    ax: Any = fig.axes[0]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["C2 Δ P-AP < 0", "C1 ratio (minus 1)", "C1 Δ I-AUROC > 0"]
-    lines = [line for line in ax.get_lines() if len(line.get_xdata()) in (1, 2) and line.get_label()[0] == "_"]
+    lines: list[Any] = [
+        line for line in ax.get_lines() if len(line.get_xdata()) in (1, 2) and line.get_label()[0] == "_"
+    ]
     drawn = [(list(line.get_xdata()), list(line.get_ydata()), line.get_color(), line.get_marker()) for line in lines]
     expected = []
     for y, part, colour in ((0, bad, "tab:red"), (1, ratio, "tab:green"), (2, diff, "tab:green")):
@@ -266,3 +287,29 @@ def test_the_figure_draws_each_interval_with_its_claims_colour_and_the_papers_va
     assert ax.get_title() == "Claims audit: the tested effects"
     assert fig.get_size_inches()[1] == pytest.approx(0.28 * 3 + 1.4)
     assert effects_figure([Outcome("C3", "f", "d", parts=[Part("none")])]) is None
+    # its style: what a reader of the printed page sees
+    assert fig.get_size_inches()[0] == pytest.approx(7.5)
+    assert [line.get_linewidth() for line in lines[:2]] == [1.5, pytest.approx(plt_default("lines.linewidth"))]
+    assert [lines[1].get_markersize(), lines[4].get_markersize()] == [4, 5]  # an estimate; the paper's cross
+    assert vertical[2] == "black" and ax.get_lines()[len(expected)].get_linewidth() == 0.6
+    assert {t.get_fontsize() for t in ax.get_yticklabels()} == {6}
+    assert {t.get_fontsize() for t in ax.get_xticklabels()} == {7}
+    assert ax.xaxis.label.get_fontsize() == 7 and ax.title.get_fontsize() == 9
+    legend: Any = ax.get_legend()
+    assert legend._loc == 4 and {t.get_fontsize() for t in legend.get_texts()} == {6}  # 4: lower right
+    handles = legend.legend_handles
+    assert [(to_rgba(h.get_color()), h.get_marker(), h.get_linewidth()) for h in handles] == [
+        (to_rgba("tab:green"), "o", 1.5), (to_rgba("tab:red"), "o", 1.5), (to_rgba("tab:grey"), "o", 1.5),
+        (to_rgba("black"), "x", 0.0),
+    ]  # fmt: skip
+    # a part without an interval (n = 1) is not drawn; a claim of another verdict is grey
+    lone = sign_test("one run", np.array([0.05]), ">", 0.0, 0.005)
+    other = Outcome("C9", "f", "d", parts=[sign_test("x", np.array([0.1, 0.2, 0.15]), ">", 0.0, 0.005), lone])
+    other.parts[0].settle(level.a)
+    other.verdict = "a verdict of its own"
+    ax = cast(Any, effects_figure([other])).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["C9 x"]
+    assert to_rgba(ax.get_lines()[0].get_color()) == to_rgba("tab:grey")
+    long = Outcome("C9", "f", "d", parts=[sign_test("y" * 100, np.array([0.1, 0.2, 0.15]), ">", 0.0, 0.005)])
+    long.parts[0].settle(level.a)
+    assert [len(t.get_text()) for t in cast(Any, effects_figure([long])).axes[0].get_yticklabels()] == [78]

@@ -49,7 +49,7 @@ def _ablation_context(drops: dict[str, list[float]]):
         for v, ds in drops.items()
         for s, d in enumerate(ds)
     ]
-    return Context(pd.DataFrame(rows), {}, {}, "d")
+    return Context(pd.DataFrame(rows), {}, "d")
 
 
 def test_top_two_follows_its_rule_and_decides_by_paired_tests() -> None:
@@ -181,7 +181,7 @@ def _bound_context(moleflow: list[float], joint: dict[int, float], ratio: float 
             }
         )
         summaries[f"j{seed}"] = {"config": {"strategy": {"name": "knn", "knn_coreset_ratio": ratio}}}
-    return Context(pd.DataFrame(rows), dict(summaries), {}, "d")
+    return Context(pd.DataFrame(rows), dict(summaries), "d")
 
 
 CHECK = {
@@ -216,3 +216,12 @@ def test_a_bound_run_on_every_seed_is_paired_and_a_random_single_run_decides_not
     assert "one-sample" not in paired_part.label
     [undecided] = against_bound(_bound_context([0.90, 0.91, 0.89], {0: 0.976}, ratio=0.1), CHECK)
     assert "makes random choices" in undecided.reason and verdict_of(undecided) == INCONCLUSIVE
+
+
+def test_a_bound_whose_run_records_no_strategy_is_taken_to_draw_at_random() -> None:
+    from analysis.audit.comparisons import against_bound
+
+    ctx = _bound_context([0.90, 0.91, 0.89], {0: 0.976})
+    ctx.summaries["j0"] = {"config": {}}  # a summary without the strategy section: no claim of a whole bank
+    [undecided] = against_bound(ctx, CHECK)
+    assert undecided.n == 0 and "makes random choices" in undecided.reason

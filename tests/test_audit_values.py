@@ -196,3 +196,78 @@ def test_the_papers_tables_keep_empty_text_and_name_a_missing_cell() -> None:
     assert pv["text"].notna().all() and (pv["text"] == "").any()  # an empty cell is text, not a missing value
     with pytest.raises(KeyError, match="analysis/paper_tables.csv has no Table 99 / x / y"):
         value(pv, "99", "x", "y")
+
+
+def test_the_claims_tables_caption_harness_and_deviations_word_for_word() -> None:
+    from analysis.audit import claims_table
+    from analysis.audit.evidence import SUPPORTED, exact
+
+    level = AuditLevel(q=0.05, m=10, selected=0)
+    parts = [exact("a", True, 0.0, 2, "first"), exact("b", True, 0.0, 2, "second"), Part("c")]  # c shows nothing
+    reg = _registry()
+    reg["claims"][0]["id"] = "C12"  # a claim with a deviation logged at version 7
+    outcome = Outcome("C12", "routing", "synth", parts, verdict=SUPPORTED, why="w", statuses=[SUPPORTED] * 3)
+    spec = claims_table([outcome], {**reg, "version": 7}, level)
+    assert spec.cells[("C12", "Harness")].text == "a: first; b: second"
+    assert spec.cells[("C12", "Rule")].text == (
+        "exact, every run [deviation, version 7: paired Δ beyond the margin (was: interval excluding 0); on the "
+        "default at 19322c6 (148 runs): inconclusive under version 6, inconclusive under version 7]"
+    )
+    assert spec.cells[("C12", "Power")].text == "--"  # exact parts need no replicates
+    two = [Part(f"Δ {k}", estimate=0.01, n=3, se=0.004, df=2, region=(0.005, INF), sd=0.007) for k in "ab"]
+    undecided = Outcome("C12", "routing", "synth", two, verdict="inconclusive", statuses=["inconclusive"] * 2)
+    power = str(claims_table([undecided], reg, level).cells[("C12", "Power")].text)
+    assert power.count("; Δ b: n=") == 1 and power.startswith("Δ a: n=")
+    assert spec.caption == (
+        f"The claims audit (registry version 7, registry.yaml sha256 {'f' * 64}; NOT REGISTERED: this digest is in "
+        "no line of analysis/audit/REGISTRATIONS.csv; its changes: analysis/audit/CHANGELOG.md): each claim of the "
+        "paper, the harness's evidence (estimate [the deciding interval (its coverage)], n = replicates: seeds, or "
+        "seeds x task orders; Δ = variant - reference, paired by seed and task order over every run of the two "
+        "configurations, whatever study planned it: claims_parts.csv names them), the runs it covers (Scope), the "
+        "pre-registered rule and the verdict; a rule changed after its runs had been seen says so in the Rule "
+        "column ([deviation]: what changed, with the verdicts before and after on the same runs; "
+        "analysis/audit/DEVIATIONS.csv; the whole audit: 6 supported; 7 contradicted; 28 inconclusive; 8 not "
+        "tested under version 6, 6 supported; 10 contradicted; 25 inconclusive; 8 not tested under version 7, on "
+        f"the default at 19322c6 (148 runs)). Error control over the whole audit: {level.text()}. A part is "
+        "supported when its interval lies inside the claim's region, contradicted when it lies entirely outside "
+        "(the complement, where an effect no larger than the smallest effect of interest lies too), inconclusive "
+        "otherwise; exact parts (bitwise equality, counts) are decided without a test. A claim is supported when "
+        "every part is, contradicted when any part is. Power: for each undecided t-tested part, the replicates it "
+        "would need at the audit's level, or that its estimate lies outside its region. Verdicts: supported 1, "
+        "contradicted 0, inconclusive 0, not tested here 0."
+    )
+    assert (spec.table_id, spec.paper_table, spec.title) == (
+        "claims", "audit", "What the runs say about each claim of the paper"
+    )  # fmt: skip
+    assert spec.latex_format == "lp{2.6cm}p{1.7cm}p{4.0cm}p{1.9cm}"
+
+
+def test_the_self_check_table_and_the_whole_audit() -> None:
+    from analysis.audit import audit, self_check_table
+    from analysis.audit.paper_check import checks
+
+    found = checks()
+    spec = self_check_table()
+    assert spec.rows == [f"P{i}" for i in range(1, len(found) + 1)]
+    assert spec.columns == ["Check", "Tables", "Printed", "Computed", "Agrees"]
+    for row, check in zip(spec.rows, found):
+        assert [spec.cells[(row, c)].text for c in spec.columns] == [
+            check.what, check.tables, check.printed, check.computed, "yes" if check.consistent else "no"
+        ]  # fmt: skip
+    bad = sum(not c.consistent for c in found)
+    assert spec.caption == (
+        f"The paper against itself: {len(found)} quantities recomputed from the paper's own printed values "
+        f"(analysis/paper_tables.csv, analysis/literature.csv); {bad} disagree with what is printed beyond rounding."
+    )
+    assert (spec.table_id, spec.paper_table, spec.title) == (
+        "paper_self_check", "audit", "The paper's numbers checked against each other"
+    )  # fmt: skip
+    assert spec.latex_format == "lp{3.2cm}p{1.3cm}p{1.7cm}p{3.0cm}p{1.0cm}"
+    plan = {"datasets": {"synth": {"kind": "mvtec", "generate": True}}}
+    tables, outcomes, parts = audit(pd.DataFrame(), plan, {})
+    assert [t.table_id for t in tables] == ["claims", "paper_self_check"]
+    assert [o.claim_id for o in outcomes] == [
+        e["id"] for e in __import__("analysis.audit", fromlist=["x"]).registry()["claims"]
+    ]
+    assert list(parts["claim"]) == [o.claim_id for o in outcomes for _ in o.parts]
+    assert tables[0].rows == [o.claim_id for o in outcomes]

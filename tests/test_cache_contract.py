@@ -175,3 +175,33 @@ def test_a_full_disk_is_one_error_naming_the_entry_and_leaves_nothing(
         with EntryWriter(final, 1, (1, 1, 2), mask_size=3) as writer:
             writer.write(0, np.ones((1, 1, 1, 2)), np.ones((1, 2)), np.zeros(1), np.zeros((1, 3, 3), dtype=bool))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_writer_of_a_committed_entry_leaves_the_first_and_no_debris(tmp_path: Path) -> None:
+    """Two processes extracting the same entry: the first rename commits; the second finds a complete entry, keeps
+    it (it is identical; here its meta differs so that the test can tell) and removes its own temporary folder."""
+    final = tmp_path / "entry"
+    for marker in ("first", "second"):
+        with EntryWriter(final, 1, (1, 1, 2), mask_size=None) as writer:
+            writer.write(0, np.ones((1, 1, 1, 2)), np.ones((1, 2)), np.zeros(1), None)
+            writer.meta = {"writer": marker}
+    assert [p.name for p in tmp_path.iterdir()] == ["entry"]
+    assert json.loads((final / "meta.json").read_text()) == {"writer": "first"}
+
+
+def test_an_entry_without_meta_writes_an_empty_record(tmp_path: Path) -> None:
+    final = tmp_path / "entry"
+    with EntryWriter(final, 1, (1, 1, 2), mask_size=None) as writer:
+        writer.write(0, np.ones((1, 1, 1, 2)), np.ones((1, 2)), np.zeros(1), None)
+    assert json.loads((final / "meta.json").read_text()) == {}
+
+
+@pytest.mark.skipif(not hasattr(os, "posix_fallocate"), reason="posix_fallocate is POSIX-only")
+def test_the_patch_array_is_allocated_before_it_is_written(tmp_path: Path) -> None:
+    """A sparse memmap would meet a full disk only at the first page it cannot back (SIGBUS); the writer reserves
+    every block up front, so the file's allocated blocks cover its size before any row is written."""
+    final = tmp_path / "entry"
+    with EntryWriter(final, 64, (16, 16, 64), mask_size=None, dtype="float32") as writer:
+        patches = writer.tmp / "patches.npy"
+        assert os.stat(patches).st_blocks * 512 >= os.stat(patches).st_size > 64 * 16 * 16 * 64 * 4
+        writer.write(0, np.zeros((64, 16, 16, 64)), np.zeros((64, 64)), np.zeros(64), None)

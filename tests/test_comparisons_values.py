@@ -41,7 +41,7 @@ def _diff(values: dict[str, list[float]], a: str, b: str) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------- ratio (C9)
 def test_ratio_is_per_replicate_and_tested_inside_the_stated_band() -> None:
     values = {"MoLE-Flow": [0.90, 0.88, 0.91, NAN], "Full-Copy": [0.91, 0.90, 0.92, 0.93]}
-    ctx = Context(pd.DataFrame(_rows("strategies", values, "image_auroc_routed")), {}, {}, "d")
+    ctx = Context(pd.DataFrame(_rows("strategies", values, "image_auroc_routed")), {}, "d")
     check = {"study": "strategies", "numerator": "MoLE-Flow", "denominator": "Full-Copy",
              "metric": "image_auroc_routed", "low": 0.982, "high": 0.992}  # fmt: skip
     (part,) = ratio(ctx, check)
@@ -71,10 +71,10 @@ def _oracle(fm: float, paper: float) -> dict[str, Any]:
 
 def test_forgetting_order_reads_the_oracle_exactly_then_steps_down_the_order() -> None:
     rows = _rows("strategies", PILOT, "forgetting_paper_image_auroc")  # no pilot planned: the strategies study
-    summaries = {r["run_id"]: _oracle(0.0, 0.0) for r in rows}
+    summaries: dict[str, Any] = {r["run_id"]: _oracle(0.0, 0.0) for r in rows}
     summaries["Full-Copy|1|a"] = _oracle(NAN, -0.003)  # NaN is read as no value, a negative drop by its size
     summaries["MoLE-Flow|2|a"] = {"forgetting_oracle": {"bottle": {"fm": 0.0, "paper": NAN}}}
-    ctx = Context(pd.DataFrame(rows), summaries, {}, "d")
+    ctx = Context(pd.DataFrame(rows), summaries, "d")
     parts = forgetting_order(ctx, CHECK_18)
     assert [p.label for p in parts] == [
         "oracle forgetting of MoLE-Flow = 0",
@@ -95,11 +95,11 @@ def test_forgetting_order_reads_the_oracle_exactly_then_steps_down_the_order() -
 
 def test_forgetting_order_takes_the_worst_drop_over_runs_and_both_kinds() -> None:
     rows = _rows("pilot", PILOT, "forgetting_paper_image_auroc")
-    summaries = {r["run_id"]: _oracle(0.0, 0.0) for r in rows}
+    summaries: dict[str, Any] = {r["run_id"]: _oracle(0.0, 0.0) for r in rows}
     summaries["MoLE-Flow|0|a"] = _oracle(0.002, 0.0)  # Chaudhry's FM only
     summaries["MoLE-Flow|1|a"] = _oracle(0.0, -0.004)  # the paper's FM only, and larger
     summaries["Full-Copy|2|a"] = {}  # a summary without the oracle's matrix counts as no drop
-    ctx = Context(pd.DataFrame(rows), summaries, {}, "d")
+    ctx = Context(pd.DataFrame(rows), summaries, "d")
     zero, copy, *_ = forgetting_order(ctx, CHECK_18)
     assert (zero.status, zero.estimate) == (CONTRADICTED, pytest.approx(0.004))
     assert (copy.status, copy.estimate) == (SUPPORTED, 0.0)
@@ -107,12 +107,12 @@ def test_forgetting_order_takes_the_worst_drop_over_runs_and_both_kinds() -> Non
 
 def test_forgetting_order_without_a_finished_run_says_why() -> None:
     values = {**PILOT, "Full-Copy": [NAN, NAN, NAN]}
-    ctx = Context(pd.DataFrame(_rows("pilot", values, "forgetting_paper_image_auroc")), {}, {}, "d")
+    ctx = Context(pd.DataFrame(_rows("pilot", values, "forgetting_paper_image_auroc")), {}, "d")
     parts = forgetting_order(ctx, CHECK_18)
     assert parts[1].label == "oracle forgetting of Full-Copy = 0" and parts[1].status is None
     assert parts[1].reason == "pilot/Full-Copy: 3 of 3 planned run(s) missing"
     assert parts[0].status == SUPPORTED and parts[0].n == 3  # the summaries are absent: no drop was recorded
-    ctx = Context(pd.DataFrame(_rows("pilot", PILOT, "forgetting_paper_image_auroc")), {}, {}, "d")
+    ctx = Context(pd.DataFrame(_rows("pilot", PILOT, "forgetting_paper_image_auroc")), {}, "d")
     (gone, *_) = forgetting_order(ctx, {**CHECK_18, "zero": ["Joint"]})
     assert gone.label == "oracle forgetting of Joint = 0" and gone.reason == "pilot/Joint: not planned"
 
@@ -131,7 +131,7 @@ def test_strategy_order_is_one_equivalence_and_a_step_per_adjacent_pair() -> Non
     rows = _rows("pilot", STRATEGIES, "image_auroc_routed", orders="ab")
     counts = {"dataset": {"test_counts": {"a": {"normal": 4, "anomalous": 5}, "b": {"normal": 10, "anomalous": 10}}}}
     for summaries, m in (({}, 0.005), ({r["run_id"]: counts for r in rows}, 1 / 40)):
-        ctx = Context(pd.DataFrame(rows), summaries, {}, "d")
+        ctx = Context(pd.DataFrame(rows), dict[str, Any](summaries), "d")
         check = {"study": "pilot", "reference": "MoLE-Flow", "equivalent": "Full-Copy", "margin": 0.005,
                  "order": ["MoLE-Flow", "Replay", "EWC", "Sequential"], "metric": "image_auroc_routed"}  # fmt: skip
         parts = strategy_order(ctx, check)
@@ -147,7 +147,7 @@ def test_strategy_order_is_one_equivalence_and_a_step_per_adjacent_pair() -> Non
             assert_t_part(part, _diff(STRATEGIES, a, b), (m, INF))
         assert parts[2].reason == "pilot/Replay: 1 of 6 planned run(s) missing"
     missing = _rows("pilot", {**STRATEGIES, "Full-Copy": [NAN] + STRATEGIES["Full-Copy"][1:]}, "image_auroc_routed")
-    (equal, *_) = strategy_order(Context(pd.DataFrame(missing), {}, {}, "d"), check)
+    (equal, *_) = strategy_order(Context(pd.DataFrame(missing), {}, "d"), check)
     assert equal.n == 5 and equal.reason == "pilot/Full-Copy: 1 of 6 planned run(s) missing"
 
 
@@ -178,7 +178,7 @@ def _by_hand(cells: dict[tuple[str, str], list[float]], blocks: slice | list[int
 
 
 def test_interaction_part_is_table_8s_blocked_contrast_over_complete_blocks() -> None:
-    ctx = Context(pd.DataFrame(_design("WA", WA) + _design("Scale Context", SC)), {}, {}, "d")
+    ctx = Context(pd.DataFrame(_design("WA", WA) + _design("Scale Context", SC)), {}, "d")
     check = {
         "study": "interaction",
         "component": "WA",
@@ -201,7 +201,7 @@ def test_interaction_part_is_table_8s_blocked_contrast_over_complete_blocks() ->
 
 def test_the_parts_read_the_same_contrasts_as_table_8() -> None:
     frame = pd.DataFrame(_design("WA", WA))
-    ctx = Context(frame, {}, {}, "d")
+    ctx = Context(frame, {}, "d")
     table = contrasts(design_frame(frame, "pixel_ap_routed").dropna())
     check = {"study": "interaction", "component": "WA", "kind": "Integral", "metric": "pixel_ap_routed", "margin": 0.0}
     (part,) = interaction(ctx, check)
@@ -213,7 +213,7 @@ def test_the_parts_read_the_same_contrasts_as_table_8() -> None:
 
 
 def test_simple_effects_are_one_part_per_arm_of_each_component() -> None:
-    ctx = Context(pd.DataFrame(_design("WA", WA) + _design("Scale Context", SC)), {}, {}, "d")
+    ctx = Context(pd.DataFrame(_design("WA", WA) + _design("Scale Context", SC)), {}, "d")
     check = {"study": "interaction", "integral": ["WA"], "generic": ["Scale Context"], "metric": "pixel_ap_routed"}
     parts = simple_effects_parts(ctx, check)
     assert [p.label for p in parts] == [
@@ -233,7 +233,7 @@ def test_simple_effects_without_an_interval_say_why() -> None:
     gone = {("frozen", "on"): [0.5, 0.51], ("frozen", "off"): [NAN, NAN], ("trainable", "on"): [0.4, 0.41]}
     rows = _design("WA", one, orders="a") + _design("TAL", gone, orders="a")
     counts = {"dataset": {"test_counts": {"a": {"normal": 3, "anomalous": 3}}}}
-    ctx = Context(pd.DataFrame(rows), {r["run_id"]: counts for r in rows}, {}, "d")
+    ctx = Context(pd.DataFrame(rows), {r["run_id"]: counts for r in rows}, "d")
     check = {"study": "interaction", "integral": ["WA"], "generic": ["TAL"], "metric": "pixel_ap_routed"}
     wa, tal_frozen, tal_trainable = simple_effects_parts(ctx, check)
     assert (wa.label, wa.n, wa.estimate, wa.reason) == (
@@ -250,6 +250,6 @@ def test_simple_effects_without_an_interval_say_why() -> None:
     image = {**check, "metric": "image_auroc_routed"}
     for r in rows:
         r["image_auroc_routed"] = r["pixel_ap_routed"]
-    ctx = Context(pd.DataFrame(rows), {r["run_id"]: counts for r in rows}, {}, "d")
+    ctx = Context(pd.DataFrame(rows), {r["run_id"]: counts for r in rows}, "d")
     (wa, *_) = simple_effects_parts(ctx, image)
     assert wa.label == f"WA: effect with the frozen base > {1 / 9:g}"  # the margin raised to one swapped pair

@@ -26,7 +26,7 @@ NAN = float("nan")
 
 
 def _context(rows: list[dict[str, Any]], summaries: dict[str, Any] | None = None) -> Context:
-    return Context(pd.DataFrame(rows), dict(summaries or {}), {}, "d")
+    return Context(pd.DataFrame(rows), dict(summaries or {}), "d")
 
 
 def _runs(study: str, variant: str, values: list[float], column: str, **extra: Any) -> list[dict[str, Any]]:
@@ -273,6 +273,9 @@ def test_a_sweep_value_planned_at_the_defaults_own_setting_is_the_default() -> N
     (part,) = sweep_equivalent(_context(rows), {"sweep": "lora_rank", "margin": 0.005, "metric": "pixel_ap_routed"})
     assert part.label == "|Δ P-AP (lora_rank 16)| < 0.005"
     assert_t_part(part, np.array(levels[16.0]) - np.array(levels[32.0]), (-0.005, 0.005))
+    first = rows[-3:] + rows[:-3]  # the variant at the default's value before the default's own runs
+    (part,) = sweep_equivalent(_context(first), {"sweep": "lora_rank", "margin": 0.005, "metric": "pixel_ap_routed"})
+    assert part.label == "|Δ P-AP (lora_rank 16)| < 0.005"
     steps = sweep_best(_context(rows), {"sweep": "lora_rank", "best": "16", "metric": "pixel_ap_routed"})
     assert [p.label for p in steps] == ["P-AP: lora_rank 16 > 32"]
     assert_t_part(steps[0], np.array(levels[16.0]) - np.array(levels[32.0]), (0.005, INF))

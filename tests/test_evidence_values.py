@@ -5,6 +5,7 @@ interval."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,8 @@ from analysis.audit.evidence import (
     slope_test,
     welch_vs_paper,
 )
+
+NAN = float("nan")
 
 
 def _pvalues(d: float, se: float, df: float, m: float) -> tuple[float, float]:
@@ -289,6 +292,9 @@ def test_the_power_projection_at_its_edges() -> None:
     assert replicates_for(at(7), 1.0, 0.025) == 7  # the bound itself is reached
     assert replicates_for(at(MAX_REPLICATES), 1.0, 0.025) == MAX_REPLICATES
     assert replicates_for(at(MAX_REPLICATES + 1), 1.0, 0.025) is None
+    # both quantiles at n - 1 degrees of freedom: a distance that n = 3 reaches only with the second at n + 1
+    almost = (sps.t.ppf(1 - 0.025, 2) + sps.t.ppf(0.8, 4)) / math.sqrt(3)
+    assert replicates_for(almost, 1.0, 0.025) == 4
     # the paper's value on the boundary is not inside the region: the margin, and a margin of 0 is no margin
     on_edge = _undecided((0.005, INF), 0.01, paper=0.005, margin=0.0)
     assert "with the true value at 0.005 beyond the boundary" in part_power(on_edge, "inconclusive", 0.025)
@@ -303,11 +309,12 @@ def test_the_power_projection_at_its_edges() -> None:
 
 def test_welch_and_slope_parts_at_their_edges() -> None:
     # two runs are enough for Welch's difference; the paper's n of 2 keeps its own degrees of freedom
-    part = welch_vs_paper("C5", [0.90, None, 0.92], 0.95, 0.01, 2, 0.02)
+    runs: Any = [0.90, None, 0.92]  # a list, with a run not made: read as float, NaN dropped
+    part = welch_vs_paper("C5", runs, 0.95, 0.01, 2, 0.02)
     v1, v2 = np.var([0.90, 0.92], ddof=1) / 2, 0.01**2 / 2
     assert part.n == 2 and part.df == pytest.approx((v1 + v2) ** 2 / (v1**2 / 1 + v2**2 / 1))
     assert part.estimate == pytest.approx(0.91 - 0.95) and part.label == "C5"
-    one = welch_vs_paper("C5 alone", [0.9], 0.95, 0.01, 5, 0.02)
+    one = welch_vs_paper("C5 alone", np.array([0.9]), 0.95, 0.01, 5, 0.02)
     assert (one.label, one.n, one.reason) == ("C5 alone", 1, "fewer than 2 runs")
     assert p_part("Table 10", 0.01).n == 0
     few = slope_test("slope", pd.DataFrame({"level": [1.0, 2.0], "block": ["a", "a"], "y": [0.1, 0.2]}))
@@ -318,3 +325,16 @@ def test_welch_and_slope_parts_at_their_edges() -> None:
     assert fitted.label == "slope" and fitted.estimate == pytest.approx(
         np.polyfit([1, 2, 3, 4], [0.1, 0.25, 0.3, 0.4], 1)[0]
     )
+
+
+def test_the_headline_parts_say_which_runs_are_missing() -> None:
+    from analysis.audit.structural import interval_contains, interval_lower_at_least, routing_at_least
+
+    ctx = _ctx([0.95, 0.96, NAN], statuses=["ok", "ok", "missing"])
+    check = {**CHECK, "values": {"image_auroc_routed": 0.979}, "tolerance": {"image_auroc_routed": 0.005}}
+    [within] = interval_contains(ctx, check)
+    assert within.n == 2 and within.reason == "main/MoLE-Flow: 1 of 3 planned run(s) missing"
+    [above] = interval_lower_at_least(ctx, {**CHECK, "metric": "image_auroc_routed", "minimum": 0.9})
+    assert above.n == 2 and above.reason == "main/MoLE-Flow: 1 of 3 planned run(s) missing"
+    [unrecorded] = routing_at_least(_ctx([0.9, 0.9]), {**CHECK, "minimum": 0.99})  # finished, no routing column
+    assert unrecorded.reason == "no finished run"

@@ -121,3 +121,15 @@ def test_aupro_interpolates_a_sloped_segment_at_the_limit_by_hand() -> None:
 def test_pixel_ap_reads_masks_of_any_numeric_type() -> None:
     masks = np.array([[[0, 255], [0, 0]]], dtype=np.uint8)  # a mask as read from a PNG
     assert pixel_ap(masks, np.array([[[0.1, 0.9], [0.2, 0.3]]])) == pytest.approx(1.0)
+
+
+def test_the_pro_curve_runs_from_the_origin_to_one_one_and_no_region_gives_empty_weights() -> None:
+    from moleflow.metrics.pro import _region_weights, pro_curve
+
+    masks = np.zeros((1, 4, 4), dtype=bool)
+    masks[0, 1:3, 1:3] = True
+    maps = np.arange(16, dtype=np.float32).reshape(1, 4, 4)
+    fpr, pro = pro_curve(masks, maps)
+    assert (fpr[0], pro[0], fpr[-1], pro[-1]) == (0.0, 0.0, 1.0, 1.0)
+    indices, weights = _region_weights(np.zeros((2, 3, 3), dtype=bool))
+    assert indices.dtype == np.int64 and indices.shape == (0,) and weights.shape == (0,)

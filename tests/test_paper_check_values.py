@@ -103,28 +103,28 @@ EXPECTED = [
         "Table 11: printed Δ vs the difference of its rows",
         "11",
         "Δ columns",
-        "all equal",
+        "all 4 equal",
         True,
     ),
     SelfCheck(
         "Table 12: printed Δ vs the difference of its rows",
         "12",
         "Δ columns",
-        "all equal",
+        "all 4 equal",
         True,
     ),
     SelfCheck(
         "Table 13: printed Δ vs the difference of its rows",
         "13",
         "Δ columns",
-        "all equal",
+        "all 3 equal",
         True,
     ),
     SelfCheck(
         "Table 14: printed Δ vs the difference of its rows",
         "14",
         "Δ columns",
-        "all equal",
+        "all 4 equal",
         True,
     ),
     SelfCheck(
@@ -223,3 +223,13 @@ def test_the_first_two_by_hand() -> None:
     assert EXPECTED[0].computed.endswith("3.3 of the abstract's SDs") and not EXPECTED[0].consistent
     assert EXPECTED[1].computed == "Table 14 I-AUROC 99.8%, Table 14 P-AP 107.0%, Table 1 I-AUROC 99.9%"
     assert pytest.approx(98.7) == float(EXPECTED[1].printed.rstrip("%"))
+
+
+def test_a_delta_check_that_finds_no_delta_cell_does_not_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    import analysis.audit.paper_check as paper_check
+
+    full = paper_check.paper_values()
+    without = full[~((full["paper_table"] == "13") & full["column"].str.startswith("Δ"))]
+    monkeypatch.setattr(paper_check, "paper_values", lambda: without)
+    (check,) = [c for c in paper_check.checks() if c.what.startswith("Table 13: printed Δ")]
+    assert (check.computed, check.consistent) == ("all 0 equal", False)

@@ -187,7 +187,7 @@ def _mixed(summaries: dict[str, Any], rows: list[tuple[str, str, str, str, str]]
         [{"dataset": d, "study": "main", "variant": v, "strategy": s, "run_id": r, "seed": k, "order": "a",
           "status": st} for k, (r, d, s, st, v) in enumerate(rows)]
     )  # fmt: skip
-    return Context(frame, summaries, {}, "d")
+    return Context(frame, summaries, "d")
 
 
 def test_the_fingerprint_check_reads_the_finished_runs_of_its_strategy_on_its_dataset_only() -> None:
@@ -283,7 +283,7 @@ def _orders(values: dict[str, list[float]], oracle: dict[str, float] | None = No
                          "run_id": run_id, "seed": seed, "order": order, "status": status, "image_auroc_routed": x})  # fmt: skip
             drop = (oracle or {}).get(run_id, 0.0)
             summaries[run_id] = {"forgetting_oracle": {"cable": {"fm": drop, "paper": NAN}}}
-    return Context(pd.DataFrame(rows), summaries, {}, "d")
+    return Context(pd.DataFrame(rows), dict[str, Any](summaries), "d")
 
 
 ORDER_CHECK = {"study": "order", "minimum_orders": 3, "metric": "image_auroc_routed"}
@@ -329,7 +329,9 @@ def test_the_papers_own_average_against_its_best_continual_rival() -> None:
     parts = paper_best(_ctx({}), {"tables": ["99", "4", "5"]})  # Table 99 has no printed averages: no part
     assert len(parts) == 2
     for part, table in zip(parts, ("4", "5")):
-        ours, method, best = best_continual(table)
+        found = best_continual(table)
+        assert found is not None
+        ours, method, best = found
         assert part.label == f"Table {table}: Ours' average ({ours:.3f}) the highest continual average"
         assert part.status == (SUPPORTED if ours >= best else CONTRADICTED)
         assert (part.estimate, part.n, part.paper) == (pytest.approx(ours - best), 1, ours)

@@ -298,7 +298,7 @@ def audit_context(statuses: list[str], summaries: dict[str, Any] | None = None, 
         ["d", "main", "MoLE-Flow", "frozen_base", f"r{k}", k, "a", status, *(v[k] for v in columns.values())]
         for k, status in enumerate(statuses)
     ]
-    return Context(pd.DataFrame(rows, columns=names), dict(summaries or {}), {}, "d")
+    return Context(pd.DataFrame(rows, columns=names), dict(summaries or {}), "d")
 
 
 def assert_t_part(part: Any, values: Any, region: tuple[float, float]) -> None:

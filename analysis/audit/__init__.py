@@ -149,7 +149,7 @@ def evaluate(
             outcomes.append(Outcome(entry["id"], entry["family"], "", not_tested=why))
             continue
         for dataset in datasets:
-            ctx = Context(runs, summaries, plan, dataset)
+            ctx = Context(runs, summaries, dataset)
             ctx.reads.clear()
             outcome = Outcome(
                 entry["id"],

@@ -31,11 +31,10 @@ LABELS = {
 
 @dataclass
 class Context:
-    """What an evaluator reads: run-level rows of one dataset, the summaries, the plan record."""
+    """What an evaluator reads: run-level rows of one dataset and the summaries."""
 
     runs: pd.DataFrame
     summaries: Summaries
-    plan: dict[str, Any]
     dataset: str
     reads: list[tuple[str, str]] = field(default_factory=list)  # (study, variant) read since the last clear
 
