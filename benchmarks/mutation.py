@@ -118,6 +118,7 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_designs_values.py",  # depth, sweeps and re-scored top-k, by hand
             "tests/test_comparisons_values.py",  # ratio, forgetting and strategy orders, interaction parts, by hand
             "tests/test_audit_evaluate_values.py",  # datasets a claim may read, scope, notes, runs, the figure
+            "tests/test_paired_values.py",  # every form of a paired part, bounds, the ranking's part, helpers
         ],
     ),
 }

@@ -271,3 +271,50 @@ def test_the_self_check_table_and_the_whole_audit() -> None:
     ]
     assert list(parts["claim"]) == [o.claim_id for o in outcomes for _ in o.parts]
     assert tables[0].rows == [o.claim_id for o in outcomes]
+
+
+def test_the_audits_files_are_read_as_utf8_whatever_the_locale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """registry.yaml, the CSVs and the paper's tables hold Δ and ±: read under a locale whose encoding is ASCII (a
+    bare C locale), they must still be read as UTF-8."""
+    import io
+
+    from analysis.audit import deviations, registrations, registry
+    from analysis.audit.paper_values import paper_values
+
+    monkeypatch.setattr(io, "text_encoding", lambda encoding, stacklevel=2: encoding or "ascii")
+    assert len(registry()["claims"]) == 49 and registrations() and deviations()
+    assert (paper_values()["column"] == "Δ P-AP").any()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"colour": "red"}, "analysis/audit/registry.yaml: claim C1: unknown key(s) ['colour']"),
+        ({"rule": None}, "analysis/audit/registry.yaml: claim C1: missing key(s) ['rule']"),
+        ({"id": None}, "analysis/audit/registry.yaml: claim ?: missing key(s) ['id']"),
+        ({"check": {"test": "tea_leaves"}}, "analysis/audit/registry.yaml: claim C1: unknown test 'tea_leaves'"),
+        (
+            {"needs": {"kind": "mvtec", "gpu": True}},
+            "analysis/audit/registry.yaml: claim C1: needs must be kind in "
+            "['any', 'mvtec', 'none', 'visa'], optional real and backbone",
+        ),
+        (
+            {"needs": {"kind": "kolektor"}},
+            "analysis/audit/registry.yaml: claim C1: needs must be kind in "
+            "['any', 'mvtec', 'none', 'visa'], optional real and backbone",
+        ),
+    ],
+)
+def test_a_bad_registry_entry_is_one_error_naming_the_claim(change: dict, message: str) -> None:
+    import re
+
+    from analysis.audit import registry, validate
+    from moleflow.errors import ConfigError
+
+    first = dict(registry()["claims"][0])
+    entry = {k: v for k, v in {**first, **change}.items() if v is not None}
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        validate([entry])
+    validate([first])  # the registry's own entry passes
+    with pytest.raises(ConfigError, match=r"^analysis/audit/registry.yaml: claim C1: listed twice$"):
+        validate([first, dict(first)])

@@ -253,3 +253,40 @@ def test_simple_effects_without_an_interval_say_why() -> None:
     ctx = Context(pd.DataFrame(rows), {r["run_id"]: counts for r in rows}, "d")
     (wa, *_) = simple_effects_parts(ctx, image)
     assert wa.label == f"WA: effect with the frozen base > {1 / 9:g}"  # the margin raised to one swapped pair
+
+
+def test_forgetting_order_reads_each_zero_variant_and_keeps_its_margin() -> None:
+    values = {**PILOT, "MoLE-Flow": [NAN, NAN, NAN]}  # the first zero variant has no finished run
+    rows = _rows("pilot", values, "forgetting_paper_image_auroc")
+    summaries: dict[str, Any] = {r["run_id"]: _oracle(0.0, 0.0) for r in rows}
+    summaries["Full-Copy|0|a"] = _oracle(0.01, 0.0)
+    ctx = Context(pd.DataFrame(rows), summaries, "d")
+    parts = forgetting_order(ctx, CHECK_18)
+    assert parts[0].reason == "pilot/MoLE-Flow: 3 of 3 planned run(s) missing"
+    assert (parts[1].status, parts[1].estimate) == (CONTRADICTED, 0.01)  # read after the variant without runs
+    assert parts[-1].margin == 0.005 and parts[-1].region == (0.005, INF)
+    unknown = [{**r, "status": "running"} if r["variant"] == "Full-Copy" else r for r in rows]
+    (_, copy, *_) = forgetting_order(Context(pd.DataFrame(unknown), summaries, "d"), CHECK_18)
+    assert copy.reason == "no finished run"  # a status the shortfall does not name
+
+
+def test_ratio_says_which_side_is_short() -> None:
+    values = {"MoLE-Flow": [0.90, 0.88, 0.91], "Full-Copy": [0.91, NAN, 0.92]}
+    ctx = Context(pd.DataFrame(_rows("strategies", values, "image_auroc_routed")), {}, "d")
+    check = {"study": "strategies", "numerator": "MoLE-Flow", "denominator": "Full-Copy",
+             "metric": "image_auroc_routed", "low": 0.982, "high": 0.992}  # fmt: skip
+    (part,) = ratio(ctx, check)
+    assert part.n == 2 and part.reason == "strategies/Full-Copy: 1 of 3 planned run(s) missing"
+
+
+def test_simple_effects_with_two_blocks_and_a_missing_frozen_arm() -> None:
+    two = {("frozen", "on"): [0.50, 0.52], ("frozen", "off"): [0.45, 0.46]}
+    trainable_only = {("frozen", "on"): [NAN, NAN], ("frozen", "off"): [NAN, NAN],
+                      ("trainable", "on"): [0.40, 0.43], ("trainable", "off"): [0.38, 0.40]}  # fmt: skip
+    rows = _design("WA", two, orders="a") + _design("TAL", trainable_only, orders="a")
+    ctx = Context(pd.DataFrame(rows), {}, "d")
+    check = {"study": "interaction", "integral": ["WA"], "generic": ["TAL"], "metric": "pixel_ap_routed"}
+    wa, tal_frozen, tal_trainable = simple_effects_parts(ctx, check)
+    assert_t_part(wa, [0.05, 0.06], (0.005, INF))  # two blocks: an interval
+    assert tal_frozen.reason == "a cell has no finished run"
+    assert_t_part(tal_trainable, [0.02, 0.03], (0.005, INF))

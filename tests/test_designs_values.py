@@ -13,14 +13,16 @@ from tests_helpers import assert_t_part
 
 from analysis.audit.context import Context
 from analysis.audit.designs import (
+    collapse,
     depth_best,
     rescored_equivalent,
+    sensitivity_classes,
     sweep_best,
     sweep_equivalent,
     sweep_order,
     sweep_trend,
 )
-from analysis.audit.evidence import INF
+from analysis.audit.evidence import INF, Part
 
 NAN = float("nan")
 
@@ -316,6 +318,98 @@ def test_rescored_top_k_raises_its_margin_to_the_image_auroc_resolution() -> Non
         f"|Δ I-AUROC (image top-k 5 - 3)| < {step:g} (margin raised from 0.005 to the metric's resolution {step:.4f})"
     )
     assert_t_part(five, np.array(RESCORED["5"]) - np.array(RESCORED["3"]), (-step, step))
+    (unrecorded, _) = rescored_equivalent(
+        _context([{k: v for k, v in r.items() if k != "rescored_image_auroc_top5"} for r in rows]), CHECK
+    )
+    assert unrecorded.n == 0 and unrecorded.reason == "no finished run"  # runs from before top-5 was re-scored
     missing = [{**r, "status": "missing"} if r["seed"] == 2 else r for r in rows]
     five, _ = rescored_equivalent(_context(missing), CHECK)
     assert five.n == 2 and five.reason == "main/MoLE-Flow: 1 of 3 planned run(s) missing"
+
+
+# ------------------------------------------------------------------------------------------------- collapse (C36)
+COLLAPSE = {"study": "depth", "coupling_blocks": 16, "metric": "image_auroc_routed", "below": 0.70,
+            "paper_reference": 0.979, "chance": 0.5}  # fmt: skip
+
+
+def _collapse_rows(deep: list[float], statuses: list[str] | None = None) -> list[dict[str, Any]]:
+    rows = _runs("depth", "M6 N2", [0.80, 0.82, 0.81], "image_auroc_routed")
+    for k, x in enumerate(deep):
+        status = (statuses or ["ok"] * len(deep))[k]
+        rows += [{**r, "status": status} for r in _runs("depth", "M16 N2", [x], "image_auroc_routed")]
+        rows[-1].update(seed=k, run_id=f"M16 N2|{k}")
+    rows += _runs("depth", "M8 N2", [0.1, 0.1, 0.1], "image_auroc_routed")  # another depth: never read
+    return rows
+
+
+def test_collapse_against_the_scaled_level_with_its_words_and_shortfalls() -> None:
+    share = (0.70 - 0.5) / (0.979 - 0.5)
+    label = f"16 coupling blocks below {share:.2f} of the way from chance to M6 N2"
+    (part,) = depth_ctx_collapse([0.60, 0.61, NAN], ["ok", "ok", "missing"])
+    levels = 0.5 + share * (np.array([0.80, 0.82]) - 0.5)
+    assert part.label == label and part.margin == 0.0
+    assert_t_part(part, np.array([0.60, 0.61]) - levels, (-INF, 0.0))
+    assert part.reason == "depth/M16 N2: 1 of 3 planned run(s) missing"
+    (diverged,) = depth_ctx_collapse([NAN, NAN], ["diverged", "diverged"])
+    assert (diverged.label, diverged.status, diverged.n, diverged.reason) == (
+        label, "supported", 2, "M16 N2: every run diverged",
+    )  # fmt: skip
+    assert np.isnan(diverged.estimate)
+    (one,) = depth_ctx_collapse([NAN], ["diverged"])  # one diverged run is not every run diverging
+    assert one.status is None and one.n == 0
+    (mixed,) = depth_ctx_collapse([NAN, 0.6, 0.62], ["diverged", "ok", "ok"])
+    assert mixed.status is None and mixed.n == 2
+    ctx = _context(_runs("depth", "M6 N2", [0.8], "image_auroc_routed"))
+    (none,) = collapse(ctx, COLLAPSE)
+    assert none.label == "16 coupling blocks below 0.42 of the way from chance to M6 N2"
+    assert none.reason == "no variant with 16 coupling blocks, or no reference depth"
+
+
+def depth_ctx_collapse(deep: list[float], statuses: list[str]) -> list[Part]:
+    return collapse(_context(_collapse_rows(deep, statuses)), COLLAPSE)
+
+
+def test_the_reference_depth_is_the_main_studys_method_run_even_alone() -> None:
+    main = _runs(
+        "main", "MoLE-Flow", [0.5], "pixel_ap_routed", **{"cfg.model.coupling_blocks": 8, "cfg.model.dia_blocks": 1}
+    )
+    parts = depth_best(_context(_depth_rows(DEPTHS) + main), {"study": "depth", "metric": "pixel_ap_routed"})
+    assert parts[0].label == "P-AP: M8 N1 > M0 N1"
+
+
+# ------------------------------------------------------------------------------------- sensitivity classes (C43)
+def test_sensitivity_classes_order_each_pair_of_sweeps_by_their_spreads() -> None:
+    from analysis.sweeps import anova_tests, sweep_frames
+
+    levels = {  # per sweep: P-AP per value and seed 0..2 (order a)
+        "tail_weight": {"0.5": [0.40, 0.41, 0.42], "1.5": [0.46, 0.44, 0.47]},
+        "top_k_ratio": {"0.01": [0.40, 0.41, 0.43], "0.05": [0.41, 0.40, 0.42]},
+        "lora_rank": {"8": [0.39, 0.41, 0.43], "16": [0.395, 0.40, 0.42], "64": [0.40, 0.42, 0.41]},
+    }
+    rows = []
+    for sweep, values in levels.items():
+        for value, xs in values.items():
+            for seed, x in enumerate(xs):
+                rows.append({"dataset": "d", "study": "sensitivity", "variant": f"{sweep} {value}", "run_id": f"{sweep}{value}{seed}",
+                             "seed": seed, "order": "a", "status": "ok", "strategy": "frozen_base", "pixel_ap_routed": x})  # fmt: skip
+    ctx = _context(rows)
+    check = {"classes": {"High": ["tail_weight"], "Low": ["top_k_ratio", "lora_rank"]}, "metric": "pixel_ap_routed"}
+    parts = sensitivity_classes(ctx, check)
+    assert [p.label for p in parts] == [
+        "spread of P-AP: tail_weight (High) > top_k_ratio (Low)",
+        "spread of P-AP: tail_weight (High) > lora_rank (Low)",
+        "tail_weight varies beyond seed noise (Table 10's Holm-adjusted ANOVA p)",
+    ]
+    spread = {s: np.ptp(np.array(list(v.values())), axis=0) for s, v in levels.items()}  # max - min per seed
+    assert_t_part(parts[0], spread["tail_weight"] - spread["top_k_ratio"], (0.0, INF))
+    assert_t_part(parts[1], spread["tail_weight"] - spread["lora_rank"], (0.0, INF))
+    assert parts[0].runs == "tail_weight: seeds 0, 1, 2; top_k_ratio: seeds 0, 1, 2"
+    tests = anova_tests(sweep_frames(ctx.runs, "d"))
+    assert parts[2].p_support == pytest.approx(tests["tail_weight"][1]) and parts[2].runs == "seeds 0, 1, 2"
+    assert parts[2].reason == ""
+    one = {"classes": {"High": ["tail_weight"], "Low": ["depth"]}, "metric": "pixel_ap_routed"}
+    (missing,) = sensitivity_classes(ctx, one)
+    assert (missing.label, missing.reason) == (
+        "spreads ordered High > Low",
+        "sweep depth has fewer than two values planned",
+    )

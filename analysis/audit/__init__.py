@@ -42,8 +42,15 @@ def registry() -> dict[str, Any]:
     text = resources.files("analysis.audit").joinpath("registry.yaml").read_text(encoding="utf-8")
     data = yaml.safe_load(text)
     data["sha256"] = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    validate(data["claims"])
+    return data
+
+
+def validate(claims: list[dict[str, Any]]) -> None:
+    """Each claim has the keys of :data:`KEYS` (those of :data:`REQUIRED` at least), a known test, known needs and
+    an id of its own; else a :class:`ConfigError` naming the claim and what is wrong."""
     seen = set()
-    for entry in data["claims"]:
+    for entry in claims:
         where = f"analysis/audit/registry.yaml: claim {entry.get('id', '?')}"
         if set(entry) - KEYS:
             raise ConfigError(f"{where}: unknown key(s) {sorted(set(entry) - KEYS)}")
@@ -56,7 +63,6 @@ def registry() -> dict[str, Any]:
         if entry["id"] in seen:
             raise ConfigError(f"{where}: listed twice")
         seen.add(entry["id"])
-    return data
 
 
 def registrations() -> list[dict[str, str]]:

@@ -64,7 +64,8 @@ def against_bound(ctx: Context, check: dict[str, Any]) -> list[Part]:
     if bound.empty:
         return [with_shortfall(Part(label, reason=f"no finished {reference} run"), why_ref)]
     if set(values.index) <= set(bound.index):
-        diff, why = paired_diff(ctx, study, variant, reference, column)
+        diff, why = paired_diff(ctx, study, variant, reference, column)  # its shortfall names both sides
+        why_ref = ""
     else:
         ids = list(ctx.rows(study, reference)["run_id"])
         if bound.nunique() != 1 or not _without_random_choice(ctx, ids):

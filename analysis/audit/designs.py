@@ -25,7 +25,7 @@ def _depths(ctx: Context, study: str) -> dict[tuple[int, int], str]:
     return out
 
 
-def _reference_depth(ctx: Context, study: str, depths: dict[tuple[int, int], str]) -> str | None:
+def _reference_depth(ctx: Context, depths: dict[tuple[int, int], str]) -> str | None:
     """The depth study's variant at the main study's depth (the schema's 6/2 when no run varies it)."""
     main = ctx.rows("main")
     cfg = [c for c in ("cfg.model.coupling_blocks", "cfg.model.dia_blocks") if c in main]
@@ -41,7 +41,7 @@ def depth_best(ctx: Context, check: dict[str, Any]) -> list[Part]:
     margin``, supported only when the interval shows it."""
     study, column = check["study"], check["metric"]
     depths = _depths(ctx, study)
-    reference = _reference_depth(ctx, study, depths)
+    reference = _reference_depth(ctx, depths)
     if reference is None:
         return [
             Part(
@@ -75,7 +75,7 @@ def collapse(ctx: Context, check: dict[str, Any]) -> list[Part]:
     study, column = check["study"], check["metric"]
     depths = _depths(ctx, study)
     variants = [v for (m, _), v in depths.items() if m == check["coupling_blocks"]]
-    reference = _reference_depth(ctx, study, depths)
+    reference = _reference_depth(ctx, depths)
     share = (check["below"] - check["chance"]) / (check["paper_reference"] - check["chance"])
     label = f"{check['coupling_blocks']} coupling blocks below {share:.2f} of the way from chance to {reference}"
     if not variants or reference is None:
@@ -194,7 +194,7 @@ def rescored_equivalent(ctx: Context, check: dict[str, Any]) -> list[Part]:
     parts = []
     for level in check["levels"]:
         other, _ = run_values(ctx, check, f"rescored_image_auroc_top{level}")
-        diff = other - ref if len(other) == len(ref) else np.array([])
+        diff = other - ref if len(other) == len(ref) else np.array([])  # a column runs did not record: empty
         m, note = ctx.margin(check["study"], "image_auroc_routed", check["margin"])
         parts.append(
             with_shortfall(
