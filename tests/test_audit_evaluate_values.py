@@ -224,6 +224,16 @@ def test_evaluate_reads_the_backbone_of_a_real_datasets_runs() -> None:
     assert by_id["C2"].not_tested == "needs a VisA dataset; the plan has none"
 
 
+def test_the_whole_audit_reads_the_summaries_it_is_given() -> None:
+    from analysis.audit import audit
+
+    frame, summaries = _frame()
+    plan = {"datasets": {"synth": {"kind": "mvtec", "generate": True}}}
+    _, outcomes, parts = audit(frame, plan, summaries)
+    assert {o.claim_id: o for o in outcomes}["C12"].scope == "main: bottle, cable"  # the summaries' tasks
+    assert "main/MoLE-Flow: seeds 0, 1" in set(parts["runs"])
+
+
 def test_evaluate_judges_each_dataset_a_claim_may_read() -> None:
     frame, summaries = _frame()
     other = frame.assign(dataset="synth2", run_id=frame["run_id"] + "'")

@@ -163,6 +163,7 @@ def test_the_claims_table_row_by_row() -> None:
     assert level.text() in spec.caption
     assert spec.caption.endswith("Verdicts: supported 1, contradicted 0, inconclusive 1, not tested here 0.")
     assert "; the whole audit:" not in spec.caption  # no deviation of the whole audit logged at version 99
+    assert "analysis/audit/DEVIATIONS.csv). Error control over the whole audit:" in spec.caption
     assert spec.latex_columns == ["Claim", "Paper", "Harness", "Verdict"]
     untested = Outcome("C1", "forgetting", "visa", [], not_tested="no VisA runs", verdict="not tested")
     several = claims_table([outcomes[0], untested], _registry(), level)

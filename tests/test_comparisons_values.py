@@ -279,6 +279,16 @@ def test_ratio_says_which_side_is_short() -> None:
     assert part.n == 2 and part.reason == "strategies/Full-Copy: 1 of 3 planned run(s) missing"
 
 
+def test_simple_effects_after_an_arm_of_one_block() -> None:
+    one_frozen = {("frozen", "on"): [0.5, NAN], ("frozen", "off"): [0.45, NAN],
+                  ("trainable", "on"): [0.40, 0.43], ("trainable", "off"): [0.38, 0.40]}  # fmt: skip
+    ctx = Context(pd.DataFrame(_design("TAL", one_frozen, orders="a")), {}, "d")
+    frozen, trainable = simple_effects_parts(ctx, {"study": "interaction", "integral": [], "generic": ["TAL"],
+                                                   "metric": "pixel_ap_routed"})  # fmt: skip
+    assert frozen.reason == "n = 1: no interval"
+    assert_t_part(trainable, [0.02, 0.03], (0.005, INF))
+
+
 def test_simple_effects_with_two_blocks_and_a_missing_frozen_arm() -> None:
     two = {("frozen", "on"): [0.50, 0.52], ("frozen", "off"): [0.45, 0.46]}
     trainable_only = {("frozen", "on"): [NAN, NAN], ("frozen", "off"): [NAN, NAN],

@@ -359,6 +359,12 @@ def test_collapse_against_the_scaled_level_with_its_words_and_shortfalls() -> No
     assert one.status is None and one.n == 0
     (mixed,) = depth_ctx_collapse([NAN, 0.6, 0.62], ["diverged", "ok", "ok"])
     assert mixed.status is None and mixed.n == 2
+    (most,) = depth_ctx_collapse([NAN, NAN, 0.6], ["diverged", "diverged", "ok"])  # not every run diverged
+    assert most.status is None and most.n == 1
+    rows = _collapse_rows([0.6, 0.61, 0.62], ["ok"] * 3)
+    rows[0]["status"] = "missing"  # a reference run missing
+    (short,) = collapse(_context(rows), COLLAPSE)
+    assert short.n == 2 and short.reason == "depth/M6 N2: 1 of 3 planned run(s) missing"
     ctx = _context(_runs("depth", "M6 N2", [0.8], "image_auroc_routed"))
     (none,) = collapse(ctx, COLLAPSE)
     assert none.label == "16 coupling blocks below 0.42 of the way from chance to M6 N2"
@@ -407,6 +413,9 @@ def test_sensitivity_classes_order_each_pair_of_sweeps_by_their_spreads() -> Non
     tests = anova_tests(sweep_frames(ctx.runs, "d"))
     assert parts[2].p_support == pytest.approx(tests["tail_weight"][1]) and parts[2].runs == "seeds 0, 1, 2"
     assert parts[2].reason == ""
+    unfinished = [{**r, "status": "missing"} if r["variant"] == "tail_weight 1.5" else r for r in rows]
+    parts = sensitivity_classes(_context(unfinished), check)
+    assert (parts[-1].reason, parts[-1].runs) == ("fewer than two values finished", "seeds 0, 1, 2")
     one = {"classes": {"High": ["tail_weight"], "Low": ["depth"]}, "metric": "pixel_ap_routed"}
     (missing,) = sensitivity_classes(ctx, one)
     assert (missing.label, missing.reason) == (

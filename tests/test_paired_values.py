@@ -171,11 +171,13 @@ def test_the_rankings_tau_part_is_labelled_and_counts_replicates() -> None:
 def test_the_helpers_name_runs_shortfalls_and_margins() -> None:
     assert label_of("aupro_routed") == "aupro_routed" and label_of("pixel_ap_routed") == "P-AP"
     rows = pd.DataFrame(
-        {"run_id": ["a", "b", "c", "d", "d"], "seed": [0, 1, 2, 3, 3], "order": ["x"] * 5,
-         "status": ["missing", "diverged", "ok", "ok", "ok"], "planned_by": [np.nan, "", "order", "depth", "depth"]}
+        {"run_id": ["a", "b", "c", "d", "d", "e"], "seed": [0, 1, 2, 3, 3, 4], "order": ["x"] * 6,
+         "status": ["missing", "diverged", "ok", "ok", "ok", "ok"], "study": ["s", "s", "s", "s", "t", "s"],
+         "planned_by": [np.nan, "", "order", "depth", "depth", np.nan]}
     )  # fmt: skip
-    assert shortfall(rows, "s", "v") == "s/v: 1 of 5 planned run(s) missing, 1 of 5 planned run(s) diverged"
-    assert describe(rows) == "seeds 2, 3 (seed 2 planned by order; seed 3 planned by depth)"  # run d once
+    assert shortfall(rows, "s", "v") == "s/v: 1 of 6 planned run(s) missing, 1 of 6 planned run(s) diverged"
+    # run d once, though two studies list it; run e planned by its own study (no lender)
+    assert describe(rows) == "seeds 2, 3, 4 (seed 2 planned by order; seed 3 planned by depth)"
     assert describe(rows[rows["status"] != "ok"]) == "no finished run"
     assert with_shortfall(Part("x", reason="n = 1"), "a", "", "b").reason == "n = 1; a; b"
     # one swapped pair of 1 x 10 x 20 is exactly the default margin: not raised
@@ -187,3 +189,47 @@ def test_the_helpers_name_runs_shortfalls_and_margins() -> None:
     assert ctx.margin("ablation", "image_auroc_routed", 0.005) == (0.005, "")
     part = step(ctx, "ablation", "MoLE-Flow", "w/o TAL", "pixel_ap_routed")
     assert part.margin == 0.005 and part.region == (0.005, INF)
+
+
+def test_paired_parts_upward_and_without_a_papers_value() -> None:
+    parts = [
+        {"variant": "MoLE-Flow", "metric": "pixel_ap_routed", "direction": ">"},
+        {"variant": "w/o PE", "metric": "pixel_ap_routed", "equivalence": 0.01},
+        {"variant": "w/o WA", "metric": "pixel_ap_routed", "region": [-0.1, -0.02]},
+    ]
+    up, equal, inside = paired(_ctx(), {"study": "ablation", "reference": "w/o TAL", "parts": parts})
+    assert up.label == "Δ P-AP (MoLE-Flow - w/o TAL) > 0"
+    assert_t_part(up, _diff("MoLE-Flow", "w/o TAL"), (0.005, INF))
+    assert all(np.isnan(p.paper) for p in (up, equal, inside))
+
+
+def test_the_bound_and_the_largest_drop_raise_their_margin_to_the_image_resolution() -> None:
+    from analysis.audit.comparisons import _largest_drop
+
+    counts = {"dataset": {"test_counts": {"a": {"normal": 2, "anomalous": 5}}}}
+    ctx = _ctx(summaries={f"{v}{s}": counts for v in VALUES for s in range(4)})
+    check = {"study": "ablation", "largest_of": ["w/o TAL"]}
+    (drop,) = _largest_drop(ctx, check, {"variant": "w/o WA", "metric": "image_auroc_routed"})
+    assert drop.label == "I-AUROC: w/o WA below w/o TAL (margin raised from 0.005 to the metric's resolution 0.1000)"
+    assert drop.region == pytest.approx((-INF, -0.1))
+    bound = {
+        **BOUND,
+        "study": "ablation",
+        "variant": "w/o TAL",
+        "reference": "MoLE-Flow",
+        "metric": "image_auroc_routed",
+    }
+    [part] = against_bound(ctx, bound)
+    assert (
+        part.label
+        == "Δ I-AUROC (w/o TAL - MoLE-Flow) > -0.1 (margin raised from 0.01 to the metric's resolution 0.1000)"
+    )
+
+
+def test_a_one_sample_bound_names_its_diverged_reference_run() -> None:
+    whole = {"config": {"strategy": {"name": "knn", "knn_coreset_ratio": 1.0}}}
+    rows = [{**r, "study": "main"} for r in _rows({"MoLE-Flow": [0.90, 0.91, 0.89], "Joint": [0.95, NAN]})]
+    rows[-1]["status"] = "diverged"
+    ctx = Context(pd.DataFrame(rows), {"Joint0": whole, "Joint1": whole}, "d")
+    [one] = against_bound(ctx, BOUND)
+    assert "one-sample" in one.label and one.reason == "main/Joint: 1 of 2 planned run(s) diverged"

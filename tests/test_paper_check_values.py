@@ -233,3 +233,8 @@ def test_a_delta_check_that_finds_no_delta_cell_does_not_pass(monkeypatch: pytes
     monkeypatch.setattr(paper_check, "paper_values", lambda: without)
     (check,) = [c for c in paper_check.checks() if c.what.startswith("Table 13: printed Δ")]
     assert (check.computed, check.consistent) == ("all 0 equal", False)
+    deltas = full[(full["paper_table"] == "13") & full["column"].str.startswith("Δ")]
+    one = full.drop(index=deltas.index[1:])  # one Δ cell left: one comparison is a check
+    monkeypatch.setattr(paper_check, "paper_values", lambda: one)
+    (check,) = [c for c in paper_check.checks() if c.what.startswith("Table 13: printed Δ")]
+    assert (check.computed, check.consistent) == ("all 1 equal", True)

@@ -249,6 +249,6 @@ def sensitivity_classes(ctx: Context, check: dict[str, Any]) -> list[Part]:
     for sweep in classes[names[0]]:
         _, adjusted, note = tests.get(sweep, (NAN, NAN, "fewer than two values finished"))
         part = p_part(f"{sweep} varies beyond seed noise (Table 10's Holm-adjusted ANOVA p)", adjusted)
-        part.reason, part.runs = part.reason or note, describe(frames[sweep])
+        part.reason, part.runs = note or part.reason, describe(frames[sweep])  # the ANOVA says why it is undefined
         parts.append(part)
     return parts
