@@ -119,6 +119,7 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_comparisons_values.py",  # ratio, forgetting and strategy orders, interaction parts, by hand
             "tests/test_audit_evaluate_values.py",  # datasets a claim may read, scope, notes, runs, the figure
             "tests/test_paired_values.py",  # every form of a paired part, bounds, the ranking's part, helpers
+            "tests/test_verdict_values.py",  # contrast and t parts at their edges, verdicts' words, the paper's df
         ],
     ),
 }
