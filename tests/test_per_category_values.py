@@ -95,6 +95,8 @@ def test_reported_rows_follow_with_the_papers_values_and_a_mean_of_the_same_cate
         assert (mean.mean if mean else None) == (pytest.approx(np.mean(same)) if np.all(np.isfinite(same)) else None)
         fm = spec.cells.get((row, PAPER_FM))
         assert (fm.mean if fm else None) == (values["FM"] if np.isfinite(values["FM"]) else None)
+        assert all(c.n == 1 for c in (mean, fm) if c is not None)  # one reported number each
+    assert spec.caption.startswith("Per-category I-AUROC; FM (paper) = the paper's forgetting")
     assert spec.caption.endswith(
         " Rows marked reported are the values the MoLE-Flow paper reports (Table 3) on the real mvtec data with "
         "pretrained weights: cited, not reproduced here. Their mean is the paper's average when the table has all of "
@@ -117,7 +119,7 @@ def test_with_every_paper_category_the_reported_mean_is_the_papers_average() -> 
         cell = spec.cells.get((f"{method} (reported)", "mean"))
         if np.isfinite(average):
             assert (
-                cell is not None and cell.mean == average
+                cell is not None and cell.n == 1 and cell.mean == average
             )  # printed, not recomputed: a row whose average disagrees keeps the paper's
     # categories the paper does not have: nothing to compare with, no reported row
     none = per_category_table(_frame(), "synth", "image_auroc", "T3_x", "3", literature_kind="visa")
