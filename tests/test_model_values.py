@@ -357,3 +357,15 @@ def test_gather_permutation_is_freias_block_forward_and_back(reverse_permutation
     (back_f,), _ = freia([z_f], rev=True)
     torch.testing.assert_close(back, back_f)
     torch.testing.assert_close(back, x, atol=1e-5, rtol=1e-5)
+
+
+def test_a_float32_ledoit_wolf_router_takes_its_mean_of_float32_features() -> None:
+    """float64 features given to a float32 router are read as float32 first: its mean is NumPy's float32 mean, not
+    the float64 mean rounded afterwards (the two differ in the last bits)."""
+    rng = np.random.default_rng(3)
+    feats = rng.normal(size=(257, 6)) * 10.0 + 0.1
+    router = MahalanobisRouter("ledoit_wolf", dtype=torch.float32)
+    router.add_task(feats)
+    as32 = feats.astype(np.float32)
+    assert torch.equal(_buffer(router, "mean_0"), torch.from_numpy(as32.mean(axis=0)))
+    assert not np.array_equal(as32.mean(axis=0), feats.mean(axis=0).astype(np.float32))  # the test can tell
