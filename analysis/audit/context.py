@@ -9,6 +9,7 @@ each part says which entered.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,7 +127,7 @@ def step(
     return with_shortfall(part, why)
 
 
-def worst_oracle_drop(ctx: Context, run_ids: Any) -> float:
+def worst_oracle_drop(ctx: Context, run_ids: Iterable[str]) -> float:
     """The largest oracle forgetting of these runs: ``|FM|`` of Chaudhry's and of the paper's definition over every
     category of each run's oracle matrix (a NaN entry is no value), 0 when none is recorded."""
     worst = 0.0
