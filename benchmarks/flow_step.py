@@ -21,7 +21,7 @@ from torch import nn
 
 from benchmarks.common import Result, count_flops, device, interleaved_seconds, paired_ratio, sync
 from moleflow.config import load_config
-from moleflow.continual.model_settings import model_config
+from moleflow.continual.settings import model_config
 from moleflow.model import MoLEFlow, TailAwareLoss
 from moleflow.model.coupling import GatherPermutationBlock
 

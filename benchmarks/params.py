@@ -11,7 +11,7 @@ from typing import Any
 
 from benchmarks.common import Result
 from moleflow.config import load_config
-from moleflow.continual.accounting import memory_per_task, parameter_counts
+from moleflow.continual.strategies import memory_per_task, parameter_counts
 
 PAPER_CLAIM_PCT = 8.0
 SIZES: dict[str, dict[str, Any]] = {

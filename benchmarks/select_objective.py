@@ -19,7 +19,7 @@ answered by runs of the same kind as the profile's schedule stage:
 Rule for the joint flow's schedule: the epochs level with the highest score, the shortest
 level within 0.005 of it when several are (stage 3 of the profile selection). Score =
 (mean image AUROC + mean pixel AUROC) / 2 over the six categories, routed. The collapse
-rule (:func:`moleflow.continual.diagnostics.collapsed`) is chosen from the diagnostics
+rule (:func:`moleflow.continual.structure.collapsed`) is chosen from the diagnostics
 listed here, as the report states. Writes ``benchmarks/OBJECTIVE.md``.
 """
 
@@ -39,7 +39,7 @@ from benchmarks.select_profile import (
     overrides,
     selection_cli,
 )
-from moleflow.continual.diagnostics import LOGVOLUME_LIMIT, collapsed
+from moleflow.continual.structure import LOGVOLUME_LIMIT, collapsed
 
 PROFILE: dict[str, Any] = {"epochs": 30, "train": 40, "embed_dim": 128, "input_size": 160, "lr": 0.001}
 FLOW_EPOCHS = [10, 20, 30, 60]
@@ -123,7 +123,7 @@ def report(results: dict[str, dict[str, Any]], seconds: float) -> str:
         "",
         f"Joint flow's schedule by the rule: **{chosen} epochs**.",
         "",
-        f"Collapse rule (`moleflow.continual.diagnostics.collapsed`): the input maps' log-volume per patch and "
+        f"Collapse rule (`moleflow.continual.structure.collapsed`): the input maps' log-volume per patch and "
         f"channel below {LOGVOLUME_LIMIT:g}. The column 'per channel' below is that figure; the rule's limit lies "
         "between the healthy runs (every MoLE-Flow task, at every schedule and objective) and the joint flow's runs "
         "at chance.",

@@ -32,7 +32,7 @@ def test_feature_cache_counts_one_backbone_pass_per_training_image() -> None:
 
 def test_params_table_matches_a_closed_formula() -> None:
     from moleflow.config import load_config
-    from moleflow.continual.accounting import parameter_counts
+    from moleflow.continual.strategies import parameter_counts
 
     result = BENCHMARKS["params"]("smoke")
     for rank, dia, base, per_task, pct, *_ in result.rows:
@@ -100,3 +100,20 @@ def test_a_mutation_record_knows_which_of_its_files_changed(monkeypatch: pytest.
     assert mutation.changed_files(rec, "p") == ["pkg/b.py", "pkg/c.py"]  # an edit and a new module
     assert mutation.dotted("analysis/audit/__init__.py") == "analysis.audit"
     assert mutation.dotted("analysis/audit/designs.py") == "analysis.audit.designs"
+
+
+def test_every_mutation_part_names_modules_and_judging_tests_that_exist() -> None:
+    """A renamed module or test file would leave a part mutating nothing or judged by nothing, silently."""
+    import glob
+
+    import benchmarks.mutation as mutation
+
+    root = mutation.ROOT
+    for part, (modules, tests) in mutation.PARTS.items():
+        for pattern in modules:
+            assert glob.glob(pattern, root_dir=root), f"{part}: {pattern} matches no module"
+        for entry in tests:
+            path, _, test = entry.removeprefix("--deselect=").partition("::")
+            assert (root / path).is_file(), f"{part}: {path} is not a test file"
+            if test:
+                assert f"def {test}(" in (root / path).read_text(), f"{part}: {entry} names no test"

@@ -7,12 +7,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from moleflow.features.cache import EntryWriter, float32_rows, is_complete, load_entry
+from moleflow.continual.tasks import rows_on
+from moleflow.features.cache import EntryWriter, is_complete, load_entry
 
 
 def _write(final: Path, dtype: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -63,8 +66,11 @@ def test_a_failed_write_leaves_nothing(tmp_path: Path) -> None:
 def test_rows_reach_torch_as_writable_float32(dtype: type) -> None:
     rows: np.ndarray = (np.arange(12, dtype=np.float64) / 7).reshape(3, 4).astype(dtype)
     rows.setflags(write=False)  # a read-only memmap view
-    out = float32_rows(rows)
-    assert out.dtype == np.float32 and out.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns of a read-only array it cannot own
+        tensor = rows_on(rows, torch.device("cpu"))
+    out = tensor.numpy()
+    assert tensor.dtype == torch.float32 and tensor.shape == rows.shape
     np.testing.assert_array_equal(out, rows.astype(np.float32))
     if dtype is np.float32:
         assert not np.shares_memory(out, rows)  # a copy: the cache is never written through

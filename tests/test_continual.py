@@ -204,7 +204,7 @@ def test_killed_between_checkpoint_and_commit_resumes_exactly(
 ) -> None:
     """Task 1's checkpoint is on disk but ``progress.json`` still says one task: the rerun redoes task 1 from
     the state after task 0, not from the state after task 1 it finds on disk, and ends as an uninterrupted run."""
-    import moleflow.continual.state as state
+    import moleflow.continual.checkpoint as state
 
     config = tiny(dataset, cache, f"strategy.name={strategy}")
     whole = run(config, tmp_path / "whole", progress=False, log=lambda *a: None)

@@ -193,3 +193,44 @@ def test_ewc_sums_the_fishers_of_every_task_and_anchors_the_base() -> None:
     base = learner.base_named_parameters(0)
     assert set(learner.anchor) == set(base)
     assert all(torch.equal(learner.anchor[n], p.detach()) and learner.anchor[n] is not p for n, p in base.items())
+
+
+# ------------------------------------------------------------------- the structural records of the trained models
+def test_fingerprints_digest_names_dtypes_shapes_and_bytes_in_name_order() -> None:
+    import hashlib
+
+    from moleflow.continual.structure import fingerprints
+
+    tensors = {"w": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.tensor([1.5], dtype=torch.float64)}
+    sha = hashlib.sha256()
+    sha.update(b"b|torch.float64|(1,)|" + np.array([1.5]).tobytes())
+    sha.update(b"w|torch.float32|(6,)|" + np.arange(6, dtype=np.float32).tobytes())
+    by_hand = sha.hexdigest()[:16]
+    assert fingerprints({}, [tensors, dict(reversed(tensors.items()))]) == {"base": None, "tasks": [by_hand, by_hand]}
+    assert fingerprints(tensors, []) == {"base": by_hand, "tasks": []}
+    changed = {**tensors, "w": tensors["w"].clone()}
+    changed["w"][1, 2] = 5.5
+    assert fingerprints(changed, [])["base"] != by_hand
+
+
+def test_invertibility_checks_every_serving_model_and_the_jacobian_of_the_last_task_only() -> None:
+    from moleflow.continual.structure import invertibility
+
+    learner = _learner("frozen_base", tasks=2)
+    serving = learner.serving_models(2)
+    assert [(id(model), local) for model, local in serving] == [(id(learner.flow(0)), 0), (id(learner.flow(0)), 1)]
+    rng = np.random.default_rng(0)
+    patches = [rng.normal(size=(5, 4, 4, 8)).astype(np.float16) for _ in range(2)]
+    found = invertibility(serving, patches, torch.device("cpu"))
+    assert found is not None and [t["task"] for t in found["tasks"]] == [0, 1]
+    first, last = found["tasks"]
+    assert first["logdet_autograd"] is None and first["logdet_scale"] is None  # checked after its own task
+    assert last["logdet_autograd"] is not None and last["logdet_autograd"] < 1e-6 * max(1.0, last["logdet_scale"])
+    assert found["logdet_autograd"] == last["logdet_autograd"]
+    assert found["relative_logdet_autograd"] == last["logdet_autograd"] / max(1.0, last["logdet_scale"])
+    assert found["max_reconstruction"] == max(first["reconstruction"], last["reconstruction"]) < 1e-4
+    assert found["max_relative_reconstruction"] == max(
+        t["reconstruction"] / t["reconstruction_scale"] for t in found["tasks"]
+    )
+    assert found["max_inverse_logdet"] == max(first["inverse_logdet"], last["inverse_logdet"]) < 1e-3
+    assert _learner("knn", tasks=2).serving_models(2) == [] and invertibility([], [], torch.device("cpu")) is None

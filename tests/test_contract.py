@@ -78,7 +78,7 @@ def test_the_lock_is_released_when_its_process_dies(tmp_path: Path) -> None:
 def test_a_full_disk_during_a_run_is_one_line_and_the_status_says_so(
     dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import moleflow.continual.state as state
+    import moleflow.continual.checkpoint as state
     from moleflow.io import atomic_path
 
     out = tmp_path / "run"

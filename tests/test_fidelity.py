@@ -26,8 +26,8 @@ from moleflow.config import (
 )
 from moleflow.continual import Learner
 from moleflow.continual import train as train_module
-from moleflow.continual.accounting import parameter_counts
 from moleflow.continual.settings import TrainSettings
+from moleflow.continual.strategies import parameter_counts
 from moleflow.continual.tasks import load_tasks
 from moleflow.continual.train import epoch_lr_factor, make_optimizer, train_task
 from moleflow.features import FeatureStore

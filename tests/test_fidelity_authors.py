@@ -23,10 +23,10 @@ from tests_helpers import authors, fidelity_synth, validated
 from moleflow.config import defaults, load_config
 from moleflow.continual import Learner
 from moleflow.continual import train as train_module
-from moleflow.continual.accounting import memory_per_task
 from moleflow.continual.evaluate import TaskScores, evaluate_task, metrics_of, nan_to_num
 from moleflow.continual.learner import prototype_rows
 from moleflow.continual.settings import ScoreSettings, TrainSettings
+from moleflow.continual.strategies import memory_per_task
 from moleflow.continual.tasks import load_tasks
 from moleflow.continual.train import empirical_fisher, train_task
 from moleflow.features import FeatureStore

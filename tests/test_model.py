@@ -269,7 +269,7 @@ def test_task0_adapters_key(task0_adapters: bool) -> None:
 
 def test_lora_alpha_per_rank_keeps_the_adapter_scale_fixed_across_ranks() -> None:
     from moleflow.config import apply_overrides, load_profile
-    from moleflow.continual.model_settings import model_config
+    from moleflow.continual.settings import model_config
 
     scales = {}
     for per_rank in (False, True):

@@ -21,7 +21,7 @@ from analysis.render import FLAG, Cell, TableSpec, to_markdown
 from analysis.table_frames import collapse_flags
 from moleflow.config import load_config
 from moleflow.continual import Learner, run
-from moleflow.continual.diagnostics import _defect_cells, collapsed, input_collapse
+from moleflow.continual.structure import _defect_cells, collapsed, input_collapse
 from moleflow.continual.tasks import load_tasks
 from moleflow.errors import ConfigError
 from moleflow.features import FeatureStore
@@ -152,7 +152,7 @@ def test_the_diagnostic_by_hand(dataset: Path, cache: Path) -> None:
     tasks = load_tasks(config, FeatureStore(config, progress=False))
     learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
     learner.add_task(np.asarray(tasks[0].train.router))
-    found = input_collapse(learner, 0, tasks[0].train.patches, [tasks[0]], 0, CPU)
+    found = input_collapse(learner.flow(0), 0, 0, tasks[0].train.patches, [tasks[0]], 0, CPU)
     test = tasks[0].test
     with torch.no_grad():
         nll = learner.patch_scores(0, torch.from_numpy(np.asarray(test.patches, dtype=np.float32))).numpy()

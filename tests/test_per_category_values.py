@@ -126,3 +126,12 @@ def test_with_every_paper_category_the_reported_mean_is_the_papers_average() -> 
     assert (
         none.rows == ["MoLE-Flow (this harness)", "knn (this harness)"] and "Rows marked reported" not in none.caption
     )
+
+
+def test_only_real_dataset_copies_get_the_papers_reported_rows() -> None:
+    from analysis.tables import literature_kinds
+
+    plan = {"datasets": {"synth": {"kind": "mvtec", "generate": {"seed": 0}}, "copy": {"kind": "visa"}}}
+    assert literature_kinds(plan) == {"synth": None, "copy": "visa"}  # a generated tree has no literature
+    assert literature_kinds({"datasets": {"real": {"kind": "mvtec", "generate": None}}}) == {"real": "mvtec"}
+    assert literature_kinds(None) == {} and literature_kinds({"seeds": [0]}) == {}

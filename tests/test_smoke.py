@@ -10,7 +10,7 @@ import pytest
 
 from moleflow.cli import main
 from moleflow.config import read_yaml
-from moleflow.continual.accounting import parameter_counts
+from moleflow.continual.strategies import parameter_counts
 from moleflow.planning import WorkflowPlan
 from moleflow.planning.estimate import GroupCheck, published_counts, run_cost, split_sizes
 from moleflow.planning.smoke import shape_signature, smoke_groups

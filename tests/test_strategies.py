@@ -99,8 +99,8 @@ def test_each_strategy_does_what_it_names(
 
 def test_memory_per_task_follows_what_each_strategy_keeps() -> None:
     from moleflow.config import apply_overrides
-    from moleflow.continual.accounting import memory_per_task, parameter_counts
-    from moleflow.continual.model_settings import model_config
+    from moleflow.continual.settings import model_config
+    from moleflow.continual.strategies import memory_per_task, parameter_counts
     from moleflow.model import MoLEFlow
     from moleflow.model.mole_flow import is_fixed_parameter
 

@@ -13,8 +13,7 @@ from tests_helpers import tiny
 
 from moleflow.config import schema
 from moleflow.continual import run
-from moleflow.continual.accounting import memory_per_task
-from moleflow.continual.strategies import REGISTRY, STRATEGIES, strategy_named
+from moleflow.continual.strategies import REGISTRY, STRATEGIES, memory_per_task, strategy_named
 
 ROOT = Path(__file__).resolve().parents[1]
 STRATEGY_PACKAGE = ROOT / "moleflow" / "continual" / "strategies"

@@ -94,7 +94,7 @@ def _config(strategy: str, **extra: object) -> dict:
 
 def _named(config: dict, tasks: int) -> list[tuple[str, torch.nn.Parameter]]:
     """The named parameters of the configured model on ``DIM``-vectors with ``tasks`` tasks added."""
-    from moleflow.continual.model_settings import model_config
+    from moleflow.continual.settings import model_config
     from moleflow.model import MoLEFlow
 
     model = MoLEFlow(model_config(config, DIM))
@@ -137,7 +137,7 @@ def test_flow_counts_are_the_shared_task0_and_a_later_tasks_parameters() -> None
 
 
 def test_parameter_counts_of_every_strategy() -> None:
-    from moleflow.continual.accounting import parameter_counts
+    from moleflow.continual.strategies import parameter_counts
     from moleflow.continual.strategies.base import with_overheads
 
     base, task0 = _shared_and_task0(_config("frozen_base"))
@@ -161,7 +161,7 @@ def test_parameter_counts_of_every_strategy() -> None:
 
 
 def _memory(strategy: str, **extra: object) -> dict[str, float]:
-    from moleflow.continual.accounting import memory_per_task
+    from moleflow.continual.strategies import memory_per_task
 
     return memory_per_task(_config(strategy, **extra), DIM, CELLS, TRAIN)
 
@@ -269,7 +269,7 @@ def test_smoke_timings_by_hand() -> None:
 
 
 def test_a_flow_without_a_shared_base_has_no_share_of_it() -> None:
-    from moleflow.continual.accounting import memory_per_task
+    from moleflow.continual.strategies import memory_per_task
 
     bare = _config("frozen_base", **{"model.coupling_blocks": 0, "model.spatial_mixer": False})
     found = memory_per_task(bare, DIM, CELLS, TRAIN)

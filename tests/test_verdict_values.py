@@ -151,8 +151,7 @@ def test_the_best_rival_and_the_residual_df_a_printed_f_and_p_imply(monkeypatch:
 def test_the_overhead_is_counted_for_the_method_at_each_rank() -> None:
     from analysis.audit.paper_values import overhead_at_table2
     from moleflow.config import defaults
-    from moleflow.continual.accounting import parameter_counts
-    from moleflow.continual.strategies import METHOD
+    from moleflow.continual.strategies import METHOD, parameter_counts
 
     counts = overhead_at_table2([16, 64])
     config = defaults()

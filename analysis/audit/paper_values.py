@@ -63,8 +63,7 @@ def overhead_at_table2(ranks: list[int]) -> dict[str, Any]:
     the per-task count is also taken at each of ``ranks`` to test that it is affine in the rank.
     """
     from moleflow.config import defaults
-    from moleflow.continual.accounting import parameter_counts
-    from moleflow.continual.strategies import METHOD
+    from moleflow.continual.strategies import METHOD, parameter_counts
 
     config = defaults()
     config["strategy"]["name"] = METHOD

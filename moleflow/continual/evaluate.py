@@ -16,8 +16,7 @@ import torch
 
 from moleflow.continual.learner import Learner
 from moleflow.continual.settings import ScoreSettings
-from moleflow.continual.tasks import TaskData
-from moleflow.features.cache import float32_rows
+from moleflow.continual.tasks import TaskData, rows_on
 from moleflow.metrics import aupro, image_auroc, pixel_ap, pixel_auroc
 from moleflow.metrics.continual import METRICS  # re-exported for the run summary
 
@@ -68,7 +67,7 @@ def score_rows(
     step = scoring.batch_size
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
-        x = torch.from_numpy(float32_rows(patches[chunk])).to(device)
+        x = rows_on(patches[chunk], device)
         image, amap, extra = score_batch(learner, task, x, scoring, rescore)
         images.append(image.cpu().numpy())
         maps.append(amap.cpu().numpy().astype(np.float32))

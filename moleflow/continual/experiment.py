@@ -23,14 +23,12 @@ import yaml
 
 from moleflow.config import Config, config_hash
 from moleflow.continual.artifacts import pick_samples, save_accuracy_heatmaps, save_sample
-from moleflow.continual.checkpoint import check_run_dir, restore, save_checkpoint, write_status
-from moleflow.continual.diagnostics import input_collapse
+from moleflow.continual.checkpoint import RunState, check_run_dir, restore, save_checkpoint, write_status
 from moleflow.continual.evaluate import METRICS, TaskEvaluation, evaluate_task
 from moleflow.continual.learner import Learner
-from moleflow.continual.replay_buffer import ReplayBuffer
 from moleflow.continual.settings import LearnerSettings, ScoreSettings, TrainSettings
-from moleflow.continual.state import RunState
-from moleflow.continual.structure import fingerprints, invertibility
+from moleflow.continual.strategies.replay import ReplayBuffer
+from moleflow.continual.structure import fingerprints, input_collapse, invertibility
 from moleflow.continual.summary import MODES, build_summary, dataset_record, rescored_top_k, tasks_csv
 from moleflow.continual.tasks import TaskData, joint_patches, load_tasks
 from moleflow.continual.train import empirical_fisher, train_task
@@ -245,13 +243,14 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:
             break
         last_eval = evaluations
         _record_evaluation(state, task, last_eval)
-        if learner.models:  # a flow: did its input collapse (the objective's unbounded direction)?
+        serving = learner.serving_models(task + 1)
+        if serving:  # a flow: did its input collapse (the objective's unbounded direction)?
             tests = tasks if learner.strategy.waits_for_last_task else [data]
-            state.tasks[-1]["input_collapse"] = input_collapse(learner, task, train, tests, config["seed"], device)
-        state.tasks[-1]["fingerprints"] = fingerprints(learner, task + 1)
-        state.tasks[-1]["invertibility"] = invertibility(
-            learner, task + 1, [t.test.patches for t in tasks[: task + 1]], device
-        )
+            state.tasks[-1]["input_collapse"] = input_collapse(
+                *serving[task], task, train, tests, config["seed"], device
+            )
+        state.tasks[-1]["fingerprints"] = fingerprints(learner.base_state(), learner.task_states(task + 1))
+        state.tasks[-1]["invertibility"] = invertibility(serving, [t.test.patches for t in tasks[: task + 1]], device)
         _commit(learner, state, ckpt, task)
         cur = last_eval[-1].oracle
         loss = f"loss {result.epoch_losses[-1]:.1f}" if result.epoch_losses else "no training"

@@ -99,6 +99,10 @@ class Learner(nn.Module):
         index, local = self.strategy.serving(task)
         return self.flow(index), local
 
+    def serving_models(self, trained: int) -> list[tuple[MoLEFlow, int]]:
+        """:meth:`model_for` of each of the first ``trained`` tasks; none when the strategy has no flow."""
+        return [self.model_for(task) for task in range(trained)] if self.strategy.has_flow else []
+
     @property
     def has_maps(self) -> bool:
         """Whether the strategy scores patches (anomaly maps); DNE scores whole images only."""
@@ -198,6 +202,10 @@ class Learner(nn.Module):
         state[f"router.mean_{task}"] = getattr(self.router, f"mean_{task}")
         state[f"router.precision_{task}"] = getattr(self.router, f"precision_{task}")
         return {k: v.detach().clone() for k, v in state.items()}
+
+    def task_states(self, trained: int) -> list[dict[str, torch.Tensor]]:
+        """:meth:`task_state` of each of the first ``trained`` tasks."""
+        return [self.task_state(task) for task in range(trained)]
 
     def base_state(self) -> dict[str, torch.Tensor]:
         """The shared model's base tensors (not for ``separated``; none for ``knn``)."""

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from moleflow.config import Config
-from moleflow.continual.accounting import memory_per_task, parameter_counts
-from moleflow.continual.state import MODES, Matrices, RunState
+from moleflow.continual.checkpoint import MODES, Matrices, RunState
+from moleflow.continual.strategies import memory_per_task, parameter_counts
 from moleflow.continual.tasks import TaskData
 from moleflow.errors import MoleflowError
 from moleflow.metrics import backward_transfer, forgetting_diag, forgetting_max
@@ -89,7 +89,7 @@ def build_summary(
         "params": parameter_counts(config, dim),
         "memory": memory_per_task(config, dim, patches_per_image, train_images),
         "per_task": state.tasks,
-        # a flow whose input collapsed on some task (moleflow.continual.diagnostics): flagged, never a silent row
+        # a flow whose input collapsed on some task (moleflow.continual.structure): flagged, never a silent row
         "input_collapse": {
             "collapsed": any(t["input_collapse"]["collapsed"] for t in diagnosed),
             "flagged_tasks": [t["task"] for t in diagnosed if t["input_collapse"]["collapsed"]],

@@ -1,4 +1,4 @@
-"""Task order and the cached features each task trains and is evaluated on."""
+"""Task order and the cached features each task trains and is evaluated on, and their rows as tensors."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from moleflow.config import Config, load_profile
 from moleflow.data.layouts import list_categories, no_categories
@@ -57,6 +58,13 @@ def load_tasks(config: Config, store: FeatureStore) -> list[TaskData]:
         if not Path(config["dataset"]["root"]).is_dir():
             raise missing_root(config) from None
         raise
+
+
+def rows_on(rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Rows of a cache entry ``(..., D)`` (float16 or float32, often a read-only memmap view) as a float32 tensor on
+    ``device``, the same shape; a copy, so that the cache is never written through."""
+    out = np.asarray(rows, dtype=np.float32)
+    return torch.from_numpy(out if out.flags.writeable else out.copy()).to(device)
 
 
 class PatchRows(Protocol):

@@ -22,10 +22,9 @@ import numpy as np
 import torch
 
 from moleflow.continual.learner import Learner
-from moleflow.continual.replay_buffer import ReplayBuffer
 from moleflow.continual.settings import TrainSettings
-from moleflow.continual.tasks import PatchRows
-from moleflow.features.cache import float32_rows
+from moleflow.continual.strategies.replay import ReplayBuffer
+from moleflow.continual.tasks import PatchRows, rows_on
 from moleflow.model import TailAwareLoss, greedy_coreset
 
 
@@ -43,7 +42,7 @@ class TrainResult:
 
 def _batch(patches: np.ndarray | PatchRows, index: np.ndarray, device: torch.device) -> torch.Tensor:
     """Rows ``index`` of a cache entry's ``(N, H, W, D)`` memmap (float16 or float32) as float32 on ``device``."""
-    return torch.from_numpy(float32_rows(patches[np.sort(index)])).to(device)
+    return rows_on(patches[np.sort(index)], device)
 
 
 def _cosine(progress: float, min_ratio: float) -> float:
@@ -105,7 +104,7 @@ def fit_memory(
 ) -> TrainResult:
     """(knn) Store task ``task``'s training patches ``(N, H, W, D)`` (or their coreset) as its memory bank."""
     start = time.perf_counter()
-    vectors = torch.from_numpy(float32_rows(patches).reshape(-1, patches.shape[-1])).to(device)
+    vectors = rows_on(patches, device).reshape(-1, patches.shape[-1])
     ratio = settings.knn_coreset_ratio
     if ratio < 1.0:
         vectors = vectors[greedy_coreset(vectors, ratio, seed=settings.batch_seed(task)).to(device)]

@@ -125,13 +125,6 @@ def cache_fields(
     }
 
 
-def float32_rows(rows: np.ndarray) -> np.ndarray:
-    """``rows`` of a cache entry as a writable float32 array (a copy where they are a read-only float32 view),
-    ready for ``torch.from_numpy``."""
-    out = np.asarray(rows, dtype=np.float32)
-    return out if out.flags.writeable else out.copy()
-
-
 def entry_key(fields: dict[str, Any]) -> str:
     """Hash of the entry's identifying fields."""
     blob = json.dumps({"format": CACHE_FORMAT, **fields}, sort_keys=True, default=str)

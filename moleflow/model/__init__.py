@@ -1,9 +1,8 @@
 """MoLE-Flow torch modules (pure: tensors in, tensors out; no I/O, no logging)."""
 
-from moleflow.model.adapters import SpatialContextMixer, WhiteningAdapter
+from moleflow.model.adapters import PositionalEncoding2D, SpatialContextMixer, WhiteningAdapter, positional_encoding_2d
 from moleflow.model.coupling import GridShape, MoLEContextSubnet, SubnetConfig, build_coupling_flow
 from moleflow.model.dia import AffineCouplingBlock, DeepInvertibleAdapter
-from moleflow.model.encoding import PositionalEncoding2D, positional_encoding_2d
 from moleflow.model.gaussian_memory import GaussianMemory
 from moleflow.model.knn import NearestNeighbourScorer, greedy_coreset
 from moleflow.model.lora import LoRALinear

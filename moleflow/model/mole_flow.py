@@ -25,10 +25,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from moleflow.model.adapters import FiLMInputAdapters, SpatialContextMixer, WhiteningAdapter
+from moleflow.model.adapters import FiLMInputAdapters, PositionalEncoding2D, SpatialContextMixer, WhiteningAdapter
 from moleflow.model.coupling import GridShape, SubnetConfig, build_coupling_flow, lora_layers
 from moleflow.model.dia import DeepInvertibleAdapter
-from moleflow.model.encoding import PositionalEncoding2D
 from moleflow.model.jacobian import mixer_logdet, whitening_logdet
 
 _TASK_PARAM = [

@@ -204,8 +204,7 @@ def check_extraction(config: Config, workdir: Path, device: str) -> ExtractionCh
 def check_group(group: SmokeGroup, workdir: Path, device: str) -> GroupCheck:
     """Run the group's first run on its stand-in tree (features cached): one step per task, one evaluation per task."""
     from moleflow.continual import run
-    from moleflow.continual.accounting import parameter_counts
-    from moleflow.continual.strategies import strategy_for
+    from moleflow.continual.strategies import parameter_counts, strategy_for
 
     smoke, sizes = smoke_config(group.config, workdir, device)
     runs = workdir / "runs"

@@ -13,17 +13,18 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from torch import nn
 
 from moleflow.config import Config
-from moleflow.continual.model_settings import model_config
-from moleflow.continual.replay_buffer import ReplayBuffer
-from moleflow.continual.settings import TrainSettings
+from moleflow.continual.settings import TrainSettings, model_config
 from moleflow.model import GaussianMemory, MoLEFlow, NearestNeighbourScorer
 from moleflow.model.mole_flow import task_of_parameter
+
+if TYPE_CHECKING:  # the buffer is the replay strategy's own (strategies/replay.py, which imports this module)
+    from moleflow.continual.strategies.replay import ReplayBuffer
 
 
 class Models(Protocol):
@@ -141,7 +142,7 @@ class Strategy:
 
     # ------------------------------------------------------------------ what it keeps (Table 1)
     def parameter_counts(self, config: Config, dim: int) -> dict[str, float]:
-        """``base`` and ``per_task`` parameters (see :func:`moleflow.continual.accounting.parameter_counts`)."""
+        """``base`` and ``per_task`` parameters (see :func:`moleflow.continual.strategies.parameter_counts`)."""
         counts = flow_counts(config, dim)
         return with_overheads(counts["base"], counts["per_task"], counts["per_task_without_dia"])
 
@@ -164,7 +165,7 @@ class Strategy:
         return 8.0 * (dim + dim * dim)
 
     def memory_per_task(self, config: Config, dim: int, patches_per_image: int, train_images: int) -> dict[str, float]:
-        """See :func:`moleflow.continual.accounting.memory_per_task`."""
+        """See :func:`moleflow.continual.strategies.memory_per_task`."""
         counts = self.parameter_counts(config, dim)
         params = self.stored_parameters(config, dim, counts)
         per_task = 4.0 * params + self.stored_feature_bytes(config, dim, patches_per_image, train_images)

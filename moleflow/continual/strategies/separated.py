@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from moleflow.config import Config
-from moleflow.continual.model_settings import model_config
+from moleflow.continual.settings import model_config
 from moleflow.continual.strategies.base import Models, Strategy
 from moleflow.model import MoLEFlow
 from moleflow.model.mole_flow import is_fixed_parameter, task_of_parameter
