@@ -128,3 +128,68 @@ def test_objective_table_rows_columns_directions_and_caption() -> None:
     )  # what a reader of Table "objective" is told its two diagnostic columns are
     assert spec.cells[("included|4x", "separation")].mean == pytest.approx(4.0)
     assert spec.cells[("included|4x", "log-volume / patch")].mean == pytest.approx(-6.0)
+
+
+def _ablation(values: dict[str, list[float]], **more: float) -> pd.DataFrame:
+    """An ablation study's runs: per variant its I-AUROC by seed (and further columns, the same in every run)."""
+    return pd.DataFrame(
+        [
+            {
+                "study": "ablation",
+                "dataset": "synth",
+                "variant": variant,
+                "seed": seed,
+                "order": "x",
+                "status": "ok",
+                "auroc": value,
+                "pixel": 2 * value,
+                **more,
+            }  # fmt: skip
+            for variant, by_seed in values.items()
+            for seed, value in enumerate(by_seed)
+        ]
+    )
+
+
+def test_variant_table_deltas_pair_each_row_with_the_first_by_seed() -> None:
+    values = {"MoLE-Flow": [0.90, 0.80, 0.70], "w/o LoRA": [0.80, 0.75, 0.50], "w/o DIA": [0.95, 0.80]}
+    columns = {"auroc": "I-AUROC", "pixel": "P-AUROC", "memory_mb": "memory"}
+    args = ("ablation", "synth", "T7", "7", "Ablations", columns)
+    spec = variant_table(_ablation(values, memory_mb=1.0), *args, delta_of="auroc")
+    assert spec.columns == ["I-AUROC", "P-AUROC", "memory", "Δ I-AUROC"]
+    assert spec.better["memory"] == "min"
+    assert ("MoLE-Flow", "Δ I-AUROC") not in spec.cells  # the reference row has no difference to itself
+    lora = spec.cells[("w/o LoRA", "Δ I-AUROC")]
+    assert (lora.mean, lora.n) == (pytest.approx(np.mean([-0.10, -0.05, -0.20])), 3)
+    assert lora.interval == pytest.approx(t_interval(np.array([-0.10, -0.05, -0.20])))
+    dia = spec.cells[("w/o DIA", "Δ I-AUROC")]  # seed 2 not run: two pairs
+    assert (dia.mean, dia.n) == (pytest.approx(0.025), 2)
+    assert spec.caption.startswith("Ablations. Mean and standard deviation over seeds [0, 1, 2]")
+    assert spec.caption.endswith(
+        " Δ: paired by seed against MoLE-Flow over the seeds both finished (n = pairs), with a 95% t interval of "
+        "the mean difference."
+    )
+    both = variant_table(
+        _ablation(values), *args[:5], {"auroc": "I-AUROC", "pixel": "P-AUROC"}, delta_of=("auroc", "pixel")
+    )
+    assert both.columns == ["I-AUROC", "P-AUROC", "Δ I-AUROC", "Δ P-AUROC"]
+    assert both.cells[("w/o LoRA", "Δ P-AUROC")].mean == pytest.approx(2 * np.mean([-0.10, -0.05, -0.20]))
+    plain = variant_table(_ablation(values), *args[:5], {"auroc": "I-AUROC"})
+    assert plain.columns == ["I-AUROC"] and "Δ" not in plain.caption
+    empty = variant_table(_ablation(values), "sweep", *args[1:], delta_of="auroc")  # a study with no runs
+    assert empty.rows == [] and empty.columns == ["I-AUROC", "P-AUROC", "memory"] and "Δ" not in empty.caption
+
+
+def test_main_runs_are_each_datasets_lowest_seed_run_of_the_method() -> None:
+    from analysis.tables import main_runs
+
+    rows = [
+        ("main", "zeta", "MoLE-Flow", 0, "z0"), ("main", "zeta", "MoLE-Flow", 1, "z1"),
+        ("main", "alpha", "MoLE-Flow", 2, "a2"), ("main", "alpha", "MoLE-Flow", 1, "a1b"),
+        ("main", "alpha", "MoLE-Flow", 1, "a1a"), ("main", "alpha", "knn", 0, "k0"),
+        ("pilot", "alpha", "MoLE-Flow", 0, "p0"),
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=["study", "dataset", "variant", "seed", "run_id"])
+    found = main_runs(frame)
+    assert list(found.items()) == [("zeta", "z0"), ("alpha", "a1a")]  # datasets in the order of their lowest seed
+    assert main_runs(frame, "pilot") == {"alpha": "p0"}
