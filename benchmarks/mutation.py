@@ -349,7 +349,7 @@ def rejudge(
     """Run mutmut again on the survivors of the part's record only (after tests were added) and fold the new
     verdicts into it: the record's killed mutants stay killed. A module changed since the record (its digest,
     uncommitted changes included) and the modules named in ``whole`` are run whole instead, and their counts and
-    survivors replaced by this run's; a changed file that is not a module (the registry, a table of the paper's
+    survivors replaced by this run's (dated in the record's ``run_whole`` by the commit the copy was made from); a changed file that is not a module (the registry, a table of the paper's
     values) is read by every mutant, so the part must run whole.
     ``untested``: name patterns (fnmatch) of mutants the record counts as reached by no test or not yet run (a
     stopped part), judged too; those the run judged before it was stopped are folded in, the rest stay as they were.
@@ -365,6 +365,7 @@ def rejudge(
         raise SystemExit(f"mutation: part {part}: {', '.join(data)} changed since {rec['commit']}: run the whole part")
     anew = sorted(set(changed) | set(whole or []))
     names = [s["mutant"] for s in rec["survivors"] if module_of(s["mutant"]) not in anew]
+    copied = commit()  # what the copy below holds: the commit a verdict is dated by
     shutil.rmtree(work, ignore_errors=True)  # a fresh copy: the tests added since are what judges
     prepare(part, work)
     env = _one_thread_env()
@@ -396,8 +397,10 @@ def rejudge(
         counts[kind] = counts.get(kind, 0) + 1
         if kind == "survived":
             survivors.append({"mutant": name, "diff": _diff(work, name)})
+    today = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     for module in anew:  # run whole: this run's counts and survivors replace the record's
         rec["modules"].pop(module, None)
+        rec.setdefault("run_whole", {})[module] = {"commit": copied, "date": today}
     for name, status in sorted(results.items()):
         if module_of(name) in anew:
             counts = rec["modules"].setdefault(module_of(name), {})
@@ -411,8 +414,8 @@ def rejudge(
     ] + survivors
     rec["sources"] = sources_digests(part, work)
     rec["rejudged"] = {
-        "commit": commit(),
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
+        "commit": copied,
+        "date": today,
         "mutants": len(names) + len(extra) + sum(module_of(n) in anew for n in results),
         "tests": PARTS[part][1],
         **({"whole": anew} if anew else {}),
@@ -465,9 +468,11 @@ def report() -> str:
         for module, counts in sorted(rec["modules"].items()):
             k, j, s = score(counts)
             total_k, total_j = total_k + k, total_j + j
-            when = f"{rec['commit']}, {rec['date']}"
-            if "rejudged" in rec:
-                when += f"; survivors re-judged at {rec['rejudged']['commit']}, {rec['rejudged']['date']}"
+            whole = rec.get("run_whole", {}).get(module)  # a module run whole again since the part's run
+            when = f"run whole at {whole['commit']}, {whole['date']}" if whole else f"{rec['commit']}, {rec['date']}"
+            rejudged = rec.get("rejudged")
+            if rejudged and (not whole or (whole["commit"], whole["date"]) != (rejudged["commit"], rejudged["date"])):
+                when += f"; survivors re-judged at {rejudged['commit']}, {rejudged['date']}"
             lines.append(
                 f"| {rec['part']} | `{module}` | {k} | {j} | {s:.1%} | {counts.get('equivalent', 0)} | "
                 f"{counts.get('not checked', 0)} | {when} |"

@@ -117,3 +117,27 @@ def test_every_mutation_part_names_modules_and_judging_tests_that_exist() -> Non
             assert (root / path).is_file(), f"{part}: {path} is not a test file"
             if test:
                 assert f"def {test}(" in (root / path).read_text(), f"{part}: {entry} names no test"
+
+
+def test_the_mutation_report_dates_a_module_run_whole_again_by_that_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import json
+
+    import benchmarks.mutation as mutation
+
+    monkeypatch.setattr(mutation, "RECORDS", tmp_path)
+    monkeypatch.setattr(mutation, "EQUIVALENT", tmp_path / "none.yaml")
+    record = {
+        "part": "p", "commit": "old", "date": "2026-01-01", "survivors": [],
+        "modules": {"pkg/a.py": {"killed": 3, "not checked": 1}, "pkg/b.py": {"killed": 2, "survived": 2}},
+        "run_whole": {"pkg/a.py": {"commit": "new", "date": "2026-02-02"}},
+        "rejudged": {"commit": "new", "date": "2026-02-02", "mutants": 5},
+    }  # fmt: skip
+    (tmp_path / "p.json").write_text(json.dumps(record))
+    lines = {line.split("|")[2].strip(): line for line in mutation.report().splitlines() if line.startswith("| p |")}
+    assert lines["`pkg/a.py`"].endswith("| 3 | 3 | 100.0% | 0 | 1 | run whole at new, 2026-02-02 |")
+    assert lines["`pkg/b.py`"].endswith(
+        "| 2 | 4 | 50.0% | 0 | 0 | old, 2026-01-01; survivors re-judged at new, 2026-02-02 |"
+    )
+    assert "All parts: 5 of 7 judged mutants killed (71.4%)." in mutation.report()

@@ -261,6 +261,7 @@ def test_smoke_timings_by_hand() -> None:
     plain = strategy_named("frozen_base")
     assert plain.smoke_timings([3.0, 1.5, 1.2], images, 2) == (3.0, 1.5, 6 + 6 + 5)
     assert plain.smoke_timings([3.0], images, 1)[:2] == (3.0, pytest.approx(float("nan"), nan_ok=True))
+    assert plain.smoke_timings([3.0, 1.5], images, 2)[:2] == (3.0, 1.5)  # two tasks: the second is the later one
     first, later, n = plain.smoke_timings([], images, 0)
     assert math.isnan(first) and math.isnan(later) and n == 0
     joint = strategy_named("joint")
@@ -274,3 +275,34 @@ def test_a_flow_without_a_shared_base_has_no_share_of_it() -> None:
     bare = _config("frozen_base", **{"model.coupling_blocks": 0, "model.spatial_mixer": False})
     found = memory_per_task(bare, DIM, CELLS, TRAIN)
     assert math.isnan(found["pct_of_base"]) and found["params_per_task"] > 0  # whitening and DIA, no base
+
+
+def test_memory_per_task_hands_fixed_bytes_the_run_config_and_its_training_images() -> None:
+    """The extension point a strategy overrides (its memory kept once) gets what it may need to count."""
+    config = _config("ewc")
+    strategy = strategy_named("ewc", config["strategy"])
+    seen: list[tuple] = []
+
+    def fixed_bytes(config: dict, dim: int, patches_per_image: int, train_images: int, base_bytes: float) -> float:
+        seen.append((config, dim, patches_per_image, train_images, base_bytes))
+        return 7.0
+
+    strategy.fixed_bytes = fixed_bytes  # type: ignore[method-assign]
+    memory = strategy.memory_per_task(config, DIM, 25, 40)
+    assert memory["fixed_bytes"] == 7.0 and len(seen) == 1
+    assert seen[0][:4] == (config, DIM, 25, 40) and seen[0][4] == 4.0 * strategy.parameter_counts(config, DIM)["base"]
+
+
+def test_the_replay_buffer_keeps_a_seeded_draw_without_repeats_of_each_task() -> None:
+    import numpy as np
+
+    from moleflow.continual.strategies.replay import ReplayBuffer
+
+    buffer = ReplayBuffer(images_per_task=4, seed=3)
+    patches = np.zeros((40, 2, 2, 8), dtype=np.float16)
+    buffer.add(1, patches)
+    buffer.add(2, patches[:2])  # fewer maps than the buffer holds: all of them
+    (task, held, rows), (task2, _, rows2) = buffer.entries
+    by_hand = np.sort(np.random.default_rng([3, 1, 17]).choice(40, 4, replace=False))
+    assert task == 1 and held is patches and rows.tolist() == by_hand.tolist() and len(set(rows.tolist())) == 4
+    assert task2 == 2 and rows2.tolist() == [0, 1]
