@@ -134,6 +134,9 @@ def test_flow_counts_are_the_shared_task0_and_a_later_tasks_parameters() -> None
         "base": base, "task0": task0, "per_task": ADAPTERS, "per_task_without_dia": ADAPTERS - DIA,
     }  # fmt: skip
     assert torch.equal(torch.random.get_rng_state(), state)  # counting draws nothing from the global RNG
+    bare = _config("frozen_base", **{"model.task0_adapters": False})  # task 0 without LoRA: not a later task's count
+    base, task0 = _shared_and_task0(bare)
+    assert flow_counts(bare, DIM)["task0"] == task0 != ADAPTERS
 
 
 def test_parameter_counts_of_every_strategy() -> None:
@@ -306,3 +309,20 @@ def test_the_replay_buffer_keeps_a_seeded_draw_without_repeats_of_each_task() ->
     by_hand = np.sort(np.random.default_rng([3, 1, 17]).choice(40, 4, replace=False))
     assert task == 1 and held is patches and rows.tolist() == by_hand.tolist() and len(set(rows.tolist())) == 4
     assert task2 == 2 and rows2.tolist() == [0, 1]
+
+
+def test_forgetting_of_no_task_and_of_a_matrix_with_untrained_cells() -> None:
+    from moleflow.continual.summary import forgetting_of
+
+    none = forgetting_of([], 0)
+    assert list(none) == ["fm", "paper", "bwt"] and all(math.isnan(v) for v in none.values())
+    matrix: list[list[float | None]] = [
+        [0.9, None, None],
+        [0.95, 0.8, None],
+        [0.6, 0.85, 0.5],
+    ]  # R[j][i]: task i after training task j
+    two = forgetting_of(matrix, 2)  # the first two tasks only
+    assert two == {"fm": pytest.approx(-0.05), "paper": pytest.approx(-0.05), "bwt": pytest.approx(0.05)}
+    three = forgetting_of(matrix, 3)  # FM from task 0's best earlier value 0.95, the paper's from its own 0.9
+    assert three == {"fm": pytest.approx((0.35 - 0.05) / 2), "paper": pytest.approx((0.3 - 0.05) / 2),
+                     "bwt": pytest.approx(-0.125)}  # fmt: skip
