@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from tests_helpers import per_task_by_formula
 
+from moleflow.continual.checkpoint import RunState
 from moleflow.continual.strategies import STRATEGIES, Strategy, strategy_named
 from moleflow.continual.strategies.base import CostInputs
 from moleflow.continual.summary import SUMMARY_KEYS, read_summary
@@ -326,3 +328,45 @@ def test_forgetting_of_no_task_and_of_a_matrix_with_untrained_cells() -> None:
     three = forgetting_of(matrix, 3)  # FM from task 0's best earlier value 0.95, the paper's from its own 0.9
     assert three == {"fm": pytest.approx((0.35 - 0.05) / 2), "paper": pytest.approx((0.3 - 0.05) / 2),
                      "bwt": pytest.approx(-0.125)}  # fmt: skip
+
+
+def _state(completed: int, collapsed: tuple[bool, ...] = ()) -> RunState:
+    """A two-task run's commit record after ``completed`` tasks: I-AUROC routed and oracle, the collapse flags."""
+    state = RunState(2, "h")
+    state.completed = completed
+    cells: dict[str, list[list[float | None]]] = {
+        "routed": [[0.9, None], [0.95, 0.8]],
+        "oracle": [[0.9, None], [0.7, 0.8]],
+    }
+    for mode, matrix in cells.items():
+        state.matrices[mode]["image_auroc"] = [row[:] for row in matrix]
+    diagnosed: list[dict[str, Any]] = [{"task": t, "input_collapse": {"collapsed": c}} for t, c in enumerate(collapsed)]
+    state.tasks = diagnosed + [{"task": t} for t in range(len(collapsed), 2)]  # no flow: nothing diagnosed
+    return state
+
+
+def _built(state: RunState, status: str = "ok") -> dict:
+    from moleflow.continual.summary import build_summary
+
+    config = _config("frozen_base")
+    return build_summary(config, "h", ["a", "b"], state, status, "", DIM, 4, 10, {}, torch.device("cpu"))
+
+
+def test_a_finished_runs_summary_has_its_forgetting_and_its_collapse_flags() -> None:
+    summary = _built(_state(2, collapsed=(False, True)))
+    assert summary["config_hash"] == "h" and summary["tasks_completed"] == 2 and summary["forgetting_partial"] is None
+    assert summary["forgetting"]["image_auroc"] == {  # routed: task 0 rose from 0.9 to 0.95
+        "fm": pytest.approx(-0.05), "paper": pytest.approx(-0.05), "bwt": pytest.approx(0.05)}  # fmt: skip
+    assert summary["forgetting_oracle"]["image_auroc"]["paper"] == pytest.approx(0.2)  # oracle: 0.9 -> 0.7
+    assert summary["input_collapse"] == {"collapsed": True, "flagged_tasks": [1]}
+    assert _built(_state(2, collapsed=(False, False)))["input_collapse"] == {"collapsed": False, "flagged_tasks": []}
+    assert _built(_state(2))["input_collapse"] is None  # no flow: nothing diagnosed
+
+
+def test_a_stopped_runs_forgetting_is_nan_and_kept_apart() -> None:
+    for summary in (_built(_state(1), status="diverged"), _built(_state(2), status="diverged"), _built(_state(1))):
+        assert all(math.isnan(v) for v in summary["forgetting"]["image_auroc"].values())
+        assert all(math.isnan(v) for v in summary["forgetting_oracle"]["image_auroc"].values())
+        assert summary["forgetting_partial"] is not None
+    stopped = _built(_state(2), status="diverged")  # both tasks committed, yet not finished
+    assert stopped["forgetting_partial"]["image_auroc"]["paper"] == pytest.approx(-0.05)
