@@ -131,23 +131,22 @@ def _check_fingerprints(learner: Learner, ckpt: Path, state: dict[str, Any], com
     """The restored tensors against the digests the run recorded after its last committed task
     (:func:`moleflow.continual.structure.fingerprints`): a checkpoint copied from another run, or changed
     after training, is refused naming the file. Runs that recorded no digest are not checked."""
-    from moleflow.continual.structure import digest
+    from moleflow.continual.structure import fingerprints
 
     recorded = next(
         (t.get("fingerprints") for t in reversed(state["tasks"][:completed]) if t.get("fingerprints")), None
     )
     if not isinstance(recorded, dict):
         return
+    held_tasks = recorded.get("tasks") or []
+    restored = fingerprints(learner.base_state(), learner.task_states(len(held_tasks)))
+    whole = f"learner_{completed - 1}.pt"  # a strategy without per-task checkpoints keeps everything in one file
     per_task = learner.strategy.per_task_checkpoints
-    found: list[tuple[str, str | None, str | None]] = []  # (file, recorded, restored)
-    base = learner.base_state()
-    found.append(
-        ("base.pt" if per_task else f"learner_{completed - 1}.pt", recorded.get("base"), digest(base) if base else None)
-    )
-    for t, held in enumerate(recorded.get("tasks") or []):
-        found.append(
-            (f"task_{t}.pt" if per_task else f"learner_{completed - 1}.pt", held, digest(learner.task_state(t)))
-        )
+    found = [("base.pt" if per_task else whole, recorded.get("base"), restored["base"])]  # (file, recorded, restored)
+    found += [
+        (f"task_{t}.pt" if per_task else whole, held, now)
+        for t, (held, now) in enumerate(zip(held_tasks, restored["tasks"], strict=True))
+    ]
     for name, held, restored in found:
         if held != restored:
             raise MoleflowError(
