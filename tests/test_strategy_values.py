@@ -370,3 +370,171 @@ def test_a_stopped_runs_forgetting_is_nan_and_kept_apart() -> None:
         assert summary["forgetting_partial"] is not None
     stopped = _built(_state(2), status="diverged")  # both tasks committed, yet not finished
     assert stopped["forgetting_partial"]["image_auroc"]["paper"] == pytest.approx(-0.05)
+
+
+def test_tasks_csv_lists_every_filled_cell_under_its_header() -> None:
+    import csv
+    import io
+
+    from moleflow.continual.checkpoint import MODES
+    from moleflow.continual.summary import METRICS, tasks_csv
+
+    def value(mode: str, metric: str, j: int, i: int) -> float:
+        return 1000 * MODES.index(mode) + 100 * METRICS.index(metric) + 10 * j + i + 0.25
+
+    matrices = {
+        mode: {m: [[value(mode, m, j, i) for i in range(3)] for j in range(3)] for m in METRICS} for mode in MODES
+    }
+    rows = list(csv.reader(io.StringIO(tasks_csv(matrices, ["cap", "tile", "wood"], 2))))
+    assert rows[0] == ["after_task", "task", "category", "mode", *METRICS]
+    expected = [
+        [str(j), str(i), name, mode, *(str(value(mode, m, j, i)) for m in METRICS)]
+        for j in range(2)  # the completed tasks only: the third row of the matrices is not a finished task's
+        for i, name in zip(range(j + 1), ["cap", "tile"])
+        for mode in MODES
+    ]
+    assert rows[1:] == expected
+
+
+def test_the_dataset_record_names_what_the_run_read() -> None:
+    import hashlib
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from moleflow.continual.summary import dataset_record
+    from moleflow.continual.tasks import TaskData
+
+    def split(dataset: str, labels: list[int]) -> Any:
+        return SimpleNamespace(meta={"key": {"dataset": dataset}}, labels=np.asarray(labels, dtype=np.int8))
+
+    tasks = [
+        TaskData("tile", split("t-train", [0, 0]), split("t-test", [0, 1, 1, 1])),
+        TaskData("cap", split("c-train", [0]), split("c-test", [0, 0, 1])),
+    ]
+    record = dataset_record({"dataset": {"kind": "visa", "root": Path("/data/visa")}}, tasks)
+    prints = {"tile": {"train": "t-train", "test": "t-test"}, "cap": {"train": "c-train", "test": "c-test"}}
+    assert record == {
+        "kind": "visa",
+        "root": "/data/visa",
+        "categories": ["tile", "cap"],
+        "fingerprints": prints,
+        "digest": hashlib.sha256(json.dumps(prints, sort_keys=True).encode()).hexdigest()[:16],
+        "test_counts": {"tile": {"normal": 1, "anomalous": 3}, "cap": {"normal": 2, "anomalous": 1}},
+    }
+    assert len(record["digest"]) == 16
+
+
+class _ImageScorer:
+    """A strategy without maps (DNE's kind) whose router sends every image to task 0 and scores one image NaN."""
+
+    has_maps = False
+
+    def __init__(self) -> None:
+        self.router = self
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(len(features), dtype=torch.long)
+
+    def nearest_mean(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(len(features), dtype=torch.long)
+
+    def image_scores(self, task: int, features: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([float("nan"), 0.2, 0.9, 0.7])[: len(features)]
+
+
+@pytest.mark.parametrize("reading, replaced", [("nan_to_num", 2), ("diverged", 0)])
+def test_a_strategy_without_maps_is_scored_under_the_configured_reading_of_nonfinite_scores(
+    reading: str, replaced: int
+) -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from moleflow.continual.evaluate import evaluate_task
+    from moleflow.continual.settings import ScoreSettings
+    from moleflow.continual.tasks import TaskData
+
+    test = SimpleNamespace(labels=np.array([0, 0, 1, 1], dtype=np.int8), router=np.zeros((4, 3), np.float32))
+    scoring = ScoreSettings(64, 3, 4.0, 0.3, 8, nonfinite_scores=reading)
+    evaluation = evaluate_task(_ImageScorer(), 0, TaskData("cap", test, test), scoring, torch.device("cpu"))  # type: ignore[arg-type]
+    assert evaluation.replaced == replaced  # the oracle's and the routed scores' NaN, each replaced once
+    if reading == "nan_to_num":  # NaN -> 0: below both anomalous images, tied with nothing
+        assert evaluation.oracle["image_auroc"] == pytest.approx(1.0)
+        assert evaluation.oracle["pixel_auroc"] is None
+
+
+def test_metrics_without_maps_are_nan_for_non_finite_scores_and_none_for_pixels() -> None:
+    import numpy as np
+
+    from moleflow.continual.evaluate import TaskScores, metrics_of
+    from moleflow.metrics.continual import METRICS
+
+    labels = np.array([0, 1, 1, 0])
+    broken = metrics_of(labels, np.zeros(0), TaskScores(np.array([0.1, np.inf, 0.5, 0.2]), None), 0.3)
+    assert math.isnan(broken["image_auroc"]) and [broken[m] for m in METRICS if m != "image_auroc"] == [None] * 3
+    fine = metrics_of(labels, np.zeros(0), TaskScores(np.array([0.1, 0.9, 0.5, 0.6]), None), 0.3)
+    assert fine["image_auroc"] == pytest.approx(0.75)  # 3 of the 4 (anomalous, normal) pairs ordered
+
+
+class _MapScorer:
+    """A strategy with maps whose router sends images 1 and 2 to task 1 (the test's scores stand in for the flow)."""
+
+    has_maps = True
+
+    def __init__(self) -> None:
+        self.router = self
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([0, 1, 1, 0])
+
+    def nearest_mean(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("route_all_elsewhere", [False, True])
+def test_routed_images_are_scored_under_the_task_they_are_sent_to(
+    route_all_elsewhere: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Oracle: every image under task 0's scores; routed: images sent to task 1 under task 1's; replaced NaN counted
+    in both; the routed metrics are the oracle's only when every image stays with its task."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    import moleflow.continual.evaluate as evaluate
+    from moleflow.continual.settings import ScoreSettings
+    from moleflow.continual.tasks import TaskData
+
+    size = 4
+    labels = np.array([0, 0, 1, 1], dtype=np.int8)
+    masks = np.zeros((4, size, size), bool)
+    masks[2:, :2, :2] = True
+    images = {0: np.array([np.nan, 0.2, 0.8, 0.9]), 1: np.array([0.9, 0.8, 0.2, 0.1])}
+    maps = {
+        t: np.broadcast_to(np.nan_to_num(images[t])[:, None, None], (4, size, size)).astype(np.float32).copy()
+        for t in (0, 1)
+    }
+    maps[0][0, 0, 0] = np.nan
+    maps[0][2:, :2, :2] += 1.0  # task 0's maps find the defects; task 1's miss them
+
+    def score_rows(learner, task, patches, rows, scoring, device, rescore=()):  # type: ignore[no-untyped-def]
+        return evaluate.TaskScores(
+            images[task][rows].copy(), maps[task][rows].copy(), {k: images[task][rows].copy() for k in rescore}
+        )
+
+    monkeypatch.setattr(evaluate, "score_rows", score_rows)
+    scorer = _MapScorer()
+    if route_all_elsewhere:
+        monkeypatch.setattr(_MapScorer, "__call__", lambda self, features: torch.tensor([1, 1, 1, 1]))
+    test = SimpleNamespace(labels=labels, masks=masks, patches=np.zeros((4, 1, 1, 1)), router=np.zeros((4, 2)))
+    scoring = ScoreSettings(size, 1, 1.0, 0.3, 2, nonfinite_scores="nan_to_num")
+    ev = evaluate.evaluate_task(scorer, 0, TaskData("cap", test, test), scoring, torch.device("cpu"))  # type: ignore[arg-type]
+    assert ev.oracle["image_auroc"] == pytest.approx(1.0)  # the NaN became 0, below every anomalous score
+    # routed: image 0 at 0 (NaN replaced), 1 and 2 under task 1 (0.8, 0.2), 3 at 0.9: 3 of 4 pairs ordered
+    assert ev.routed["image_auroc"] == pytest.approx(0.0 if route_all_elsewhere else 0.75)
+    assert ev.routed["pixel_auroc"] < ev.oracle["pixel_auroc"]
+    # NaN replaced: the oracle's image, map pixel and re-scored top-k, and the routed image and pixel if image 0 stays
+    oracle_nan = 2 + len(evaluate.RESCORE_TOP_K)
+    assert ev.replaced == oracle_nan + (0 if route_all_elsewhere else 2)
+    assert list(ev.routed_to_euclidean) == [1, 1, 1, 1]
