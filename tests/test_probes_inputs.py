@@ -128,7 +128,10 @@ def test_a_device_that_is_not_there_is_refused_before_any_check(
     assert err.startswith(f"moleflow: error: --device: {device}") or f"--device: {device!r}" in err
 
 
-@pytest.mark.parametrize("option", [["--json", "x.json"], ["--studies", "main"], ["--device", "cpu"]])
+@pytest.mark.parametrize(
+    "option",
+    [["--json", "x.json"], ["--studies", "main"], ["--device", "cpu"], ["--jobs", "2"], ["--every-group"]],
+)
 def test_smoke_options_without_smoke_are_refused(option: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     err = one_line(capsys, main(["plan", str(CONFIG), *option]))
     assert f"{option[0]} only apply to the smoke check: add --smoke" in err

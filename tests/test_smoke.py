@@ -13,7 +13,7 @@ from moleflow.config import read_yaml
 from moleflow.continual.strategies import parameter_counts
 from moleflow.planning import WorkflowPlan
 from moleflow.planning.estimate import GroupCheck, published_counts, run_cost, split_sizes
-from moleflow.planning.smoke import shape_signature, smoke_groups
+from moleflow.planning.smoke import covered_check, covering, shape_signature, smoke_groups
 
 ROOT = Path(__file__).parents[1]
 
@@ -70,6 +70,82 @@ def test_runs_differing_only_in_values_share_a_check_and_shapes_or_code_paths_do
     other_kind = {**first, "dataset": {**first["dataset"], "kind": "visa", "root": "/elsewhere"}}
     assert shape_signature(other_kind) == shape_signature(first)  # the layout is checked by the extraction, once
     assert [sorted({v for r in g.runs for _, v in r.memberships}) for g in smoke_groups(plan, ["nope"])] == []
+
+
+def _params(config: dict) -> int:
+    counts = parameter_counts(config, config["features"]["embed_dim"])
+    return int(counts["base"] + counts["per_task"])
+
+
+def test_groups_that_differ_only_in_sizes_are_covered_by_their_largest(tmp_path: Path) -> None:
+    plan = WorkflowPlan.from_config(
+        _workflow(
+            tmp_path,
+            [
+                {"name": "a"},  # 2 coupling blocks, rank 4
+                {"name": "deeper", "set": {"model.coupling_blocks": 4}},  # the same code, larger
+                {"name": "rank 8", "set": {"model.lora_rank": 8, "model.mixer_kernel": 5}},  # the same code
+                {"name": "no DIA", "set": {"model.dia_blocks": 0}},  # a component left out: another path
+                {"name": "seq", "set": {"strategy.name": "sequential"}},
+            ],
+        )
+    )
+    groups = smoke_groups(plan)
+    configs = [g.config for g in groups]
+    assert _params(configs[1]) > max(_params(configs[0]), _params(configs[2]))
+    assert covering(groups) == [1, None, 1, None, None]
+    assert covering(groups, every_group=True) == [None] * 5
+    smaller = WorkflowPlan.from_config(
+        _workflow(tmp_path, [{"name": "a"}, {"name": "shallower", "set": {"model.coupling_blocks": 1}}])
+    )
+    assert covering(smoke_groups(smaller)) == [None, 0]  # the largest, wherever it stands
+
+
+def test_a_covered_groups_figures_are_its_checked_groups_scaled_by_parameters(tmp_path: Path) -> None:
+    plan = WorkflowPlan.from_config(
+        _workflow(tmp_path, [{"name": "a"}, {"name": "deeper", "set": {"model.coupling_blocks": 4}}])
+    )
+    small, large = smoke_groups(plan)
+    checked = GroupCheck("s/deeper", 2, "ok", "", 10, 5, 300.0, 2.0, 1.0, 0.5, random_weights=True)
+    covered = covered_check(small, large, checked)
+    share = _params(small.config) / _params(large.config)
+    counts = parameter_counts(small.config, 16)
+    assert 0.3 < share < 0.9
+    assert covered.status == "covered" and covered.label == small.label and covered.runs == 2
+    assert (covered.base_params, covered.params_per_task) == (counts["base"], counts["per_task"])
+    assert (covered.peak_mib, covered.task0_step_s, covered.later_step_s, covered.eval_image_s) == pytest.approx(
+        (300.0 * share, 2.0 * share, 1.0 * share, 0.5 * share)
+    )
+    assert covered.random_weights and f"x {share:.2f}" in covered.message and large.label in covered.message
+    failed = covered_check(small, large, GroupCheck("s/deeper", 2, "failed", "boom", 0, 0, *[math.nan] * 4, False))
+    assert failed.status == "failed" and failed.message == f"not checked: {large.label} (its code path) failed"
+    assert math.isnan(failed.task0_step_s) and failed.base_params == counts["base"]
+
+
+def test_the_check_in_two_processes_reports_covered_groups_and_estimates_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    workflow = _workflow(
+        tmp_path,
+        [
+            {"name": "a"},
+            {"name": "deeper", "set": {"model.coupling_blocks": 3}},
+            {"name": "seq", "set": {"strategy.name": "sequential"}},
+        ],
+    )
+    workflow["seeds"] = [0]
+    (tmp_path / "workflow.yaml").write_text(json.dumps(workflow))
+    report = tmp_path / "smoke.json"
+    code = main(
+        ["plan", str(tmp_path / "workflow.yaml"), "--smoke", "--device", "cpu", "--jobs", "2", "--json", str(report)]
+    )
+    out = capsys.readouterr().out
+    groups = json.loads(report.read_text())
+    assert code == 0 and [g["status"] for g in groups["groups"]] == ["covered", "ok", "ok"]
+    assert (groups["jobs"], groups["threads"]) == (2, 1)
+    assert groups["groups"][1]["task0_step_s"] > 0 and groups["estimate"]["runs_without_estimate"] == 0
+    assert "3 of 3 groups ok (1 covered by another of their code path)" in out
+    assert "covered  s/a (1 run): the code path of s/deeper" in out
 
 
 def test_split_sizes_from_disk_published_or_generated(tmp_path: Path) -> None:
@@ -137,7 +213,9 @@ def test_the_default_grid_passes_its_smoke_check(tmp_path: Path, capsys: pytest.
     report = json.loads((tmp_path / "s.json").read_text())
     plan = WorkflowPlan.from_config(workflow)
     groups = smoke_groups(plan)
-    assert code == 0 and len(report["groups"]) == len(groups) and all(g["status"] == "ok" for g in report["groups"])
+    statuses = [g["status"] for g in report["groups"]]
+    assert code == 0 and len(statuses) == len(groups) and set(statuses) == {"ok", "covered"}
+    assert [s == "covered" for s in statuses] == [by is not None for by in covering(groups)]
     assert sum(g["runs"] for g in report["groups"]) == len(plan.runs)
     for group, check in zip(groups, report["groups"]):
         counts = parameter_counts(group.config, group.config["features"]["embed_dim"])

@@ -46,7 +46,13 @@ def _check_smoke_options(args: argparse.Namespace) -> None:
 
     given = [
         option
-        for option, value in (("--json", args.json), ("--studies", args.studies), ("--threads", args.threads))
+        for option, value in (
+            ("--json", args.json),
+            ("--studies", args.studies),
+            ("--threads", args.threads),
+            ("--jobs", args.jobs),
+            ("--every-group", args.every_group),
+        )
         if value
     ] + (["--device"] if args.device != "auto" else [])
     if given and not args.smoke:
@@ -57,24 +63,44 @@ def _hours(hours: float) -> str:
     return f"{hours:.1f} h" if hours >= 1 else f"{hours * 60:.0f} min"
 
 
+def _jobs(args: argparse.Namespace) -> tuple[int, int]:
+    """``(processes, torch threads each)`` of the smoke check: ``--jobs`` (default: the cores over ``--threads``,
+    one thread each when unset)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = args.threads or 1
+    jobs = args.jobs or max(1, cores // threads)
+    return jobs, threads
+
+
 def _smoke(args: argparse.Namespace) -> int:
     from moleflow.config import read_workflow_config
     from moleflow.io import write_json_atomic
     from moleflow.planning import WorkflowPlan
     from moleflow.planning.smoke import smoke
 
-    set_threads(args)
+    jobs, threads = _jobs(args)
+    if jobs == 1:
+        set_threads(args)
     report = smoke(
-        WorkflowPlan.from_config(read_workflow_config(args.configfile)), device=args.device, studies=args.studies
+        WorkflowPlan.from_config(read_workflow_config(args.configfile)),
+        device=args.device,
+        studies=args.studies,
+        jobs=jobs,
+        threads=threads,
+        every_group=args.every_group,
     )
-    est, failed = report["estimate"], [g for g in report["groups"] if g["status"] != "ok"]
+    est, failed = report["estimate"], [g for g in report["groups"] if g["status"] == "failed"]
+    covered = sum(g["status"] == "covered" for g in report["groups"])
     missing = (
         f"; {est['runs_without_estimate']} run(s) without one (dataset sizes unknown or check failed)"
         if est["runs_without_estimate"]
         else ""
     )
     print(
-        f"smoke: {len(report['groups']) - len(failed)} of {len(report['groups'])} groups ok in {report['seconds']:.0f} s on "
+        f"smoke: {len(report['groups']) - len(failed)} of {len(report['groups'])} groups ok"
+        f"{f' ({covered} covered by another of their code path)' if covered else ''} in {report['seconds']:.0f} s on "
         f"{report['device']}; the grid on this device: about {_hours(est['train_eval_hours'])} of training and "
         f"evaluation (an upper estimate) and {_hours(est['extraction_hours'])} of feature extraction{missing}"
     )
@@ -101,5 +127,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     plan.add_argument("--json", help="(--smoke) also write the full report as JSON here")
     plan.add_argument("--studies", nargs="+", metavar="STUDY", help="(--smoke) check only the runs of these studies")
-    plan.add_argument("--threads", type=positive_int, help="(--smoke) torch threads (default: torch's, one per core)")
+    plan.add_argument(
+        "--threads",
+        type=positive_int,
+        help="(--smoke) torch threads of each check (default: 1 when checks run at once, else torch's)",
+    )
+    plan.add_argument(
+        "--jobs",
+        type=positive_int,
+        help="(--smoke) groups checked at once on the CPU, each in its own process (default: the cores over --threads)",
+    )
+    plan.add_argument(
+        "--every-group",
+        action="store_true",
+        help="(--smoke) check every group, also those whose code path a larger group runs",
+    )
     plan.set_defaults(func=_cmd_plan)

@@ -26,6 +26,16 @@ image. From those and the datasets' image counts (read from disk where the datas
 there, else the published split sizes of MVTec AD and VisA) it estimates what the whole
 grid costs on the device it ran on; a real task spreads its set-up over many steps, so
 the estimate errs high.
+
+Groups that differ only in how large a component is (:data:`SIZE_KEYS`: the number of
+coupling or DIA blocks, the LoRA rank, a kernel's size, the subnets' width), and not in
+whether it is there, run the same code: of each such set of groups (:func:`code_path`)
+only the largest, by parameters, is run (the one that could run out of memory); the others
+are reported as covered by it, their parameters counted exactly and its times and peak
+memory scaled by their share of its parameters (a flow's arithmetic and activations grow
+with its blocks and widths, and the largest's set-up is carried over: the scaled figures
+err high). ``every_group`` runs them all. On the CPU the checks run in ``jobs`` processes
+of ``threads`` torch threads each (the workflow's CPU jobs run one thread each).
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +97,18 @@ VALUE_ONLY = (
 )
 
 
+#: Keys that size a component without changing the code that runs, as long as they stay zero (the component is
+#: absent) or non-zero: groups that differ only in these share one code path (:func:`code_path`).
+SIZE_KEYS = (
+    "model.coupling_blocks",
+    "model.dia_blocks",
+    "model.lora_rank",
+    "model.mixer_kernel",
+    "model.context_kernel",
+    "model.hidden_ratio",
+)
+
+
 def shape_signature(config: Config) -> str:
     """What of ``config`` can change a tensor's shape or the code that runs (JSON, sorted)."""
     from moleflow.continual.strategies import value_only_keys
@@ -94,6 +116,15 @@ def shape_signature(config: Config) -> str:
     value_only = VALUE_ONLY + value_only_keys()  # and each strategy's own
     kept = {k: v for k, v in flat(config).items() if not k.startswith(value_only)}
     return json.dumps(kept, sort_keys=True, default=str)
+
+
+def code_path(signature: str) -> str:
+    """A :func:`shape_signature` with each of :data:`SIZE_KEYS` reduced to whether it is non-zero (JSON, sorted)."""
+    kept = json.loads(signature)
+    for key in SIZE_KEYS:
+        if key in kept:
+            kept[key] = bool(kept[key])
+    return json.dumps(kept, sort_keys=True)
 
 
 @dataclass
@@ -124,6 +155,58 @@ def smoke_groups(plan: WorkflowPlan, studies: list[str] | None = None) -> list[S
         signature = shape_signature(run.config)
         groups.setdefault(signature, SmokeGroup(signature)).runs.append(run)
     return list(groups.values())
+
+
+def model_parameters(config: Config) -> int:
+    """Parameters of task 0's model of ``config``: the base and one task's own (what a step of task 0 trains)."""
+    from moleflow.continual.strategies import parameter_counts
+
+    counts = parameter_counts(config, config["features"]["embed_dim"])
+    return int(counts["base"] + counts["per_task"])
+
+
+def covering(groups: list[SmokeGroup], every_group: bool = False) -> list[int | None]:
+    """Per group, ``None`` when it is checked, else the index of the checked group of its :func:`code_path`: the
+    largest by :func:`model_parameters` (the first of equals). ``every_group``: every group is checked."""
+    if every_group:
+        return [None] * len(groups)
+    by_path: dict[str, list[int]] = {}
+    for k, group in enumerate(groups):
+        by_path.setdefault(code_path(group.signature), []).append(k)
+    cover: list[int | None] = [None] * len(groups)
+    for members in by_path.values():
+        if len(members) == 1:
+            continue
+        sizes = [model_parameters(groups[k].config) for k in members]
+        largest = members[sizes.index(max(sizes))]
+        for k in members:
+            cover[k] = None if k == largest else largest
+    return cover
+
+
+def covered_check(group: SmokeGroup, by: SmokeGroup, check: GroupCheck) -> GroupCheck:
+    """``group``'s figures from ``check``, the check of ``by`` (same code path): its own parameters, the times and
+    peak memory scaled by its share of ``by``'s parameters; not checked when ``check`` failed."""
+    from moleflow.continual.strategies import parameter_counts
+
+    counts = parameter_counts(group.config, group.config["features"]["embed_dim"])
+    if check.status == "failed":
+        return _failed(group, f"not checked: {by.label} (its code path) failed", counts, check.random_weights)
+    largest = model_parameters(by.config)
+    share = model_parameters(group.config) / largest if largest else 1.0  # no parameters (kNN, DNE): as measured
+    return GroupCheck(
+        label=group.label,
+        runs=len(group.runs),
+        status="covered",
+        message=f"the code path of {by.label}, its figures scaled by parameters (x {share:.2f})",
+        base_params=int(counts["base"]),
+        params_per_task=int(counts["per_task"]),
+        peak_mib=check.peak_mib * share,
+        task0_step_s=check.task0_step_s * share,
+        later_step_s=check.later_step_s * share,
+        eval_image_s=check.eval_image_s * share,
+        random_weights=check.random_weights,
+    )
 
 
 def standin_tree(root: Path, kind: str, size: int, train: int) -> list[str]:
@@ -201,14 +284,34 @@ def check_extraction(config: Config, workdir: Path, device: str) -> ExtractionCh
     )
 
 
-def check_group(group: SmokeGroup, workdir: Path, device: str) -> GroupCheck:
-    """Run the group's first run on its stand-in tree (features cached): one step per task, one evaluation per task."""
+def _failed(
+    group: SmokeGroup, message: str, counts: dict[str, float] | None = None, random_weights: bool = False
+) -> GroupCheck:
+    """A failed check of ``group``: no figures (its parameters when ``counts`` are given)."""
+    nan = float("nan")
+    return GroupCheck(
+        label=group.label,
+        runs=len(group.runs),
+        status="failed",
+        message=message,
+        base_params=int(counts["base"]) if counts else 0,
+        params_per_task=int(counts["per_task"]) if counts else 0,
+        peak_mib=nan,
+        task0_step_s=nan,
+        later_step_s=nan,
+        eval_image_s=nan,
+        random_weights=random_weights,
+    )
+
+
+def check_group(group: SmokeGroup, workdir: Path, device: str, index: int = 0) -> GroupCheck:
+    """Run the group's first run on its stand-in tree (features cached), in ``workdir/runs/<index>``: one step per
+    task, one evaluation per task."""
     from moleflow.continual import run
     from moleflow.continual.strategies import parameter_counts, strategy_for
 
     smoke, sizes = smoke_config(group.config, workdir, device)
-    runs = workdir / "runs"
-    out = runs / f"{len(list(runs.glob('*'))) if runs.exists() else 0:03d}"
+    out = workdir / "runs" / f"{index:03d}"
     try:
         with PeakMemory(device) as memory:
             summary = run(smoke, out, progress=False, log=lambda *a: None)
@@ -216,20 +319,7 @@ def check_group(group: SmokeGroup, workdir: Path, device: str) -> GroupCheck:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         summary = {"status": "failed", "message": f"{type(exc).__name__}: {first}"}
     if summary["status"] == "failed":
-        nan = float("nan")
-        return GroupCheck(
-            label=group.label,
-            runs=len(group.runs),
-            status="failed",
-            message=summary["message"],
-            base_params=0,
-            params_per_task=0,
-            peak_mib=nan,
-            task0_step_s=nan,
-            later_step_s=nan,
-            eval_image_s=nan,
-            random_weights=False,
-        )
+        return _failed(group, summary["message"])
     timings = summary.get("timings", {})
     per_task = timings.get("training_per_task", [])
     done = summary.get("tasks_completed", 0)
@@ -250,24 +340,64 @@ def check_group(group: SmokeGroup, workdir: Path, device: str) -> GroupCheck:
     )
 
 
+def _start_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _checked(
+    groups: list[SmokeGroup], indices: list[int], work: Path, device: str, jobs: int, threads: int
+) -> Iterator[tuple[int, GroupCheck]]:
+    """``(index, check)`` of each of ``groups[indices]`` as it finishes: in this process when ``jobs`` is 1, else in
+    ``jobs`` new processes of ``threads`` torch threads (a process that dies is that group's failure)."""
+    if jobs <= 1 or len(indices) <= 1:
+        for k in indices:
+            yield k, check_group(groups[k], work, device, k)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")  # no fork of a process whose torch already started threads
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(check_group, groups[k], work, device, k): k for k in indices}
+        for future in as_completed(futures):
+            k = futures[future]
+            try:
+                yield k, future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker killed (memory) is the group's finding
+                yield k, _failed(groups[k], f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+
 def smoke(
     plan: WorkflowPlan,
     device: str = "auto",
     workdir: Path | None = None,
     log: Callable[[str], None] = print,
     studies: list[str] | None = None,
+    jobs: int = 1,
+    threads: int = 1,
+    every_group: bool = False,
 ) -> dict[str, Any]:
-    """Check every group of ``plan`` (of ``studies``, default all); return ``{"groups": [...], "estimate": {...}, ...}``.
+    """Check every code path of ``plan`` (of ``studies``, default all); return
+    ``{"groups": [...], "estimate": {...}, ...}``, a check per group (``covered``: by another's).
 
-    The feature settings are checked once per dataset layout the plan reads them from.
+    The feature settings are checked once per dataset layout the plan reads them from. ``jobs`` processes of
+    ``threads`` torch threads each check the groups (CPU); ``every_group`` checks groups that another covers too.
     """
     from moleflow.device import resolve_device
 
     resolved = str(resolve_device(device))
     groups = smoke_groups(plan, studies)
+    cover = covering(groups, every_group)
+    todo = [k for k, by in enumerate(cover) if by is None]
     runs = sum(len(g.runs) for g in groups)
-    log(f"{runs} distinct runs in {len(groups)} groups of the same shapes and code paths; checking each on {resolved}")
-    checks: list[GroupCheck] = []
+    jobs = 1 if resolved.startswith("cuda") else max(1, jobs)
+    log(
+        f"{runs} distinct runs in {len(groups)} groups of the same shapes and code paths, {len(todo)} code paths; "
+        f"checking each on {resolved}" + (f" in {jobs} processes of {threads} thread(s)" if jobs > 1 else "")
+    )
+    checks: dict[int, GroupCheck] = {}
     extractions: dict[str, ExtractionCheck] = {}
     with tempfile.TemporaryDirectory(prefix="moleflow-smoke-") as tmp:
         work = Path(workdir) if workdir else Path(tmp)
@@ -284,19 +414,25 @@ def smoke(
             e = extractions[key] = check_extraction(config, work, resolved)
             weights = " (random backbone weights: the real ones are not on this machine)" if e.random_weights else ""
             log(f"features: {e.features}{weights}: {e.image_s * 1000:.0f} ms/image, peak {e.peak_mib:,.0f} MiB")
-        for k, group in enumerate(groups, 1):
-            check = check_group(group, work, resolved)
-            checks.append(check)
-            log(format_check(k, len(groups), check))
+        for k, check in _checked(groups, todo, work, resolved, jobs, threads):
+            checks[k] = check
+            log(format_check(k + 1, len(groups), check))
+        for k, by in enumerate(cover):
+            if by is not None:
+                checks[k] = covered_check(groups[k], groups[by], checks[by])
+                log(format_check(k + 1, len(groups), checks[k]))
         seconds = time.perf_counter() - start
+    ordered = [checks[k] for k in range(len(groups))]
     return {
         "device": resolved,
         "seconds": seconds,
-        "groups": [asdict(c) for c in checks],
+        "jobs": jobs,
+        "threads": threads,
+        "groups": [asdict(c) for c in ordered],
         "features": [asdict(e) for e in extractions.values()],
         "estimate": estimate(
             plan,
-            [(run, check) for group, check in zip(groups, checks) for run in group.runs],
+            [(run, check) for group, check in zip(groups, ordered) for run in group.runs],
             list(extractions.values()),
         ),
     }
@@ -306,8 +442,10 @@ def format_check(k: int, n: int, c: GroupCheck) -> str:
     """One line per checked group."""
     weights = ", random backbone weights" if c.random_weights else ""
     head = f"[{k}/{n}] {c.status:8s} {c.label} ({c.runs} run{'s' if c.runs != 1 else ''}{weights})"
-    if c.status != "ok":
+    if c.status == "failed":
         return f"{head}: {c.message}"
+    if c.status == "covered":
+        head = f"{head}: {c.message}"
     return (
         f"{head}: base {c.base_params:,} + {c.params_per_task:,}/task params, peak {c.peak_mib:,.0f} MiB, "
         f"step {c.task0_step_s:.2f} s (task 0) / {c.later_step_s:.2f} s (later), eval {c.eval_image_s * 1000:.0f} ms/image"
@@ -321,10 +459,15 @@ __all__ = [
     "check_extraction",
     "SmokeGroup",
     "check_group",
+    "code_path",
+    "covered_check",
+    "covering",
     "estimate",
+    "model_parameters",
     "shape_signature",
     "smoke",
     "smoke_groups",
+    "SIZE_KEYS",
     "split_sizes",
     "standin_tree",
 ]
