@@ -372,6 +372,29 @@ def test_a_stopped_runs_forgetting_is_nan_and_kept_apart() -> None:
     assert stopped["forgetting_partial"]["image_auroc"]["paper"] == pytest.approx(-0.05)
 
 
+def test_a_summary_has_the_routing_after_each_task_and_the_environment_it_ran_in() -> None:
+    import platform
+
+    state = _state(2)
+    state.routing = [
+        {"accuracy": 1.0, "confusion": [[3]], "accuracy_euclidean": 1.0},
+        {"accuracy": 0.75, "confusion": [[3, 0], [1, 0]], "accuracy_euclidean": 0.5},
+    ]
+    summary = _built(state)
+    assert summary["routing_accuracy_after_task"] == [1.0, 0.75]  # the last is the run's routing accuracy
+    assert (summary["routing_accuracy"], summary["routing_accuracy_euclidean"]) == (0.75, 0.5)
+    assert summary["routing_confusion"] == [[3, 0], [1, 0]]
+    assert summary["environment"] == {
+        "device": "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+    unrouted = _built(_state(2))
+    assert unrouted["routing_accuracy_after_task"] == [] and unrouted["routing_accuracy"] is None
+
+
 def test_tasks_csv_lists_every_filled_cell_under_its_header() -> None:
     import csv
     import io
