@@ -234,3 +234,48 @@ def test_invertibility_checks_every_serving_model_and_the_jacobian_of_the_last_t
     )
     assert found["max_inverse_logdet"] == max(first["inverse_logdet"], last["inverse_logdet"]) < 1e-3
     assert _learner("knn", tasks=2).serving_models(2) == [] and invertibility([], [], torch.device("cpu")) is None
+
+
+def _states_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_runs_flows_and_adapters_are_drawn_from_its_seed_and_their_number() -> None:
+    """A model ``salt`` of seed ``s`` from ``manual_seed(s * 100003 + salt)``, task ``t``'s adapters from
+    ``manual_seed(s * 100003 + 7919 (t + 1))``, by hand; the caller's random stream is left as it was."""
+    from moleflow.config import apply_overrides, load_profile
+    from moleflow.model import MoLEFlow
+
+    config = apply_overrides(
+        load_profile("cpu"), {"seed": 5, "model.coupling_blocks": 1, "model.lora_rank": 2, "model.dia_blocks": 1}
+    )
+    learner = Learner.from_config(config, 8)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    model = learner.new_model(3)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(5 * 100_003 + 3)
+    assert _states_equal(model.state_dict(), MoLEFlow(learner.settings.model_config(3)).state_dict())
+
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    learner.add_task(None)
+    learner.add_task(None)
+    assert torch.equal(torch.get_rng_state(), before)
+    by_hand = Learner.from_config(config, 8)
+    for task in range(2):
+        torch.manual_seed(5 * 100_003 + 7919 * (task + 1))
+        by_hand.strategy.add_task(by_hand, task)
+        by_hand.n_tasks += 1
+    assert _states_equal(learner.flow(0).state_dict(), by_hand.flow(0).state_dict())
+
+
+def test_asking_a_strategy_for_what_it_has_not_names_it() -> None:
+    from moleflow.config import apply_overrides, load_profile
+
+    knn = Learner.from_config(apply_overrides(load_profile("cpu"), {"strategy.name": "knn"}), 8)
+    with pytest.raises(ValueError, match="^the knn strategy has no flow model$"):
+        knn.model_for(0)
+    dne = Learner.from_config(apply_overrides(load_profile("cpu"), {"strategy.name": "dne"}), 8)
+    with pytest.raises(ValueError, match=r"^the dne strategy has no patch scores \(no anomaly map\)$"):
+        dne.patch_scores(0, torch.zeros(1, 2, 2, 8))

@@ -561,3 +561,17 @@ def test_routed_images_are_scored_under_the_task_they_are_sent_to(
     oracle_nan = 2 + len(evaluate.RESCORE_TOP_K)
     assert ev.replaced == oracle_nan + (0 if route_all_elsewhere else 2)
     assert list(ev.routed_to_euclidean) == [1, 1, 1, 1]
+
+
+def test_memory_per_task_without_the_training_images_counts_a_memory_bank_of_none() -> None:
+    """Table 1's callers that have no training images (a flow's memory does not depend on them) leave them out: a
+    kNN bank is then counted empty, never one image's worth."""
+    from moleflow.continual.strategies import memory_per_task
+
+    config = _config("knn", **{"strategy.knn_coreset_ratio": 0.3})
+    left_out, none = memory_per_task(config, DIM, CELLS), memory_per_task(config, DIM, CELLS, 0)
+    assert left_out.keys() == none.keys()
+    assert all(left_out[k] == none[k] or (math.isnan(left_out[k]) and math.isnan(none[k])) for k in none)
+    assert (
+        memory_per_task(config, DIM, CELLS)["bytes_per_task"] < memory_per_task(config, DIM, CELLS, 1)["bytes_per_task"]
+    )
