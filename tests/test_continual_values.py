@@ -250,6 +250,8 @@ def test_a_runs_flows_and_adapters_are_drawn_from_its_seed_and_their_number() ->
         load_profile("cpu"), {"seed": 5, "model.coupling_blocks": 1, "model.lora_rank": 2, "model.dia_blocks": 1}
     )
     learner = Learner.from_config(config, 8)
+    torch.manual_seed(5 * 100_003 + 0)  # the run's first flow, built with the learner, is model 0
+    assert _states_equal(learner.flow(0).state_dict(), MoLEFlow(learner.settings.model_config(0)).state_dict())
     torch.manual_seed(123)
     before = torch.get_rng_state()
     model = learner.new_model(3)
@@ -261,7 +263,7 @@ def test_a_runs_flows_and_adapters_are_drawn_from_its_seed_and_their_number() ->
     before = torch.get_rng_state()
     learner.add_task(None)
     learner.add_task(None)
-    assert torch.equal(torch.get_rng_state(), before)
+    assert torch.equal(torch.get_rng_state(), before) and learner.n_tasks == 2
     by_hand = Learner.from_config(config, 8)
     for task in range(2):
         torch.manual_seed(5 * 100_003 + 7919 * (task + 1))

@@ -575,3 +575,31 @@ def test_memory_per_task_without_the_training_images_counts_a_memory_bank_of_non
     assert (
         memory_per_task(config, DIM, CELLS)["bytes_per_task"] < memory_per_task(config, DIM, CELLS, 1)["bytes_per_task"]
     )
+
+
+def test_metrics_with_maps_are_nan_when_a_map_is_not_finite_and_aupro_uses_the_given_limit() -> None:
+    import numpy as np
+
+    from moleflow.continual.evaluate import TaskScores, metrics_of
+    from moleflow.metrics import aupro
+
+    labels = np.array([0, 1, 1])
+    masks = np.zeros((3, 8, 8), bool)
+    masks[1, :4, :4] = masks[2, 4:, 4:] = True
+    rng = np.random.default_rng(0)
+    maps = (rng.random((3, 8, 8)) + 0.6 * masks).astype(np.float32)
+    image = np.array([0.1, 0.7, 0.9])
+    broken = maps.copy()
+    broken[0, 3, 3] = np.nan  # the image scores finite, one map pixel not
+    assert all(math.isnan(v) for v in metrics_of(labels, masks, TaskScores(image, broken), 0.3).values())
+    found = metrics_of(labels, masks, TaskScores(image, maps), 0.05)
+    assert found["aupro"] == pytest.approx(aupro(masks, maps, 0.05))
+    assert aupro(masks, maps, 0.05) != pytest.approx(aupro(masks, maps, 0.3))  # the limit matters here
+
+
+def test_an_unknown_strategy_is_refused_with_the_known_ones_listed() -> None:
+    from moleflow.continual.strategies import REGISTRY, strategy_named
+
+    with pytest.raises(KeyError) as refused:
+        strategy_named("nope")
+    assert refused.value.args[0] == f"strategy.name: 'nope' is not a strategy (known: {', '.join(sorted(REGISTRY))})"
