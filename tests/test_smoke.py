@@ -164,6 +164,26 @@ def test_split_sizes_from_disk_published_or_generated(tmp_path: Path) -> None:
     assert split_sizes(plan, "mvtec", ["not_a_category"]) is None
 
 
+def test_a_published_dataset_that_is_not_on_this_machine_is_estimated_from_its_published_split(
+    tmp_path: Path,
+) -> None:
+    """The paper's grid is checked where MVTec AD is not: its categories and sizes are the published ones."""
+    from moleflow.planning.estimate import dataset_categories, estimate
+
+    workflow = _workflow(tmp_path, [{"name": "a"}])
+    workflow["datasets"] = {"mvtec": {"kind": "mvtec", "root": str(tmp_path / "absent")}}
+    workflow["studies"]["s"]["set"] = {}
+    workflow["seeds"] = [0]
+    plan = WorkflowPlan.from_config(workflow)
+    assert dataset_categories(plan, "mvtec") == sorted(published_counts("mvtec"))
+    (run,) = plan.runs.values()
+    check = GroupCheck("s/a", 1, "ok", "", 0, 0, 0.0, 2.0, 1.0, 0.5, random_weights=False)
+    found = estimate(plan, [(run, check)], [])
+    sizes = {c: published_counts("mvtec")[c] for c in sorted(published_counts("mvtec"))}
+    assert found["runs_without_estimate"] == 0
+    assert found["train_eval_hours"] == pytest.approx(run_cost(run, check, sizes) / 3600)
+
+
 def test_run_cost_by_hand(tmp_path: Path) -> None:
     plan = WorkflowPlan.from_config(
         _workflow(tmp_path, [{"name": "a", "set": {"training.batch_size": 4, "training.drop_last": True}}])

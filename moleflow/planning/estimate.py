@@ -74,12 +74,14 @@ def split_sizes(plan: WorkflowPlan, dataset: str, categories: list[str]) -> dict
 
 
 def dataset_categories(plan: WorkflowPlan, dataset: str) -> list[str]:
-    """The dataset's categories: as the plan lists them, else every category of a published layout that is not here."""
-    from moleflow.errors import DatasetError
+    """The dataset's categories: as the plan lists them, else every category of a published layout that is not here
+    (the planner refuses a root that is not there with a ``ConfigError`` naming its key; a layout's listing of a
+    root it cannot read raises a ``DatasetError``)."""
+    from moleflow.errors import ConfigError, DatasetError
 
     try:
         return plan.categories(dataset)
-    except DatasetError:
+    except (ConfigError, DatasetError):
         return sorted(published_counts(plan.workflow["datasets"][dataset]["kind"]))
 
 
