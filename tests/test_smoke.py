@@ -117,7 +117,9 @@ def test_a_covered_groups_figures_are_its_checked_groups_scaled_by_parameters(tm
         (300.0 * share, 2.0 * share, 1.0 * share, 0.5 * share)
     )
     assert covered.random_weights and f"x {share:.2f}" in covered.message and large.label in covered.message
-    failed = covered_check(small, large, GroupCheck("s/deeper", 2, "failed", "boom", 0, 0, *[math.nan] * 4, False))
+    failed = covered_check(
+        small, large, GroupCheck("s/deeper", 2, "failed", "boom", 0, 0, math.nan, math.nan, math.nan, math.nan, False)
+    )
     assert failed.status == "failed" and failed.message == f"not checked: {large.label} (its code path) failed"
     assert math.isnan(failed.task0_step_s) and failed.base_params == counts["base"]
 

@@ -405,7 +405,7 @@ def test_tasks_csv_lists_every_filled_cell_under_its_header() -> None:
     def value(mode: str, metric: str, j: int, i: int) -> float:
         return 1000 * MODES.index(mode) + 100 * METRICS.index(metric) + 10 * j + i + 0.25
 
-    matrices = {
+    matrices: dict[str, dict[str, list[list[float | None]]]] = {
         mode: {m: [[value(mode, m, j, i) for i in range(3)] for j in range(3)] for m in METRICS} for mode in MODES
     }
     rows = list(csv.reader(io.StringIO(tasks_csv(matrices, ["cap", "tile", "wood"], 2))))
@@ -495,7 +495,10 @@ def test_metrics_without_maps_are_nan_for_non_finite_scores_and_none_for_pixels(
 
     labels = np.array([0, 1, 1, 0])
     broken = metrics_of(labels, np.zeros(0), TaskScores(np.array([0.1, np.inf, 0.5, 0.2]), None), 0.3)
-    assert math.isnan(broken["image_auroc"]) and [broken[m] for m in METRICS if m != "image_auroc"] == [None] * 3
+    assert (
+        math.isnan(float(broken["image_auroc"] or 0.0))
+        and [broken[m] for m in METRICS if m != "image_auroc"] == [None] * 3
+    )
     fine = metrics_of(labels, np.zeros(0), TaskScores(np.array([0.1, 0.9, 0.5, 0.6]), None), 0.3)
     assert fine["image_auroc"] == pytest.approx(0.75)  # 3 of the 4 (anomalous, normal) pairs ordered
 
@@ -541,7 +544,7 @@ def test_routed_images_are_scored_under_the_task_they_are_sent_to(
     maps[0][0, 0, 0] = np.nan
     maps[0][2:, :2, :2] += 1.0  # task 0's maps find the defects; task 1's miss them
 
-    def score_rows(learner, task, patches, rows, scoring, device, rescore=()):  # type: ignore[no-untyped-def]
+    def score_rows(learner, task, patches, rows, scoring, device, rescore=()):
         return evaluate.TaskScores(
             images[task][rows].copy(), maps[task][rows].copy(), {k: images[task][rows].copy() for k in rescore}
         )
@@ -556,7 +559,7 @@ def test_routed_images_are_scored_under_the_task_they_are_sent_to(
     assert ev.oracle["image_auroc"] == pytest.approx(1.0)  # the NaN became 0, below every anomalous score
     # routed: image 0 at 0 (NaN replaced), 1 and 2 under task 1 (0.8, 0.2), 3 at 0.9: 3 of 4 pairs ordered
     assert ev.routed["image_auroc"] == pytest.approx(0.0 if route_all_elsewhere else 0.75)
-    assert ev.routed["pixel_auroc"] < ev.oracle["pixel_auroc"]
+    assert float(ev.routed["pixel_auroc"] or 1.0) < float(ev.oracle["pixel_auroc"] or 0.0)
     # NaN replaced: the oracle's image, map pixel and re-scored top-k, and the routed image and pixel if image 0 stays
     oracle_nan = 2 + len(evaluate.RESCORE_TOP_K)
     assert ev.replaced == oracle_nan + (0 if route_all_elsewhere else 2)
@@ -591,7 +594,7 @@ def test_metrics_with_maps_are_nan_when_a_map_is_not_finite_and_aupro_uses_the_g
     image = np.array([0.1, 0.7, 0.9])
     broken = maps.copy()
     broken[0, 3, 3] = np.nan  # the image scores finite, one map pixel not
-    assert all(math.isnan(v) for v in metrics_of(labels, masks, TaskScores(image, broken), 0.3).values())
+    assert all(math.isnan(float(v or 0.0)) for v in metrics_of(labels, masks, TaskScores(image, broken), 0.3).values())
     found = metrics_of(labels, masks, TaskScores(image, maps), 0.05)
     assert found["aupro"] == pytest.approx(aupro(masks, maps, 0.05))
     assert aupro(masks, maps, 0.05) != pytest.approx(aupro(masks, maps, 0.3))  # the limit matters here
