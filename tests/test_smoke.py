@@ -147,6 +147,7 @@ def test_the_check_in_two_processes_reports_covered_groups_and_estimates_them(
     assert (groups["jobs"], groups["threads"]) == (2, 1)
     assert groups["groups"][1]["task0_step_s"] > 0 and groups["estimate"]["runs_without_estimate"] == 0
     assert "3 of 3 groups ok (1 covered by another of their code path)" in out
+    assert "(an upper estimate, summed over jobs of 1 thread(s) as checked, 2 at a time)" in out
     assert "covered  s/a (1 run): the code path of s/deeper" in out
 
 

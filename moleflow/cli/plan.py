@@ -93,6 +93,11 @@ def _smoke(args: argparse.Namespace) -> int:
     )
     est, failed = report["estimate"], [g for g in report["groups"] if g["status"] == "failed"]
     covered = sum(g["status"] == "covered" for g in report["groups"])
+    jobs_said = (
+        f", summed over jobs of {report['threads']} thread(s) as checked, {report['jobs']} at a time"
+        if report["jobs"] > 1
+        else ""
+    )
     missing = (
         f"; {est['runs_without_estimate']} run(s) without one (dataset sizes unknown or check failed)"
         if est["runs_without_estimate"]
@@ -102,7 +107,7 @@ def _smoke(args: argparse.Namespace) -> int:
         f"smoke: {len(report['groups']) - len(failed)} of {len(report['groups'])} groups ok"
         f"{f' ({covered} covered by another of their code path)' if covered else ''} in {report['seconds']:.0f} s on "
         f"{report['device']}; the grid on this device: about {_hours(est['train_eval_hours'])} of training and "
-        f"evaluation (an upper estimate) and {_hours(est['extraction_hours'])} of feature extraction{missing}"
+        f"evaluation (an upper estimate{jobs_said}) and {_hours(est['extraction_hours'])} of feature extraction{missing}"
     )
     if args.json:
         write_json_atomic(args.json, report)

@@ -92,7 +92,7 @@ def _logdet_check(model: MoLEFlow, task: int, u: torch.Tensor) -> tuple[float, f
     with torch.no_grad():
         _, ld_flow, ld_dia = double.transform(x, task)
     coded = float((ld_flow + ld_dia).sum().detach())
-    return abs(coded - float(logabs)), abs(coded)
+    return abs(coded - float(logabs.detach())), abs(coded)
 
 
 @torch.no_grad()
