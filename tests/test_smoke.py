@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from moleflow.cli import main
 from moleflow.config import read_yaml
@@ -215,11 +216,13 @@ def test_a_failing_kind_of_run_is_reported_and_fails_the_check(
     workflow["seeds"] = [0]
     (tmp_path / "workflow.yaml").write_text(json.dumps(workflow))
     code = main(
-        ["plan", str(tmp_path / "workflow.yaml"), "--smoke", "--device", "cpu", "--json", str(tmp_path / "smoke.json")]
+        ["plan", str(tmp_path / "workflow.yaml"), "--smoke", "--device", "cpu", "--jobs", "1"]
+        + ["--json", str(tmp_path / "smoke.json")]
     )
     out = capsys.readouterr().out
     assert code == 1
     report = json.loads((tmp_path / "smoke.json").read_text())
+    assert (report["jobs"], report["threads"]) == (1, torch.get_num_threads())  # checked here, with its threads
     assert [g["status"] for g in report["groups"]] == ["ok", "failed"]
     assert "joint subnet has no scale context" in report["groups"][1]["message"]
     assert "1 of 2 groups ok" in out and "failed   s/broken" in out

@@ -81,8 +81,7 @@ def _smoke(args: argparse.Namespace) -> int:
     from moleflow.planning.smoke import smoke
 
     jobs, threads = _jobs(args)
-    if jobs == 1:
-        set_threads(args)
+    set_threads(args)  # this process's (the feature extraction's, and the checks' when they run here)
     report = smoke(
         WorkflowPlan.from_config(read_workflow_config(args.configfile)),
         device=args.device,
@@ -135,7 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     plan.add_argument(
         "--threads",
         type=positive_int,
-        help="(--smoke) torch threads of each check (default: 1 when checks run at once, else torch's)",
+        help="(--smoke) torch threads of each check (default: 1 when checks run at once, else torch's, one per core)",
     )
     plan.add_argument(
         "--jobs",

@@ -393,6 +393,10 @@ def smoke(
     todo = [k for k, by in enumerate(cover) if by is None]
     runs = sum(len(g.runs) for g in groups)
     jobs = 1 if resolved.startswith("cuda") else max(1, jobs)
+    if jobs == 1:  # the checks run in this process, with its threads
+        import torch
+
+        threads = torch.get_num_threads()
     log(
         f"{runs} distinct runs in {len(groups)} groups of the same shapes and code paths, {len(todo)} code paths; "
         f"checking each on {resolved}" + (f" in {jobs} processes of {threads} thread(s)" if jobs > 1 else "")
