@@ -193,7 +193,8 @@ def covered_check(group: SmokeGroup, by: SmokeGroup, check: GroupCheck) -> Group
     if check.status == "failed":
         return _failed(group, f"not checked: {by.label} (its code path) failed", counts, check.random_weights)
     largest = model_parameters(by.config)
-    share = model_parameters(group.config) / largest if largest else 1.0  # no parameters (kNN, DNE): as measured
+    own = counts["base"] + counts["per_task"]  # model_parameters(group.config), from the counts above
+    share = own / largest if largest else 1.0  # no parameters (kNN, DNE): as measured
     return GroupCheck(
         label=group.label,
         runs=len(group.runs),
