@@ -517,6 +517,9 @@ class _MapScorer:
     def nearest_mean(self, features: torch.Tensor) -> torch.Tensor:
         return torch.tensor([1, 1, 1, 1])
 
+    def scoring_state(self, task: int) -> dict[str, torch.Tensor]:
+        return {f"scores_{task}": torch.tensor(float(task))}  # what the evaluation's score cache keys on
+
 
 @pytest.mark.parametrize("route_all_elsewhere", [False, True])
 def test_routed_images_are_scored_under_the_task_they_are_sent_to(

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from moleflow.continual.learner import Learner
+from moleflow.continual.score_cache import ScoreCache
 from moleflow.continual.settings import ScoreSettings
 from moleflow.continual.tasks import TaskData, rows_on
 from moleflow.metrics import aupro, image_auroc, pixel_ap, pixel_auroc
@@ -131,40 +132,66 @@ RESCORE_TOP_K = (1, 3, 5, 10)  # image top-k values re-scored from the same patc
 
 
 def evaluate_task(
-    learner: Learner, task: int, data: TaskData, scoring: ScoreSettings, device: torch.device
+    learner: Learner,
+    task: int,
+    data: TaskData,
+    scoring: ScoreSettings,
+    device: torch.device,
+    cache: ScoreCache | None = None,
 ) -> TaskEvaluation:
-    """Evaluate one seen task, oracle and routed (and the Euclidean router and re-scored top-k beside them)."""
+    """Evaluate one seen task, oracle and routed (and the Euclidean router and re-scored top-k beside them).
+
+    ``cache`` (one per run) serves the scores and oracle metrics of a model that did not change since an
+    earlier evaluation of the same rows (:class:`ScoreCache`); without it everything is computed.
+    """
     if not learner.has_maps:
         return evaluate_images(learner, task, data, scoring.nonfinite_scores)
+    cache = ScoreCache() if cache is None else cache
     test = data.test
     labels = np.asarray(test.labels)
     masks = np.asarray(test.masks)
     rows = np.arange(len(labels))
-    oracle = score_rows(learner, task, test.patches, rows, scoring, device, RESCORE_TOP_K)
+
+    def scored(serving: int, chosen: np.ndarray, rescore: tuple[int, ...] = ()) -> TaskScores:
+        return cache.scores(
+            learner,
+            task,
+            serving,
+            chosen,
+            rescore,
+            lambda: score_rows(learner, serving, test.patches, chosen, scoring, device, rescore),
+        )
+
+    raw = scored(task, rows, RESCORE_TOP_K)  # shared with the cache: copied before any change
     router_features = torch.from_numpy(np.asarray(test.router))
     routed_to = learner.router(router_features).cpu().numpy()
-    assert oracle.maps is not None  # a strategy with maps
-    routed_maps = oracle.maps.copy()
-    routed = TaskScores(oracle.image.copy(), routed_maps)
+    assert raw.maps is not None  # a strategy with maps
+    routed_maps = raw.maps.copy()
+    routed = TaskScores(raw.image.copy(), routed_maps)
     for other in np.unique(routed_to[routed_to != task]):
         wrong = rows[routed_to == other]
-        again = score_rows(learner, int(other), test.patches, wrong, scoring, device)
+        again = scored(int(other), wrong)
         routed.image[wrong], routed_maps[wrong] = again.image, again.maps
-    replaced = 0
+    oracle, replaced = raw, 0
     if scoring.nonfinite_scores == "nan_to_num":
-        (oracle, n_oracle), (routed, n_routed) = nan_to_num(oracle), nan_to_num(routed)
+        (oracle, n_oracle), (routed, n_routed) = nan_to_num(raw), nan_to_num(routed)
         replaced = n_oracle + n_routed
     limit = scoring.aupro_fpr_limit
-    oracle_metrics = metrics_of(labels, masks, oracle, limit)
+
+    def oracle_metrics() -> tuple[dict[str, float | None], dict[int, float]]:
+        by_top_k = {
+            k: image_auroc(labels, v) if np.all(np.isfinite(v)) else float("nan") for k, v in oracle.by_top_k.items()
+        }
+        return metrics_of(labels, masks, oracle, limit), by_top_k
+
+    metrics, by_top_k = cache.oracle_metrics(learner, task, oracle_metrics)
     return TaskEvaluation(
-        oracle=oracle_metrics,  # every image routed to its own task: the same scores, the same metrics
-        routed=dict(oracle_metrics) if np.all(routed_to == task) else metrics_of(labels, masks, routed, limit),
+        oracle=dict(metrics),  # every image routed to its own task: the same scores, the same metrics
+        routed=dict(metrics) if np.all(routed_to == task) else metrics_of(labels, masks, routed, limit),
         routed_to=routed_to,
         routed_scores=routed,
         routed_to_euclidean=learner.router.nearest_mean(router_features).cpu().numpy(),
-        image_auroc_by_top_k={
-            k: image_auroc(labels, v) if np.all(np.isfinite(v)) else float("nan") for k, v in oracle.by_top_k.items()
-        },
+        image_auroc_by_top_k=dict(by_top_k),
         replaced=replaced,
     )
 

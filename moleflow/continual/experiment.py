@@ -26,6 +26,7 @@ from moleflow.continual.artifacts import pick_samples, save_accuracy_heatmaps, s
 from moleflow.continual.checkpoint import RunState, check_run_dir, restore, save_checkpoint, write_status
 from moleflow.continual.evaluate import METRICS, TaskEvaluation, evaluate_task
 from moleflow.continual.learner import Learner
+from moleflow.continual.score_cache import ScoreCache
 from moleflow.continual.settings import LearnerSettings, ScoreSettings, TrainSettings
 from moleflow.continual.strategies.replay import ReplayBuffer
 from moleflow.continual.structure import fingerprints, input_collapse, invertibility
@@ -203,6 +204,7 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:
     learner, replay = _resumed_learner(settings, tasks, state, ckpt, device, log)
     status, message = "ok", ""
     last_eval: list[TaskEvaluation] = []
+    scores = ScoreCache()  # an earlier task's scores while its model stays as it was
     for task in range(state.completed, len(tasks)):
         data = tasks[task]
         learner.add_task(np.asarray(data.train.router))
@@ -223,7 +225,7 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:
             if replay is not None:
                 replay.add(task, data.train.patches)
             eval_start = time.perf_counter()
-            evaluations = [evaluate_task(learner, i, tasks[i], scoring, device) for i in range(task + 1)]
+            evaluations = [evaluate_task(learner, i, tasks[i], scoring, device, scores) for i in range(task + 1)]
             state.timings["evaluation"] += time.perf_counter() - eval_start
             failure = _non_finite(evaluations, tasks, task)
         state.tasks.append(
@@ -263,13 +265,15 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:
     if (
         state.completed == len(tasks) and not last_eval
     ):  # finished earlier: evaluate the restored learner for the samples
-        last_eval = [evaluate_task(learner, i, tasks[i], scoring, device) for i in range(len(tasks))]
+        last_eval = [evaluate_task(learner, i, tasks[i], scoring, device, scores) for i in range(len(tasks))]
     timings = {
         "features": features_seconds,
         "training": state.timings["training"],
         "training_per_task": state.timings["training_per_task"],
         "evaluation": state.timings["evaluation"],
         "feature_cache": {"hits": store.stats["hits"], "misses": store.stats["misses"]},
+        # score sets served from the cache (a model unchanged since it scored them) and computed (this process)
+        "score_cache": {"hits": scores.hits, "misses": scores.misses},
         "started_at": state.timings["started_at"],
         "task_finished_at": state.timings["task_finished_at"],
     }

@@ -42,7 +42,6 @@ class Learner(nn.Module):
         self.settings = settings
         self.strategy = strategy_named(settings.strategy, dict(settings.strategy_options))
         self.seed = settings.seed
-        self.mcfg = settings.model
         self.models = nn.ModuleList()
         self.knn = self.strategy.bank()
         self.knn_bank = settings.knn_bank
@@ -202,6 +201,31 @@ class Learner(nn.Module):
         state[f"router.mean_{task}"] = getattr(self.router, f"mean_{task}")
         state[f"router.precision_{task}"] = getattr(self.router, f"precision_{task}")
         return {k: v.detach().clone() for k, v in state.items()}
+
+    def scoring_state(self, task: int) -> dict[str, torch.Tensor]:
+        """The tensors task ``task``'s patch scores are computed from (the learner's own, not copies).
+
+        A flow: the base and the task's own tensors of the model serving it (:meth:`model_for`; the joint
+        flow's task 0 for every task); knn: the bank(s) its ``knn_bank`` measures against. Two states with
+        the same tensors give the same scores (evaluation's fixed chunks), which
+        :class:`~moleflow.continual.score_cache.ScoreCache` relies on. DNE scores images, not patches: its
+        task's Gaussian.
+        """
+        if self.knn is not None:
+            banks = {
+                "per_task": [task],
+                "replaced": [self.knn.n_tasks - 1],
+                "joint": list(range(self.knn.n_tasks)),
+            }[self.knn_bank]
+            return {f"knn.bank_{b}": self.knn.bank(b) for b in banks}
+        if self.gaussians is not None:
+            return {f"gaussians.{k}": v for k, v in self.gaussians.task_state(task).items()}
+        index, local = self.strategy.serving(task)
+        return {
+            f"models.{index}.{k}": v
+            for k, v in self.models[index].state_dict().items()
+            if task_of_parameter(k) in (None, local)
+        }
 
     def task_states(self, trained: int) -> list[dict[str, torch.Tensor]]:
         """:meth:`task_state` of each of the first ``trained`` tasks."""

@@ -1,0 +1,168 @@
+"""The evaluation's score cache: the same numbers as scoring again, and never a score of a model that changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tests_helpers import continual_synth, tiny
+
+from moleflow.continual import Learner
+from moleflow.continual.evaluate import TaskEvaluation, evaluate_task
+from moleflow.continual.score_cache import ScoreCache
+from moleflow.continual.settings import ScoreSettings, TrainSettings
+from moleflow.continual.tasks import TaskData, load_tasks
+from moleflow.continual.train import train_task
+from moleflow.features import FeatureStore
+from moleflow.model.mole_flow import task_of_parameter
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return continual_synth(tmp_path_factory.mktemp("score-cache"))
+
+
+def _trained(config: dict, upto: int) -> tuple[Learner, list[TaskData]]:
+    tasks = load_tasks(config, FeatureStore(config, progress=False))
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
+    for task in range(upto):
+        learner.add_task(np.asarray(tasks[task].train.router))
+        result = train_task(learner, task, tasks[task].train.patches, TrainSettings.from_config(config), CPU)
+        assert result.status == "ok"
+    return learner, tasks
+
+
+def _same(a: TaskEvaluation, b: TaskEvaluation) -> None:
+    """Bit for bit: metrics, routing and every routed score."""
+    assert a.oracle == b.oracle and a.routed == b.routed
+    assert a.image_auroc_by_top_k == b.image_auroc_by_top_k and a.replaced == b.replaced
+    np.testing.assert_array_equal(a.routed_to, b.routed_to)
+    np.testing.assert_array_equal(a.routed_scores.image, b.routed_scores.image)
+    assert a.routed_scores.maps is not None and b.routed_scores.maps is not None
+    np.testing.assert_array_equal(a.routed_scores.maps, b.routed_scores.maps)
+
+
+def test_a_frozen_task_is_scored_once_and_its_numbers_are_the_uncached_ones(
+    data: Path, cache: Path, tmp_path: Path
+) -> None:
+    config = tiny(data, cache, "dataset.categories=[cap,tile,screw]")
+    scoring = ScoreSettings.from_config(config)
+    learner, tasks = _trained(config, 1)
+    scores = ScoreCache()
+    first = evaluate_task(learner, 0, tasks[0], scoring, CPU, scores)
+    assert (scores.hits, scores.misses) == (0, 1)
+    for task in (1, 2):  # later tasks train their own adapters; task 0's base and adapters stay as they were
+        learner.add_task(np.asarray(tasks[task].train.router))
+        assert (
+            train_task(learner, task, tasks[task].train.patches, TrainSettings.from_config(config), CPU).status == "ok"
+        )
+        kept = evaluate_task(learner, 0, tasks[0], scoring, CPU, scores)
+        _same(kept, evaluate_task(learner, 0, tasks[0], scoring, CPU))  # the uncached evaluation, computed now
+    # task 0's oracle scores came from the cache twice; each lookup of an image the router sent elsewhere too
+    assert scores.hits >= 2 and scores.misses == 1 + int(np.sum(np.unique(kept.routed_to) != 0))
+    assert first.oracle == kept.oracle  # frozen: the same numbers as after its own task
+
+
+def test_one_changed_bit_of_a_model_is_scored_again(data: Path, cache: Path) -> None:
+    config = tiny(data, cache, "dataset.categories=[cap,tile,screw]")
+    scoring = ScoreSettings.from_config(config)
+    learner, tasks = _trained(config, 1)
+    scores = ScoreCache()
+    before = evaluate_task(learner, 0, tasks[0], scoring, CPU, scores)
+    model, local = learner.model_for(0)
+    params = dict(model.named_parameters())
+    first_s1 = next(n for n in params if n.endswith("subnet.s1.base.weight"))
+    for name in (first_s1, "whitening.g.0"):  # the shared base, the task's own
+        flat = params[name].view(-1)
+        with torch.no_grad():
+            flat[0] = torch.nextafter(flat[0], torch.tensor(np.inf))  # the smallest change a float32 can make
+        misses = scores.misses
+        evaluate_task(learner, 0, tasks[0], scoring, CPU, scores)
+        assert scores.misses == misses + 1, name  # one bit is a new model: never served an old score
+        with torch.no_grad():
+            flat[0] += 0.5  # a change the scores show
+        after = evaluate_task(learner, 0, tasks[0], scoring, CPU, scores)
+        assert scores.misses == misses + 2, name
+        _same(after, evaluate_task(learner, 0, tasks[0], scoring, CPU))
+        assert after.routed_scores.image.tobytes() != before.routed_scores.image.tobytes(), name
+        before = after
+    assert local == 0 and before.routed_to.shape == after.routed_to.shape
+
+
+def test_the_scoring_state_is_what_the_scores_are_computed_from(data: Path, cache: Path) -> None:
+    """Per strategy: a task's own adapters and the base; the joint flow's task 0 for every task; knn's banks."""
+    base = tiny(data, cache, "dataset.categories=[cap,tile,screw]")
+    learner, _ = _trained(base, 2)
+    names0, names1 = set(learner.scoring_state(0)), set(learner.scoring_state(1))
+    shared = names0 & names1
+    assert shared and all(task_of_parameter(n.removeprefix("models.0.")) is None for n in shared)  # the base alone
+    assert {n for n in names0 - shared if task_of_parameter(n.removeprefix("models.0.")) != 0} == set()
+    assert any(".lora_A.1" in n for n in names1) and not any(".lora_A.0" in n for n in names1)
+    assert any(".lora_A.0" in n for n in names0) and not any(".lora_A.1" in n for n in names0)
+    # the model's own storage, not copies: the digest reads the model as it is now
+    model, _ = learner.model_for(1)
+    storage = {p.data_ptr() for p in model.parameters()}
+    assert all(v.data_ptr() in storage for n, v in learner.scoring_state(1).items() if "lora" in n)
+
+    joint, _ = _trained(tiny(data, cache, "dataset.categories=[cap,tile,screw]", "strategy.name=joint"), 0)
+    for _ in range(2):
+        joint.add_task(None)
+    assert set(joint.scoring_state(1)) == set(joint.scoring_state(0))  # task 0's adapters serve every task
+
+    for bank, expected in (
+        ("per_task", {"knn.bank_1"}),
+        ("replaced", {"knn.bank_2"}),
+        ("joint", {"knn.bank_0", "knn.bank_1", "knn.bank_2"}),
+    ):
+        config = tiny(
+            data, cache, "dataset.categories=[cap,tile,screw]", "strategy.name=knn", f"strategy.knn_bank={bank}"
+        )
+        knn, _ = _trained(config, 3)
+        assert set(knn.scoring_state(1)) == expected, bank
+
+
+def test_a_changed_base_is_scored_again_under_sequential(data: Path, cache: Path) -> None:
+    config = tiny(data, cache, "dataset.categories=[cap,tile,screw]", "strategy.name=sequential")
+    scoring = ScoreSettings.from_config(config)
+    learner, tasks = _trained(config, 1)
+    scores = ScoreCache()
+    evaluate_task(learner, 0, tasks[0], scoring, CPU, scores)
+    learner.add_task(np.asarray(tasks[1].train.router))
+    assert train_task(learner, 1, tasks[1].train.patches, TrainSettings.from_config(config), CPU).status == "ok"
+    after = evaluate_task(learner, 0, tasks[0], scoring, CPU, scores)
+    assert scores.hits == 0  # the base moved: nothing is served from before
+    _same(after, evaluate_task(learner, 0, tasks[0], scoring, CPU))
+
+
+class _Fixed:
+    """A learner whose scoring state never changes (what the cache reads of it)."""
+
+    def __init__(self) -> None:
+        self.weight = torch.zeros(3)
+
+    def scoring_state(self, task: int) -> dict[str, torch.Tensor]:
+        return {f"w{task}": self.weight}
+
+
+def test_a_slot_is_its_test_set_serving_task_rows_and_top_k() -> None:
+    from moleflow.continual.evaluate import TaskScores
+
+    learner, cache, made = _Fixed(), ScoreCache(), []
+
+    def get(test: int, serving: int, rows: list[int], rescore: tuple[int, ...] = ()) -> TaskScores:
+        def compute() -> TaskScores:
+            made.append((test, serving, tuple(rows), rescore))
+            return TaskScores(np.array([float(len(made))]), None)
+
+        return cache.scores(learner, test, serving, np.array(rows), rescore, compute)  # type: ignore[arg-type]
+
+    first = get(0, 1, [0, 1])
+    for other in ((1, 1, [0, 1]), (0, 0, [0, 1]), (0, 1, [0, 2]), (0, 1, [0, 1], (3,))):
+        assert get(*other) is not first
+    assert get(0, 1, [0, 1]) is first and len(made) == 5 and (cache.hits, cache.misses) == (1, 5)
+    learner.weight[0] = 1.0  # the model changed in place: the same slot is computed again
+    assert get(0, 1, [0, 1]) is not first and len(made) == 6
