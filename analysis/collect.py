@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from moleflow.config import config_hash, flat_strings
-from moleflow.continual.summary import read_summary
+from moleflow.continual.summary_file import read_summary
 from moleflow.metrics.continual import METRICS
 
 

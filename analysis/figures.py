@@ -39,7 +39,7 @@ from analysis import sweeps  # noqa: E402
 from analysis.literature import reported  # noqa: E402
 from analysis.table_frames import METRIC_LABELS, main_method, run_level  # noqa: E402
 from analysis.tables import literature_kinds  # noqa: E402
-from moleflow.continual.summary import read_summary  # noqa: E402
+from moleflow.continual.summary_file import read_summary  # noqa: E402
 from moleflow.heatmaps import accuracy_heatmaps, as_matrix  # noqa: E402
 from moleflow.io import atomic_path  # noqa: E402
 from moleflow.metrics.continual import forgetting_max  # noqa: E402

@@ -12,7 +12,7 @@ import torch
 from moleflow.continual.evaluate import TaskScores, nan_to_num
 from moleflow.continual.learner import Learner, prototype_rows
 from moleflow.continual.strategies import strategy_named
-from moleflow.continual.summary import read_summary
+from moleflow.continual.summary_file import read_summary
 from moleflow.errors import MoleflowError
 
 #: prototype_rows(10, 4, seed 3, task 1) as this release draws it (written down once from its output)

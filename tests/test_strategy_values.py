@@ -15,7 +15,7 @@ from tests_helpers import per_task_by_formula
 from moleflow.continual.checkpoint import RunState
 from moleflow.continual.strategies import STRATEGIES, Strategy, strategy_named
 from moleflow.continual.strategies.base import CostInputs
-from moleflow.continual.summary import SUMMARY_KEYS, read_summary
+from moleflow.continual.summary_file import SUMMARY_KEYS, read_summary
 from moleflow.errors import MoleflowError
 
 CONFIG = {"model": {"coupling_blocks": 6, "dia_blocks": 2}, "training": {"epochs": 3}, "features": {"input_size": 64}}

@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import platform
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,6 @@ from moleflow.config import Config
 from moleflow.continual.checkpoint import MODES, Matrices, RunState
 from moleflow.continual.strategies import memory_per_task, parameter_counts
 from moleflow.continual.tasks import TaskData
-from moleflow.errors import MoleflowError
 from moleflow.metrics import backward_transfer, forgetting_diag, forgetting_max
 from moleflow.metrics.continual import METRICS
 
@@ -150,26 +148,3 @@ def tasks_csv(matrices: Matrices, names: list[str], completed: int) -> str:
             for mode in MODES:
                 writer.writerow([j, i, names[i], mode, *[matrices[mode][m][j][i] for m in METRICS]])
     return buffer.getvalue()
-
-
-#: Top-level keys every run summary has (the tables read them all).
-SUMMARY_KEYS = ("status", "config", "config_hash", "tasks", "tasks_completed", "accuracy_matrix", "mean", "forgetting")
-
-
-def read_summary(path: str | Path) -> dict[str, Any]:
-    """A run's ``summary.json``; one line naming it when it is truncated, not JSON or not a run summary.
-
-    Raises:
-        MoleflowError: the file and what is wrong with it, and what to do (rerun the run into its folder).
-    """
-    path = Path(path)
-    fix = f"rerun that run (its folder resumes) or delete {path.parent}"
-    try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise MoleflowError(f"{path}: truncated or not JSON ({reason}); {fix}") from None
-    if not isinstance(summary, dict) or any(key not in summary for key in SUMMARY_KEYS):
-        lacking = [k for k in SUMMARY_KEYS if not isinstance(summary, dict) or k not in summary]
-        raise MoleflowError(f"{path}: not a run summary (no {', '.join(lacking)}); {fix}")
-    return summary

@@ -224,7 +224,7 @@ COLLAPSE_METRICS = ("input_logdet", "logvolume_per_channel", "mixer_self_coeffic
 
 def run_summary(run_dir: str | Path) -> dict[str, Any]:
     """The summary of a finished run folder; one line naming the folder or file when there is none to log."""
-    from moleflow.continual.summary import read_summary
+    from moleflow.continual.summary_file import read_summary
 
     folder = Path(run_dir)
     if not folder.is_dir():
