@@ -40,7 +40,7 @@ from moleflow.continual.train import make_optimizer
 
 SIZES: dict[str, dict[str, Any]] = {
     "smoke": {"grids": (4,), "repeat": 2, "profile_steps": 1},
-    "full": {"grids": (16, 20), "repeat": 7, "profile_steps": 5},
+    "full": {"grids": (16, 20), "repeat": 15, "profile_steps": 5},
 }
 
 #: Each part and the profile's keys that leave it out.
