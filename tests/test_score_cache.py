@@ -158,7 +158,8 @@ def test_a_slot_is_its_test_set_serving_task_rows_and_top_k() -> None:
             made.append((test, serving, tuple(rows), rescore))
             return TaskScores(np.array([float(len(made))]), None)
 
-        return cache.scores(learner, test, serving, np.array(rows), rescore, compute)  # type: ignore[arg-type]
+        key = cache.key(learner, serving)  # type: ignore[arg-type]
+        return cache.scores(key, test, serving, np.array(rows), rescore, compute)
 
     first = get(0, 1, [0, 1])
     for other in ((1, 1, [0, 1]), (0, 0, [0, 1]), (0, 1, [0, 2]), (0, 1, [0, 1], (3,))):

@@ -152,9 +152,9 @@ def evaluate_task(
     masks = np.asarray(test.masks)
     rows = np.arange(len(labels))
 
-    def scored(serving: int, chosen: np.ndarray, rescore: tuple[int, ...] = ()) -> TaskScores:
+    def scored(serving: int, key: str, chosen: np.ndarray, rescore: tuple[int, ...] = ()) -> TaskScores:
         return cache.scores(
-            learner,
+            key,
             task,
             serving,
             chosen,
@@ -162,7 +162,8 @@ def evaluate_task(
             lambda: score_rows(learner, serving, test.patches, chosen, scoring, device, rescore),
         )
 
-    raw = scored(task, rows, RESCORE_TOP_K)  # shared with the cache: copied before any change
+    own = cache.key(learner, task)  # the model as it is now: one digest per task and evaluation
+    raw = scored(task, own, rows, RESCORE_TOP_K)  # shared with the cache: copied before any change
     router_features = torch.from_numpy(np.asarray(test.router))
     routed_to = learner.router(router_features).cpu().numpy()
     assert raw.maps is not None  # a strategy with maps
@@ -170,7 +171,7 @@ def evaluate_task(
     routed = TaskScores(raw.image.copy(), routed_maps)
     for other in np.unique(routed_to[routed_to != task]):
         wrong = rows[routed_to == other]
-        again = scored(int(other), wrong)
+        again = scored(int(other), cache.key(learner, int(other)), wrong)
         routed.image[wrong], routed_maps[wrong] = again.image, again.maps
     oracle, replaced = raw, 0
     if scoring.nonfinite_scores == "nan_to_num":
@@ -184,7 +185,7 @@ def evaluate_task(
         }
         return metrics_of(labels, masks, oracle, limit), by_top_k
 
-    metrics, by_top_k = cache.oracle_metrics(learner, task, oracle_metrics)
+    metrics, by_top_k = cache.oracle_metrics(own, task, oracle_metrics)
     return TaskEvaluation(
         oracle=dict(metrics),  # every image routed to its own task: the same scores, the same metrics
         routed=dict(metrics) if np.all(routed_to == task) else metrics_of(labels, masks, routed, limit),

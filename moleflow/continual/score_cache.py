@@ -12,9 +12,11 @@ computes again whenever those tensors differ in one bit (Sequential's base after
 task, EWC's, Replay's). A run of ``T`` tasks then scores ``T`` test sets once each (and the
 images the router sends elsewhere) instead of ``T (T + 1) / 2`` times.
 
-The digest is taken at every lookup, never remembered across calls, so a model changed
-between two evaluations (training, a checkpoint loaded) is never served an old score.
-Each slot (test set, serving task, rows, re-scored top-k) keeps only its newest entry.
+The caller takes the digest (:meth:`ScoreCache.key`) for each evaluation, never keeps it
+across evaluations, so a model changed between two evaluations (training, a checkpoint
+loaded) is never served an old score. Each slot (test set, serving task, rows, re-scored
+top-k) keeps only its newest entry. One cache serves one run: its test sets and scoring
+settings are part of no key.
 """
 
 from __future__ import annotations
@@ -53,19 +55,17 @@ class ScoreCache:
 
     def scores(
         self,
-        learner: Learner,
+        key: str,
         test_task: int,
         serving: int,
         rows: np.ndarray,
         rescore: tuple[int, ...],
         compute: Callable[[], TaskScores],
     ) -> TaskScores:
-        """Scores of test set ``test_task``'s ``rows`` under task ``serving`` (``compute()`` unless kept).
-
-        The result is shared with later lookups: read it, never write into it.
-        """
+        """Scores of test set ``test_task``'s ``rows`` under task ``serving``, whose scoring state has digest
+        ``key`` (``compute()`` unless kept for that digest). The result is shared with later lookups: read it,
+        never write into it."""
         slot = (test_task, serving, np.asarray(rows, dtype=np.int64).tobytes(), tuple(rescore))
-        key = self.key(learner, serving)
         kept = self._scores.get(slot)
         if kept is not None and kept[0] == key:
             self.hits += 1
@@ -75,10 +75,10 @@ class ScoreCache:
         self._scores[slot] = (key, value)
         return value
 
-    def oracle_metrics(self, learner: Learner, test_task: int, compute: Callable[[], Any]) -> Any:
-        """The metrics of test set ``test_task`` under its own task's model (``compute()`` unless kept for the same
-        model): a deterministic function of the oracle scores, which that model fixes."""
-        key = self.key(learner, test_task)
+    def oracle_metrics(self, key: str, test_task: int, compute: Callable[[], Any]) -> Any:
+        """The metrics of test set ``test_task`` under its own task's model, whose scoring state has digest ``key``
+        (``compute()`` unless kept for that digest): a deterministic function of the oracle scores, which that
+        model fixes."""
         kept = self._metrics.get(test_task)
         if kept is not None and kept[0] == key:
             return kept[1]
