@@ -167,3 +167,49 @@ def test_a_slot_is_its_test_set_serving_task_rows_and_top_k() -> None:
     assert get(0, 1, [0, 1]) is first and len(made) == 5 and (cache.hits, cache.misses) == (1, 5)
     learner.weight[0] = 1.0  # the model changed in place: the same slot is computed again
     assert get(0, 1, [0, 1]) is not first and len(made) == 6
+
+
+def test_the_joint_flow_s_test_sets_keep_their_own_metrics(data: Path, cache: Path) -> None:
+    """Every task is served by the same tensors (task 0's): the test sets share a digest, never metrics."""
+    config = tiny(data, cache, "dataset.categories=[cap,tile,screw]", "strategy.name=joint")
+    scoring = ScoreSettings.from_config(config)
+    learner, tasks = _trained(config, 0)
+    for task in range(2):
+        learner.add_task(np.asarray(tasks[task].train.router))
+    assert ScoreCache.key(learner, 0) == ScoreCache.key(learner, 1)
+    scores = ScoreCache()
+    for task in range(2):
+        _same(
+            evaluate_task(learner, task, tasks[task], scoring, CPU, scores),
+            evaluate_task(learner, task, tasks[task], scoring, CPU),
+        )
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``cap`` and ``cap_twin`` (the same product from another generator seed): the router sends images across."""
+    from moleflow.data.synth import SynthCounts, generate
+
+    root, other = tmp_path_factory.mktemp("cache-twins"), tmp_path_factory.mktemp("cache-twin-source")
+    counts = SynthCounts(train=8, test_good=3, test_per_defect=2)
+    generate(root, seed=0, size=64, categories=["cap"], counts=counts)
+    generate(other, seed=5, size=64, categories=["cap"], counts=counts)
+    (other / "cap").rename(root / "cap_twin")
+    return root
+
+
+def test_an_image_sent_elsewhere_is_scored_again_when_that_task_s_model_changed(twins: Path, cache: Path) -> None:
+    config = tiny(twins, cache, "dataset.categories=[cap,cap_twin]")
+    scoring = ScoreSettings.from_config(config)
+    learner, tasks = _trained(config, 0)
+    for task in range(2):
+        learner.add_task(np.asarray(tasks[task].train.router))
+    scores = ScoreCache()
+    sent = [evaluate_task(learner, t, tasks[t], scoring, CPU, scores).routed_to for t in range(2)]
+    test = next(t for t in range(2) if np.any(sent[t] != t))  # a test set with images routed to the other task
+    other = 1 - test
+    model, _ = learner.model_for(other)
+    with torch.no_grad():  # the other task's own whitening shift: its scores move, the test set's own do not
+        dict(model.named_parameters())[f"whitening.b.{other}"].add_(0.5)
+    again = evaluate_task(learner, test, tasks[test], scoring, CPU, scores)
+    _same(again, evaluate_task(learner, test, tasks[test], scoring, CPU))
