@@ -119,3 +119,15 @@ def test_each_experiment_carries_its_studys_description(tmp_path: Path) -> None:
     # the list shows the studies only: MLflow's own empty Default experiment is retired
     assert sorted(e.name for e in client.search_experiments()) == sorted(texts)
     assert client.get_experiment("0").lifecycle_stage == "deleted"
+
+
+def test_the_mirror_reads_summaries_without_importing_torch(tmp_path: Path) -> None:
+    """`moleflow track study` runs once per study: the training code's imports (about 4 s on a CPU) are not its."""
+    (tmp_path / "summary.json").write_text(json.dumps(fake_summary(0)))
+    code = (
+        "import sys; import moleflow.cli.track; from moleflow.tracking.mlflow_log import run_summary; "
+        f"assert run_summary({str(tmp_path)!r})['status'] == 'ok'; "
+        "print([m for m in ('torch', 'FrEIA', 'sklearn', 'matplotlib') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
