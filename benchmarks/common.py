@@ -6,10 +6,11 @@ baseline measured in the same process; they are never asserts in tests.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -173,3 +174,30 @@ def count_flops(fn: Callable[[], Any]) -> int:
     ) as counter:
         fn()
     return int(counter.get_total_flops())
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one thread inside the block (as each workflow job trains: ``threads: 1``), the caller's count after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def self_cpu_shares(fn: Callable[[], None], steps: int) -> dict[str, float]:
+    """Each operation's share of the self CPU time over ``steps`` calls of ``fn`` (after one warm-up call),
+    largest first; operations without self time left out (``torch.profiler``)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            fn()
+    events = sorted(
+        (e for e in prof.key_averages() if e.self_cpu_time_total > 0), key=lambda e: e.self_cpu_time_total, reverse=True
+    )
+    total = sum(e.self_cpu_time_total for e in events)
+    return {e.key: e.self_cpu_time_total / total for e in events}

@@ -26,7 +26,16 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import Result, count_flops, device, interleaved_seconds, paired_ratio, sync
+from benchmarks.common import (
+    Result,
+    count_flops,
+    device,
+    interleaved_seconds,
+    one_thread,
+    paired_ratio,
+    self_cpu_shares,
+    sync,
+)
 from benchmarks.flow_step import flow_loss_step, flow_with_tasks, freia_step, plain_freia, trainable_flow
 from moleflow.config import load_profile
 from moleflow.continual.settings import TrainSettings
@@ -82,26 +91,14 @@ def _matmul(rows: int, inner: int, cols: int, dev: torch.device) -> Callable[[],
 
 def top_operations(fn: Callable[[], None], steps: int, count: int = 6) -> str:
     """The ``count`` operations with the most self CPU time over ``steps`` calls: ``name share%``."""
-    from torch.profiler import ProfilerActivity, profile
-
-    fn()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(steps):
-            fn()
-    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
-    total = sum(e.self_cpu_time_total for e in events)
-    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:count]
-    return ", ".join(f"{e.key} {100 * e.self_cpu_time_total / total:.0f}%" for e in top)
+    top = list(self_cpu_shares(fn, steps).items())[:count]
+    return ", ".join(f"{name} {100 * share:.0f}%" for name, share in top)
 
 
 def run(scale: str = "full") -> Result:
     """Measured with one torch thread, as the workflow's jobs train (``threads: 1``, two jobs side by side)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return _measure(SIZES[scale], scale)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _measure(size: dict[str, Any], scale: str) -> Result:

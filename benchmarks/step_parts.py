@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import Result, device, interleaved_seconds, paired_ratio
+from benchmarks.common import Result, device, interleaved_seconds, one_thread, paired_ratio, self_cpu_shares
 from benchmarks.cpu_step import train_step
 from benchmarks.flow_step import freia_step, plain_freia, trainable_flow
 from moleflow.config import load_profile
@@ -94,28 +94,10 @@ def optimiser_step(config: dict[str, Any], dim: int, x: torch.Tensor, task: int,
     return step
 
 
-def _conv_backward_share(fn: Callable[[], None], steps: int) -> float:
-    """Share of self CPU time in ``aten::convolution_backward`` over ``steps`` calls of ``fn``."""
-    from torch.profiler import ProfilerActivity, profile
-
-    fn()
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(steps):
-            fn()
-    events = list(prof.key_averages())
-    total = sum(e.self_cpu_time_total for e in events)
-    conv = sum(e.self_cpu_time_total for e in events if e.key == "aten::convolution_backward")
-    return conv / total if total else float("nan")
-
-
 def run(scale: str = "full") -> Result:
     """Measured with one torch thread, as the workflow's jobs train."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return _measure(SIZES[scale], scale)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _grid_rows(
@@ -141,7 +123,8 @@ def _grid_rows(
         return ms[f"full{t}"] * (1 - 1 / paired_ratio(times[f"full{t}"], times[f"{part}{t}"]))
 
     def conv_backward(t: int) -> float:
-        return ms[f"full{t}"] * _conv_backward_share(steps[f"full{t}"], size["profile_steps"])
+        shares = self_cpu_shares(steps[f"full{t}"], size["profile_steps"])
+        return ms[f"full{t}"] * shares.get("aten::convolution_backward", 0.0)
 
     rows = [
         ("the whole step", ms["full0"], ms["full1"]),
