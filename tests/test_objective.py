@@ -7,6 +7,7 @@ the diagnostic on every flow run, its separation by hand; flagged rows marked in
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -175,6 +176,65 @@ def test_the_diagnostic_by_hand(dataset: Path, cache: Path) -> None:
     assert found["input_logdet"] == pytest.approx(logdet, rel=1e-9)
     assert found["logvolume_per_channel"] == pytest.approx(logdet / x.shape[-1], rel=1e-9)
     assert found["collapsed"] == collapsed(found["logvolume_per_channel"])
+
+
+@pytest.mark.parametrize("strategy", ["frozen_base", "joint"])
+def test_the_run_gives_the_diagnostic_its_evaluations_test_nll(
+    dataset: Path, cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, strategy: str
+) -> None:
+    """A run hands the diagnostic the test NLL its evaluation computed, and the diagnostic's figures are those of
+    its own passes bit for bit (the joint flow: every task's test set under the one model)."""
+    from moleflow.continual import experiment
+
+    calls = []
+
+    def both(*args, test_nll=None, **kwargs):
+        given = input_collapse(*args, test_nll=test_nll, **kwargs)
+        assert test_nll is not None and given == input_collapse(*args, **kwargs)
+        calls.append([t.category for t in args[4]])
+        return given
+
+    monkeypatch.setattr(experiment, "input_collapse", both)
+    run(tiny(dataset, cache, f"strategy.name={strategy}"), tmp_path / strategy, progress=False, log=lambda *a: None)
+    names = ["cap", "screw", "tile"]
+    assert calls == ([[name] for name in names] if strategy == "frozen_base" else [names])
+
+
+def test_the_diagnostic_reads_the_test_nll_it_is_given(dataset: Path, cache: Path) -> None:
+    """Given each test set's patch NLL (the evaluation's oracle scores) the diagnostic computes the same figures as
+    from its own passes; another test set's NLL gives other figures; only a test set scored by the model serving
+    the task is handed over."""
+    from moleflow.continual.evaluate import evaluate_task
+    from moleflow.continual.experiment import _oracle_nll
+    from moleflow.continual.settings import ScoreSettings
+
+    config = tiny(dataset, cache)
+    tasks = load_tasks(config, FeatureStore(config, progress=False))
+    learner = Learner.from_config(config, tasks[0].train.patches.shape[-1])
+    for task in tasks[:2]:
+        learner.add_task(np.asarray(task.train.router))
+    with torch.no_grad():  # adapters away from their identity start, so that the two tasks score differently
+        for p in learner.flow(0).parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    scoring = ScoreSettings.from_config(config)
+    evaluations = [evaluate_task(learner, t, tasks[t], scoring, CPU) for t in range(2)]
+    own = evaluations[1].oracle_patches
+    assert own is not None and own.shape == np.asarray(tasks[1].test.patches).shape[:3]
+    model = learner.flow(0)
+    computed = input_collapse(model, 1, 1, tasks[1].train.patches, [tasks[1]], 0, CPU)
+    assert input_collapse(model, 1, 1, tasks[1].train.patches, [tasks[1]], 0, CPU, test_nll=[own]) == computed
+    other = evaluations[0].oracle_patches
+    wrong = input_collapse(model, 1, 1, tasks[1].train.patches, [tasks[1]], 0, CPU, test_nll=[other])
+    assert wrong["nll_good"] != computed["nll_good"] and wrong["nll_train"] == computed["nll_train"]
+    serving = [(model, 0), (model, 1)]
+    assert _oracle_nll(serving, 1, [1], evaluations) == [own]
+    assert _oracle_nll([(model, 0), (model, 0)], 1, [0, 1], evaluations) == [other, own]  # one model serves both
+    assert _oracle_nll([(model, 0), (model, 0)], 1, [0, 1], evaluations)[0] is other
+    copy_model = Learner.from_config(config, tasks[0].train.patches.shape[-1]).flow(0)
+    assert _oracle_nll([(copy_model, 0), (model, 1)], 1, [0, 1], evaluations) is None  # scored by another model
+    assert _oracle_nll(serving, 1, [0, 1], evaluations) is None  # test set 0 scored by the model's task 0
+    stripped = [evaluations[0], dataclasses.replace(evaluations[1], oracle_patches=None)]
+    assert _oracle_nll(serving, 1, [1], stripped) is None
 
 
 def test_the_collapse_rule_reads_the_maps_log_volume_per_channel() -> None:

@@ -29,6 +29,7 @@ class TaskScores:
     image: np.ndarray  # (N,) image scores
     maps: np.ndarray | None  # (N, S, S) float32 anomaly maps; None for a strategy without maps (DNE)
     by_top_k: dict[int, np.ndarray] = field(default_factory=dict)  # k -> (N,) image scores re-aggregated with top-k = k
+    patches: np.ndarray | None = None  # (N, H, W) the patch scores the maps and image scores were made from
 
 
 @torch.no_grad()
@@ -40,9 +41,16 @@ def score_batch(
     The third item holds, for each ``k`` in ``rescore``, the image scores of the same patch
     scores aggregated with ``image_top_k = k`` (the model is not run again).
     """
+    return aggregate(learner.patch_scores(task, x), scoring, rescore)
+
+
+def aggregate(
+    patch_scores: torch.Tensor, scoring: ScoreSettings, rescore: tuple[int, ...] = ()
+) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+    """Image scores ``(B,)``, anomaly maps ``(B, S, S)`` and the re-scored top-k image scores of patch scores
+    ``(B, H, W)``: what :func:`score_batch` returns for them."""
     from moleflow.model import anomaly_maps, image_scores
 
-    patch_scores = learner.patch_scores(task, x)
     return (
         image_scores(patch_scores, scoring.image_top_k),
         anomaly_maps(patch_scores, scoring.input_size, scoring.map_sigma, scoring.map_padding),
@@ -60,23 +68,32 @@ def score_rows(
     device: torch.device,
     rescore: tuple[int, ...] = (),
 ) -> TaskScores:
-    """Image scores and anomaly maps of ``patches[rows]`` under task ``task``'s adapters (and ``rescore``'s top-k scores)."""
+    """Image scores and anomaly maps of ``patches[rows]`` under task ``task``'s adapters (and ``rescore``'s top-k
+    scores), with the patch scores they were made from."""
     size = scoring.input_size
     images: list[np.ndarray] = []
     maps: list[np.ndarray] = []
+    cells: list[np.ndarray] = []
     by_k: dict[int, list[np.ndarray]] = {k: [] for k in rescore}
     step = scoring.batch_size
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
         x = rows_on(patches[chunk], device)
-        image, amap, extra = score_batch(learner, task, x, scoring, rescore)
+        patch_scores = learner.patch_scores(task, x)
+        image, amap, extra = aggregate(patch_scores, scoring, rescore)
+        cells.append(patch_scores.cpu().numpy())
         images.append(image.cpu().numpy())
         maps.append(amap.cpu().numpy().astype(np.float32))
         for k, value in extra.items():
             by_k[k].append(value.cpu().numpy())
     if not images:
         return TaskScores(np.zeros(0), np.zeros((0, size, size), dtype=np.float32))
-    return TaskScores(np.concatenate(images), np.concatenate(maps), {k: np.concatenate(v) for k, v in by_k.items()})
+    return TaskScores(
+        np.concatenate(images),
+        np.concatenate(maps),
+        {k: np.concatenate(v) for k, v in by_k.items()},
+        np.concatenate(cells),
+    )
 
 
 def nan_to_num(scores: TaskScores) -> tuple[TaskScores, int]:
@@ -126,6 +143,7 @@ class TaskEvaluation:
     routed_to_euclidean: np.ndarray  # (N,) task id of the nearest prototype mean (the router ablation)
     image_auroc_by_top_k: dict[int, float]  # oracle image AUROC re-aggregated with each RESCORE_TOP_K
     replaced: int = 0  # non-finite score values replaced (evaluation.nonfinite_scores: nan_to_num), oracle and routed
+    oracle_patches: np.ndarray | None = None  # (N, H, W) patch scores under the task's own model, as computed
 
 
 RESCORE_TOP_K = (1, 3, 5, 10)  # image top-k values re-scored from the same patch scores (no retraining)
@@ -194,6 +212,7 @@ def evaluate_task(
         routed_to_euclidean=learner.router.nearest_mean(router_features).cpu().numpy(),
         image_auroc_by_top_k=dict(by_top_k),
         replaced=replaced,
+        oracle_patches=raw.patches,
     )
 
 

@@ -173,6 +173,21 @@ def _non_finite(evaluations: list[TaskEvaluation], tasks: list[TaskData], task: 
     return f"non-finite scores on task {failed[0]} ({tasks[failed[0]].category}) after training task {task} ({tasks[task].category})"
 
 
+def _oracle_nll(
+    serving: list[tuple[Any, int]], task: int, tested: list[int], evaluations: list[TaskEvaluation]
+) -> list[np.ndarray] | None:
+    """The patch NLL ``(N, H, W)`` of each test set in ``tested`` as this evaluation computed it, when the model
+    that scored it is the one serving ``task`` (the input-collapse diagnostic's model); else ``None``."""
+    model, local = serving[task]
+    out = []
+    for i in tested:
+        nll = evaluations[i].oracle_patches
+        if nll is None or serving[i][0] is not model or serving[i][1] != local:
+            return None
+        out.append(nll)
+    return out
+
+
 def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:
     ckpt = out / "checkpoints"
     cfg_hash = config_hash(config)
@@ -247,9 +262,15 @@ def _run(config: Config, out: Path, progress: bool, log) -> dict[str, Any]:
         _record_evaluation(state, task, last_eval)
         serving = learner.serving_models(task + 1)
         if serving:  # a flow: did its input collapse (the objective's unbounded direction)?
-            tests = tasks if learner.strategy.waits_for_last_task else [data]
+            tested = list(range(task + 1)) if learner.strategy.waits_for_last_task else [task]
             state.tasks[-1]["input_collapse"] = input_collapse(
-                *serving[task], task, train, tests, config["seed"], device
+                *serving[task],
+                task,
+                train,
+                [tasks[i] for i in tested],
+                config["seed"],
+                device,
+                test_nll=_oracle_nll(serving, task, tested, evaluations),
             )
         state.tasks[-1]["fingerprints"] = fingerprints(learner.base_state(), learner.task_states(task + 1))
         state.tasks[-1]["invertibility"] = invertibility(serving, [t.test.patches for t in tasks[: task + 1]], device)

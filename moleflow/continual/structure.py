@@ -216,12 +216,16 @@ def input_collapse(
     seed: int,
     device: torch.device,
     batch: int = 16,
+    test_nll: list[np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """The diagnostic of ``model``, serving task ``task`` as its task ``local`` (see the module's docstring).
 
     Args:
         train: the task's training patches ``(N, H, W, D)`` (the joint flow's: every task's).
         tests: the test sets whose normal and defect patches are compared (the joint flow's: every task's).
+        test_nll: per test set, its patch NLL ``(N, H, W)`` under this model as the run's evaluation computed it
+            (its oracle scores: on the CPU bit for bit what passes here in batches of ``batch`` give, since the
+            flow treats each image alone); ``None``: computed here.
     """
     height, width = int(train.shape[1]), int(train.shape[2])
     rng = np.random.default_rng([seed, task, 0xD1A6])
@@ -233,13 +237,16 @@ def input_collapse(
         inputs.add(model.preprocess(x, local).reshape(-1, x.shape[-1]))
         nll_train.append((-model(x, local).log_prob).reshape(-1).cpu().numpy())
     good, defect = [], []
-    for data in tests:
+    for k, data in enumerate(tests):
         labels, masks = np.asarray(data.test.labels), np.asarray(data.test.masks)
         cells = _defect_cells(masks, height, width) if masks.size else np.zeros((len(labels), height, width), bool)
         for start in range(0, len(labels), batch):
             chunk = slice(start, start + batch)
-            x = rows_on(data.test.patches[chunk], device)
-            nll = (-model(x, local).log_prob).cpu().numpy()  # the model serving the task (oracle)
+            if test_nll is not None:
+                nll = test_nll[k][chunk]
+            else:
+                x = rows_on(data.test.patches[chunk], device)
+                nll = (-model(x, local).log_prob).cpu().numpy()  # the model serving the task (oracle)
             normal = labels[chunk] == 0
             good.append(nll[normal].reshape(-1))
             defect.append(nll[~normal][cells[chunk][~normal]])
