@@ -224,12 +224,14 @@ def test_the_diagnostic_reads_the_test_nll_it_is_given(dataset: Path, cache: Pat
     computed = input_collapse(model, 1, 1, tasks[1].train.patches, [tasks[1]], 0, CPU)
     assert input_collapse(model, 1, 1, tasks[1].train.patches, [tasks[1]], 0, CPU, test_nll=[own]) == computed
     other = evaluations[0].oracle_patches
+    assert other is not None
     wrong = input_collapse(model, 1, 1, tasks[1].train.patches, [tasks[1]], 0, CPU, test_nll=[other])
     assert wrong["nll_good"] != computed["nll_good"] and wrong["nll_train"] == computed["nll_train"]
     serving = [(model, 0), (model, 1)]
-    assert _oracle_nll(serving, 1, [1], evaluations) == [own]
-    assert _oracle_nll([(model, 0), (model, 0)], 1, [0, 1], evaluations) == [other, own]  # one model serves both
-    assert _oracle_nll([(model, 0), (model, 0)], 1, [0, 1], evaluations)[0] is other
+    found = _oracle_nll(serving, 1, [1], evaluations)
+    assert found is not None and [id(a) for a in found] == [id(own)]
+    both = _oracle_nll([(model, 0), (model, 0)], 1, [0, 1], evaluations)  # one model serves both test sets
+    assert both is not None and [id(a) for a in both] == [id(other), id(own)]
     copy_model = Learner.from_config(config, tasks[0].train.patches.shape[-1]).flow(0)
     assert _oracle_nll([(copy_model, 0), (model, 1)], 1, [0, 1], evaluations) is None  # scored by another model
     assert _oracle_nll(serving, 1, [0, 1], evaluations) is None  # test set 0 scored by the model's task 0
