@@ -82,6 +82,8 @@ PARTS: dict[str, tuple[list[str], list[str]]] = {
             "tests/test_baselines.py",
             "tests/test_strategy_values.py",  # each strategy's accounting, costs and summary reading, by hand
             "tests/test_continual_values.py",  # prototype rows, NaN scores, separated's forms, refusals, by hand
+            "tests/test_score_cache.py",  # evaluation's cache of unchanged models' scores and metrics
+            "tests/test_objective.py",  # the patch scores evaluation keeps for the input-collapse diagnostic
         ],
     ),
     "cache": (
