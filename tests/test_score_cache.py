@@ -213,3 +213,48 @@ def test_an_image_sent_elsewhere_is_scored_again_when_that_task_s_model_changed(
         dict(model.named_parameters())[f"whitening.b.{other}"].add_(0.5)
     again = evaluate_task(learner, test, tasks[test], scoring, CPU, scores)
     _same(again, evaluate_task(learner, test, tasks[test], scoring, CPU))
+
+
+def test_scores_follow_the_runs_top_k_and_padding(data: Path, cache: Path) -> None:
+    """The image scores, maps and re-scored top-k come from the kept patch scores with the run's own settings
+    (neither ``image_top_k = 1`` nor the ``mirror`` padding is the scoring functions' default)."""
+    from moleflow.continual.evaluate import score_rows
+    from moleflow.continual.tasks import rows_on
+    from moleflow.model import anomaly_maps, image_scores
+
+    config = tiny(
+        data, cache, "dataset.categories=[cap,tile,screw]", "scoring.image_top_k=1", "scoring.map_padding=mirror"
+    )
+    scoring = ScoreSettings.from_config(config)
+    learner, tasks = _trained(config, 1)
+    test = tasks[0].test
+    rows = np.arange(len(test.labels))
+    got = score_rows(learner, 0, test.patches, rows, scoring, CPU, (5,))
+    assert got.patches is not None
+    patches = torch.from_numpy(got.patches)
+    with torch.no_grad():
+        assert torch.equal(patches, learner.patch_scores(0, rows_on(test.patches[rows], CPU)))
+    maps = anomaly_maps(patches, scoring.input_size, scoring.map_sigma, "mirror").numpy()
+    np.testing.assert_array_equal(got.image, image_scores(patches, 1).numpy())
+    np.testing.assert_array_equal(got.maps, maps)
+    np.testing.assert_array_equal(got.by_top_k[5], image_scores(patches, 5).numpy())
+    assert not np.array_equal(got.image, image_scores(patches).numpy())  # the settings matter on these scores
+    assert not np.array_equal(got.maps, anomaly_maps(patches, scoring.input_size, scoring.map_sigma).numpy())
+
+
+def test_two_test_sets_sent_to_one_task_keep_their_own_scores(
+    data: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Images of two test sets with the same row numbers, both sent to task 2: one model, one digest, the same rows,
+    but each test set's own scores (the slot holds the test set)."""
+    config = tiny(data, cache, "dataset.categories=[cap,tile,screw]")
+    scoring = ScoreSettings.from_config(config)
+    learner, tasks = _trained(config, 3)
+    assert len(tasks[0].test.labels) == len(tasks[1].test.labels)
+    monkeypatch.setattr(learner.router, "forward", lambda feats: torch.full((len(feats),), 2, dtype=torch.long))
+    scores = ScoreCache()
+    kept = [evaluate_task(learner, t, tasks[t], scoring, CPU, scores) for t in (0, 1)]
+    for t, found in enumerate(kept):
+        assert np.all(found.routed_to == 2)
+        _same(found, evaluate_task(learner, t, tasks[t], scoring, CPU))  # uncached, computed now
+    assert not np.array_equal(kept[0].routed_scores.image, kept[1].routed_scores.image)
