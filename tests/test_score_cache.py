@@ -239,7 +239,9 @@ def test_scores_follow_the_runs_top_k_and_padding(data: Path, cache: Path) -> No
     np.testing.assert_array_equal(got.maps, maps)
     np.testing.assert_array_equal(got.by_top_k[5], image_scores(patches, 5).numpy())
     assert not np.array_equal(got.image, image_scores(patches).numpy())  # the settings matter on these scores
-    assert not np.array_equal(got.maps, anomaly_maps(patches, scoring.input_size, scoring.map_sigma).numpy())
+    assert got.maps is not None and not np.array_equal(
+        got.maps, anomaly_maps(patches, scoring.input_size, scoring.map_sigma).numpy()
+    )
 
 
 def test_two_test_sets_sent_to_one_task_keep_their_own_scores(
