@@ -15,6 +15,7 @@ from moleflow.model import (
     GridShape,
     LoRALinear,
     ModelConfig,
+    MoLEContextSubnet,
     MoLEFlow,
     SubnetConfig,
     build_coupling_flow,
@@ -56,11 +57,19 @@ def test_each_coupling_block_inverts_with_exact_logdet(scale_context: bool) -> N
         )
 
 
+class _Joined(MoLEContextSubnet):
+    """FrEIA's subnet form of :class:`MoLEContextSubnet`: ``[s, t]`` as one ``(N, D)`` tensor (the same parameters)."""
+
+    def forward(self, x1: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return torch.cat(super().forward(x1), dim=1)
+
+
 def test_gather_permutation_equals_freia_permutation_matrix_bitwise() -> None:
-    """The column gather gives FrEIA's ``F.linear(x, P)`` bit for bit: outputs, inverse and gradients."""
+    """The column gather and the subnet's ``(s, t)`` pair give FrEIA's block bit for bit (``F.linear(x, P)``, and
+    ``[s, t]`` concatenated, scaled in place and sliced): outputs, inverse and gradients."""
     from FrEIA.modules import AllInOneBlock
 
-    from moleflow.model.coupling import GatherPermutationBlock, MoLEContextSubnet
+    from moleflow.model.coupling import GatherPermutationBlock
 
     grid = GridShape(batch=2, height=4, width=4)
     cfg = SubnetConfig(rank=4, context_kernel=3)
@@ -68,9 +77,10 @@ def test_gather_permutation_equals_freia_permutation_matrix_bitwise() -> None:
     for cls in (AllInOneBlock, GatherPermutationBlock):
         torch.manual_seed(3)
         np.random.seed(3)
+        subnet = _Joined if cls is AllInOneBlock else MoLEContextSubnet
         block = cls(
             [(16,)],
-            subnet_constructor=lambda c_in, c_out: MoLEContextSubnet(c_in, c_out, grid, cfg),
+            subnet_constructor=lambda c_in, c_out, subnet=subnet: subnet(c_in, c_out, grid, cfg),
             affine_clamping=1.9,
             global_affine_type="SOFTPLUS",
             permute_soft=False,
@@ -96,7 +106,7 @@ def test_gather_permutation_equals_freia_permutation_matrix_bitwise() -> None:
     np.random.seed(11)
     other = AllInOneBlock(
         [(16,)],
-        subnet_constructor=lambda c_in, c_out: MoLEContextSubnet(c_in, c_out, grid, cfg),
+        subnet_constructor=lambda c_in, c_out: _Joined(c_in, c_out, grid, cfg),
         affine_clamping=1.9,
         global_affine_type="SOFTPLUS",
         permute_soft=False,

@@ -5,7 +5,7 @@ The flow maps each patch vector ``u`` in ``R^D`` to ``z``; patches travel as row
 needs the grid to compute its spatial context, so the flow shares a
 :class:`GridShape` with every subnet and sets it before each pass.
 
-Each block: split ``D/2 + D/2``; ``[s, t] = subnet(x1)``; ``x2 <- x2 exp(1.9 tanh(0.1 s)) + t``
+Each block: split ``D/2 + D/2``; ``(s, t) = subnet(x1)``; ``x2 <- x2 exp(1.9 tanh(0.1 s)) + t``
 (FrEIA scales the subnet output by 0.1 and soft-clamps), then a global affine
 (SOFTPLUS) and a hard channel permutation drawn from NumPy seeded with the block's seed,
 applied as a column gather (:class:`GatherPermutationBlock`) rather than FrEIA's
@@ -109,12 +109,17 @@ class MoLEContextSubnet(nn.Module):
         ctx = self.context_conv(grid).permute(0, 2, 3, 1).reshape(x1.shape)
         return self.alpha_max * torch.sigmoid(self.theta_s) * ctx
 
-    def forward(self, x1: torch.Tensor) -> torch.Tensor:
-        """``(N, D/2)`` -> ``(N, D)`` = ``[s, t]``."""
+    def forward(self, x1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N, D/2)`` -> ``(s, t)``, each ``(N, D/2)``.
+
+        The two halves stay apart: :class:`GatherPermutationBlock` takes them as they are, where
+        FrEIA's block would take ``[s, t]`` as one ``(N, D)`` tensor and slice it again (a copy
+        forward, and two zero-filled ``(N, D)`` gradients summed backward, for the same values).
+        """
         s_in = torch.cat([x1, self.context(x1)], dim=1) if self.context_conv is not None else x1
         s = self.s2(torch.relu(self.s1(s_in)))
         t = self.t2(torch.relu(self.t1(x1)))
-        return torch.cat([s, t], dim=1)
+        return s, t
 
 
 class MoLEJointSubnet(nn.Module):
@@ -144,7 +149,8 @@ class GatherPermutationBlock(AllInOneBlock):
     ``x[:, index]`` with ``index[i] = argmax_j P[i, j]`` gives the same values (a sum of
     one product by 1 and products by 0 is exact), and so does its gradient. ``P`` stays
     in the state dict (checkpoints and fingerprints unchanged); the indices are
-    non-persistent buffers derived from it.
+    non-persistent buffers derived from it. Its coupling also takes the subnet's ``(s, t)``
+    halves as a pair (:meth:`_affine`), with FrEIA's arithmetic.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -181,6 +187,23 @@ class GatherPermutationBlock(AllInOneBlock):
 
     def _pre_permute(self, x: torch.Tensor, rev: bool = False) -> torch.Tensor:
         return x.index_select(1, self.perm_index if rev else self.perm_index_inv)
+
+    def _affine(
+        self, x: torch.Tensor, a: torch.Tensor | tuple[torch.Tensor, torch.Tensor], rev: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """FrEIA's affine coupling of the active half ``x`` ``(N, D/2)``, also from the subnet's ``(s, t)`` pair.
+
+        A pair (:class:`MoLEContextSubnet`) is scaled by FrEIA's 0.1 half by half: the same
+        elementwise operations as FrEIA's on the concatenated ``(N, D)`` ``[s, t]``, so the same
+        bits forward and backward. A single tensor (:class:`MoLEJointSubnet`) goes to FrEIA.
+        """
+        if isinstance(a, torch.Tensor):
+            return super()._affine(x, a, rev=rev)
+        s, t = a[0] * 0.1, a[1] * 0.1
+        sub_jac = self.clamp * torch.tanh(s)
+        if rev:
+            return (x - t) * torch.exp(-sub_jac), -torch.sum(sub_jac, dim=self.sum_dims)
+        return x * torch.exp(sub_jac) + t, torch.sum(sub_jac, dim=self.sum_dims)
 
 
 def build_coupling_flow(

@@ -35,7 +35,7 @@ class AffineCouplingBlock(nn.Module):
         self.s, self.t = _mlp(self.half_dim), _mlp(self.half_dim)
 
     def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = x[:, : self.half_dim], x[:, self.half_dim :]
+        a, b = torch.split(x, self.half_dim, dim=1)  # one gradient (a concatenation), not two zero-padded ones summed
         return (b, a) if self.flip else (a, b)
 
     def _join(self, cond: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
