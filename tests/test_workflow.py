@@ -84,6 +84,39 @@ def test_plan_cuts_each_studys_runs_into_training_jobs() -> None:
     assert priorities["ablation_tiny_00"] > priorities["main_tiny_01"]  # four runs' work before one run's
 
 
+def test_a_variants_runs_per_job_packs_its_runs_with_the_studys_runs_of_the_same_size() -> None:
+    """A variant's own runs_per_job: its runs share jobs with the study's other runs of that size, whatever their
+    variant; the job numbers go on across sizes; a run that an earlier study owns stays in that study's jobs; and
+    the key does not enter a run's configuration (the run ids are the same without it)."""
+    from moleflow.planning import WorkflowPlan
+
+    wf = copy.deepcopy(TINY)
+    wf["seeds"] = [0, 1, 2]
+    wf["studies"]["main"]["variants"] += [
+        {"name": "lr", "set": {"training.lr": 0.01}},
+        {"name": "kNN", "set": {"strategy.name": "knn"}, "seeds": [0], "runs_per_job": 4},
+        {"name": "DNE", "set": {"strategy.name": "dne"}, "runs_per_job": 4},
+    ]
+    wf["studies"]["main"]["variants"][0]["runs_per_job"] = 4  # MoLE-Flow: ablation's runs (the first study)
+    plan = WorkflowPlan.from_config(_validated(wf))
+    jobs = {job: sorted(ids) for job, ids in plan.jobs.items()}
+    variant = {r.run_id: dict(r.memberships)["main"] for r in plan.runs.values() if "main" in r.studies}
+    assert {job: len(ids) for job, ids in jobs.items()} == {
+        "ablation_tiny_00": 2,
+        "ablation_tiny_01": 2,
+        "ablation_tiny_02": 2,
+        "main_tiny_00": 2,
+        "main_tiny_01": 1,
+        "main_tiny_02": 4,
+    }, jobs
+    assert sorted(variant[r] for r in jobs["main_tiny_02"]) == ["DNE", "DNE", "DNE", "kNN"]
+    assert {variant[r] for r in jobs["main_tiny_00"] + jobs["main_tiny_01"]} == {"lr"}
+    for v in wf["studies"]["main"]["variants"]:
+        v.pop("runs_per_job", None)
+    assert sorted(plan_runs(_validated(wf))) == sorted(plan.runs)
+    assert len(WorkflowPlan.from_config(_validated(wf)).jobs) == 7  # without it: kNN and DNE in jobs of two
+
+
 def test_feature_jobs_cover_every_resolution_the_runs_read() -> None:
     from moleflow.planning import WorkflowPlan
 

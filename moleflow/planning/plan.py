@@ -232,22 +232,30 @@ class WorkflowPlan:
     def jobs(self) -> dict[str, list[str]]:
         """``{job name: [run id, ...]}``: the training jobs, each training its runs one after the other.
 
-        A run belongs to the first study (in the configuration's order) that needs it; each
-        study's runs on one dataset, in planning order, are cut into jobs of the study's
-        ``runs_per_job`` (else the workflow's, else 1). Job names are ``<study>_<dataset>_<k>``.
+        A run belongs to the first study (in the configuration's order) that needs it; that
+        study's runs on one dataset with the same ``runs_per_job`` (the run's variant's, else
+        the study's, else the workflow's, else 1), in planning order, are cut into jobs of that
+        many runs. Job names are ``<study>_<dataset>_<k>``, ``k`` counting the study's jobs on
+        the dataset.
         """
-        default = int(self.workflow.get("runs_per_job", 1))
         order = list(self.workflow["studies"])
-        chunks: dict[tuple[str, str], list[str]] = {}
+        chunks: dict[tuple[str, str, int], list[str]] = {}
         for run in self.runs.values():
-            first = min((s for s, _ in run.memberships), key=order.index)
-            chunks.setdefault((first, run.dataset), []).append(run.run_id)
+            study, variant = min(run.memberships, key=lambda m: order.index(m[0]))
+            chunks.setdefault((study, run.dataset, self._runs_per_job(study, variant)), []).append(run.run_id)
         jobs: dict[str, list[str]] = {}
-        for (study, dataset), ids in chunks.items():
-            size = int(self.workflow["studies"][study].get("runs_per_job") or default)
+        counts: dict[tuple[str, str], int] = {}
+        for (study, dataset, size), ids in chunks.items():
             for k in range(0, len(ids), size):
-                jobs[_identifier(f"{study}_{dataset}_{k // size:02d}")] = ids[k : k + size]
+                index = counts[(study, dataset)] = counts.get((study, dataset), -1) + 1
+                jobs[_identifier(f"{study}_{dataset}_{index:02d}")] = ids[k : k + size]
         return jobs
+
+    def _runs_per_job(self, study: str, variant: str) -> int:
+        """Runs per training job for ``variant``'s runs in ``study``: the variant's, the study's, the workflow's, or 1."""
+        spec = self.workflow["studies"][study]
+        own = next(v.get("runs_per_job") for v in spec["variants"] if v["name"] == variant)
+        return int(own or spec.get("runs_per_job") or self.workflow.get("runs_per_job", 1))
 
     @cached_property
     def _job_ranks(self) -> dict[str, int]:
