@@ -11,7 +11,9 @@ the benchmark script: it takes the workflow's time). A run job (one process trai
 one or several runs, see ``runs_per_job``) has its wall time split into what its runs
 timed (training, evaluation with the invertibility checks, loading cached features)
 and the rest of the process (start-up and imports, writing its outputs). Lane time no
-job used is Snakemake's own (scheduling, job start) or idle cores at the ends.
+job used is Snakemake's own (scheduling, job start) or idle cores at the ends. Below the
+table, the task-0 training that runs repeated bit for bit (:func:`repeated_task0`): what
+sharing identical training prefixes across runs could save.
 """
 
 from __future__ import annotations
@@ -78,6 +80,28 @@ def run_split(results: Path, walls: pd.DataFrame) -> dict[str, float]:
     return out
 
 
+def repeated_task0(results: Path) -> tuple[int, float]:
+    """Task-0 training that a run repeated bit for bit: ``(runs, seconds)``.
+
+    Runs whose task 0 ended in the same tensors (the summary's task-0 ``fingerprints``: the base's and every
+    task's digests) after the same epoch losses trained the same prefix; of each such group of ``n`` runs,
+    ``n - 1`` trainings are repeats, costed at the group's mean task-0 training seconds. That is what
+    sharing identical training prefixes across runs could save, measured on finished runs rather than
+    predicted from their configurations. Runs without a trained flow (no fingerprints or no training) count
+    for nothing.
+    """
+    groups: dict[str, list[float]] = {}
+    for path in sorted((results / "runs").glob("*/summary.json")):
+        summary = json.loads(path.read_text())
+        per_task, seconds = summary.get("per_task") or [], summary["timings"].get("training_per_task") or []
+        if not per_task or not seconds or not per_task[0].get("fingerprints") or not seconds[0]:
+            continue
+        key = json.dumps([per_task[0]["fingerprints"], per_task[0]["epoch_losses"]], sort_keys=True)
+        groups.setdefault(key, []).append(float(seconds[0]))
+    repeats = [(len(g) - 1, (len(g) - 1) * sum(g) / len(g)) for g in groups.values() if len(g) > 1]
+    return sum(n for n, _ in repeats), sum(s for _, s in repeats)
+
+
 def table(results: Path, elapsed: float, cores: int) -> str:
     """The breakdown as Markdown (see the module docstring)."""
     walls = job_walls(results)
@@ -96,6 +120,12 @@ def table(results: Path, elapsed: float, cores: int) -> str:
         f"| Snakemake's own and idle cores (lane time no job used) | | {rest:,.0f} | {100 * rest / lane:.1f} % |"
     )
     lines.append(f"| lane time: {elapsed:,.0f} s elapsed x {cores} cores | {len(walls)} | {lane:,.0f} | 100 % |")
+    runs, seconds = repeated_task0(results)
+    lines.append("")
+    lines.append(
+        f"Task-0 training repeated bit for bit (the same task-0 tensors after the same losses as another run's): "
+        f"{runs} runs, {seconds:,.0f} s ({100 * seconds / lane:.1f} % of the lane time)."
+    )
     return "\n".join(lines) + "\n"
 
 
